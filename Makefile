@@ -1,0 +1,22 @@
+# Two commands: `make train` (the main job) and `make test` (the whole test suite).
+# Both create the virtual environment first when it is missing or out of date.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+export KEDRO_DISABLE_TELEMETRY := 1
+
+.PHONY: setup train test
+
+$(VENV)/.installed: pyproject.toml constraints-cpu.txt
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/bin/python -m pip install --quiet -c constraints-cpu.txt -e ".[dev]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+train: setup
+	$(VENV)/bin/eurus-prime train
+
+test: setup
+	$(VENV)/bin/python -m pytest

@@ -1,0 +1,4 @@
+"""eurus_prime
+"""
+
+__version__ = "0.1"

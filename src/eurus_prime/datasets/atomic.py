@@ -1,0 +1,30 @@
+"""Atomic writes: build in a hidden temporary sibling, then rename into place."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+
+def write_dir_atomically(target: Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp)`` on a fresh temporary folder beside ``target``, then move it to
+    ``target``. A crash leaves at most a hidden ``.<name>.tmp-*`` folder, never a half-written
+    ``target``; an existing ``target`` is replaced only once the new one is complete."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        write(tmp)
+        if target.exists():
+            old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
+            os.replace(target, old)
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,31 @@
+"""Project pipelines, registered explicitly.
+
+Kedro 1.5+ imports only ``pipelines/<name>/`` when run with ``--pipelines=<name>`` if the registry
+uses ``find_pipelines()``; composites built on top of it then fail to import. So every pipeline,
+stage or composite, is built here from the stage modules.
+"""
+
+from __future__ import annotations
+
+from kedro.pipeline import Pipeline
+
+from eurus_prime.pipelines.bootstrap import pipeline as bootstrap
+from eurus_prime.pipelines.data_prep import pipeline as data_prep
+from eurus_prime.pipelines.evaluation import pipeline as evaluation
+
+
+def register_pipelines() -> dict[str, Pipeline]:
+    """``bootstrap`` makes the tiny world and its SFT model and evaluates it; ``data_prep``,
+    ``sft`` and ``evaluation`` are its stages, runnable alone once their inputs exist."""
+    world = bootstrap.create_world_pipeline()
+    prep = data_prep.create_pipeline()
+    sft = bootstrap.create_pipeline()
+    evaluate = evaluation.create_pipeline()
+    return {
+        "tinyworld": world,
+        "data_prep": prep,
+        "sft": sft,
+        "evaluation": evaluate,
+        "bootstrap": world + prep + sft + evaluate,
+        "__default__": world + prep + sft + evaluate,
+    }

@@ -1,0 +1,1 @@
+"""Kedro pipelines: thin nodes (``nodes.py``) wired in ``pipeline.py``, one package per stage."""
