@@ -28,9 +28,11 @@ def test_splits_are_disjoint_and_sized(small_world):
     splits = prompts["extra_info"].map(lambda e: e["split"])
     assert splits.value_counts().to_dict() == {"train": 60, "test": 40, "val": 20}
     assert len(demos) == 300
-    keys = {name: set(prompts[splits == name]["prompt"].map(prompt_key)) for name in ("train", "val", "test")}
-    keys["sft"] = set(demos["prompt"].map(prompt_key))
-    assert sum(len(k) for k in keys.values()) == 420  # no duplicates within or across splits
+    keys = {name: list(prompts[splits == name]["prompt"].map(prompt_key)) for name in ("train", "val", "test")}
+    for name, k in keys.items():
+        assert len(set(k)) == len(k), f"duplicate prompts inside {name}"
+    keys = {name: set(k) for name, k in keys.items()}
+    keys["sft"] = set(demos["prompt"].map(prompt_key))  # may repeat a task: several demonstrations
     names = list(keys)
     for i, a in enumerate(names):
         for b in names[i + 1:]:
@@ -87,6 +89,15 @@ def test_config_rejects_bad_values(kwargs, match):
 
 
 def test_too_small_world_fails_loudly():
-    with pytest.raises(ValueError, match="distinct code prompts"):
-        generate_world(TinyWorldConfig(n_sft=2000, n_train=0, n_val=0, n_test=0, code_fraction=1.0,
-                                       max_draws_factor=1))
+    # ~5k distinct code prompts exist; asking for 20k distinct ones must fail, naming the split.
+    with pytest.raises(ValueError, match="usable prompts for split 'test'"):
+        generate_world(TinyWorldConfig(n_sft=0, n_train=0, n_val=0, n_test=20000, code_fraction=1.0,
+                                       max_draws_factor=3))
+
+
+def test_world_has_the_same_ability_share_in_every_split():
+    prompts, demos = generate_world(TinyWorldConfig(n_sft=3000, n_train=1000, n_val=200, n_test=1000))
+    share = prompts.groupby(prompts["extra_info"].map(lambda e: e["split"]))["ability"].apply(
+        lambda a: (a == "code").mean())
+    assert share.to_dict() == {"test": 0.4, "train": 0.4, "val": 0.4}
+    assert (demos["ability"] == "code").mean() == 0.4

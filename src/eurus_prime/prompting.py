@@ -25,10 +25,7 @@ EURUS2_SYSTEM_PROMPT = (
 #: The tiny world's system message: the same structure (action list, then the step format,
 #: starting and ending with "\n") at a fraction of the length, because on a 1M-parameter model
 #: every prompt token is paid for in every forward pass of every stage.
-TINY_SYSTEM_PROMPT = (
-    "\nUse these actions as needed:\n\n[ASSESS]\n\n[ADVANCE]\n\n[OUTPUT]\n\n"
-    "Format:\n\n[ACTION NAME]\n\n# Your step\n\nNext action: [NEXT ACTION NAME]\n"
-)
+TINY_SYSTEM_PROMPT = "\nActions: [ASSESS] [ADVANCE] [OUTPUT]\nFormat: [ACTION]\n# step\nNext action: [NEXT]\n"
 
 SYSTEM_PROMPTS = {"eurus2": EURUS2_SYSTEM_PROMPT, "tiny": TINY_SYSTEM_PROMPT}
 

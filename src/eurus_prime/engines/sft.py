@@ -13,6 +13,7 @@ import copy
 import logging
 import math
 import random
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -50,8 +51,13 @@ class SFTConfig:
     """Stop after this many measurements without improvement (0: never stop early)."""
     seed: int = 0
     """Seed of the shuffling and of the held-out split."""
+    max_seconds: float | None = None
+    """Stop after this much wall time (None: run all epochs). Makes a run time-bounded, e.g. a
+    continued-SFT control as long as an RL run, at the price of step-exact reproducibility."""
 
     def __post_init__(self) -> None:
+        if self.max_seconds is not None and self.max_seconds <= 0:
+            raise ValueError(f"sft.max_seconds must be > 0 or null, got {self.max_seconds}")
         if self.lr <= 0:
             raise ValueError(f"sft.lr must be > 0, got {self.lr}")
         if not 0 <= self.min_lr_ratio <= 1:
@@ -196,6 +202,7 @@ def train_sft(
     history.append({"step": 0, "epoch": 0.0, "lr": 0.0, "train_loss": float("nan"), "val_loss": best[0]})
     since_best, running, n_running, step = 0, 0.0, 0, 0
     bar = tqdm(total=total, desc="sft", leave=False)
+    deadline = None if cfg.max_seconds is None else time.monotonic() + cfg.max_seconds
     while step < total:
         for batch_idx in length_bucketed_batches(len(train), lengths, cfg.batch_size, rng):
             if step >= total:
@@ -212,6 +219,9 @@ def train_sft(
             running += loss.item()
             n_running += 1
             bar.update(1)
+            if deadline is not None and time.monotonic() > deadline:
+                log.info("sft: max_seconds=%s reached at step %d", cfg.max_seconds, step)
+                total = step
             if step % cfg.eval_every == 0 or step == total:
                 val_loss = mean_loss(model, val, pad_id)
                 history.append({

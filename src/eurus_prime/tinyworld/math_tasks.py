@@ -89,8 +89,8 @@ class MathTask:
         return run_chain(self.start, [(s.verb.op, s.operand) for s in self.steps])
 
 
-def apply_op(value: int, op: str, operand: int) -> int | None:
-    """Apply one operation; None when the result leaves the world's integers in [0, 99]."""
+def apply_op(value: int, op: str, operand: int, max_value: int = MAX_VALUE) -> int | None:
+    """Apply one operation; None when the result leaves the world's integers [0, max_value]."""
     if op == "+":
         out = value + operand
     elif op == "-":
@@ -103,7 +103,7 @@ def apply_op(value: int, op: str, operand: int) -> int | None:
         out = value // operand
     else:
         raise ValueError(f"unknown operation {op!r}")
-    return out if 0 <= out <= MAX_VALUE else None
+    return out if 0 <= out <= max_value else None
 
 
 def run_chain(start: int, ops: list[tuple[str, int]]) -> int:
@@ -114,14 +114,14 @@ def run_chain(start: int, ops: list[tuple[str, int]]) -> int:
     return values[-1]
 
 
-def _sample_operand(rng: random.Random, verb: Verb, value: int) -> int:
+def _sample_operand(rng: random.Random, verb: Verb, value: int, max_operand: int) -> int:
     if verb.fixed_operand is not None:
         return verb.fixed_operand
     if verb.op == "/":
         return rng.choice((2, 3, 4, 5))
     if verb.op == "-":
-        return rng.randint(1, max(1, min(value, 20)))
-    return rng.randint(1, 20)
+        return rng.randint(1, max(1, min(value, max_operand)))
+    return rng.randint(1, max_operand)
 
 
 def _wrong(step: Step) -> tuple[str, int]:
@@ -130,10 +130,12 @@ def _wrong(step: Step) -> tuple[str, int]:
     return verb.wrong_op or verb.op, operand
 
 
-def _chain_values(start: int, ops: list[tuple[str, int]]) -> list[int] | None:
+def _chain_values(
+    start: int, ops: list[tuple[str, int]], max_value: int = MAX_VALUE
+) -> list[int] | None:
     values = [start]
     for op, operand in ops:
-        nxt = apply_op(values[-1], op, operand)
+        nxt = apply_op(values[-1], op, operand, max_value)
         if nxt is None:
             return None
         values.append(nxt)
@@ -146,19 +148,22 @@ def _ops(task_steps: tuple[Step, ...], slips: frozenset[int]) -> list[tuple[str,
     ]
 
 
-def sample_math_task(rng: random.Random, difficulty: int) -> MathTask:
+def sample_math_task(
+    rng: random.Random, difficulty: int, max_value: int = MAX_VALUE, max_operand: int = 20
+) -> MathTask:
     """Draw a task with ``difficulty`` steps whose true chain, and the chain under every possible
-    combination of misconceptions, stays integral in [0, 99]: the demonstrator can then always
-    write a well-formed trace, right or wrong."""
+    combination of misconceptions, stays integral in [0, max_value]: the demonstrator can then
+    always write a well-formed trace, right or wrong. Operands of +/- are at most
+    ``max_operand``; start values at most min(30, max_value)."""
     name, pronoun = rng.choice(NAMES)
     item = rng.choice(ITEMS)
     while True:
-        start = rng.randint(2, 30)
+        start = rng.randint(2, min(30, max_value))
         value, steps = start, []
         for _ in range(difficulty):
             verb = rng.choice(VERBS)
-            step = Step(verb, _sample_operand(rng, verb, value))
-            nxt = apply_op(value, verb.op, step.operand)
+            step = Step(verb, _sample_operand(rng, verb, value, max_operand))
+            nxt = apply_op(value, verb.op, step.operand, max_value)
             if nxt is None:
                 break
             steps.append(step)
@@ -170,7 +175,7 @@ def sample_math_task(rng: random.Random, difficulty: int) -> MathTask:
             frozenset(i for j, i in enumerate(buggy) if mask >> j & 1)
             for mask in range(1 << len(buggy))
         )
-        if all(_chain_values(start, _ops(tuple(steps), s)) is not None for s in subsets):
+        if all(_chain_values(start, _ops(tuple(steps), s), max_value) is not None for s in subsets):
             return MathTask(name, pronoun, item, start, tuple(steps))
 
 

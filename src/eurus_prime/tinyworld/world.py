@@ -1,9 +1,8 @@
 """Build the tiny world: prompts in the Eurus-2-RL-Data schema, split, plus SFT demonstrations.
 
-Splits are disjoint by construction: every prompt text is drawn once, and a duplicate draw is
-thrown away before it is assigned to a split. The SFT demonstrations are a split of their own
-(``sft``), so the RL prompts (``train``), validation (``val``) and held-out test (``test``) prompts
-are never seen during SFT.
+Splits are disjoint by construction: every prompt text belongs to the first split that drew it.
+The SFT demonstrations are a split of their own (``sft``), so the RL prompts (``train``),
+validation (``val``) and held-out test (``test``) prompts are never seen during SFT.
 """
 
 from __future__ import annotations
@@ -45,6 +44,10 @@ class TinyWorldConfig:
     """Share of code tasks in every split; the rest are math."""
     math_difficulties: tuple[int, ...] = (1, 2, 3, 4)
     """Numbers of steps of the math word problems, drawn uniformly."""
+    math_max_value: int = 99
+    """Largest number a math chain may reach (every intermediate value is in [0, this])."""
+    math_max_operand: int = 20
+    """Largest operand of an addition or subtraction step."""
     misconception_rate: float = 0.75
     """Probability that the demonstrator applies its misconception where one exists."""
     system_prompt: str = "tiny"
@@ -67,6 +70,12 @@ class TinyWorldConfig:
                 f"tinyworld.math_difficulties must be positive step counts, "
                 f"got {self.math_difficulties}"
             )
+        if not 10 <= self.math_max_value <= 99:
+            raise ValueError(f"tinyworld.math_max_value must be in [10, 99], got {self.math_max_value}")
+        if not 1 <= self.math_max_operand <= self.math_max_value:
+            raise ValueError(
+                f"tinyworld.math_max_operand must be in [1, math_max_value], got {self.math_max_operand}"
+            )
         system_prompt(self.system_prompt)  # raises listing the valid names
 
     def count(self, split: str) -> int:
@@ -88,7 +97,9 @@ def _draw(rng: random.Random, cfg: TinyWorldConfig, ability: str) -> _Draw:
         task = sample_code_task(rng, rng.choice(TEMPLATES))
         return _Draw("code", f"tiny_code_d{task.difficulty}", task.question,
                      task.ground_truth, task.difficulty, task)
-    task = sample_math_task(rng, rng.choice(cfg.math_difficulties))
+    task = sample_math_task(
+        rng, rng.choice(cfg.math_difficulties), cfg.math_max_value, cfg.math_max_operand
+    )
     return _Draw("math", f"tiny_math_d{task.difficulty}", task.question,
                  str(task.answer), task.difficulty, task)
 
@@ -103,56 +114,61 @@ def _row(d: _Draw, split: str, index: int, system: str) -> dict:
     }
 
 
-def _draw_distinct(
-    rng: random.Random, cfg: TinyWorldConfig, ability: str, total: int
-) -> list[_Draw]:
-    seen: set[str] = set()
-    pool: list[_Draw] = []
-    draws = 0
-    while len(pool) < total:
-        draws += 1
-        if draws > cfg.max_draws_factor * total:
-            raise ValueError(
-                f"tinyworld: only {len(pool)} distinct {ability} prompts after {draws} draws (wanted "
-                f"{total}); lower tinyworld.n_sft/n_train/n_val/n_test or widen the world"
-            )
-        d = _draw(rng, cfg, ability)
-        if d.question not in seen:
-            seen.add(d.question)
-            pool.append(d)
-    log.info("tinyworld: %d distinct %s prompts from %d draws", total, ability, draws)
-    return pool
-
-
 def generate_world(cfg: TinyWorldConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Generate the world.
 
-    Every prompt text is drawn once (duplicate draws are thrown away), then the pool is shuffled
-    and cut into the splits, so each split is a uniform sample of the same pool: identically
-    distributed, and disjoint.
+    ``val``, ``test`` and ``train`` hold distinct prompts (a duplicate draw is thrown away). The
+    ``sft`` demonstrations may repeat a prompt (several demonstrations of one task, each with its
+    own misconception draws), but never one of the other splits' prompts, so no prompt text is in
+    two splits and the held-out splits are never seen in SFT. Every split has exactly
+    ``code_fraction`` code tasks (rounded).
 
     Returns:
         ``prompts``: one row per RL prompt (splits train/val/test), Eurus-2-RL-Data schema;
-        ``demonstrations``: one row per SFT prompt (split sft), the same columns plus
+        ``demonstrations``: one row per SFT demonstration (split sft), the same columns plus
         ``response``, the demonstrator's action trace.
     """
     rng = random.Random(cfg.seed)
     demo_rng = random.Random(cfg.seed + 1)  # demonstrator slips don't shift the task stream
     system = system_prompt(cfg.system_prompt)
-    total = sum(cfg.count(s) for s in SPLITS)
-    n_code = round(total * cfg.code_fraction)
-    pool = _draw_distinct(rng, cfg, "code", n_code) + _draw_distinct(rng, cfg, "math", total - n_code)
-    rng.shuffle(pool)
+    owner: dict[str, str] = {}  # prompt text -> the split that drew it first
+    taken: set[str] = set()  # prompt texts already in a split that must stay distinct
+    drawn: dict[str, list[_Draw]] = {s: [] for s in SPLITS}
+    for split in ("test", "val", "train", "sft"):
+        want, draws = cfg.count(split), 0
+        # Exact ability quotas, shuffled; a rejected draw is retried within its ability, so
+        # every split has the same share of code.
+        n_code = round(want * cfg.code_fraction)
+        abilities = ["code"] * n_code + ["math"] * (want - n_code)
+        rng.shuffle(abilities)
+        for ability in abilities:
+            while True:
+                draws += 1
+                if draws > cfg.max_draws_factor * want:
+                    raise ValueError(
+                        f"tinyworld: only {len(drawn[split])} usable prompts for split {split!r} "
+                        f"after {draws} draws (wanted {want}); lower tinyworld.n_{split} or widen "
+                        f"the world"
+                    )
+                d = _draw(rng, cfg, ability)
+                if owner.setdefault(d.question, split) != split:
+                    continue  # another split's prompt
+                if split != "sft":
+                    if d.question in taken:
+                        continue
+                    taken.add(d.question)
+                break
+            drawn[split].append(d)
+        log.info("tinyworld: %d %s prompts from %d draws", want, split, draws)
     prompts, demos = [], []
-    start = 0
+    index = 0
     for split in SPLITS:
-        for index in range(start, start + cfg.count(split)):
-            d = pool[index]
+        for d in drawn[split]:
             row = _row(d, split, index, system)
+            index += 1
             if split == "sft":
                 demonstrate = demonstrate_code if d.ability == "code" else demonstrate_math
                 demos.append({**row, "response": demonstrate(d.task, demo_rng, cfg.misconception_rate)})
             else:
                 prompts.append(row)
-        start += cfg.count(split)
     return pd.DataFrame(prompts), pd.DataFrame(demos)
