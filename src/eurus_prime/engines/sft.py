@@ -29,15 +29,15 @@ IGNORE = -100
 class SFTConfig:
     """Hyperparameters of supervised fine-tuning."""
 
-    lr: float = 3e-3
+    lr: float = 4e-3
     """Peak learning rate (AdamW)."""
     min_lr_ratio: float = 0.02
     """Final learning rate as a fraction of ``lr`` (end of the cosine decay)."""
     warmup_fraction: float = 0.03
     """Share of the steps spent warming up linearly from 0."""
-    epochs: float = 3.0
+    epochs: float = 2.0
     """Passes over the training demonstrations (fractions allowed)."""
-    batch_size: int = 64
+    batch_size: int = 16
     """Demonstrations per optimizer step."""
     weight_decay: float = 0.01
     """AdamW weight decay."""
@@ -45,7 +45,7 @@ class SFTConfig:
     """Max global gradient norm."""
     val_fraction: float = 0.05
     """Share of the demonstrations held out for the validation curve."""
-    eval_every: int = 100
+    eval_every: int = 250
     """Steps between validation-loss measurements."""
     patience: int = 0
     """Stop after this many measurements without improvement (0: never stop early)."""

@@ -32,9 +32,9 @@ class TinyWorldConfig:
 
     seed: int = 0
     """Seed of the generator; the same seed gives the same tables."""
-    n_sft: int = 24000
+    n_sft: int = 20000
     """Number of SFT demonstrations (prompts of split ``sft``)."""
-    n_train: int = 8000
+    n_train: int = 4000
     """Number of RL training prompts (split ``train``)."""
     n_val: int = 500
     """Number of validation prompts (split ``val``)."""
@@ -42,11 +42,11 @@ class TinyWorldConfig:
     """Number of held-out test prompts (split ``test``)."""
     code_fraction: float = 0.4
     """Share of code tasks in every split; the rest are math."""
-    math_difficulties: tuple[int, ...] = (1, 2, 3, 4)
+    math_difficulties: tuple[int, ...] = (1, 2, 3)
     """Numbers of steps of the math word problems, drawn uniformly."""
-    math_max_value: int = 99
+    math_max_value: int = 20
     """Largest number a math chain may reach (every intermediate value is in [0, this])."""
-    math_max_operand: int = 20
+    math_max_operand: int = 9
     """Largest operand of an addition or subtraction step."""
     misconception_rate: float = 0.75
     """Probability that the demonstrator applies its misconception where one exists."""
