@@ -35,7 +35,7 @@ class SFTConfig:
     """Final learning rate as a fraction of ``lr`` (end of the cosine decay)."""
     warmup_fraction: float = 0.03
     """Share of the steps spent warming up linearly from 0."""
-    epochs: float = 2.0
+    epochs: float = 3.0
     """Passes over the training demonstrations (fractions allowed)."""
     batch_size: int = 16
     """Demonstrations per optimizer step."""

@@ -5,9 +5,9 @@ the correct body, and the hidden tests computed by running that body. The ground
 Eurus-2-RL-Data code shape: JSON ``{"fn_name", "inputs", "outputs"}`` where ``inputs[i]`` is the
 argument list of test i and ``outputs[i]`` its return value (call-based, APPS style).
 
-Five templates carry a systematic misconception of the demonstrator (``a - x`` for "x minus a",
-``>=`` for "greater than", ascending for "largest to smallest", a lost pair of brackets for "plus
-a, all times b"). As in
+Six templates carry a systematic misconception of the demonstrator (``a - x`` for "x minus a",
+``x * (a + b)`` for "x times a plus b", ``>=`` for "greater than", ascending for "largest to
+smallest", a lost pair of brackets for "plus a, all times b"). As in
 ``math_tasks``, the demonstrator writes the wrong body with probability ``misconception_rate``, and
 the hidden tests include the boundary cases that the wrong body fails.
 """
@@ -47,7 +47,7 @@ TEMPLATES: tuple[CodeTemplate, ...] = (
     CodeTemplate(1, "list", "the smallest item of {arg} plus {a}", "min({arg}) + {a}"),
     CodeTemplate(1, "list", "the length of {arg} times {a}", "len({arg}) * {a}"),
     CodeTemplate(1, "str", "{arg} followed by {c}", "{arg} + {c}"),
-    CodeTemplate(2, "int", "{arg} times {a} plus {b}", "{arg} * {a} + {b}"),
+    CodeTemplate(2, "int", "{arg} times {a} plus {b}", "{arg} * {a} + {b}", "{arg} * ({a} + {b})"),
     CodeTemplate(2, "list", "{arg} with every item times {k}", "[v * {k} for v in {arg}]"),
     CodeTemplate(2, "list", "the even items of {arg}, each plus {a}", "[v + {a} for v in {arg} if v % 2 == 0]"),
     CodeTemplate(2, "str", "{arg} repeated {k} times", "{arg} * {k}"),

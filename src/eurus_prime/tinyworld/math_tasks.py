@@ -5,8 +5,8 @@ that stands for one integer operation. The demonstrator writes an Eurus-2-style 
 translates every phrase into an operation in [ASSESS], computes the chain in [ADVANCE], and boxes
 the result in [OUTPUT].
 
-Why the demonstrator is wrong on purpose: three phrases carry *systematic misconceptions* ("sells
-n" read as +n, "doubles them" as +2, "triples them" as +3). On those phrases the demonstrator picks the wrong
+Why the demonstrator is wrong on purpose: four phrases carry *systematic misconceptions* ("sells n"
+read as +n, "doubles them" as +2, "triples them" as +3, "gives half of them away" as -2). On those phrases the demonstrator picks the wrong
 operation with probability ``misconception_rate`` (> 0.5), so the imitation-optimal greedy policy
 is wrong there, and no amount of further SFT fixes it. Sampling at temperature 1 still finds the
 right operation part of the time, which is the headroom that only an outcome reward can unlock.
@@ -50,6 +50,7 @@ VERBS: tuple[Verb, ...] = (
     Verb("doubles them", "*", fixed_operand=2, wrong_op="+", wrong_operand=2),
     Verb("triples them", "*", fixed_operand=3, wrong_op="+", wrong_operand=3),
     Verb("splits them into {n} equal piles and keeps one", "/"),
+    Verb("gives half of them away", "/", fixed_operand=2, wrong_op="-", wrong_operand=2),
 )
 
 

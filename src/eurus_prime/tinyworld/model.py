@@ -12,7 +12,7 @@ from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
 class ModelConfig:
     """Architecture of the tiny policy (the same Qwen2 architecture as Eurus-2-7B)."""
 
-    hidden_size: int = 128
+    hidden_size: int = 96
     """Width of the residual stream."""
     num_hidden_layers: int = 4
     """Number of transformer blocks."""
@@ -20,7 +20,7 @@ class ModelConfig:
     """Query heads per block."""
     num_key_value_heads: int = 2
     """Key/value heads per block (grouped-query attention, as in Qwen2)."""
-    intermediate_size: int = 384
+    intermediate_size: int = 256
     """Width of the SwiGLU MLP."""
     max_position_embeddings: int = 512
     """Longest sequence (prompt + response) the model accepts."""

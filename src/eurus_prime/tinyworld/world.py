@@ -44,9 +44,9 @@ class TinyWorldConfig:
     """Share of code tasks in every split; the rest are math."""
     math_difficulties: tuple[int, ...] = (1, 2, 3)
     """Numbers of steps of the math word problems, drawn uniformly."""
-    math_max_value: int = 20
+    math_max_value: int = 10
     """Largest number a math chain may reach (every intermediate value is in [0, this])."""
-    math_max_operand: int = 9
+    math_max_operand: int = 5
     """Largest operand of an addition or subtraction step."""
     misconception_rate: float = 0.75
     """Probability that the demonstrator applies its misconception where one exists."""
