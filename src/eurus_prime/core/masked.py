@@ -1,0 +1,30 @@
+"""Masked reductions over (batch, response_len) tensors."""
+
+from __future__ import annotations
+
+import torch
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``x`` over positions where ``mask`` is 1 (all dims)."""
+    return (x * mask).sum() / mask.sum().clamp(min=1)
+
+
+def masked_whiten(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """(x - mean) / sqrt(unbiased var + eps) over the valid tokens of the whole batch; 0 elsewhere.
+
+    Args:
+        x: (batch, response_len) values.
+        mask: (batch, response_len) 1 for response tokens.
+    """
+    mask = mask.to(x.dtype)
+    n = mask.sum()
+    mean = (x * mask).sum() / n.clamp(min=1)
+    var = (((x - mean) ** 2) * mask).sum() / n.clamp(min=1)
+    var = var * n / (n - 1).clamp(min=1)  # unbiased, as the reference
+    return (x - mean) * torch.rsqrt(var + eps) * mask
+
+
+def reverse_cumsum(x: torch.Tensor) -> torch.Tensor:
+    """``out[b, t] = sum_{s >= t} x[b, s]`` (returns with gamma = 1)."""
+    return x.flip(-1).cumsum(-1).flip(-1)

@@ -1,0 +1,83 @@
+"""Implicit process rewards and the PRM's cross-entropy loss (Cui et al. 2025, sections 3.1-3.2).
+
+The implicit PRM is a causal LM pi_phi. For response token t, its reward is the log-likelihood
+ratio against the frozen reference: ``q[b, t] = log pi_phi(y_t | x, y_<t) - log pi_ref(...)``.
+The sequence score ``beta * sum_t q`` is trained as a classifier of the outcome label.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from eurus_prime.core.masked import reverse_cumsum
+
+GRANULARITIES = ("token", "whole")
+NORMALISATIONS = ("batch_norm", "none")
+
+
+def implicit_process_rewards(
+    prm_logprobs: torch.Tensor,
+    ref_logprobs: torch.Tensor,
+    mask: torch.Tensor,
+    beta: float = 0.05,
+    granularity: str = "token",
+    normalisation: str = "batch_norm",
+) -> torch.Tensor:
+    """Per-token process rewards.
+
+    Args:
+        prm_logprobs: (batch, response_len) log pi_phi of the sampled tokens.
+        ref_logprobs: (batch, response_len) log pi_ref of the same tokens.
+        mask: (batch, response_len) 1 on response tokens, 0 on padding.
+        beta: PRM temperature; the reward is beta * q. Under ``batch_norm`` the scale cancels,
+            so this equals the reference implementation's unscaled q.
+        granularity: ``token`` (a reward on every valid token, the last one included) or
+            ``whole`` (the sum on the last valid token).
+        normalisation: ``batch_norm`` divides by the largest |reverse cumulative sum| in the
+            batch (+1e-6), so the largest process return is 1; ``none`` leaves beta * q.
+    Returns:
+        (batch, response_len) rewards, 0 on padding.
+    """
+    if granularity not in GRANULARITIES:
+        raise ValueError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
+    if normalisation not in NORMALISATIONS:
+        raise ValueError(f"normalisation must be one of {NORMALISATIONS}, got {normalisation!r}")
+    mask = mask.to(prm_logprobs.dtype)
+    q = beta * (prm_logprobs - ref_logprobs) * mask
+    if granularity == "whole":
+        last = last_token_mask(mask)
+        q = last * q.sum(-1, keepdim=True)
+    if normalisation == "batch_norm":
+        q = q / (reverse_cumsum(q).abs().max() + 1e-6)
+    return q
+
+
+def last_token_mask(mask: torch.Tensor) -> torch.Tensor:
+    """(batch, response_len) one-hot of each row's last valid token (all 0 for an empty row)."""
+    mask = mask.to(torch.float32) if not mask.is_floating_point() else mask
+    lengths = mask.sum(-1).long()
+    out = torch.zeros_like(mask)
+    rows = torch.nonzero(lengths > 0).squeeze(-1)
+    out[rows, lengths[rows] - 1] = 1
+    return out
+
+
+def prm_loss(
+    prm_logprobs: torch.Tensor,
+    ref_logprobs: torch.Tensor,
+    mask: torch.Tensor,
+    outcome: torch.Tensor,
+    beta: float = 0.05,
+) -> torch.Tensor:
+    """Binary cross-entropy of sigmoid(beta * sum_t q) against the outcome label.
+
+    Args:
+        prm_logprobs, ref_logprobs, mask: (batch, response_len) as in
+            ``implicit_process_rewards``; gradients flow through ``prm_logprobs``.
+        outcome: (batch,) outcome score in [0, 1].
+    Returns:
+        scalar: -mean_b [acc_b log s_b + (1 - acc_b) log(1 - s_b)].
+    """
+    z = beta * ((prm_logprobs - ref_logprobs) * mask).sum(-1)
+    return -(outcome * F.logsigmoid(z) + (1 - outcome) * F.logsigmoid(-z)).mean()
