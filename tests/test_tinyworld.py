@@ -89,7 +89,8 @@ def test_config_rejects_bad_values(kwargs, match):
 
 
 def test_too_small_world_fails_loudly():
-    # ~5k distinct code prompts exist; asking for 20k distinct ones must fail, naming the split.
+    # Far fewer distinct code prompts than 20,000 are reachable in 3 draws per wanted row: the
+    # generator must stop and name the split instead of looping.
     with pytest.raises(ValueError, match="usable prompts for split 'test'"):
         generate_world(TinyWorldConfig(n_sft=0, n_train=0, n_val=0, n_test=20000, code_fraction=1.0,
                                        max_draws_factor=3))

@@ -19,9 +19,8 @@ def masked_whiten(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> tor
     """
     mask = mask.to(x.dtype)
     n = mask.sum()
-    mean = (x * mask).sum() / n.clamp(min=1)
-    var = (((x - mean) ** 2) * mask).sum() / n.clamp(min=1)
-    var = var * n / (n - 1).clamp(min=1)  # unbiased, as the reference
+    mean = masked_mean(x, mask)
+    var = masked_mean((x - mean) ** 2, mask) * n / (n - 1).clamp(min=1)  # unbiased, as the reference
     return (x - mean) * torch.rsqrt(var + eps) * mask
 
 

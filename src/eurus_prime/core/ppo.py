@@ -38,8 +38,3 @@ def ppo_policy_loss(
         }
     return pg_loss, stats
 
-
-def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
-    """(batch, len, vocab) logits -> (batch, len) entropy of the categorical."""
-    logp = torch.log_softmax(logits.float(), dim=-1)
-    return -(logp.exp() * logp).sum(-1)

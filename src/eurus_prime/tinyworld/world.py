@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import logging
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pandas as pd
 
 from eurus_prime.prompting import build_messages, system_prompt
 from eurus_prime.tinyworld.code_tasks import (
     TEMPLATES,
+    CodeTask,
     demonstrate_code,
     sample_code_task,
 )
-from eurus_prime.tinyworld.math_tasks import demonstrate_math, sample_math_task
+from eurus_prime.tinyworld.math_tasks import MathTask, demonstrate_math, sample_math_task
 
 log = logging.getLogger(__name__)
 
@@ -82,32 +83,34 @@ class TinyWorldConfig:
         return getattr(self, f"n_{split}")
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Draw:
     ability: str
-    data_source: str
-    question: str
-    ground_truth: str
-    difficulty: int
-    task: object = field(repr=False)
+    task: MathTask | CodeTask
+
+    @property
+    def data_source(self) -> str:
+        return f"tiny_{self.ability}_d{self.task.difficulty}"
+
+    @property
+    def ground_truth(self) -> str:
+        # Computed only for kept rows: a code task's tests run its solution.
+        return self.task.ground_truth if self.ability == "code" else str(self.task.answer)
 
 
 def _draw(rng: random.Random, cfg: TinyWorldConfig, ability: str) -> _Draw:
     if ability == "code":
-        task = sample_code_task(rng, rng.choice(TEMPLATES))
-        return _Draw("code", f"tiny_code_d{task.difficulty}", task.question,
-                     task.ground_truth, task.difficulty, task)
+        return _Draw("code", sample_code_task(rng, rng.choice(TEMPLATES)))
     task = sample_math_task(
         rng, rng.choice(cfg.math_difficulties), cfg.math_max_value, cfg.math_max_operand
     )
-    return _Draw("math", f"tiny_math_d{task.difficulty}", task.question,
-                 str(task.answer), task.difficulty, task)
+    return _Draw("math", task)
 
 
 def _row(d: _Draw, split: str, index: int, system: str) -> dict:
     return {
         "data_source": d.data_source,
-        "prompt": build_messages(d.question, d.ability, system),
+        "prompt": build_messages(d.task.question, d.ability, system),
         "ability": d.ability,
         "reward_model": {"style": "rule", "ground_truth": d.ground_truth},
         "extra_info": {"split": split, "index": index},
@@ -151,12 +154,12 @@ def generate_world(cfg: TinyWorldConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
                         f"the world"
                     )
                 d = _draw(rng, cfg, ability)
-                if owner.setdefault(d.question, split) != split:
+                if owner.setdefault(d.task.question, split) != split:
                     continue  # another split's prompt
                 if split != "sft":
-                    if d.question in taken:
+                    if d.task.question in taken:
                         continue
-                    taken.add(d.question)
+                    taken.add(d.task.question)
                 break
             drawn[split].append(d)
         log.info("tinyworld: %d %s prompts from %d draws", want, split, draws)
