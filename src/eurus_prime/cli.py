@@ -1,8 +1,9 @@
 """``eurus-prime``: the project's commands.
 
 ``eurus-prime train`` is the main job: it bootstraps the tiny world's SFT model if there is none,
-then prints the held-out accuracy. (The PRIME iterations plug in here once the ``prime_iteration``
-pipeline exists.) Every step is a Kedro run, so everything it makes is in ``data/`` and MLflow.
+runs PRIME iterations until ``--iterations`` are complete (resuming an interrupted run at the
+stage it stopped in) and prints held-out accuracy before and after. Every step is a Kedro run, so
+everything it makes is in ``data/`` and MLflow.
 """
 
 from __future__ import annotations
@@ -55,24 +56,59 @@ def main() -> None:
 
 
 @main.command()
+@click.option("--iterations", type=click.IntRange(min=0), default=None,
+              help="Train until this many PRIME iterations are complete (default: params train.iterations).")
+@click.option("--params", "params_text", default=None,
+              help="Parameter overrides for every iteration, as kedro run --params: prime.policy_lr=1e-4,...")
+@click.option("--time-budget", type=float, default=None,
+              help="Start no new iteration after this many seconds.")
 @click.option("--env", default=None, help="Kedro config environment (default: base + local).")
 @click.option("--project", type=click.Path(path_type=Path), default=None,
               help="Project root (default: this checkout).")
-def train(env: str | None, project: Path | None) -> None:
-    """Bootstrap the SFT model if missing, then report held-out accuracy."""
+def train(iterations: int | None, params_text: str | None, time_budget: float | None, env: str | None,
+          project: Path | None) -> None:
+    """Bootstrap the SFT model if missing, then run PRIME iterations (resuming where a previous
+    run stopped) and report held-out accuracy before and after."""
+    from eurus_prime import training
+
     project = (project or PROJECT_ROOT).resolve()
+    os.chdir(project)
     if _load(project, env, "sft_eval_report") is None or _load(project, env, "sft_model") is None:
         click.echo("No evaluated SFT model yet: running `kedro run --pipelines=bootstrap` ...")
         _run(project, env, "bootstrap")
     else:
         click.echo("SFT model found (data/06_models/sft_model); skipping the bootstrap.")
-    report = _load(project, env, "sft_eval_report")
+    sft_report = _load(project, env, "sft_eval_report")
     click.echo("\nHeld-out greedy pass@1 of the SFT model (before PRIME):")
-    click.echo(_format_report(report))
-    click.echo(
-        "\nPRIME iterations: the prime_iteration pipeline is not implemented yet, so there is no "
-        "'after' to report."
-    )
+    click.echo(_format_report(sft_report))
+    if iterations is None:
+        iterations = int(training._params(project, env)["train"]["iterations"])
+    click.echo(f"\nPRIME: training until {iterations} iterations are complete "
+               "(kedro run --pipelines=prime_iteration per iteration)")
+    params = training.parse_params(params_text)
+    training.train(project, env, iterations, echo=click.echo, params=params, time_budget=time_budget)
+    _report_after(project, env, iterations)
+
+
+def _report_after(project: Path, env: str | None, iterations: int) -> None:
+    """Compare the last evaluated iteration with the SFT model on the same test items."""
+    from eurus_prime import training
+
+    for i in reversed(range(iterations)):
+        items = training._load(project, env, "eval_items", i)
+        if items is not None and len(items):
+            break
+    else:
+        click.echo("No PRIME iteration has been evaluated yet.")
+        return
+    sft = _load(project, env, "sft_eval_items")
+    same = sft[sft["index"].isin(set(items["index"]))]
+    click.echo(f"\nHeld-out greedy pass@1 on the same {len(items)} test prompts:")
+    click.echo(f"  {'':<14}{'SFT':>8}{'iter ' + str(i):>10}")
+    for name, key in [("all", None), ("math", "math"), ("code", "code")]:
+        a = same if key is None else same[same["ability"] == key]
+        b = items if key is None else items[items["ability"] == key]
+        click.echo(f"  {name:<14}{100 * a['correct'].mean():7.1f}%{100 * b['correct'].mean():9.1f}%")
 
 
 #: Kedro loads ``<package>.cli.cli`` as the project's command group, so ``kedro train`` works too.

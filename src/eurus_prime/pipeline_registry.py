@@ -12,11 +12,13 @@ from kedro.pipeline import Pipeline
 from eurus_prime.pipelines.bootstrap import pipeline as bootstrap
 from eurus_prime.pipelines.data_prep import pipeline as data_prep
 from eurus_prime.pipelines.evaluation import pipeline as evaluation
+from eurus_prime.pipelines.prime_iteration import pipeline as prime_iteration
 
 
 def register_pipelines() -> dict[str, Pipeline]:
     """``bootstrap`` makes the tiny world and its SFT model and evaluates it; ``data_prep``,
-    ``sft`` and ``evaluation`` are its stages, runnable alone once their inputs exist."""
+    ``sft`` and ``evaluation`` are its stages, runnable alone once their inputs exist. ``prime_iteration`` is one PRIME step; training
+    runs it again and again (``eurus-prime train``)."""
     world = bootstrap.create_world_pipeline()
     prep = data_prep.create_pipeline()
     sft = bootstrap.create_pipeline()
@@ -26,6 +28,7 @@ def register_pipelines() -> dict[str, Pipeline]:
         "data_prep": prep,
         "sft": sft,
         "evaluation": evaluate,
+        "prime_iteration": prime_iteration.create_pipeline(),
         "bootstrap": world + prep + sft + evaluate,
         "__default__": world + prep + sft + evaluate,
     }

@@ -32,9 +32,18 @@ https://docs.kedro.org/en/stable/configure/configuration_basics/#configuration""
 # CONFIG_LOADER_CLASS = OmegaConfigLoader
 
 # Keyword arguments to pass to the `CONFIG_LOADER_CLASS` constructor.
+from eurus_prime.prime.progress import completed_iterations, iter_dir, next_iter_dir  # noqa: E402
+
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",
+    # Iteration-scoped paths (conf/base/catalog.yml): ${iter:3} -> iter_0003, ${iter_next:3} ->
+    # iter_0004, ${completed_iterations:<report folder>} -> the next iteration to run.
+    "custom_resolvers": {
+        "iter": iter_dir,
+        "iter_next": next_iter_dir,
+        "completed_iterations": completed_iterations,
+    },
     # "config_patterns": {
     #     "spark" : ["spark*/"],
     #     "parameters": ["parameters*", "parameters*/**", "**/parameters*"],

@@ -163,3 +163,37 @@ def test_reward_options_are_validated():
         implicit_process_rewards(x, x, x, granularity="step")
     with pytest.raises(ValueError, match="normalisation must be one of"):
         implicit_process_rewards(x, x, x, normalisation="z")
+
+
+def test_prm_pairwise_accuracy_by_hand():
+    from eurus_prime.core.rewards import prm_pairwise_accuracy
+
+    # group 1: correct sample scored highest -> both pairs agree; group 2: one pair of two disagrees
+    scores = torch.tensor([3.0, 1.0, 0.0, 0.5, 2.0, 1.0])
+    outcome = torch.tensor([1.0, 0.0, 0.0, 1.0, 0.0, 0.0])
+    assert prm_pairwise_accuracy(scores, outcome, n=3) == pytest.approx(2 / 4)
+    assert prm_pairwise_accuracy(torch.tensor([1.0, 1.0]), torch.tensor([1.0, 0.0]), n=2) == 0.5  # a tie
+    assert prm_pairwise_accuracy(torch.tensor([1.0, 2.0]), torch.tensor([1.0, 1.0]), n=2) == 0.5  # no pair
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_prm_pairwise_accuracy_matches_a_loop(seed):
+    from eurus_prime.core.rewards import prm_pairwise_accuracy
+
+    g = torch.Generator().manual_seed(seed)
+    n, groups = 4, 6
+    scores = torch.randn(groups * n, generator=g).round(decimals=1)
+    outcome = torch.randint(0, 3, (groups * n,), generator=g).float() / 2
+    agree = total = 0.0
+    for k in range(groups):
+        for i in range(n):
+            for j in range(n):
+                a, b = k * n + i, k * n + j
+                w = abs(float(outcome[a] - outcome[b]))
+                if w == 0:
+                    continue
+                ds, da = float(scores[a] - scores[b]), float(outcome[a] - outcome[b])
+                agree += w * (0.5 if ds == 0 else float((ds > 0) == (da > 0)))
+                total += w
+    expected = 0.5 if total == 0 else agree / total
+    assert prm_pairwise_accuracy(scores, outcome, n) == pytest.approx(expected)

@@ -20,6 +20,9 @@ TINY_PARAMS = {
               "num_key_value_heads": 1, "intermediate_size": 64},
     "sft": {"epochs": 1, "eval_every": 3, "batch_size": 32},
     "evaluation": {"max_new_tokens": 24},
+    "prime": {"prompts_per_step": 3, "oversample_factor": 1.0, "samples_per_prompt": 2,
+              "max_response_length": 24, "filter_low": 0.0, "filter_high": 1.0, "generation_batch_size": 8,
+              "prm_mini_batch": 4, "ppo_mini_batch": 4, "micro_batch": 4, "eval_max_items": 10},
 }
 
 
@@ -67,7 +70,7 @@ def test_bootstrap_through_kedro_run_then_train_is_idempotent(project):
     assert (project / "mlflow.db").exists()
 
     # The main job finds the SFT model and only reports: no second bootstrap.
-    out = _run([EURUS_PRIME, "train", "--project", str(project)], project).stdout
+    out = _run([EURUS_PRIME, "train", "--project", str(project), "--iterations", "0"], project).stdout
     assert "skipping the bootstrap" in out and "Held-out greedy pass@1" in out
     assert len(list((project / "data/06_models/sft_model").iterdir())) == 1
 
@@ -121,3 +124,69 @@ def test_a_bad_row_fails_the_run_naming_file_row_and_field(project):
     # Kedro's rich console wraps long lines at any character, so compare without whitespace.
     message = "".join((proc.stdout + proc.stderr).split())
     assert "eurus2_rl_data.parquet:row7,fieldability:mustbeoneof" in message
+
+
+ITERATION_TABLES = ["05_rollouts/{it}/drawn_prompts", "05_rollouts/{it}/rollouts", "05_rollouts/{it}/outcomes",
+                    "05_rollouts/{it}/filter_report", "05_rollouts/{it}/process_rewards",
+                    "05_rollouts/{it}/prm_rewards", "05_rollouts/{it}/advantages", "08_reporting/{it}/prm_stats",
+                    "08_reporting/{it}/ppo_stats", "08_reporting/{it}/eval_report",
+                    "07_model_output/{it}/eval_items"]
+
+
+def _versions(folder: Path) -> list[Path]:
+    return sorted(v / folder.name for v in folder.iterdir())
+
+
+@pytest.mark.slow
+def test_prime_iteration_runs_reruns_a_stage_identically_and_trains_with_resume(project):
+    import mlflow
+
+    _run([KEDRO, "run", "--pipelines=bootstrap"], project)
+    # `kedro run --pipelines=prime_iteration` runs the next iteration: 0.
+    _run([KEDRO, "run", "--pipelines=prime_iteration"], project)
+    data = project / "data"
+    for table in ITERATION_TABLES:
+        folder = data / (table.format(it="iter_0000") + ".parquet")
+        assert len(_versions(folder)) == 1, folder
+    rollouts = pd.read_parquet(_latest(data / "05_rollouts/iter_0000/rollouts.parquet"))
+    assert len(rollouts) == 3 * 2 and rollouts["policy_version"].str.startswith("06_models/sft_model@").all()
+    assert len(_versions(data / "06_models/policy/iter_0001")) == 1
+    assert len(_versions(data / "06_models/prm/iter_0001")) == 1
+
+    # Rerun one stage from its stored inputs, twice: bit-identical outputs, new versions.
+    for _ in range(2):
+        _run([KEDRO, "run", "--pipelines=prime_iteration", "--nodes=update_policy", "--params=iteration=0"], project)
+    policies = _versions(data / "06_models/policy/iter_0001")
+    assert len(policies) == 3
+    weights = {(p / "model.safetensors").read_bytes() for p in policies}
+    assert len(weights) == 1, "reruns of update_policy with the same inputs and seed must be identical"
+    stats = [pd.read_parquet(p) for p in _versions(data / "08_reporting/iter_0000/ppo_stats.parquet")]
+    pd.testing.assert_frame_equal(stats[1], stats[2])
+    assert len(_versions(data / "05_rollouts/iter_0000/rollouts.parquet")) == 1  # nothing else reran
+
+    # The training command continues at iteration 1 ...
+    out = _run([EURUS_PRIME, "train", "--project", str(project), "--iterations", "2"], project).stdout
+    assert "iteration 2/2 (iter_0001)" in out and "iteration 1/2" not in out
+    assert "Held-out greedy pass@1 on the same 10 test prompts" in out
+    # ... and after losing the last stages of iteration 1, resumes at the first missing one.
+    for rel in ["05_rollouts/iter_0001/advantages.parquet", "08_reporting/iter_0001/ppo_stats.parquet",
+                "08_reporting/iter_0001/eval_report.parquet", "07_model_output/iter_0001/eval_items.parquet",
+                "06_models/policy/iter_0002"]:
+        shutil.rmtree(data / rel)
+    out = _run([EURUS_PRIME, "train", "--project", str(project), "--iterations", "2"], project).stdout
+    assert "resuming at stage estimate_advantages" in out
+    for table in ITERATION_TABLES:
+        assert len(_versions(data / (table.format(it="iter_0001") + ".parquet"))) == 1
+    assert len(_versions(data / "05_rollouts/iter_0001/rollouts.parquet")) == 1  # not regenerated
+
+    # MLflow: one campaign run, finished, with the iteration's runs as children; nothing left running.
+    client = mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    campaigns = [r for r in runs if r.data.tags.get("eurus_prime.role") == "campaign"]
+    assert len(campaigns) == 1 and campaigns[0].info.status == "FINISHED"
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == campaigns[0].info.run_id]
+    assert len(children) == 2 and {r.data.tags["eurus_prime.iteration"] for r in children} == {"1"}
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    history = client.get_metric_history(campaigns[0].info.run_id, "filter/selected")
+    assert {m.step for m in history} == {1}
+    assert client.get_run(campaigns[0].info.run_id).data.params["prime.samples_per_prompt"] == "2"

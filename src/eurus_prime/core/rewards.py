@@ -81,3 +81,24 @@ def prm_loss(
     """
     z = beta * ((prm_logprobs - ref_logprobs) * mask).sum(-1)
     return -(outcome * F.logsigmoid(z) + (1 - outcome) * F.logsigmoid(-z)).mean()
+
+
+def prm_pairwise_accuracy(scores: torch.Tensor, outcome: torch.Tensor, n: int) -> float:
+    """How well sequence scores order the samples of each prompt by outcome.
+
+    Over every pair (i, j) of samples of one prompt with ``acc_i != acc_j``, weighted by
+    ``|acc_i - acc_j|``: the share where ``sign(S_i - S_j)`` matches ``sign(acc_i - acc_j)``
+    (a tie counts one half). 0.5 when no pair differs.
+
+    Args:
+        scores: (groups * n,) sequence scores S (sum of the token rewards).
+        outcome: (groups * n,) outcome scores, n samples per prompt on contiguous rows.
+    """
+    s = scores.double().view(-1, n)
+    a = outcome.double().view(-1, n)
+    da = a[:, :, None] - a[:, None, :]  # (groups, n, n)
+    ds = s[:, :, None] - s[:, None, :]
+    weight = da.abs()
+    agree = torch.where(ds == 0, 0.5, (torch.sign(ds) == torch.sign(da)).double())
+    total = weight.sum()
+    return 0.5 if total == 0 else float((agree * weight).sum() / total)

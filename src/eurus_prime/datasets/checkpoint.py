@@ -15,15 +15,24 @@ from kedro.io.core import AbstractVersionedDataset, DatasetError, Version
 
 from eurus_prime.datasets.atomic import write_dir_atomically
 
+OPTIMIZER_FILE = "optimizer.pt"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 @dataclass
 class Checkpoint:
-    """A causal LM and its tokenizer, the unit that moves between stages."""
+    """A causal LM and its tokenizer, the unit that moves between stages.
+
+    ``version`` names what it was loaded from, ``<folder>@<timestamp>`` for a versioned folder
+    (e.g. ``policy/iter_0003@2026-11-25T19.02.11.123Z``) or the hub id: rollouts record it.
+    ``optimizer_state`` is the AdamW state of the run that trains it, saved beside the weights
+    as ``optimizer.pt`` so that the next iteration continues the optimizer, not a fresh one.
+    """
 
     model: Any
     tokenizer: Any
+    version: str = ""
+    optimizer_state: dict | None = None
 
 
 class _HFFolderDataset(AbstractVersionedDataset):
@@ -74,15 +83,67 @@ class HFTokenizerDataset(_HFFolderDataset):
 
 
 class HFCheckpointDataset(_HFFolderDataset):
-    """A model + tokenizer folder, loaded as a ``Checkpoint`` with ``AutoModelForCausalLM``."""
+    """A model + tokenizer folder, loaded as a ``Checkpoint`` with ``AutoModelForCausalLM``.
+
+    ``initial`` and ``iteration`` serve the PRIME loop's ``policy_in``/``prm_in``: at iteration 0,
+    and only then, a checkpoint with no saved version loads ``initial`` instead (the SFT model: a
+    versioned folder, a plain folder or a hub id). At a later iteration a missing checkpoint is an
+    error naming the iteration that writes it.
+    """
+
+    def __init__(self, filepath: str, version: Version | None = None, load_args: dict[str, Any] | None = None,
+                 metadata: dict[str, Any] | None = None, initial: str | None = None,
+                 iteration: int | None = None) -> None:
+        super().__init__(filepath=filepath, version=version, load_args=load_args, metadata=metadata)
+        self._initial = initial
+        self._iteration = None if iteration is None else int(iteration)
+
+    def _fallback(self) -> HFCheckpointDataset | None:
+        if self._initial is None or self._version is None:
+            return None
+        try:
+            self.resolve_load_version()
+            return None
+        except DatasetError:
+            pass
+        if self._iteration != 0:
+            raise DatasetError(
+                f"no checkpoint at {self._raw} for iteration {self._iteration}; iteration "
+                f"{(self._iteration or 1) - 1} writes it: run `kedro run --pipelines=prime_iteration "
+                f"--params=iteration={(self._iteration or 1) - 1}` (or `eurus-prime train`)"
+            )
+        initial = Path(self._initial)
+        versioned = initial.is_dir() and any((v / initial.name).is_dir() for v in initial.iterdir())
+        return HFCheckpointDataset(self._initial, version=Version(None, None) if versioned else None,
+                                   load_args=self._load_args)
 
     def load(self) -> Checkpoint:
+        fallback = self._fallback()
+        if fallback is not None:
+            return fallback.load()
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         source = self._source()
         tokenizer = AutoTokenizer.from_pretrained(source)
         model = AutoModelForCausalLM.from_pretrained(source, **self._load_args)
-        return Checkpoint(model=model, tokenizer=tokenizer)
+        state = None
+        if (Path(source) / OPTIMIZER_FILE).exists():
+            import torch
+
+            state = torch.load(Path(source) / OPTIMIZER_FILE, weights_only=True)
+        return Checkpoint(model=model, tokenizer=tokenizer, version=self._version_label(),
+                          optimizer_state=state)
+
+    def _version_label(self) -> str:
+        tail = "/".join(Path(self._raw).parts[-2:])
+        if self._version is None:
+            return self._raw if _HUB_ID.match(self._raw) and not Path(self._raw).exists() else tail
+        return f"{tail}@{self.resolve_load_version()}"
+
+    def _exists(self) -> bool:
+        if self._initial is not None and self._iteration == 0 and self._fallback() is not None:
+            return self._fallback()._exists()
+        return super()._exists()
 
     def save(self, checkpoint: Checkpoint) -> None:
         if not isinstance(checkpoint, Checkpoint):
@@ -93,5 +154,9 @@ class HFCheckpointDataset(_HFFolderDataset):
         def write(tmp: Path) -> None:
             checkpoint.model.save_pretrained(tmp)
             checkpoint.tokenizer.save_pretrained(tmp)
+            if checkpoint.optimizer_state:
+                import torch
+
+                torch.save(checkpoint.optimizer_state, tmp / OPTIMIZER_FILE)
 
         write_dir_atomically(Path(str(self._get_save_path())), write)

@@ -18,7 +18,8 @@ def sequence_logprobs(
     response_len: int,
     chunk_rows: int = 16,
     grad: bool = False,
-) -> torch.Tensor:
+    return_entropy: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Log-probability of each of the last ``response_len`` tokens given everything before it.
 
     Args:
@@ -28,10 +29,12 @@ def sequence_logprobs(
         response_len: number of response columns.
         chunk_rows: rows per forward pass.
         grad: keep the graph (for a loss), else run under ``torch.no_grad``.
+        return_entropy: also return the entropy of each predicted distribution.
     Returns:
-        (batch, response_len) log-probs; values on padding are meaningless, mask them.
+        (batch, response_len) log-probs (and entropies with ``return_entropy``); values on
+        padding are meaningless, mask them.
     """
-    outs = []
+    outs, entropies = [], []
     position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
     with torch.set_grad_enabled(grad):
         for start in range(0, input_ids.size(0), chunk_rows):
@@ -44,4 +47,8 @@ def sequence_logprobs(
             targets = input_ids[rows, -response_len:]
             logp = torch.log_softmax(logits.float(), dim=-1)
             outs.append(logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1))
+            if return_entropy:
+                entropies.append(-(logp.exp() * logp).sum(-1))
+    if return_entropy:
+        return torch.cat(outs), torch.cat(entropies)
     return torch.cat(outs)

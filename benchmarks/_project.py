@@ -1,0 +1,35 @@
+"""Helpers the benchmarks share: fresh copies of the project, with or without its SFT model."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: What a copy needs to skip the bootstrap: the world, the SFT model and its evaluation.
+SFT_ARTIFACTS = (
+    "data/01_raw", "data/02_primary", "data/06_models/sft_model", "data/06_models/tokenizer",
+    "data/07_model_output/sft_eval_items.parquet", "data/08_reporting/sft_eval_report.parquet",
+)
+
+
+def fresh_project(dest: Path, with_sft_from: Path | None = None) -> Path:
+    """Copy conf/, src/, pyproject.toml and .telemetry to ``dest`` (no developer overrides in
+    conf/local), and, with ``with_sft_from``, that project's bootstrap artifacts."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("conf", "src", "pyproject.toml", ".telemetry"):
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        else:
+            shutil.copy(src, dest / name)
+    for f in (dest / "conf/local").glob("*.yml"):
+        f.unlink()  # benchmark the committed defaults, not a developer's overrides
+    if with_sft_from is not None:
+        for rel in SFT_ARTIFACTS:
+            src = with_sft_from / rel
+            if not src.exists():
+                raise FileNotFoundError(f"{src} is missing: run `make train` (the bootstrap) in {with_sft_from} first")
+            shutil.copytree(src, dest / rel)
+    return dest

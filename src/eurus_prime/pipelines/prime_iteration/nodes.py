@@ -1,0 +1,129 @@
+"""prime_iteration: thin nodes over ``eurus_prime.prime.stages``.
+
+Each node returns its tables, its checkpoint where it makes one, and a dict of MLflow metrics
+stepped by the iteration (``rollout/...``, ``filter/...``, ``prm/...``, ``adv/...``, ``ppo/...``,
+``eval/...``, ``time/<node>``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import contextmanager
+
+import pandas as pd
+
+from eurus_prime.datasets import Checkpoint
+from eurus_prime.evaluation import EvalConfig, accuracy_report, evaluate_prompts
+from eurus_prime.prime import stages
+from eurus_prime.prime.config import PrimeConfig
+
+log = logging.getLogger(__name__)
+
+
+@contextmanager
+def _timed(metrics: dict, name: str):
+    start = time.perf_counter()
+    yield
+    metrics[f"time/{name}"] = time.perf_counter() - start
+
+
+def _stepped(metrics: dict[str, float], iteration: int) -> dict:
+    return {k: {"value": float(v), "step": int(iteration)} for k, v in metrics.items()}
+
+
+def sample_prompts(prompts_train: pd.DataFrame, prime: PrimeConfig, iteration: int) -> pd.DataFrame:
+    """Draw this iteration's prompts (oversampled)."""
+    return stages.sample_prompts(prompts_train, prime, iteration)
+
+
+def generate_rollouts(policy_in: Checkpoint, drawn_prompts: pd.DataFrame, prime: PrimeConfig,
+                      iteration: int) -> tuple[pd.DataFrame, dict]:
+    """n samples per prompt from the current policy."""
+    m: dict[str, float] = {}
+    with _timed(m, "generate_rollouts"):
+        rollouts = stages.generate_rollouts(policy_in, drawn_prompts, prime, iteration, policy_in.version)
+    m.update(stages.rollout_metrics(rollouts))
+    return rollouts, _stepped(m, iteration)
+
+
+def verify_outcomes(rollouts: pd.DataFrame, iteration: int) -> tuple[pd.DataFrame, dict]:
+    """Outcome verifier score of every rollout."""
+    m: dict[str, float] = {}
+    with _timed(m, "verify_outcomes"):
+        outcomes = stages.verify_rollouts(rollouts)
+    m.update(stages.outcome_metrics(outcomes))
+    return outcomes, _stepped(m, iteration)
+
+
+def filter_prompts(outcomes: pd.DataFrame, prime: PrimeConfig, iteration: int) -> tuple[pd.DataFrame, dict]:
+    """Keep prompt groups with accuracy in the band; select up to B of them."""
+    m: dict[str, float] = {}
+    with _timed(m, "filter_prompts"):
+        report = stages.filter_prompts(outcomes, prime)
+    m.update(stages.filter_metrics(report, prime))
+    return report, _stepped(m, iteration)
+
+
+def compute_process_rewards(policy_in: Checkpoint, prm_in: Checkpoint, reference_model: Checkpoint,
+                            rollouts: pd.DataFrame, filter_report: pd.DataFrame, prime: PrimeConfig,
+                            iteration: int) -> tuple[pd.DataFrame, dict]:
+    """Old-policy, reference and PRM log-probs of the selected rollouts; implicit rewards."""
+    m: dict[str, float] = {}
+    with _timed(m, "compute_process_rewards"):
+        table = stages.compute_process_rewards(policy_in, prm_in, reference_model, rollouts, filter_report, prime)
+    return table, _stepped(m, iteration)
+
+
+def update_prm(prm_in: Checkpoint, rollouts: pd.DataFrame, process_rewards: pd.DataFrame,
+               outcomes: pd.DataFrame, prime: PrimeConfig, iteration: int):
+    """Cross-entropy update of the implicit PRM; the process rewards the advantages use."""
+    m: dict[str, float] = {}
+    with _timed(m, "update_prm"):
+        prm_out, prm_rewards, prm_stats = stages.update_prm(prm_in, rollouts, process_rewards, outcomes,
+                                                            prime, iteration)
+    m.update(stages.prm_metrics(process_rewards, prm_rewards, outcomes, prm_stats, prime))
+    return prm_out, prm_rewards, prm_stats, _stepped(m, iteration)
+
+
+def estimate_advantages(prm_rewards: pd.DataFrame, outcomes: pd.DataFrame, prime: PrimeConfig,
+                        iteration: int) -> tuple[pd.DataFrame, dict]:
+    """RLOO returns on process and outcome rewards, combined and whitened."""
+    m: dict[str, float] = {}
+    with _timed(m, "estimate_advantages"):
+        adv = stages.estimate_advantages(prm_rewards, outcomes, prime)
+    m.update(stages.advantage_metrics(adv))
+    return adv, _stepped(m, iteration)
+
+
+def update_policy(policy_in: Checkpoint, rollouts: pd.DataFrame, process_rewards: pd.DataFrame,
+                  advantages: pd.DataFrame, prime: PrimeConfig, iteration: int):
+    """PPO update of the policy."""
+    m: dict[str, float] = {}
+    with _timed(m, "update_policy"):
+        policy_out, stats = stages.update_policy(policy_in, rollouts, process_rewards, advantages, prime, iteration)
+    m.update(stages.ppo_metrics(stats))
+    return policy_out, stats, _stepped(m, iteration)
+
+
+def evaluate_policy(policy_out: Checkpoint, prompts_test: pd.DataFrame, evaluation: EvalConfig,
+                    prime: PrimeConfig, iteration: int):
+    """Greedy pass@1 of the updated policy on the first ``eval_max_items`` held-out test prompts
+    (every ``eval_every`` iterations): the split and order of the SFT model's report, so the two
+    compare item for item. Nothing is selected on it."""
+    m: dict[str, float] = {}
+    if not stages.should_evaluate(prime, iteration):
+        log.info("evaluate_policy: iteration %d is not an evaluation iteration (eval_every=%d)",
+                 iteration, prime.eval_every)
+        empty = pd.DataFrame({"group": [], "name": [], "n": [], "accuracy": [], "mean_score": []})
+        return pd.DataFrame({"iteration": []}), empty.assign(iteration=[]), {}
+    with _timed(m, "evaluate_policy"):
+        prompts = prompts_test if prime.eval_max_items is None else prompts_test.head(prime.eval_max_items)
+        items = evaluate_prompts(policy_out.model, policy_out.tokenizer, prompts, evaluation)
+        report = accuracy_report(items)
+    for row in report.itertuples():
+        key = "all" if row.group == "all" else row.name
+        m[f"eval/{key}"] = row.accuracy
+        log.info("iteration %d eval %-12s %-14s n=%-5d accuracy %.3f", iteration, row.group, row.name,
+                 row.n, row.accuracy)
+    return items.assign(iteration=iteration), report.assign(iteration=iteration), _stepped(m, iteration)

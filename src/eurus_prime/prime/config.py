@@ -1,0 +1,148 @@
+"""The typed configuration of one PRIME iteration (``params:prime``).
+
+One flat dataclass, validated when Kedro builds it (before any node runs): every error names the
+parameter, the bad value and what is allowed. Defaults are the tiny world's; the reference run's
+values are in ``conf/eurus7b/parameters.yml`` (PRIME_REFERENCE.md).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+FILTER_MODES = ("regenerate", "fixed_batch")
+PRM_TIMINGS = ("after", "before")
+REF_TYPES = ("freeze", "policy")
+GRANULARITIES = ("token", "whole")
+NORMALISATIONS = ("batch_norm", "none")
+
+
+@dataclass(frozen=True)
+class PrimeConfig:
+    """Hyperparameters of one PRIME iteration (one RL step)."""
+
+    seed: int = 0
+    """Base seed; each iteration derives its own seeds from (seed, iteration, stage)."""
+    # --- sampling and rollout ---
+    prompts_per_step: int = 64
+    """B: prompt groups per RL step (the batch after filtering)."""
+    oversample_factor: float = 2.0
+    """Prompts drawn per step = ceil(B * oversample_factor); the surplus covers filtered groups."""
+    samples_per_prompt: int = 4
+    """n: responses per prompt (RLOO needs n >= 2)."""
+    max_prompt_length: int = 256
+    """Longest prompt in tokens; a longer one is an error naming its prompt_id."""
+    max_response_length: int = 128
+    """Response budget in tokens; longer responses are truncated (finish_reason ``length``)."""
+    temperature: float = 1.0
+    """Sampling temperature of rollouts."""
+    top_p: float = 1.0
+    """Nucleus sampling threshold of rollouts."""
+    generation_batch_size: int = 256
+    """Sequences per generation batch."""
+    # --- filter ---
+    filter_low: float = 0.2
+    """Keep a prompt iff filter_low <= its accuracy over n samples <= filter_high (inclusive)."""
+    filter_high: float = 0.8
+    filter_mode: str = "regenerate"
+    """``regenerate`` (the reference): train on passing groups only, at most B of them;
+    ``fixed_batch`` (verl): B groups, passing ones first, then failing ones fill the batch."""
+    # --- implicit PRM ---
+    beta: float = 0.05
+    """PRM temperature beta in r_t = beta * (log pi_phi - log pi_ref)."""
+    granularity: str = "token"
+    """``token``: a reward on every response token; ``whole``: the sum on the last token."""
+    normalisation: str = "batch_norm"
+    """``batch_norm``: divide by the largest |process return| in the batch; ``none``."""
+    ref_type: str = "freeze"
+    """``freeze``: pi_ref is the SFT model; ``policy``: the policy's old log-probs."""
+    prm_update: str = "after"
+    """``after`` (the reference): rewards come from each mini-batch's forward before its optimizer
+    step; ``before`` (verl): update the PRM over the batch, then score with the updated PRM."""
+    prm_lr: float = 1e-4
+    prm_weight_decay: float = 0.0
+    prm_grad_clip: float = 10.0
+    prm_mini_batch: int = 256
+    """Responses per PRM optimizer step."""
+    # --- advantages ---
+    process_coef: float = 1.0
+    """Weight of the process (implicit PRM) returns; 0 gives the outcome-only RLOO baseline."""
+    outcome_coef: float = 1.0
+    """Weight of the outcome (verifier) returns."""
+    # --- policy update (PPO) ---
+    policy_lr: float = 1e-4
+    policy_weight_decay: float = 0.01
+    policy_grad_clip: float = 1.0
+    clip_ratio: float = 0.2
+    entropy_coef: float = 0.0
+    ppo_epochs: int = 1
+    ppo_mini_batch: int = 64
+    """Responses per policy optimizer step (1 epoch over B*n responses = B*n/this steps)."""
+    micro_batch: int = 64
+    """Rows per forward/backward pass (gradient accumulation inside a mini-batch)."""
+    # --- evaluation ---
+    eval_every: int = 1
+    """Evaluate the updated policy every this many iterations, counting from iteration 0
+    (0: never; the eval tables are then written empty)."""
+    eval_max_items: int | None = 500
+    """Held-out prompts evaluated (None: the whole split)."""
+
+    def __post_init__(self) -> None:
+        def bad(name: str, allowed: str) -> None:
+            raise ValueError(f"prime.{name} = {getattr(self, name)!r} is invalid: {allowed}")
+
+        for name in ("prompts_per_step", "max_prompt_length", "max_response_length",
+                     "generation_batch_size", "prm_mini_batch", "ppo_epochs", "ppo_mini_batch",
+                     "micro_batch"):
+            if int(getattr(self, name)) < 1:
+                bad(name, "must be an integer >= 1")
+        if self.samples_per_prompt < 2:
+            bad("samples_per_prompt", "RLOO needs at least 2 samples per prompt")
+        if self.oversample_factor < 1:
+            bad("oversample_factor", "must be >= 1")
+        if self.temperature <= 0:
+            bad("temperature", "rollouts sample; must be > 0")
+        if not 0 < self.top_p <= 1:
+            bad("top_p", "must be in (0, 1]")
+        for name in ("filter_low", "filter_high"):
+            if not 0 <= getattr(self, name) <= 1:
+                bad(name, "must be in [0, 1]")
+        if self.filter_low > self.filter_high:
+            raise ValueError(
+                f"prime.filter_low = {self.filter_low} > prime.filter_high = {self.filter_high}: "
+                "the band is reversed"
+            )
+        for name, allowed in (("filter_mode", FILTER_MODES), ("prm_update", PRM_TIMINGS),
+                              ("ref_type", REF_TYPES), ("granularity", GRANULARITIES),
+                              ("normalisation", NORMALISATIONS)):
+            if getattr(self, name) not in allowed:
+                bad(name, f"valid values are {list(allowed)}")
+        for name in ("beta", "prm_lr", "policy_lr", "clip_ratio"):
+            if getattr(self, name) <= 0:
+                bad(name, "must be > 0")
+        for name in ("prm_weight_decay", "policy_weight_decay", "prm_grad_clip", "policy_grad_clip",
+                     "entropy_coef", "process_coef", "outcome_coef"):
+            if getattr(self, name) < 0:
+                bad(name, "must be >= 0")
+        if self.process_coef == 0 and self.outcome_coef == 0:
+            raise ValueError("prime.process_coef and prime.outcome_coef are both 0: nothing to learn from")
+        if self.eval_every < 0:
+            bad("eval_every", "must be >= 0 (0: never evaluate)")
+        if self.eval_max_items is not None and self.eval_max_items < 1:
+            bad("eval_max_items", "must be >= 1 or null (the whole split)")
+
+    @property
+    def prompts_drawn(self) -> int:
+        """Prompts drawn per iteration (B * oversample_factor, rounded up)."""
+        return math.ceil(self.prompts_per_step * self.oversample_factor - 1e-9)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def stage_seed(cfg: PrimeConfig, iteration: int, stage: str) -> int:
+    """A seed per (base seed, iteration, stage), stable across runs and Python versions."""
+    h = 0
+    for ch in f"{cfg.seed}/{iteration}/{stage}":
+        h = (h * 131 + ord(ch)) % (2**31 - 1)
+    return h

@@ -1,0 +1,486 @@
+"""The stages of one PRIME iteration as plain functions over tables and checkpoints.
+
+Every function takes and returns pandas tables (one row per rollout or per prompt; per-token
+values as list columns) so that every stage boundary can be stored, opened and replayed. The
+maths lives in ``eurus_prime.core``; this module only moves rows in and out of tensors. The
+Kedro nodes in ``pipelines/prime_iteration`` are one-line wrappers around these functions.
+
+Row order is part of the contract: the n samples of a prompt are contiguous and in
+``sample_idx`` order, and groups follow the prompts' draw order.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from eurus_prime.core.advantages import prime_advantages
+from eurus_prime.core.filtering import accuracy_band_keep
+from eurus_prime.core.ppo import ppo_policy_loss
+from eurus_prime.core.rewards import implicit_process_rewards, prm_loss, prm_pairwise_accuracy
+from eurus_prime.core.masked import masked_mean
+from eurus_prime.engines.generation import generate
+from eurus_prime.engines.logprobs import sequence_logprobs
+from eurus_prime.prime.batch import micro_batches, pack, pad_values, score_responses, unpad
+from eurus_prime.prime.config import PrimeConfig, stage_seed
+from eurus_prime.prompting import render_prompt
+from eurus_prime.verifiers import verify_all
+
+log = logging.getLogger(__name__)
+
+KEY = ["prompt_id", "sample_idx"]
+
+
+def prompt_id(extra_info) -> str:
+    """A prompt's stable id: ``<split>/<index>`` from its ``extra_info``."""
+    return f"{extra_info['split']}/{extra_info['index']}"
+
+
+# --------------------------------------------------------------------------- sample prompts
+def sample_prompts(prompts: pd.DataFrame, cfg: PrimeConfig, iteration: int) -> pd.DataFrame:
+    """Draw this iteration's prompts: ``cfg.prompts_drawn`` rows of an endless sequence of seeded
+    epochs (a fresh permutation of the training prompts per epoch). Iteration i takes positions
+    [i*M, (i+1)*M), so the draw depends only on (seed, iteration), never on earlier runs.
+
+    Returns one row per drawn prompt: ``iteration``, ``draw``, ``epoch``, ``prompt_id``,
+    ``data_source``, ``ability``, ``prompt`` (chat messages), ``ground_truth``.
+    """
+    if len(prompts) == 0:
+        raise ValueError("prompts_train is empty: nothing to sample")
+    m, n = cfg.prompts_drawn, len(prompts)
+    perms: dict[int, list[int]] = {}
+    picks = []
+    for pos in range(iteration * m, (iteration + 1) * m):
+        epoch = pos // n
+        if epoch not in perms:
+            perm = list(range(n))
+            random.Random(cfg.seed * 1_000_003 + epoch).shuffle(perm)
+            perms[epoch] = perm
+        picks.append((epoch, perms[epoch][pos % n]))
+    rows = prompts.iloc[[i for _, i in picks]]
+    ids = [prompt_id(e) for e in rows["extra_info"]]
+    return pd.DataFrame({
+        "iteration": iteration,
+        "draw": np.arange(m),
+        "epoch": [e for e, _ in picks],
+        "prompt_id": ids,
+        "data_source": rows["data_source"].to_numpy(),
+        "ability": rows["ability"].to_numpy(),
+        "prompt": [list(p) for p in rows["prompt"]],
+        "ground_truth": [rm["ground_truth"] for rm in rows["reward_model"]],
+    })
+
+
+# --------------------------------------------------------------------------- rollouts
+def generate_rollouts(checkpoint, drawn: pd.DataFrame, cfg: PrimeConfig, iteration: int,
+                      policy_version: str) -> pd.DataFrame:
+    """Sample n responses per drawn prompt from the policy.
+
+    Returns one row per rollout (the n samples of a prompt contiguous): ``iteration``,
+    ``policy_version``, ``prompt_id``, ``sample_idx``, ``draw``, ``data_source``, ``ability``,
+    ``ground_truth``, ``prompt_text``, ``response``, ``prompt_ids``, ``response_ids``,
+    ``response_length``, ``finish_reason``.
+    """
+    model, tok = checkpoint.model, checkpoint.tokenizer
+    texts = [render_prompt(tok, list(p)) for p in drawn["prompt"]]
+    prompt_ids = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
+    for pid, ids in zip(drawn["prompt_id"], prompt_ids):
+        if len(ids) > cfg.max_prompt_length:
+            raise ValueError(f"prompt {pid} has {len(ids)} tokens > prime.max_prompt_length="
+                             f"{cfg.max_prompt_length}")
+    context = getattr(model.config, "max_position_embeddings", None)
+    longest = max((len(p) for p in prompt_ids), default=0) + cfg.max_response_length
+    if context is not None and longest > context:
+        raise ValueError(f"prime.max_response_length={cfg.max_response_length} plus the longest prompt "
+                         f"({longest - cfg.max_response_length} tokens) exceeds the model's context of {context}")
+    n = cfg.samples_per_prompt
+    rep = np.repeat(np.arange(len(drawn)), n)
+    gens = generate(model, tok, [texts[i] for i in rep], max_new_tokens=cfg.max_response_length,
+                    temperature=cfg.temperature, top_p=cfg.top_p, batch_size=cfg.generation_batch_size,
+                    seed=stage_seed(cfg, iteration, "rollout"))
+    return pd.DataFrame({
+        "iteration": iteration,
+        "policy_version": policy_version,
+        "prompt_id": drawn["prompt_id"].to_numpy()[rep],
+        "sample_idx": np.tile(np.arange(n), len(drawn)),
+        "draw": drawn["draw"].to_numpy()[rep],
+        "data_source": drawn["data_source"].to_numpy()[rep],
+        "ability": drawn["ability"].to_numpy()[rep],
+        "ground_truth": drawn["ground_truth"].to_numpy()[rep],
+        "prompt_text": [texts[i] for i in rep],
+        "response": [g.text for g in gens],
+        "prompt_ids": [np.asarray(prompt_ids[i], dtype=np.int32) for i in rep],
+        "response_ids": [np.asarray(g.token_ids, dtype=np.int32) for g in gens],
+        "response_length": [len(g.token_ids) for g in gens],
+        "finish_reason": [g.finish_reason for g in gens],
+    })
+
+
+def rollout_metrics(rollouts: pd.DataFrame) -> dict[str, float]:
+    lengths = rollouts["response_length"]
+    return {
+        "rollout/responses": float(len(rollouts)),
+        "rollout/response_length_mean": float(lengths.mean()),
+        "rollout/response_length_max": float(lengths.max()),
+        "rollout/truncated_share": float((rollouts["finish_reason"] == "length").mean()),
+    }
+
+
+# --------------------------------------------------------------------------- verify
+def verify_rollouts(rollouts: pd.DataFrame) -> pd.DataFrame:
+    """Grade every rollout with the outcome verifier.
+
+    Returns one row per rollout: the key (``prompt_id``, ``sample_idx``), ``data_source``,
+    ``ability`` and the verdict (``score``, ``correct``, ``reason``, ``extracted``, ``error``,
+    ``isolation``).
+    """
+    verdicts = verify_all(rollouts["ability"].tolist(), rollouts["response"].tolist(),
+                          rollouts["ground_truth"].tolist())
+    out = rollouts[KEY + ["data_source", "ability"]].reset_index(drop=True)
+    return pd.concat([out, pd.DataFrame([v.as_row() for v in verdicts])], axis=1)
+
+
+def outcome_metrics(outcomes: pd.DataFrame) -> dict[str, float]:
+    """``train_verify_score/{all,<ability>}``: mean score before filtering, as the reference logs."""
+    metrics = {"train_verify_score/all": float(outcomes["score"].mean())}
+    for ability, g in outcomes.groupby("ability"):
+        metrics[f"train_verify_score/{ability}"] = float(g["score"].mean())
+    return metrics
+
+
+# --------------------------------------------------------------------------- filter
+def filter_prompts(outcomes: pd.DataFrame, cfg: PrimeConfig) -> pd.DataFrame:
+    """Accuracy-band filter, one row per prompt in draw order.
+
+    Columns: ``prompt_id``, ``data_source``, ``ability``, ``n``, ``accuracy`` (mean score over
+    the n samples), ``in_band``, ``selected`` (trains this step) and ``status``: ``selected``,
+    ``surplus`` (in band, beyond B), ``too_easy``, ``too_hard``, or ``filled`` (out of band but
+    selected to fill the batch in ``fixed_batch`` mode).
+    """
+    n = cfg.samples_per_prompt
+    groups = outcomes.groupby("prompt_id", sort=False)
+    sizes = groups.size()
+    if (sizes != n).any():
+        bad = sizes[sizes != n]
+        raise ValueError(f"prompt {bad.index[0]} has {bad.iloc[0]} outcomes, expected n={n}")
+    scores = torch.tensor(outcomes["score"].to_numpy(dtype=np.float64))
+    in_band = accuracy_band_keep(scores, n, cfg.filter_low, cfg.filter_high).numpy()
+    first = outcomes.iloc[::n]
+    acc = scores.view(-1, n).mean(-1).numpy()
+    status = np.where(in_band, "selected", np.where(acc > cfg.filter_high, "too_easy", "too_hard")).astype(object)
+    passing = np.flatnonzero(in_band)
+    status[passing[cfg.prompts_per_step:]] = "surplus"
+    if cfg.filter_mode == "fixed_batch" and len(passing) < cfg.prompts_per_step:
+        failing = np.flatnonzero(~in_band)[: cfg.prompts_per_step - len(passing)]
+        status[failing] = "filled"
+    return pd.DataFrame({
+        "prompt_id": first["prompt_id"].to_numpy(),
+        "data_source": first["data_source"].to_numpy(),
+        "ability": first["ability"].to_numpy(),
+        "n": n,
+        "accuracy": acc,
+        "in_band": in_band,
+        "selected": np.isin(status, ["selected", "filled"]),
+        "status": status,
+    })
+
+
+def filter_metrics(report: pd.DataFrame, cfg: PrimeConfig) -> dict[str, float]:
+    selected = int(report["selected"].sum())
+    if selected < cfg.prompts_per_step:
+        log.warning("filter: only %d of %d prompt groups selected (%d drawn); raise "
+                    "prime.oversample_factor to fill the batch", selected, cfg.prompts_per_step, len(report))
+    return {
+        "filter/drawn": float(len(report)),
+        "filter/in_band_share": float(report["in_band"].mean()),
+        "filter/selected": float(selected),
+        "filter/too_easy_share": float((report["status"] == "too_easy").mean()),
+        "filter/too_hard_share": float((report["status"] == "too_hard").mean()),
+    }
+
+
+def selected_rollouts(rollouts: pd.DataFrame, report: pd.DataFrame) -> pd.DataFrame:
+    """The rollouts of the selected groups, in draw order (groups contiguous)."""
+    keep = set(report.loc[report["selected"], "prompt_id"])
+    return rollouts[rollouts["prompt_id"].isin(keep)].reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------- process rewards
+def compute_process_rewards(policy, prm, reference, rollouts: pd.DataFrame, report: pd.DataFrame,
+                            cfg: PrimeConfig) -> pd.DataFrame:
+    """Token log-probs of the selected rollouts under the old policy, the PRM and the reference,
+    each computed once, and the implicit process reward under the PRM as it was loaded.
+
+    Returns one row per selected rollout: the key, ``old_logprobs``, ``ref_logprobs``,
+    ``prm_logprobs``, ``implicit_reward`` (beta * (prm - ref) per token, not normalised) and
+    ``sequence_score`` (its sum).
+    """
+    rows = selected_rollouts(rollouts, report)
+    pad = policy.tokenizer.pad_token_id
+    p_ids, r_ids = list(rows["prompt_ids"]), list(rows["response_ids"])
+    cache: dict[str, list[np.ndarray]] = {}
+
+    def score(ckpt) -> list[np.ndarray]:
+        # Iteration 0 starts policy, PRM and reference from the same checkpoint: score it once.
+        key = getattr(ckpt, "version", None) or str(id(ckpt))
+        if key not in cache:
+            cache[key] = score_responses(ckpt.model, p_ids, r_ids, pad, cfg.micro_batch)
+        return cache[key]
+
+    old = score(policy)
+    ref = old if cfg.ref_type == "policy" else score(reference)
+    prm_lp = score(prm)
+    q = [cfg.beta * (a - b) for a, b in zip(prm_lp, ref)]
+    return pd.DataFrame({
+        "prompt_id": rows["prompt_id"].to_numpy(),
+        "sample_idx": rows["sample_idx"].to_numpy(),
+        "old_logprobs": old,
+        "ref_logprobs": ref,
+        "prm_logprobs": prm_lp,
+        "implicit_reward": q,
+        "sequence_score": [float(x.sum()) for x in q],
+    })
+
+
+# --------------------------------------------------------------------------- PRM update
+def _check_groups(frame: pd.DataFrame, n: int, what: str) -> None:
+    if len(frame) % n:
+        raise ValueError(f"{what}: {len(frame)} rows are not a whole number of groups of n={n}")
+    pids = frame["prompt_id"].to_numpy().reshape(-1, n)
+    if (pids != pids[:, :1]).any():
+        bad = pids[(pids != pids[:, :1]).any(1)][0, 0]
+        raise ValueError(f"{what}: the samples of prompt {bad} are not contiguous groups of n={n}")
+
+
+def _joined(rollouts, process_rewards, outcomes) -> pd.DataFrame:
+    joined = process_rewards.merge(rollouts[KEY + ["prompt_ids", "response_ids", "policy_version"]],
+                                   on=KEY, how="left", validate="one_to_one")
+    joined = joined.merge(outcomes[KEY + ["score"]], on=KEY, how="left", validate="one_to_one")
+    missing = joined["response_ids"].isna() | joined["score"].isna()
+    if missing.any():
+        r = joined[missing].iloc[0]
+        raise ValueError(f"process_rewards row ({r.prompt_id}, {r.sample_idx}) has no rollout or outcome; "
+                         "rerun the earlier stages of this iteration")
+    return joined
+
+
+def update_prm(prm, rollouts: pd.DataFrame, process_rewards: pd.DataFrame, outcomes: pd.DataFrame,
+               cfg: PrimeConfig, iteration: int) -> tuple[object, pd.DataFrame, pd.DataFrame]:
+    """One pass of the PRM's cross-entropy over the selected batch, and the process rewards the
+    advantage step uses (``cfg.prm_update`` says from which forward pass, see PrimeConfig).
+
+    Returns ``(prm, prm_rewards, prm_stats)``: the updated checkpoint; one row per selected rollout
+    with ``prm_logprobs`` (as used), ``token_rewards`` (normalised process rewards) and
+    ``sequence_score``; one row per optimizer step with ``loss`` and ``grad_norm``.
+    """
+    data = _joined(rollouts, process_rewards, outcomes)
+    _check_groups(data, cfg.samples_per_prompt, "update_prm")
+    model = prm.model
+    pad = prm.tokenizer.pad_token_id
+    opt = _optimizer(model, prm, cfg.prm_lr, cfg.prm_weight_decay)
+    n_rows = len(data)
+    order = list(range(n_rows))
+    random.Random(stage_seed(cfg, iteration, "prm")).shuffle(order)
+    used: list[np.ndarray | None] = [None] * n_rows
+    stats = []
+    model.train()
+    for step, mb in enumerate(micro_batches(order, cfg.prm_mini_batch)):
+        opt.zero_grad(set_to_none=True)
+        total = 0.0
+        for micro in micro_batches(mb, cfg.micro_batch):
+            packed = pack([data.prompt_ids[i] for i in micro], [data.response_ids[i] for i in micro], pad)
+            width = packed.response_width
+            logp = sequence_logprobs(model, packed.input_ids, packed.attention_mask, width,
+                                     chunk_rows=len(micro), grad=True)
+            ref = pad_values([data.ref_logprobs[i] for i in micro], width)
+            acc = torch.tensor(data.score.to_numpy()[micro], dtype=torch.float32)
+            mask = packed.response_mask.float()
+            loss = prm_loss(logp, ref, mask, acc, beta=cfg.beta) * len(micro) / len(mb)
+            loss.backward()
+            total += float(loss.detach())
+            if cfg.prm_update == "after":
+                # Before the first optimizer step the PRM is the one compute_process_rewards
+                # scored: reuse those values (at iteration 0 they equal the reference's exactly,
+                # so the rewards are exactly 0 as in the reference, not float noise that
+                # batch_norm would blow up to O(1)).
+                fresh = unpad(logp, [len(data.response_ids[i]) for i in micro])
+                for i, v in zip(micro, fresh):
+                    used[i] = np.asarray(data.prm_logprobs[i], dtype=np.float32) if step == 0 else v
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.prm_grad_clip)
+        opt.step()
+        stats.append({"iteration": iteration, "step": step, "responses": len(mb),
+                      "loss": total, "grad_norm": float(grad_norm)})
+    if cfg.prm_update == "before" and n_rows:
+        used = score_responses(model, list(data.prompt_ids), list(data.response_ids), pad, cfg.micro_batch)
+    rewards = _normalised_rewards(used, list(data.ref_logprobs), cfg) if n_rows else []
+    prm.optimizer_state = opt.state_dict()
+    table = pd.DataFrame({
+        "prompt_id": data["prompt_id"].to_numpy(),
+        "sample_idx": data["sample_idx"].to_numpy(),
+        "prm_update": cfg.prm_update,
+        "prm_logprobs": used,
+        "token_rewards": rewards,
+        "sequence_score": [float(cfg.beta * (np.asarray(u) - np.asarray(r)).sum())
+                           for u, r in zip(used, data.ref_logprobs)],
+    })
+    return prm, table, pd.DataFrame(stats, columns=["iteration", "step", "responses", "loss", "grad_norm"])
+
+
+def _normalised_rewards(prm_lp: Sequence[np.ndarray], ref_lp: Sequence[np.ndarray],
+                        cfg: PrimeConfig) -> list[np.ndarray]:
+    lengths = [len(x) for x in prm_lp]
+    width = max(lengths)
+    mask = pad_values([np.ones(n) for n in lengths], width)
+    r = implicit_process_rewards(pad_values(prm_lp, width), pad_values(ref_lp, width), mask,
+                                 beta=cfg.beta, granularity=cfg.granularity,
+                                 normalisation=cfg.normalisation)
+    return unpad(r, lengths)
+
+
+def prm_metrics(process_rewards: pd.DataFrame, prm_rewards: pd.DataFrame, outcomes: pd.DataFrame,
+                stats: pd.DataFrame, cfg: PrimeConfig) -> dict[str, float]:
+    """``prm/loss``, ``prm/grad_norm``, ``prm/acc_before`` (pairwise accuracy of the PRM as loaded,
+    on this batch it has not trained on) and, for ``prm_update: before``, ``prm/acc_after``."""
+    if len(process_rewards) == 0:
+        return {"prm/skipped": 1.0}
+    acc = process_rewards[KEY].merge(outcomes[KEY + ["score"]], on=KEY)["score"].to_numpy()
+    n = cfg.samples_per_prompt
+    metrics = {
+        "prm/loss": float(stats["loss"].mean()),
+        "prm/grad_norm": float(stats["grad_norm"].mean()),
+        "prm/acc_before": prm_pairwise_accuracy(torch.tensor(process_rewards["sequence_score"].to_numpy()),
+                                                torch.tensor(acc), n),
+    }
+    if cfg.prm_update == "before":
+        metrics["prm/acc_after"] = prm_pairwise_accuracy(
+            torch.tensor(prm_rewards["sequence_score"].to_numpy()), torch.tensor(acc), n)
+    return metrics
+
+
+# --------------------------------------------------------------------------- advantages
+def estimate_advantages(prm_rewards: pd.DataFrame, outcomes: pd.DataFrame, cfg: PrimeConfig) -> pd.DataFrame:
+    """RLOO returns and whitened advantages (``core.prime_advantages``).
+
+    Returns one row per selected rollout: the key, ``outcome`` (verifier score), ``process_return``
+    (the sum of the token rewards), ``returns`` and ``advantages`` (per token).
+    """
+    data = prm_rewards.merge(outcomes[KEY + ["score"]], on=KEY, how="left", validate="one_to_one")
+    _check_groups(data, cfg.samples_per_prompt, "estimate_advantages")
+    cols = {"prompt_id": data["prompt_id"].to_numpy(), "sample_idx": data["sample_idx"].to_numpy(),
+            "outcome": data["score"].to_numpy(dtype=np.float64)}
+    if len(data) == 0:
+        return pd.DataFrame({**cols, "process_return": [], "returns": [], "advantages": []})
+    lengths = [len(x) for x in data["token_rewards"]]
+    width = max(lengths)
+    mask = pad_values([np.ones(n) for n in lengths], width)
+    returns, adv = prime_advantages(
+        pad_values(list(data["token_rewards"]), width), torch.tensor(cols["outcome"], dtype=torch.float32),
+        mask, cfg.samples_per_prompt, process_coef=cfg.process_coef, outcome_coef=cfg.outcome_coef)
+    return pd.DataFrame({**cols, "process_return": [float(np.sum(x)) for x in data["token_rewards"]],
+                         "returns": unpad(returns, lengths), "advantages": unpad(adv, lengths)})
+
+
+def advantage_metrics(adv: pd.DataFrame) -> dict[str, float]:
+    if len(adv) == 0:
+        return {"adv/skipped": 1.0}
+    a = np.concatenate(list(adv["advantages"]))
+    r = np.concatenate(list(adv["returns"]))
+    return {"adv/advantages_mean": float(a.mean()), "adv/advantages_max": float(a.max()),
+            "adv/advantages_min": float(a.min()), "adv/returns_mean": float(r.mean()),
+            "adv/returns_max": float(r.max()), "adv/returns_min": float(r.min())}
+
+
+# --------------------------------------------------------------------------- policy update
+def _optimizer(model, checkpoint, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """AdamW, continuing the moments stored with the checkpoint when there are any (the state
+    belongs to the run, not to one iteration: resetting it every step would change the method)."""
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    state = getattr(checkpoint, "optimizer_state", None)
+    if state:
+        opt.load_state_dict(state)
+        for group in opt.param_groups:  # the config, not the stored state, sets the hyperparameters
+            group["lr"], group["weight_decay"] = lr, weight_decay
+    return opt
+
+
+def check_policy_versions(rollouts: pd.DataFrame, n: int, policy_version: str) -> None:
+    """Refuse to train on groups whose samples came from different policies, or from a policy
+    other than the one being updated (PPO's ratio would be against the wrong old policy)."""
+    versions = rollouts["policy_version"].to_numpy()
+    if len(versions) % n == 0 and len(versions):
+        grouped = versions.reshape(-1, n)
+        mixed = (grouped != grouped[:, :1]).any(1)
+        if mixed.any():
+            pid = rollouts["prompt_id"].to_numpy().reshape(-1, n)[mixed][0, 0]
+            raise ValueError(f"prompt {pid}: its samples came from different policy versions "
+                             f"{sorted(set(grouped[mixed][0]))}; an RLOO group must share one policy")
+    stale = sorted(set(versions) - {policy_version})
+    if stale:
+        raise ValueError(f"rollouts came from policy {stale[0]} but the policy being updated is "
+                         f"{policy_version}; rerun generate_rollouts for this iteration first")
+
+
+def update_policy(policy, rollouts: pd.DataFrame, process_rewards: pd.DataFrame, advantages: pd.DataFrame,
+                  cfg: PrimeConfig, iteration: int) -> tuple[object, pd.DataFrame]:
+    """PPO's clipped objective over the selected batch: ``ppo_epochs`` shuffled passes in
+    mini-batches of ``ppo_mini_batch`` responses.
+
+    Returns ``(policy, ppo_stats)``, one stats row per optimizer step: ``pg_loss``,
+    ``pg_clipfrac``, ``ppo_kl``, ``entropy``, ``grad_norm``.
+    """
+    data = advantages.merge(process_rewards[KEY + ["old_logprobs"]], on=KEY, validate="one_to_one")
+    data = data.merge(rollouts[KEY + ["prompt_ids", "response_ids", "policy_version"]], on=KEY,
+                      validate="one_to_one")
+    _check_groups(data, cfg.samples_per_prompt, "update_policy")
+    check_policy_versions(data, cfg.samples_per_prompt, getattr(policy, "version", ""))
+    model, pad = policy.model, policy.tokenizer.pad_token_id
+    opt = _optimizer(model, policy, cfg.policy_lr, cfg.policy_weight_decay)
+    rng = random.Random(stage_seed(cfg, iteration, "ppo"))
+    stats = []
+    model.train()
+    for epoch in range(cfg.ppo_epochs if len(data) else 0):
+        order = list(range(len(data)))
+        rng.shuffle(order)
+        for mb in micro_batches(order, cfg.ppo_mini_batch):
+            opt.zero_grad(set_to_none=True)
+            sums = {"pg_loss": 0.0, "pg_clipfrac": 0.0, "ppo_kl": 0.0, "entropy": 0.0}
+            for micro in micro_batches(mb, cfg.micro_batch):
+                packed = pack([data.prompt_ids[i] for i in micro], [data.response_ids[i] for i in micro], pad)
+                width = packed.response_width
+                logp, entropy = sequence_logprobs(model, packed.input_ids, packed.attention_mask, width,
+                                                  chunk_rows=len(micro), grad=True, return_entropy=True)
+                mask = packed.response_mask.float()
+                old = pad_values([data.old_logprobs[i] for i in micro], width)
+                adv = pad_values([data.advantages[i] for i in micro], width)
+                pg_loss, diag = ppo_policy_loss(logp, old, adv, mask, clip_ratio=cfg.clip_ratio)
+                ent = masked_mean(entropy, mask)
+                weight = len(micro) / len(mb)
+                ((pg_loss - cfg.entropy_coef * ent) * weight).backward()
+                for k, v in (("pg_loss", pg_loss), ("entropy", ent), *diag.items()):
+                    sums[k] += float(v.detach()) * weight
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.policy_grad_clip)
+            opt.step()
+            stats.append({"iteration": iteration, "epoch": epoch, "step": len(stats), "responses": len(mb),
+                          **sums, "grad_norm": float(grad_norm)})
+    if not len(data):
+        log.warning("update_policy: iteration %d has no selected prompt groups; the policy is "
+                    "passed on unchanged (the step is skipped)", iteration)
+    policy.optimizer_state = opt.state_dict()
+    cols = ["iteration", "epoch", "step", "responses", "pg_loss", "pg_clipfrac", "ppo_kl", "entropy", "grad_norm"]
+    return policy, pd.DataFrame(stats, columns=cols)
+
+
+def ppo_metrics(stats: pd.DataFrame) -> dict[str, float]:
+    if len(stats) == 0:
+        return {"ppo/skipped": 1.0}
+    return {f"ppo/{k}": float(stats[k].mean()) for k in ("pg_loss", "pg_clipfrac", "ppo_kl", "entropy", "grad_norm")}
+
+
+def should_evaluate(cfg: PrimeConfig, iteration: int) -> bool:
+    """Evaluate at iteration 0 and every ``eval_every`` iterations (never when it is 0)."""
+    return cfg.eval_every > 0 and iteration % cfg.eval_every == 0

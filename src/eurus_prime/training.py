@@ -1,0 +1,280 @@
+"""The training loop: ``prime_iteration`` again and again, resumable, tracked in MLflow.
+
+Kedro pipelines have no loops (kedro#3815), so the loop lives here. Each iteration is one
+``KedroSession`` run with ``runtime_params={"iteration": i}``, starting at the iteration's first
+stage whose outputs are missing (so a run killed mid-iteration resumes at the stage it died in).
+
+MLflow: one experiment per project configuration (``conf/*/mlflow.yml``) and one *campaign* run per
+``data/`` folder, whose id is kept in ``data/08_reporting/campaign.json``. Every iteration's
+kedro-mlflow run is a child of the campaign run (tag ``mlflow.parentRunId``, set through
+``MLFLOW_RUN_CONTEXT``), and the loop copies each iteration's metrics to the campaign run at
+step = iteration, so the campaign shows one curve per metric. The fluent run stack is unwound
+after every session, and the campaign run is closed (FINISHED, or FAILED/KILLED on an error) when
+the loop ends: no run is left active or duplicated.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from eurus_prime.prime.progress import iter_dir
+
+log = logging.getLogger(__name__)
+
+PIPELINE = "prime_iteration"
+CAMPAIGN_FILE = Path("data/08_reporting/campaign.json")
+TRAIN_LOG = Path("data/08_reporting/train_log.jsonl")
+
+
+def _session(project: Path, env: str | None, params: dict | None = None):
+    from kedro.framework.session import KedroSession
+    from kedro.framework.startup import bootstrap_project
+
+    os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
+    bootstrap_project(project)
+    return KedroSession.create(project_path=project, env=env, runtime_params=params or {})
+
+
+def _unwind_mlflow() -> None:
+    import mlflow
+
+    while mlflow.active_run():  # kedro-mlflow leaves the finished run on the fluent stack
+        mlflow.end_run()
+
+
+def run_pipeline(project: Path, env: str | None, pipeline: str, params: dict | None = None,
+                 from_nodes: list[str] | None = None, node_names: list[str] | None = None) -> None:
+    """One ``kedro run`` in this process."""
+    try:
+        with _session(project, env, params) as session:
+            session.run(pipeline_names=[pipeline], from_nodes=from_nodes, node_names=node_names)
+    finally:
+        _unwind_mlflow()
+
+
+@dataclass
+class IterationState:
+    iteration: int
+    missing: list[str]
+    """Stages (in pipeline order) with at least one missing output."""
+
+
+def iteration_state(catalog, pipeline, iteration: int) -> IterationState:
+    """Which stages of ``iteration`` still have missing outputs (metrics datasets excluded)."""
+    from eurus_prime.pipelines.prime_iteration.pipeline import STAGES
+
+    by_name = {n.name: n for n in pipeline.nodes}
+    missing = []
+    for stage in STAGES:
+        outputs = [o for o in by_name[stage].outputs if not o.endswith("_metrics")]
+        if not all(catalog.exists(o) for o in outputs):
+            missing.append(stage)
+    return IterationState(iteration, missing)
+
+
+def _state(project: Path, env: str | None, iteration: int, params: dict | None = None) -> IterationState:
+    from kedro.framework.project import pipelines
+
+    with _session(project, env, {**(params or {}), "iteration": iteration}) as session:
+        catalog = session.load_context().catalog
+        return iteration_state(catalog, pipelines[PIPELINE], iteration)
+
+
+def _load(project: Path, env: str | None, name: str, iteration: int | None = None):
+    params = {} if iteration is None else {"iteration": iteration}
+    with _session(project, env, params) as session:
+        catalog = session.load_context().catalog
+        return catalog.load(name) if catalog.exists(name) else None
+
+
+def _params(project: Path, env: str | None, params: dict | None = None) -> dict:
+    with _session(project, env, params) as session:
+        return session.load_context().params
+
+
+class Campaign:
+    """The campaign run in MLflow (through the client API, never the fluent stack)."""
+
+    def __init__(self, project: Path, env: str | None):
+        import mlflow
+        from mlflow import MlflowClient
+
+        with _session(project, env) as session:
+            context = session.load_context()
+            cfg = context.config_loader["mlflow"]
+        uri = cfg["server"]["mlflow_tracking_uri"]
+        if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+            uri = f"sqlite:///{project / uri[len('sqlite:///'):]}"
+        mlflow.set_tracking_uri(uri)
+        self.client = MlflowClient(uri)
+        name = cfg["tracking"]["experiment"]["name"]
+        exp = self.client.get_experiment_by_name(name)
+        self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(name)
+        self.file = project / CAMPAIGN_FILE
+        self.run_id = self._existing()
+
+    def _existing(self) -> str | None:
+        if not self.file.exists():
+            return None
+        run_id = json.loads(self.file.read_text())["run_id"]
+        try:
+            self.client.get_run(run_id)
+        except Exception:  # the tracking database was reset: start a new campaign run
+            return None
+        return run_id
+
+    def start(self, params: dict) -> str:
+        if self.run_id is None:
+            run = self.client.create_run(self.experiment_id, run_name="campaign",
+                                         tags={"eurus_prime.role": "campaign"})
+            self.run_id = run.info.run_id
+            for k, v in _flatten(params).items():
+                self.client.log_param(self.run_id, k, str(v)[:6000])
+            self.file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.file.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"run_id": self.run_id, "experiment_id": self.experiment_id}))
+            tmp.replace(self.file)
+        else:
+            self.client.update_run(self.run_id, status="RUNNING")
+        return self.run_id
+
+    def child_context(self, iteration: int) -> str:
+        return json.dumps({"mlflow.parentRunId": self.run_id, "eurus_prime.iteration": str(iteration)})
+
+    def copy_iteration_metrics(self, iteration: int) -> dict[str, float]:
+        """Copy the iteration's child-run metrics to the campaign run at step = iteration."""
+        children = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.mlflow.parentRunId = '{self.run_id}' and "
+                          f"tags.`eurus_prime.iteration` = '{iteration}'",
+        )
+        metrics: dict[str, float] = {}
+        for child in sorted(children, key=lambda r: r.info.start_time):
+            metrics.update(child.data.metrics)  # a resumed iteration's later run wins
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        batch = [Metric(k, float(v), now, iteration) for k, v in sorted(metrics.items())]
+        for i in range(0, len(batch), 500):
+            self.client.log_batch(self.run_id, metrics=batch[i : i + 500])
+        return metrics
+
+    def log_text(self, text: str, name: str) -> None:
+        self.client.log_text(self.run_id, text, name)
+
+    def end(self, status: str) -> None:
+        if self.run_id is not None:
+            self.client.set_terminated(self.run_id, status)
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if hasattr(v, "__dataclass_fields__"):
+            from dataclasses import asdict
+
+            v = asdict(v)
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def train(project: Path, env: str | None, iterations: int, echo: Callable[[str], None] = print,
+          params: dict | None = None, time_budget: float | None = None) -> list[dict]:
+    """Run ``prime_iteration`` until ``iterations`` iterations are complete, resuming the first
+    incomplete one at its first incomplete stage.
+
+    Args:
+        params: parameter overrides for every iteration (as ``kedro run --params``).
+        time_budget: start no new iteration after this many seconds.
+    Returns:
+        One summary dict per iteration run; each is also appended to ``data/08_reporting/train_log.jsonl``.
+    """
+    project = project.resolve()
+    params = dict(params or {})
+    started = time.perf_counter()
+    cwd = os.getcwd()
+    os.chdir(project)  # the catalog's iteration resolver reads data/ relative to the project
+    campaign = Campaign(project, env)
+    summaries = []
+    try:
+        campaign.start(_params(project, env, params))
+        echo(f"MLflow campaign run {campaign.run_id} (experiment {campaign.experiment_id})")
+        for i in range(iterations):
+            state = _state(project, env, i, params)
+            if not state.missing:
+                continue
+            if time_budget is not None and time.perf_counter() - started >= time_budget:
+                echo(f"time budget of {time_budget:.0f} s spent; stopping before iteration {i}")
+                break
+            first = state.missing[0]
+            resumed = first != "sample_prompts"
+            echo(f"iteration {i + 1}/{iterations} ({iter_dir(i)})"
+                 + (f": resuming at stage {first}" if resumed else ""))
+            start = time.perf_counter()
+            os.environ["MLFLOW_RUN_CONTEXT"] = campaign.child_context(i)
+            try:
+                run_pipeline(project, env, PIPELINE, {**params, "iteration": i}, from_nodes=[first])
+            finally:
+                os.environ.pop("MLFLOW_RUN_CONTEXT", None)
+            seconds = time.perf_counter() - start
+            metrics = campaign.copy_iteration_metrics(i)
+            campaign.client.log_metric(campaign.run_id, "time/iteration_wall", seconds, step=i)
+            report = _load(project, env, "eval_report", i)
+            if report is not None and len(report):
+                campaign.log_text(report.to_string(index=False), f"eval/{iter_dir(i)}_eval_report.txt")
+            summary = {"iteration": i, "seconds": seconds, "elapsed": time.perf_counter() - started,
+                       "resumed_at": first, **metrics}
+            summaries.append(summary)
+            with open(project / TRAIN_LOG, "a") as f:
+                f.write(json.dumps(summary) + "\n")
+            echo(_progress_line(summary))
+        campaign.end("FINISHED")
+    except KeyboardInterrupt:
+        campaign.end("KILLED")
+        raise
+    except BaseException:
+        campaign.end("FAILED")
+        raise
+    finally:
+        os.chdir(cwd)
+    return summaries
+
+
+def _progress_line(s: dict) -> str:
+    parts = [f"  done in {s['seconds']:.0f} s"]
+    if "train_verify_score/all" in s:
+        parts.append(f"train score {100 * s['train_verify_score/all']:.1f}%")
+    if "filter/selected" in s:
+        parts.append(f"{int(s['filter/selected'])} groups selected")
+    if "prm/acc_before" in s:
+        parts.append(f"PRM pair acc {s['prm/acc_before']:.2f}")
+    if "eval/all" in s:
+        parts.append(f"held-out pass@1 {100 * s['eval/all']:.1f}%")
+    return ", ".join(parts)
+
+
+def parse_params(text: str | None) -> dict:
+    """``a.b=1,c=x`` (the ``kedro run --params`` syntax) -> ``{"a": {"b": 1}, "c": "x"}``;
+    values are parsed as YAML scalars."""
+    import yaml
+
+    out: dict = {}
+    for item in filter(None, (text or "").split(",")):
+        if "=" not in item:
+            raise ValueError(f"--params item {item!r} is not key=value")
+        key, value = item.split("=", 1)
+        node = out
+        *parents, leaf = key.strip().split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = yaml.safe_load(value)
+    return out

@@ -1,0 +1,190 @@
+"""The stages of one PRIME iteration on a tiny model: table contracts, refusals, reproducibility."""
+
+import dataclasses
+import hashlib
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from eurus_prime.datasets import Checkpoint
+from eurus_prime.prime import stages
+from eurus_prime.prime.config import PrimeConfig
+from eurus_prime.tinyworld.model import build_model
+from tests.conftest import SMALL_MODEL
+
+CFG = PrimeConfig(prompts_per_step=4, oversample_factor=1.5, samples_per_prompt=3, max_response_length=16,
+                  filter_low=0.0, filter_high=1.0, prm_mini_batch=6, ppo_mini_batch=6, micro_batch=4,
+                  generation_batch_size=8, eval_max_items=5)
+
+
+def _ckpt(tok, version="sft@v0", seed=0):
+    torch.manual_seed(seed)
+    return Checkpoint(model=build_model(dataclasses.replace(SMALL_MODEL, seed=seed), tok), tokenizer=tok,
+                      version=version)
+
+
+def _digest(model) -> str:
+    h = hashlib.sha256()
+    for name, p in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(p.detach().numpy().tobytes())
+    return h.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def iteration0(small_world, tiny_tokenizer):
+    """Stages 1-4 of iteration 0 on the small world, policy = PRM = reference."""
+    prompts, _ = small_world
+    train = prompts[[e["split"] == "train" for e in prompts["extra_info"]]].reset_index(drop=True)
+    drawn = stages.sample_prompts(train, CFG, iteration=0)
+    sft = _ckpt(tiny_tokenizer)
+    rollouts = stages.generate_rollouts(sft, drawn, CFG, 0, sft.version)
+    outcomes = stages.verify_rollouts(rollouts)
+    report = stages.filter_prompts(outcomes, CFG)
+    return train, drawn, rollouts, outcomes, report
+
+
+def test_sample_prompts_depends_only_on_seed_and_iteration_and_walks_epochs(small_world):
+    prompts, _ = small_world
+    train = prompts[[e["split"] == "train" for e in prompts["extra_info"]]].reset_index(drop=True)
+    cfg = dataclasses.replace(CFG, prompts_per_step=10, oversample_factor=2.0)  # 20 per iteration
+    a = stages.sample_prompts(train, cfg, iteration=1)
+    assert a.equals(stages.sample_prompts(train, cfg, iteration=1))
+    one_epoch = pd.concat([stages.sample_prompts(train, cfg, i) for i in range(len(train) // 20)])
+    assert one_epoch["prompt_id"].is_unique and len(one_epoch) == len(train)  # each prompt once per epoch
+    other = stages.sample_prompts(train, dataclasses.replace(cfg, seed=1), iteration=1)
+    assert not a["prompt_id"].equals(other["prompt_id"])
+    assert list(a.columns) == ["iteration", "draw", "epoch", "prompt_id", "data_source", "ability", "prompt",
+                               "ground_truth"]
+
+
+def test_rollout_table_contract(iteration0):
+    _, drawn, rollouts, outcomes, report = iteration0
+    n = CFG.samples_per_prompt
+    assert len(rollouts) == len(drawn) * n == len(outcomes)
+    assert (rollouts["prompt_id"].to_numpy().reshape(-1, n) == drawn["prompt_id"].to_numpy()[:, None]).all()
+    assert (rollouts["sample_idx"].to_numpy().reshape(-1, n) == np.arange(n)).all()
+    assert (rollouts["response_length"] == rollouts["response_ids"].map(len)).all()
+    assert (rollouts["response_length"] <= CFG.max_response_length).all()
+    assert set(rollouts["finish_reason"]) <= {"stop", "length"}
+    assert (rollouts["policy_version"] == "sft@v0").all()
+    assert set(outcomes.columns) >= {"prompt_id", "sample_idx", "score", "correct", "reason", "isolation"}
+    assert report["selected"].sum() == CFG.prompts_per_step  # band [0, 1]: every group passes
+
+
+def test_filter_statuses_by_hand():
+    cfg = dataclasses.replace(CFG, samples_per_prompt=4, prompts_per_step=2, filter_low=0.2, filter_high=0.8)
+    scores = [1, 1, 1, 1, 0, 0, 0, 0, 1, 0, 0, 0, 1, 1, 0, 0, 1, 1, 1, 0]
+    outcomes = pd.DataFrame({"prompt_id": np.repeat(list("abcde"), 4), "sample_idx": np.tile(range(4), 5),
+                             "data_source": "s", "ability": "math", "score": np.array(scores, float)})
+    report = stages.filter_prompts(outcomes, cfg)
+    assert report["status"].tolist() == ["too_easy", "too_hard", "selected", "selected", "surplus"]
+    assert report["accuracy"].tolist() == [1.0, 0.0, 0.25, 0.5, 0.75]
+    fixed = stages.filter_prompts(outcomes.iloc[:8], dataclasses.replace(cfg, filter_mode="fixed_batch"))
+    assert fixed["status"].tolist() == ["filled", "filled"] and fixed["selected"].all()
+
+
+def test_prm_after_mode_at_iteration_0_gives_exactly_zero_rewards(iteration0, tiny_tokenizer):
+    _, _, rollouts, outcomes, report = iteration0
+    sft = _ckpt(tiny_tokenizer)
+    rewards = stages.compute_process_rewards(sft, sft, sft, rollouts, report, CFG)
+    assert all((np.asarray(q) == 0).all() for q in rewards["implicit_reward"])
+    assert (rewards["old_logprobs"].map(len) == rollouts["response_length"].to_numpy()[: len(rewards)]).all()
+    prm = _ckpt(tiny_tokenizer)
+    before = _digest(prm.model)
+    _, prm_rewards, stats = stages.update_prm(prm, rollouts, rewards, outcomes, CFG, iteration=0)
+    first_step_rows = len(stats) and stats["responses"].iloc[0]
+    assert first_step_rows == CFG.prm_mini_batch
+    assert stats["loss"].iloc[0] == pytest.approx(np.log(2), abs=1e-6)  # sigmoid(0) against any label
+    assert _digest(prm.model) != before and prm.optimizer_state
+    zero = sum(int((np.asarray(r) == 0).all()) for r in prm_rewards["token_rewards"])
+    assert zero >= CFG.prm_mini_batch  # the first mini-batch scored with the unchanged PRM
+
+
+def _full_iteration(iteration0, tok, cfg=CFG):
+    _, _, rollouts, outcomes, report = iteration0
+    policy, prm, ref = _ckpt(tok), _ckpt(tok), _ckpt(tok)
+    rewards = stages.compute_process_rewards(policy, prm, ref, rollouts, report, cfg)
+    prm, prm_rewards, prm_stats = stages.update_prm(prm, rollouts, rewards, outcomes, cfg, 0)
+    adv = stages.estimate_advantages(prm_rewards, outcomes, cfg)
+    policy, ppo = stages.update_policy(policy, rollouts, rewards, adv, cfg, 0)
+    return policy, prm, rewards, prm_rewards, adv, ppo
+
+
+def test_update_stages_are_bit_reproducible(iteration0, tiny_tokenizer):
+    a = _full_iteration(iteration0, tiny_tokenizer)
+    b = _full_iteration(iteration0, tiny_tokenizer)
+    assert _digest(a[0].model) == _digest(b[0].model) and _digest(a[1].model) == _digest(b[1].model)
+    for x, y in zip(a[2:], b[2:]):
+        pd.testing.assert_frame_equal(x, y)
+    adv, ppo = a[4], a[5]
+    assert len(ppo) == -(-len(adv) // CFG.ppo_mini_batch)
+    assert np.isfinite(ppo[["pg_loss", "ppo_kl", "entropy", "grad_norm"]].to_numpy()).all()
+    assert (adv["returns"].map(len) == adv["advantages"].map(len)).all()
+
+
+def test_outcome_only_ablation_ignores_process_rewards(iteration0, tiny_tokenizer):
+    _, _, rollouts, outcomes, report = iteration0
+    cfg = dataclasses.replace(CFG, process_coef=0.0)
+    prm_rewards = pd.DataFrame({
+        "prompt_id": rollouts["prompt_id"], "sample_idx": rollouts["sample_idx"],
+        "token_rewards": [np.random.default_rng(i).normal(size=n) for i, n in enumerate(rollouts["response_length"])],
+    })
+    adv = stages.estimate_advantages(prm_rewards, outcomes, cfg)
+    zeroed = prm_rewards.assign(token_rewards=prm_rewards["token_rewards"].map(np.zeros_like))
+    again = stages.estimate_advantages(zeroed, outcomes, cfg)
+    for x, y in zip(adv["advantages"], again["advantages"]):
+        np.testing.assert_allclose(x, y, atol=1e-6)
+
+
+def test_update_refuses_mixed_or_stale_policy_versions(iteration0, tiny_tokenizer):
+    _, _, rollouts, outcomes, report = iteration0
+    policy = _ckpt(tiny_tokenizer)
+    rewards = stages.compute_process_rewards(policy, policy, policy, rollouts, report, CFG)
+    adv = pd.DataFrame({"prompt_id": rewards["prompt_id"], "sample_idx": rewards["sample_idx"],
+                        "outcome": 0.0, "returns": rewards["old_logprobs"],
+                        "advantages": rewards["old_logprobs"].map(np.ones_like)})
+    mixed = rollouts.copy()
+    mixed.loc[1, "policy_version"] = "policy/iter_0001@other"
+    with pytest.raises(ValueError, match="different policy versions"):
+        stages.update_policy(policy, mixed, rewards, adv, CFG, 0)
+    stale = _ckpt(tiny_tokenizer, version="policy/iter_0000@newer")
+    with pytest.raises(ValueError, match="rerun generate_rollouts"):
+        stages.update_policy(stale, rollouts, rewards, adv, CFG, 0)
+
+
+def test_no_selected_group_skips_the_update_and_says_so(iteration0, tiny_tokenizer, caplog):
+    _, _, rollouts, outcomes, report = iteration0
+    none = report.assign(selected=False)
+    policy = _ckpt(tiny_tokenizer)
+    before = _digest(policy.model)
+    rewards = stages.compute_process_rewards(policy, policy, policy, rollouts, none, CFG)
+    prm, prm_rewards, prm_stats = stages.update_prm(_ckpt(tiny_tokenizer), rollouts, rewards, outcomes, CFG, 0)
+    adv = stages.estimate_advantages(prm_rewards, outcomes, CFG)
+    policy, ppo = stages.update_policy(policy, rollouts, rewards, adv, CFG, 0)
+    assert len(rewards) == len(adv) == len(ppo) == len(prm_stats) == 0
+    assert _digest(policy.model) == before
+    assert "no selected prompt groups" in caplog.text
+    assert stages.ppo_metrics(ppo) == {"ppo/skipped": 1.0}
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"samples_per_prompt": 1}, "prime.samples_per_prompt = 1 is invalid: RLOO needs at least 2"),
+    ({"filter_low": 0.9, "filter_high": 0.1}, "the band is reversed"),
+    ({"filter_high": 1.5}, "prime.filter_high = 1.5 is invalid: must be in [0, 1]"),
+    ({"prm_update": "during"}, "valid values are ['after', 'before']"),
+    ({"process_coef": 0.0, "outcome_coef": 0.0}, "nothing to learn from"),
+])
+def test_config_errors_name_the_parameter(override, message):
+    with pytest.raises(ValueError) as err:
+        PrimeConfig(**override)
+    assert message in str(err.value)
+
+
+def test_prompt_longer_than_the_context_is_an_error(iteration0, tiny_tokenizer):
+    _, drawn, *_ = iteration0
+    cfg = dataclasses.replace(CFG, max_response_length=10_000)
+    with pytest.raises(ValueError, match="exceeds the model's context"):
+        stages.generate_rollouts(_ckpt(tiny_tokenizer), drawn, cfg, 0, "v")
