@@ -87,18 +87,22 @@ def train(iterations: int | None, params_text: str | None, time_budget: float | 
                "(kedro run --pipelines=prime_iteration per iteration)")
     params = training.parse_params(params_text)
     training.train(project, env, iterations, echo=click.echo, params=params, time_budget=time_budget)
-    _report_after(project, env, iterations)
+    _report_after(project, env)
 
 
-def _report_after(project: Path, env: str | None, iterations: int) -> None:
+def _report_after(project: Path, env: str | None) -> None:
     """Compare the last evaluated iteration with the SFT model on the same test items."""
-    from eurus_prime import training
+    import pandas as pd
 
-    for i in reversed(range(iterations)):
-        items = training._load(project, env, "eval_items", i)
+    from eurus_prime.prime.progress import completed_iterations, iter_dir, latest_version
+
+    items = None
+    for i in reversed(range(completed_iterations(project / "data/08_reporting"))):
+        path = latest_version(project / "data/07_model_output" / iter_dir(i) / "eval_items.parquet")
+        items = pd.read_parquet(path) if path else None
         if items is not None and len(items):
             break
-    else:
+    if items is None or not len(items):
         click.echo("No PRIME iteration has been evaluated yet.")
         return
     sft = _load(project, env, "sft_eval_items")

@@ -2,11 +2,11 @@
 from the Kedro defaults. For further information, including these default values, see
 https://docs.kedro.org/en/stable/configure/configuration_basics/#configuration"""
 
-# Instantiated project hooks.
-# For example, after creating a hooks.py and defining a ProjectHooks class there, do
-# from eurus_prime.hooks import ProjectHooks
-# Hooks are executed in a Last-In-First-Out (LIFO) order.
-# HOOKS = (ProjectHooks(),)
+# Instantiated project hooks (executed in Last-In-First-Out order): dataset load/save timing,
+# which the training loop reports as time/io_load and time/io_save.
+from eurus_prime.hooks import IO_TIMING  # noqa: E402
+
+HOOKS = (IO_TIMING,)
 
 # Installed plugins for which to disable hook auto-registration.
 # DISABLE_HOOKS_FOR_PLUGINS = ("kedro-viz",)

@@ -227,7 +227,12 @@ def train(project: Path, env: str | None, iterations: int, echo: Callable[[str],
                 os.environ.pop("MLFLOW_RUN_CONTEXT", None)
             seconds = time.perf_counter() - start
             metrics = campaign.copy_iteration_metrics(i)
-            campaign.client.log_metric(campaign.run_id, "time/iteration_wall", seconds, step=i)
+            from eurus_prime.hooks import IO_TIMING
+
+            loop_metrics = {"time/iteration_wall": seconds, **IO_TIMING.totals()}
+            for key, value in loop_metrics.items():
+                campaign.client.log_metric(campaign.run_id, key, value, step=i)
+            metrics.update(loop_metrics)
             report = _load(project, env, "eval_report", i)
             if report is not None and len(report):
                 campaign.log_text(report.to_string(index=False), f"eval/{iter_dir(i)}_eval_report.txt")
@@ -276,5 +281,11 @@ def parse_params(text: str | None) -> dict:
         *parents, leaf = key.strip().split(".")
         for p in parents:
             node = node.setdefault(p, {})
-        node[leaf] = yaml.safe_load(value)
+        parsed = yaml.safe_load(value)
+        if isinstance(parsed, str):  # YAML 1.1 reads 3e-5 (no dot) as a string
+            try:
+                parsed = float(parsed)
+            except ValueError:
+                pass
+        node[leaf] = parsed
     return out

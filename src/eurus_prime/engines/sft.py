@@ -51,6 +51,9 @@ class SFTConfig:
     """Stop after this many measurements without improvement (0: never stop early)."""
     seed: int = 0
     """Seed of the shuffling and of the held-out split."""
+    keep_best: bool = True
+    """Load the weights of the best validation measurement at the end (False: the last weights,
+    e.g. a continued-SFT control measured at fixed times)."""
     max_seconds: float | None = None
     """Stop after this much wall time (None: run all epochs). Makes a run time-bounded, e.g. a
     continued-SFT control as long as an RL run, at the price of step-exact reproducibility."""
@@ -175,7 +178,8 @@ def split_examples(
 def train_sft(
     model, train: Sequence[Example], val: Sequence[Example], pad_id: int, cfg: SFTConfig
 ) -> list[dict]:
-    """Fine-tune ``model`` in place and load the weights of the best validation measurement.
+    """Fine-tune ``model`` in place and (``keep_best``) load the weights of the best validation
+    measurement.
 
     Returns:
         The training history: one dict per logged step, with ``step``, ``epoch``, ``lr``,
@@ -242,6 +246,7 @@ def train_sft(
                         step = total
                         break
     bar.close()
-    model.load_state_dict(best[2])
-    log.info("sft: kept the weights of step %d (val_loss %.4f)", best[1], best[0])
+    if cfg.keep_best:
+        model.load_state_dict(best[2])
+        log.info("sft: kept the weights of step %d (val_loss %.4f)", best[1], best[0])
     return history

@@ -82,8 +82,8 @@ class PrimeConfig:
     """Rows per forward/backward pass (gradient accumulation inside a mini-batch)."""
     # --- evaluation ---
     eval_every: int = 1
-    """Evaluate the updated policy every this many iterations, counting from iteration 0
-    (0: never; the eval tables are then written empty)."""
+    """Evaluate the updated policy after iteration 0 and every this many iterations (iterations
+    k-1, 2k-1, ...; 0: never). On other iterations the eval tables are written empty."""
     eval_max_items: int | None = 500
     """Held-out prompts evaluated (None: the whole split)."""
 

@@ -42,3 +42,12 @@ def completed_iterations(report_root: str | Path) -> int:
     while has_version(root / iter_dir(i) / COMPLETION_TABLE):
         i += 1
     return i
+
+
+def latest_version(folder: Path) -> Path | None:
+    """The newest saved version of a Kedro-versioned dataset folder (the file or folder inside it)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return None
+    versions = sorted(v / folder.name for v in folder.iterdir() if (v / folder.name).exists())
+    return versions[-1] if versions else None

@@ -139,10 +139,16 @@ def verify_rollouts(rollouts: pd.DataFrame) -> pd.DataFrame:
     ``ability`` and the verdict (``score``, ``correct``, ``reason``, ``extracted``, ``error``,
     ``isolation``).
     """
-    verdicts = verify_all(rollouts["ability"].tolist(), rollouts["response"].tolist(),
-                          rollouts["ground_truth"].tolist())
+    # A low-entropy policy often samples the same response several times: grade each distinct
+    # (ability, response, ground truth) once. Verifiers are pure functions of these three.
+    triples = list(zip(rollouts["ability"], rollouts["response"], rollouts["ground_truth"]))
+    distinct = list(dict.fromkeys(triples))
+    verdicts = verify_all(*map(list, zip(*distinct))) if distinct else []
+    by_triple = dict(zip(distinct, verdicts))
     out = rollouts[KEY + ["data_source", "ability"]].reset_index(drop=True)
-    return pd.concat([out, pd.DataFrame([v.as_row() for v in verdicts])], axis=1)
+    return pd.concat([out, pd.DataFrame([by_triple[t].as_row() for t in triples],
+                                        columns=["score", "correct", "reason", "extracted", "error", "isolation"])],
+                     axis=1)
 
 
 def outcome_metrics(outcomes: pd.DataFrame) -> dict[str, float]:
@@ -482,5 +488,7 @@ def ppo_metrics(stats: pd.DataFrame) -> dict[str, float]:
 
 
 def should_evaluate(cfg: PrimeConfig, iteration: int) -> bool:
-    """Evaluate at iteration 0 and every ``eval_every`` iterations (never when it is 0)."""
-    return cfg.eval_every > 0 and iteration % cfg.eval_every == 0
+    """Evaluate at iteration 0 and after every ``eval_every``-th iteration (iterations
+    eval_every-1, 2*eval_every-1, ...), so a run of a multiple of eval_every iterations ends
+    evaluated; never when ``eval_every`` is 0."""
+    return cfg.eval_every > 0 and (iteration == 0 or (iteration + 1) % cfg.eval_every == 0)
