@@ -23,27 +23,14 @@ import dataclasses
 import json
 import os
 import platform
-import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _fresh_project(dest: Path) -> Path:
-    for name in ("conf", "src", "pyproject.toml", ".telemetry"):
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-        else:
-            shutil.copy(src, dest / name)
-    local = dest / "conf/local"
-    for f in local.glob("*.yml"):
-        f.unlink()  # benchmark the committed defaults, not a developer's overrides
-    return dest
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _project import ROOT, fresh_project  # noqa: E402
 
 
 def _catalog(project: Path):
@@ -77,7 +64,7 @@ def main() -> None:
     if args.reuse and timing.exists():
         project, bootstrap_s = workdir, float(timing.read_text())
     else:
-        project = _fresh_project(workdir)
+        project = fresh_project(workdir)
         kedro = str(Path(sys.executable).with_name("kedro"))
         start = time.perf_counter()
         subprocess.run([kedro, "run", "--pipelines=bootstrap"], cwd=project, check=True)

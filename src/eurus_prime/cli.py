@@ -13,31 +13,9 @@ from pathlib import Path
 
 import click
 
+from eurus_prime.training import load_dataset, project_params, run_pipeline
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-
-
-def _session(project: Path, env: str | None, params: dict | None = None):
-    from kedro.framework.session import KedroSession
-    from kedro.framework.startup import bootstrap_project
-
-    os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
-    bootstrap_project(project)
-    return KedroSession.create(project_path=project, env=env, runtime_params=params or {})
-
-
-def _run(project: Path, env: str | None, pipeline: str) -> None:
-    import mlflow
-
-    with _session(project, env) as session:
-        session.run(pipeline_names=[pipeline])
-    while mlflow.active_run():  # kedro-mlflow leaves the finished run on the fluent stack
-        mlflow.end_run()
-
-
-def _load(project: Path, env: str | None, name: str):
-    with _session(project, env) as session:
-        catalog = session.load_context().catalog
-        return catalog.load(name) if catalog.exists(name) else None
 
 
 def _format_report(report) -> str:
@@ -73,16 +51,16 @@ def train(iterations: int | None, params_text: str | None, time_budget: float | 
 
     project = (project or PROJECT_ROOT).resolve()
     os.chdir(project)
-    if _load(project, env, "sft_eval_report") is None or _load(project, env, "sft_model") is None:
+    if load_dataset(project, env, "sft_eval_report") is None or load_dataset(project, env, "sft_model") is None:
         click.echo("No evaluated SFT model yet: running `kedro run --pipelines=bootstrap` ...")
-        _run(project, env, "bootstrap")
+        run_pipeline(project, env, "bootstrap")
     else:
         click.echo("SFT model found (data/06_models/sft_model); skipping the bootstrap.")
-    sft_report = _load(project, env, "sft_eval_report")
+    sft_report = load_dataset(project, env, "sft_eval_report")
     click.echo("\nHeld-out greedy pass@1 of the SFT model (before PRIME):")
     click.echo(_format_report(sft_report))
     if iterations is None:
-        iterations = int(training._params(project, env)["train"]["iterations"])
+        iterations = int(project_params(project, env)["train"]["iterations"])
     click.echo(f"\nPRIME: training until {iterations} iterations are complete "
                "(kedro run --pipelines=prime_iteration per iteration)")
     params = training.parse_params(params_text)
@@ -105,7 +83,7 @@ def _report_after(project: Path, env: str | None) -> None:
     if items is None or not len(items):
         click.echo("No PRIME iteration has been evaluated yet.")
         return
-    sft = _load(project, env, "sft_eval_items")
+    sft = load_dataset(project, env, "sft_eval_items")
     same = sft[sft["index"].isin(set(items["index"]))]
     click.echo(f"\nHeld-out greedy pass@1 on the same {len(items)} test prompts:")
     click.echo(f"  {'':<14}{'SFT':>8}{'iter ' + str(i):>10}")

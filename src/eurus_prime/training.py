@@ -86,14 +86,16 @@ def _state(project: Path, env: str | None, iteration: int, params: dict | None =
         return iteration_state(catalog, pipelines[PIPELINE], iteration)
 
 
-def _load(project: Path, env: str | None, name: str, iteration: int | None = None):
+def load_dataset(project: Path, env: str | None, name: str, iteration: int | None = None):
+    """A catalog dataset (of ``iteration``, for iteration-scoped ones), or None if it does not exist."""
     params = {} if iteration is None else {"iteration": iteration}
     with _session(project, env, params) as session:
         catalog = session.load_context().catalog
         return catalog.load(name) if catalog.exists(name) else None
 
 
-def _params(project: Path, env: str | None, params: dict | None = None) -> dict:
+def project_params(project: Path, env: str | None, params: dict | None = None) -> dict:
+    """The project's parameters (with ``params`` overrides)."""
     with _session(project, env, params) as session:
         return session.load_context().params
 
@@ -206,7 +208,7 @@ def train(project: Path, env: str | None, iterations: int, echo: Callable[[str],
     campaign = Campaign(project, env)
     summaries = []
     try:
-        campaign.start(_params(project, env, params))
+        campaign.start(project_params(project, env, params))
         echo(f"MLflow campaign run {campaign.run_id} (experiment {campaign.experiment_id})")
         for i in range(iterations):
             state = _state(project, env, i, params)
@@ -233,7 +235,7 @@ def train(project: Path, env: str | None, iterations: int, echo: Callable[[str],
             for key, value in loop_metrics.items():
                 campaign.client.log_metric(campaign.run_id, key, value, step=i)
             metrics.update(loop_metrics)
-            report = _load(project, env, "eval_report", i)
+            report = load_dataset(project, env, "eval_report", i)
             if report is not None and len(report):
                 campaign.log_text(report.to_string(index=False), f"eval/{iter_dir(i)}_eval_report.txt")
             summary = {"iteration": i, "seconds": seconds, "elapsed": time.perf_counter() - started,
