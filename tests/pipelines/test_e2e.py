@@ -178,6 +178,11 @@ def test_prime_iteration_runs_reruns_a_stage_identically_and_trains_with_resume(
     for table in ITERATION_TABLES:
         assert len(_versions(data / (table.format(it="iter_0001") + ".parquet"))) == 1
     assert len(_versions(data / "05_rollouts/iter_0001/rollouts.parquet")) == 1  # not regenerated
+    import json
+
+    log = [json.loads(x) for x in (data / "08_reporting/train_log.jsonl").read_text().splitlines()]
+    assert [e["resumed_at"] for e in log] == ["sample_prompts", "estimate_advantages"]
+    assert all(e["time/io_load"] > 0 and e["time/io_save"] > 0 and e["time/update_policy"] > 0 for e in log)
 
     # MLflow: one campaign run, finished, with the iteration's runs as children; nothing left running.
     client = mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
