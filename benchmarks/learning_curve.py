@@ -73,9 +73,10 @@ def _policy(project: Path, iteration: int):
     """The checkpoint iteration ``iteration`` wrote (policy/iter_{i+1}, newest version)."""
     from transformers import AutoModelForCausalLM
 
-    folder = project / f"data/06_models/policy/iter_{iteration + 1:04d}"
-    version = sorted(folder.iterdir())[-1]
-    return AutoModelForCausalLM.from_pretrained(version / folder.name)
+    from eurus_prime.datasets.versions import latest_version
+    from eurus_prime.prime.progress import next_iter_dir
+
+    return AutoModelForCausalLM.from_pretrained(latest_version(project / "data/06_models/policy" / next_iter_dir(iteration)))
 
 
 def main() -> None:

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import click
 
-from eurus_prime.training import load_dataset, project_params, run_pipeline
+from eurus_prime.training import load_dataset, parse_params, project_params, run_pipeline
+from eurus_prime.training import train as train_iterations
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -47,8 +48,6 @@ def train(iterations: int | None, params_text: str | None, time_budget: float | 
           project: Path | None) -> None:
     """Bootstrap the SFT model if missing, then run PRIME iterations (resuming where a previous
     run stopped) and report held-out accuracy before and after."""
-    from eurus_prime import training
-
     project = (project or PROJECT_ROOT).resolve()
     os.chdir(project)
     if load_dataset(project, env, "sft_eval_report") is None or load_dataset(project, env, "sft_model") is None:
@@ -63,8 +62,8 @@ def train(iterations: int | None, params_text: str | None, time_budget: float | 
         iterations = int(project_params(project, env)["train"]["iterations"])
     click.echo(f"\nPRIME: training until {iterations} iterations are complete "
                "(kedro run --pipelines=prime_iteration per iteration)")
-    params = training.parse_params(params_text)
-    training.train(project, env, iterations, echo=click.echo, params=params, time_budget=time_budget)
+    train_iterations(project, env, iterations, echo=click.echo, params=parse_params(params_text),
+                     time_budget=time_budget)
     _report_after(project, env)
 
 
@@ -72,7 +71,8 @@ def _report_after(project: Path, env: str | None) -> None:
     """Compare the last evaluated iteration with the SFT model on the same test items."""
     import pandas as pd
 
-    from eurus_prime.prime.progress import completed_iterations, iter_dir, latest_version
+    from eurus_prime.datasets.versions import latest_version
+    from eurus_prime.prime.progress import completed_iterations, iter_dir
 
     items = None
     for i in reversed(range(completed_iterations(project / "data/08_reporting"))):

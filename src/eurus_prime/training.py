@@ -20,9 +20,9 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
+from eurus_prime.hooks import IO_TIMING
 from eurus_prime.prime.progress import iter_dir
 
 log = logging.getLogger(__name__)
@@ -49,24 +49,18 @@ def _unwind_mlflow() -> None:
 
 
 def run_pipeline(project: Path, env: str | None, pipeline: str, params: dict | None = None,
-                 from_nodes: list[str] | None = None, node_names: list[str] | None = None) -> None:
+                 from_nodes: list[str] | None = None) -> None:
     """One ``kedro run`` in this process."""
     try:
         with _session(project, env, params) as session:
-            session.run(pipeline_names=[pipeline], from_nodes=from_nodes, node_names=node_names)
+            session.run(pipeline_names=[pipeline], from_nodes=from_nodes)
     finally:
         _unwind_mlflow()
 
 
-@dataclass
-class IterationState:
-    iteration: int
-    missing: list[str]
-    """Stages (in pipeline order) with at least one missing output."""
-
-
-def iteration_state(catalog, pipeline, iteration: int) -> IterationState:
-    """Which stages of ``iteration`` still have missing outputs (metrics datasets excluded)."""
+def missing_stages(catalog, pipeline) -> list[str]:
+    """The stages (in pipeline order) with at least one missing output in ``catalog``, whose
+    iteration-scoped paths belong to one iteration (metrics datasets excluded)."""
     from eurus_prime.pipelines.prime_iteration.pipeline import STAGES
 
     by_name = {n.name: n for n in pipeline.nodes}
@@ -75,15 +69,14 @@ def iteration_state(catalog, pipeline, iteration: int) -> IterationState:
         outputs = [o for o in by_name[stage].outputs if not o.endswith("_metrics")]
         if not all(catalog.exists(o) for o in outputs):
             missing.append(stage)
-    return IterationState(iteration, missing)
+    return missing
 
 
-def _state(project: Path, env: str | None, iteration: int, params: dict | None = None) -> IterationState:
+def _missing(project: Path, env: str | None, iteration: int, params: dict | None = None) -> list[str]:
     from kedro.framework.project import pipelines
 
     with _session(project, env, {**(params or {}), "iteration": iteration}) as session:
-        catalog = session.load_context().catalog
-        return iteration_state(catalog, pipelines[PIPELINE], iteration)
+        return missing_stages(session.load_context().catalog, pipelines[PIPELINE])
 
 
 def load_dataset(project: Path, env: str | None, name: str, iteration: int | None = None):
@@ -149,8 +142,9 @@ class Campaign:
     def child_context(self, iteration: int) -> str:
         return json.dumps({"mlflow.parentRunId": self.run_id, "eurus_prime.iteration": str(iteration)})
 
-    def copy_iteration_metrics(self, iteration: int) -> dict[str, float]:
-        """Copy the iteration's child-run metrics to the campaign run at step = iteration."""
+    def copy_iteration_metrics(self, iteration: int, extra: dict[str, float]) -> dict[str, float]:
+        """Log the iteration's child-run metrics and ``extra`` (the loop's own) to the campaign
+        run at step = iteration; returns them all."""
         children = self.client.search_runs(
             [self.experiment_id],
             filter_string=f"tags.mlflow.parentRunId = '{self.run_id}' and "
@@ -159,6 +153,7 @@ class Campaign:
         metrics: dict[str, float] = {}
         for child in sorted(children, key=lambda r: r.info.start_time):
             metrics.update(child.data.metrics)  # a resumed iteration's later run wins
+        metrics.update(extra)
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
@@ -211,13 +206,13 @@ def train(project: Path, env: str | None, iterations: int, echo: Callable[[str],
         campaign.start(project_params(project, env, params))
         echo(f"MLflow campaign run {campaign.run_id} (experiment {campaign.experiment_id})")
         for i in range(iterations):
-            state = _state(project, env, i, params)
-            if not state.missing:
+            missing = _missing(project, env, i, params)
+            if not missing:
                 continue
             if time_budget is not None and time.perf_counter() - started >= time_budget:
                 echo(f"time budget of {time_budget:.0f} s spent; stopping before iteration {i}")
                 break
-            first = state.missing[0]
+            first = missing[0]
             resumed = first != "sample_prompts"
             echo(f"iteration {i + 1}/{iterations} ({iter_dir(i)})"
                  + (f": resuming at stage {first}" if resumed else ""))
@@ -228,13 +223,7 @@ def train(project: Path, env: str | None, iterations: int, echo: Callable[[str],
             finally:
                 os.environ.pop("MLFLOW_RUN_CONTEXT", None)
             seconds = time.perf_counter() - start
-            metrics = campaign.copy_iteration_metrics(i)
-            from eurus_prime.hooks import IO_TIMING
-
-            loop_metrics = {"time/iteration_wall": seconds, **IO_TIMING.totals()}
-            for key, value in loop_metrics.items():
-                campaign.client.log_metric(campaign.run_id, key, value, step=i)
-            metrics.update(loop_metrics)
+            metrics = campaign.copy_iteration_metrics(i, {"time/iteration_wall": seconds, **IO_TIMING.totals()})
             report = load_dataset(project, env, "eval_report", i)
             if report is not None and len(report):
                 campaign.log_text(report.to_string(index=False), f"eval/{iter_dir(i)}_eval_report.txt")

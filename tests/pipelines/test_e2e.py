@@ -9,6 +9,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from eurus_prime.datasets.versions import latest_version
+
 ROOT = Path(__file__).resolve().parents[2]
 KEDRO = str(Path(sys.executable).with_name("kedro"))
 EURUS_PRIME = str(Path(sys.executable).with_name("eurus-prime"))
@@ -53,19 +55,14 @@ def _run(cmd, cwd):
     return proc
 
 
-def _latest(folder: Path) -> Path:
-    """Newest version of a versioned dataset folder."""
-    return sorted(folder.iterdir())[-1] / folder.name
-
-
 @pytest.mark.slow
 def test_bootstrap_through_kedro_run_then_train_is_idempotent(project):
     _run([KEDRO, "run", "--pipelines=bootstrap"], project)
-    sft = _latest(project / "data/06_models/sft_model")
+    sft = latest_version(project / "data/06_models/sft_model")
     assert (sft / "config.json").exists() and (sft / "tokenizer.json").exists()
-    report = pd.read_parquet(_latest(project / "data/08_reporting/sft_eval_report.parquet"))
+    report = pd.read_parquet(latest_version(project / "data/08_reporting/sft_eval_report.parquet"))
     assert report.query("group == 'all'")["n"].item() == 60
-    history = pd.read_parquet(_latest(project / "data/08_reporting/sft_history.parquet"))
+    history = pd.read_parquet(latest_version(project / "data/08_reporting/sft_history.parquet"))
     assert history["val_loss"].iloc[-1] < history["val_loss"].iloc[0]
     assert (project / "mlflow.db").exists()
 
@@ -104,7 +101,7 @@ def test_eurus7b_env_loads_a_local_parquet_in_the_eurus_schema(project):
     _eurus_rows(3000).to_parquet(raw / "eurus2_rl_data.parquet")
     _run([KEDRO, "run", "--env", "eurus7b", "--pipelines=data_prep",
           "--params=data_prep.split.val_fraction=0.1,data_prep.split.test_fraction=0.1"], project)
-    tables = {n: pd.read_parquet(_latest(project / f"data/02_primary/prompts_{n}.parquet"))
+    tables = {n: pd.read_parquet(latest_version(project / f"data/02_primary/prompts_{n}.parquet"))
               for n in ("train", "val", "test")}
     assert sum(len(t) for t in tables.values()) == 3000
     assert 200 < len(tables["test"]) < 400
@@ -148,7 +145,7 @@ def test_prime_iteration_runs_reruns_a_stage_identically_and_trains_with_resume(
     for table in ITERATION_TABLES:
         folder = data / (table.format(it="iter_0000") + ".parquet")
         assert len(_versions(folder)) == 1, folder
-    rollouts = pd.read_parquet(_latest(data / "05_rollouts/iter_0000/rollouts.parquet"))
+    rollouts = pd.read_parquet(latest_version(data / "05_rollouts/iter_0000/rollouts.parquet"))
     assert len(rollouts) == 3 * 2 and rollouts["policy_version"].str.startswith("06_models/sft_model@").all()
     assert len(_versions(data / "06_models/policy/iter_0001")) == 1
     assert len(_versions(data / "06_models/prm/iter_0001")) == 1

@@ -6,7 +6,8 @@ from kedro.io import DatasetError
 from kedro.io.core import Version
 
 from eurus_prime.datasets import Checkpoint, HFCheckpointDataset
-from eurus_prime.prime.progress import completed_iterations, iter_dir, latest_version, next_iter_dir
+from eurus_prime.datasets.versions import latest_version
+from eurus_prime.prime.progress import completed_iterations, iter_dir, next_iter_dir
 from eurus_prime.training import parse_params
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from kedro.io.core import AbstractVersionedDataset, DatasetError, Version
 
 from eurus_prime.datasets.atomic import write_dir_atomically
+from eurus_prime.datasets.versions import has_version
 
 OPTIMIZER_FILE = "optimizer.pt"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -112,8 +113,7 @@ class HFCheckpointDataset(_HFFolderDataset):
                 f"{(self._iteration or 1) - 1} writes it: run `kedro run --pipelines=prime_iteration "
                 f"--params=iteration={(self._iteration or 1) - 1}` (or `eurus-prime train`)"
             )
-        initial = Path(self._initial)
-        versioned = initial.is_dir() and any((v / initial.name).is_dir() for v in initial.iterdir())
+        versioned = has_version(self._initial)
         return HFCheckpointDataset(self._initial, version=Version(None, None) if versioned else None,
                                    load_args=self._load_args)
 
@@ -141,9 +141,8 @@ class HFCheckpointDataset(_HFFolderDataset):
         return f"{tail}@{self.resolve_load_version()}"
 
     def _exists(self) -> bool:
-        if self._initial is not None and self._iteration == 0 and self._fallback() is not None:
-            return self._fallback()._exists()
-        return super()._exists()
+        fallback = self._fallback() if self._iteration == 0 else None
+        return fallback._exists() if fallback is not None else super()._exists()
 
     def save(self, checkpoint: Checkpoint) -> None:
         if not isinstance(checkpoint, Checkpoint):

@@ -60,6 +60,13 @@ def pad_values(values: Sequence[Sequence[float]], width: int, dtype=torch.float3
     return out
 
 
+def pad_ragged(values: Sequence[Sequence[float]], dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    """Ragged per-token values -> ``(padded, mask, lengths)``, both (rows, longest)."""
+    lengths = [len(v) for v in values]
+    width = max(lengths)
+    return pad_values(values, width, dtype), pad_values([np.ones(n) for n in lengths], width, dtype), lengths
+
+
 def unpad(x: torch.Tensor, lengths: Sequence[int]) -> list[np.ndarray]:
     """(rows, width) -> one float32 array of ``lengths[i]`` values per row."""
     x = x.detach().to(torch.float32).numpy()
@@ -69,6 +76,16 @@ def unpad(x: torch.Tensor, lengths: Sequence[int]) -> list[np.ndarray]:
 def micro_batches(indices: Sequence[int], size: int) -> list[list[int]]:
     indices = list(indices)
     return [indices[i : i + size] for i in range(0, len(indices), size)]
+
+
+def forward_rows(model, prompt_ids: Sequence[Sequence[int]], response_ids: Sequence[Sequence[int]],
+                 rows: Sequence[int], pad_id: int, grad: bool = False, return_entropy: bool = False):
+    """Pack ``rows`` into one micro-batch and return ``(packed, logprobs)`` (and the entropies
+    with ``return_entropy``); logprobs are (len(rows), packed.response_width)."""
+    packed = pack([prompt_ids[i] for i in rows], [response_ids[i] for i in rows], pad_id)
+    out = sequence_logprobs(model, packed.input_ids, packed.attention_mask, packed.response_width,
+                            chunk_rows=len(rows), grad=grad, return_entropy=return_entropy)
+    return (packed, *out) if return_entropy else (packed, out)
 
 
 @torch.no_grad()
@@ -88,9 +105,7 @@ def score_responses(
     order = sorted(range(len(response_ids)), key=lambda i: (len(prompt_ids[i]) + len(response_ids[i])))
     out: list[np.ndarray | None] = [None] * len(response_ids)
     for rows in micro_batches(order, micro_batch):
-        packed = pack([prompt_ids[i] for i in rows], [response_ids[i] for i in rows], pad_id)
-        logp = sequence_logprobs(model, packed.input_ids, packed.attention_mask,
-                                 packed.response_width, chunk_rows=len(rows))
+        _, logp = forward_rows(model, prompt_ids, response_ids, rows, pad_id)
         for row, values in zip(rows, unpad(logp, [len(response_ids[i]) for i in rows])):
             out[row] = values
     model.train(was_training)

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from eurus_prime.datasets.versions import has_version
+
 #: The last stage's output: an iteration is complete when this table exists.
 COMPLETION_TABLE = "eval_report.parquet"
 
@@ -30,11 +32,6 @@ def next_iter_dir(iteration) -> str:
     return iter_dir(int(iteration) + 1)
 
 
-def has_version(folder: Path) -> bool:
-    """Whether a Kedro-versioned dataset at ``folder`` has a saved version."""
-    return folder.is_dir() and any((v / folder.name).exists() for v in folder.iterdir())
-
-
 def completed_iterations(report_root: str | Path) -> int:
     """How many consecutive iterations from 0 have their completion table under ``report_root``."""
     root = Path(report_root)
@@ -43,11 +40,3 @@ def completed_iterations(report_root: str | Path) -> int:
         i += 1
     return i
 
-
-def latest_version(folder: Path) -> Path | None:
-    """The newest saved version of a Kedro-versioned dataset folder (the file or folder inside it)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        return None
-    versions = sorted(v / folder.name for v in folder.iterdir() if (v / folder.name).exists())
-    return versions[-1] if versions else None

@@ -25,8 +25,7 @@ from eurus_prime.core.ppo import ppo_policy_loss
 from eurus_prime.core.rewards import implicit_process_rewards, prm_loss, prm_pairwise_accuracy
 from eurus_prime.core.masked import masked_mean
 from eurus_prime.engines.generation import generate
-from eurus_prime.engines.logprobs import sequence_logprobs
-from eurus_prime.prime.batch import micro_batches, pack, pad_values, score_responses, unpad
+from eurus_prime.prime.batch import forward_rows, micro_batches, pad_ragged, pad_values, score_responses, unpad
 from eurus_prime.prime.config import PrimeConfig, stage_seed
 from eurus_prime.prompting import render_prompt
 from eurus_prime.verifiers import verify_all
@@ -299,11 +298,8 @@ def update_prm(prm, rollouts: pd.DataFrame, process_rewards: pd.DataFrame, outco
         opt.zero_grad(set_to_none=True)
         total = 0.0
         for micro in micro_batches(mb, cfg.micro_batch):
-            packed = pack([data.prompt_ids[i] for i in micro], [data.response_ids[i] for i in micro], pad)
-            width = packed.response_width
-            logp = sequence_logprobs(model, packed.input_ids, packed.attention_mask, width,
-                                     chunk_rows=len(micro), grad=True)
-            ref = pad_values([data.ref_logprobs[i] for i in micro], width)
+            packed, logp = forward_rows(model, data.prompt_ids, data.response_ids, micro, pad, grad=True)
+            ref = pad_values([data.ref_logprobs[i] for i in micro], packed.response_width)
             acc = torch.tensor(data.score.to_numpy()[micro], dtype=torch.float32)
             mask = packed.response_mask.float()
             loss = prm_loss(logp, ref, mask, acc, beta=cfg.beta) * len(micro) / len(mb)
@@ -339,10 +335,8 @@ def update_prm(prm, rollouts: pd.DataFrame, process_rewards: pd.DataFrame, outco
 
 def _normalised_rewards(prm_lp: Sequence[np.ndarray], ref_lp: Sequence[np.ndarray],
                         cfg: PrimeConfig) -> list[np.ndarray]:
-    lengths = [len(x) for x in prm_lp]
-    width = max(lengths)
-    mask = pad_values([np.ones(n) for n in lengths], width)
-    r = implicit_process_rewards(pad_values(prm_lp, width), pad_values(ref_lp, width), mask,
+    prm, mask, lengths = pad_ragged(prm_lp)
+    r = implicit_process_rewards(prm, pad_values(ref_lp, mask.shape[1]), mask,
                                  beta=cfg.beta, granularity=cfg.granularity,
                                  normalisation=cfg.normalisation)
     return unpad(r, lengths)
@@ -381,12 +375,9 @@ def estimate_advantages(prm_rewards: pd.DataFrame, outcomes: pd.DataFrame, cfg: 
             "outcome": data["score"].to_numpy(dtype=np.float64)}
     if len(data) == 0:
         return pd.DataFrame({**cols, "process_return": [], "returns": [], "advantages": []})
-    lengths = [len(x) for x in data["token_rewards"]]
-    width = max(lengths)
-    mask = pad_values([np.ones(n) for n in lengths], width)
+    rewards, mask, lengths = pad_ragged(list(data["token_rewards"]))
     returns, adv = prime_advantages(
-        pad_values(list(data["token_rewards"]), width), torch.tensor(cols["outcome"], dtype=torch.float32),
-        mask, cfg.samples_per_prompt, process_coef=cfg.process_coef, outcome_coef=cfg.outcome_coef)
+        rewards, torch.tensor(cols["outcome"], dtype=torch.float32), mask, cfg.samples_per_prompt, process_coef=cfg.process_coef, outcome_coef=cfg.outcome_coef)
     return pd.DataFrame({**cols, "process_return": [float(np.sum(x)) for x in data["token_rewards"]],
                          "returns": unpad(returns, lengths), "advantages": unpad(adv, lengths)})
 
@@ -456,10 +447,9 @@ def update_policy(policy, rollouts: pd.DataFrame, process_rewards: pd.DataFrame,
             opt.zero_grad(set_to_none=True)
             sums = {"pg_loss": 0.0, "pg_clipfrac": 0.0, "ppo_kl": 0.0, "entropy": 0.0}
             for micro in micro_batches(mb, cfg.micro_batch):
-                packed = pack([data.prompt_ids[i] for i in micro], [data.response_ids[i] for i in micro], pad)
+                packed, logp, entropy = forward_rows(model, data.prompt_ids, data.response_ids, micro, pad,
+                                                     grad=True, return_entropy=True)
                 width = packed.response_width
-                logp, entropy = sequence_logprobs(model, packed.input_ids, packed.attention_mask, width,
-                                                  chunk_rows=len(micro), grad=True, return_entropy=True)
                 mask = packed.response_mask.float()
                 old = pad_values([data.old_logprobs[i] for i in micro], width)
                 adv = pad_values([data.advantages[i] for i in micro], width)
