@@ -75,7 +75,7 @@ def _report_after(project: Path, env: str | None) -> None:
     from eurus_prime.prime.progress import completed_iterations, iter_dir
 
     items = None
-    for i in reversed(range(completed_iterations(project / "data/08_reporting"))):
+    for i in reversed(range(completed_iterations(project / "data/09_manifests"))):
         path = latest_version(project / "data/07_model_output" / iter_dir(i) / "eval_items.parquet")
         items = pd.read_parquet(path) if path else None
         if items is not None and len(items):

@@ -3,10 +3,11 @@ from the Kedro defaults. For further information, including these default values
 https://docs.kedro.org/en/stable/configure/configuration_basics/#configuration"""
 
 # Instantiated project hooks (executed in Last-In-First-Out order): dataset load/save timing,
-# which the training loop reports as time/io_load and time/io_save.
-from eurus_prime.hooks import IO_TIMING  # noqa: E402
+# which the training loop reports as time/io_load and time/io_save, and the stage guard.
+from eurus_prime.hooks import IO_TIMING, STAGE_GUARD  # noqa: E402
 
-HOOKS = (IO_TIMING,)
+# STAGE_GUARD: completion manifests (data/09_manifests), stage watchdogs, fault-injection points.
+HOOKS = (IO_TIMING, STAGE_GUARD)
 
 # Installed plugins for which to disable hook auto-registration.
 # DISABLE_HOOKS_FOR_PLUGINS = ("kedro-viz",)
@@ -38,7 +39,7 @@ CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",
     # Iteration-scoped paths (conf/base/catalog.yml): ${iter:3} -> iter_0003, ${iter_next:3} ->
-    # iter_0004, ${completed_iterations:<report folder>} -> the next iteration to run.
+    # iter_0004, ${completed_iterations:<manifest folder>} -> the next iteration to run.
     "custom_resolvers": {
         "iter": iter_dir,
         "iter_next": next_iter_dir,

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from eurus_prime.hooks import IO_TIMING
 from eurus_prime.prime.progress import iter_dir
+from eurus_prime.prime.stages import NothingSelected
 
 log = logging.getLogger(__name__)
 
@@ -58,25 +59,55 @@ def run_pipeline(project: Path, env: str | None, pipeline: str, params: dict | N
         _unwind_mlflow()
 
 
-def missing_stages(catalog, pipeline) -> list[str]:
-    """The stages (in pipeline order) with at least one missing output in ``catalog``, whose
-    iteration-scoped paths belong to one iteration (metrics datasets excluded)."""
+def _param_value(params: dict, name: str):
+    """``params:a.b`` -> ``params["a"]["b"]``."""
+    value = params
+    for part in name[len("params:"):].split("."):
+        value = value[part]
+    return value
+
+
+#: Parameters that say which attempt an iteration is on, not how it is configured.
+ATTEMPT_PARAMS = ("params:resample",)
+
+
+def incomplete_stage(catalog, pipeline, params: dict, scope: str) -> tuple[str, str] | None:
+    """The first stage of ``scope`` (in pipeline order) that is not complete now, and why: it has no
+    manifest, an output is missing, a parameter it read has changed, or an input it read has been
+    rewritten by a later run of an earlier stage. None when every stage is complete."""
+    from eurus_prime import manifests
     from eurus_prime.pipelines.prime_iteration.pipeline import STAGES
 
     by_name = {n.name: n for n in pipeline.nodes}
-    missing = []
+    upstream: dict[str, dict] = {}
     for stage in STAGES:
-        outputs = [o for o in by_name[stage].outputs if not o.endswith("_metrics")]
-        if not all(catalog.exists(o) for o in outputs):
-            missing.append(stage)
-    return missing
+        node = by_name[stage]
+        current = {i: _param_value(params, i) for i in node.inputs
+                   if i.startswith("params:") and i not in ATTEMPT_PARAMS}
+        record = manifests.latest(scope, stage)
+        reason = manifests.stale_reason(record, current, upstream)
+        if reason is not None:
+            return stage, reason
+        upstream.update(record.get("outputs", {}))
+    return None
 
 
-def _missing(project: Path, env: str | None, iteration: int, params: dict | None = None) -> list[str]:
+def _incomplete(project: Path, env: str | None, iteration: int, params: dict | None = None):
     from kedro.framework.project import pipelines
 
+    from eurus_prime.prime.progress import iter_dir
+
     with _session(project, env, {**(params or {}), "iteration": iteration}) as session:
-        return missing_stages(session.load_context().catalog, pipelines[PIPELINE])
+        context = session.load_context()
+        return incomplete_stage(context.catalog, pipelines[PIPELINE], context.params, iter_dir(iteration))
+
+
+def _last_resample(iteration: int) -> int:
+    from eurus_prime import manifests
+    from eurus_prime.prime.progress import iter_dir
+
+    record = manifests.latest(iter_dir(iteration), "sample_prompts")
+    return int((record or {}).get("params", {}).get("params:resample") or 0)
 
 
 def load_dataset(project: Path, env: str | None, name: str, iteration: int | None = None):
@@ -139,6 +170,16 @@ class Campaign:
             self.client.update_run(self.run_id, status="RUNNING")
         return self.run_id
 
+    def iteration_run(self, iteration: int) -> str | None:
+        """The campaign's existing run of ``iteration`` (one that died, or an earlier attempt), which
+        a resumed iteration continues instead of opening a second one."""
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.mlflow.parentRunId = '{self.run_id}' and "
+                          f"tags.`eurus_prime.iteration` = '{iteration}'",
+        )
+        return max(runs, key=lambda r: r.info.start_time).info.run_id if runs else None
+
     def child_context(self, iteration: int) -> str:
         return json.dumps({"mlflow.parentRunId": self.run_id, "eurus_prime.iteration": str(iteration)})
 
@@ -152,7 +193,7 @@ class Campaign:
         )
         metrics: dict[str, float] = {}
         for child in sorted(children, key=lambda r: r.info.start_time):
-            metrics.update(child.data.metrics)  # a resumed iteration's later run wins
+            metrics.update(child.data.metrics)
         metrics.update(extra)
         from mlflow.entities import Metric
 
@@ -206,29 +247,40 @@ def train(project: Path, env: str | None, iterations: int, echo: Callable[[str],
         campaign.start(project_params(project, env, params))
         echo(f"MLflow campaign run {campaign.run_id} (experiment {campaign.experiment_id})")
         for i in range(iterations):
-            missing = _missing(project, env, i, params)
-            if not missing:
+            todo = _incomplete(project, env, i, params)
+            if todo is None:
                 continue
             if time_budget is not None and time.perf_counter() - started >= time_budget:
                 echo(f"time budget of {time_budget:.0f} s spent; stopping before iteration {i}")
                 break
-            first = missing[0]
-            resumed = first != "sample_prompts"
+            first, why = todo
+            resumed = first != "sample_prompts" or why != "no manifest"
             echo(f"iteration {i + 1}/{iterations} ({iter_dir(i)})"
-                 + (f": resuming at stage {first}" if resumed else ""))
+                 + (f": resuming at stage {first} ({why})" if resumed else ""))
             start = time.perf_counter()
-            os.environ["MLFLOW_RUN_CONTEXT"] = campaign.child_context(i)
-            try:
-                run_pipeline(project, env, PIPELINE, {**params, "iteration": i}, from_nodes=[first])
-            finally:
-                os.environ.pop("MLFLOW_RUN_CONTEXT", None)
+            resample = _last_resample(i) if first != "sample_prompts" else 0
+            while True:
+                try:
+                    _run_iteration(project, env, campaign, i, {**params, "resample": resample}, first)
+                    break
+                except NothingSelected as err:
+                    prime = project_params(project, env, params)["prime"]
+                    max_resamples = prime["max_resamples"] if isinstance(prime, dict) else prime.max_resamples
+                    if resample >= max_resamples:
+                        raise NothingSelected(
+                            f"{err} — still nothing after {resample} resample(s) (prime.max_resamples="
+                            f"{max_resamples}); stopping. Widen the band (prime.filter_low/filter_high), "
+                            "use prime.filter_mode=fixed_batch, or change the prompt set.") from None
+                    resample += 1
+                    echo(f"  {err}; resampling (attempt {resample} of {max_resamples})")
+                    first = "sample_prompts"
             seconds = time.perf_counter() - start
             metrics = campaign.copy_iteration_metrics(i, {"time/iteration_wall": seconds, **IO_TIMING.totals()})
             report = load_dataset(project, env, "eval_report", i)
             if report is not None and len(report):
                 campaign.log_text(report.to_string(index=False), f"eval/{iter_dir(i)}_eval_report.txt")
             summary = {"iteration": i, "seconds": seconds, "elapsed": time.perf_counter() - started,
-                       "resumed_at": first, **metrics}
+                       "resumed_at": todo[0], "resamples": resample, **metrics}
             summaries.append(summary)
             with open(project / TRAIN_LOG, "a") as f:
                 f.write(json.dumps(summary) + "\n")
@@ -243,6 +295,21 @@ def train(project: Path, env: str | None, iterations: int, echo: Callable[[str],
     finally:
         os.chdir(cwd)
     return summaries
+
+
+def _run_iteration(project: Path, env: str | None, campaign: Campaign, iteration: int, params: dict,
+                   first: str) -> None:
+    """One session of ``prime_iteration`` from stage ``first``, logging to the iteration's MLflow
+    run: the existing one when there is one (a resumed iteration continues its run)."""
+    os.environ["MLFLOW_RUN_CONTEXT"] = campaign.child_context(iteration)
+    existing = campaign.iteration_run(iteration)
+    if existing:
+        os.environ["MLFLOW_RUN_ID"] = existing
+    try:
+        run_pipeline(project, env, PIPELINE, {**params, "iteration": iteration}, from_nodes=[first])
+    finally:
+        os.environ.pop("MLFLOW_RUN_CONTEXT", None)
+        os.environ.pop("MLFLOW_RUN_ID", None)
 
 
 def _progress_line(s: dict) -> str:

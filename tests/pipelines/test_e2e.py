@@ -161,9 +161,13 @@ def test_prime_iteration_runs_reruns_a_stage_identically_and_trains_with_resume(
     pd.testing.assert_frame_equal(stats[1], stats[2])
     assert len(_versions(data / "05_rollouts/iter_0000/rollouts.parquet")) == 1  # nothing else reran
 
-    # The training command continues at iteration 1 ...
+    # The training command first re-evaluates iteration 0 (its evaluation saw a policy that the
+    # reruns have since replaced), then continues at iteration 1 ...
     out = _run([EURUS_PRIME, "train", "--project", str(project), "--iterations", "2"], project).stdout
-    assert "iteration 2/2 (iter_0001)" in out and "iteration 1/2" not in out
+    assert "iteration 1/2 (iter_0000): resuming at stage evaluate_policy (its input policy_out was " \
+           "rewritten since it ran)" in "".join(out.split("\n"))
+    assert "iteration 2/2 (iter_0001)" in out
+    assert len(_versions(data / "08_reporting/iter_0000/eval_report.parquet")) == 2
     assert "Held-out greedy pass@1 on the same 10 test prompts" in out
     # ... and after losing the last stages of iteration 1, resumes at the first missing one.
     for rel in ["05_rollouts/iter_0001/advantages.parquet", "08_reporting/iter_0001/ppo_stats.parquet",
@@ -178,8 +182,8 @@ def test_prime_iteration_runs_reruns_a_stage_identically_and_trains_with_resume(
     import json
 
     log = [json.loads(x) for x in (data / "08_reporting/train_log.jsonl").read_text().splitlines()]
-    assert [e["resumed_at"] for e in log] == ["sample_prompts", "estimate_advantages"]
-    assert all(e["time/io_load"] > 0 and e["time/io_save"] > 0 and e["time/update_policy"] > 0 for e in log)
+    assert [e["resumed_at"] for e in log] == ["evaluate_policy", "sample_prompts", "estimate_advantages"]
+    assert all(e["time/io_load"] > 0 and e["time/io_save"] > 0 and e["time/update_policy"] > 0 for e in log[1:])
 
     # MLflow: one campaign run, finished, with the iteration's runs as children; nothing left running.
     client = mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
@@ -187,8 +191,49 @@ def test_prime_iteration_runs_reruns_a_stage_identically_and_trains_with_resume(
     campaigns = [r for r in runs if r.data.tags.get("eurus_prime.role") == "campaign"]
     assert len(campaigns) == 1 and campaigns[0].info.status == "FINISHED"
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == campaigns[0].info.run_id]
-    assert len(children) == 2 and {r.data.tags["eurus_prime.iteration"] for r in children} == {"1"}
+    # One run per iteration: the resumed iteration 1 continued its run instead of opening another.
+    assert sorted(r.data.tags["eurus_prime.iteration"] for r in children) == ["0", "1"]
     assert not [r for r in runs if r.info.status == "RUNNING"]
     history = client.get_metric_history(campaigns[0].info.run_id, "filter/selected")
     assert {m.step for m in history} == {1}
     assert client.get_run(campaigns[0].info.run_id).data.params["prime.samples_per_prompt"] == "2"
+
+
+@pytest.mark.slow
+def test_quarantine_sets_a_bad_row_aside_and_splits_the_rest(project):
+    import json
+
+    import mlflow
+
+    raw = project / "data/01_raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    rows = _eurus_rows(40)
+    rows.at[7, "ability"] = "poetry"
+    rows.to_parquet(raw / "eurus2_rl_data.parquet")
+    proc = _run([KEDRO, "run", "--env", "eurus7b", "--pipelines=data_prep",
+                 "--params=data_prep.quarantine=true,data_prep.split.val_fraction=0.2,"
+                 "data_prep.split.test_fraction=0.2"], project)
+    # Kedro's rich console wraps lines and puts the logger's file:line beside the first one.
+    message = "".join((proc.stdout + proc.stderr).split())
+    assert "1of40rows" in message
+    assert "werequarantinedtoprompts_quarantine(data/02_primary/quarantine.parquet);39rowskept" in message
+    assert "eurus2_rl_data.parquet:row7,fieldability:mustbeoneof" in message
+
+    data = project / "data"
+    quarantine = pd.read_parquet(latest_version(data / "02_primary/quarantine.parquet"))
+    assert quarantine[["row", "field"]].values.tolist() == [[7, "ability"]]
+    assert quarantine["reason"].item() == "must be one of ('math', 'code'), got 'poetry'"
+    assert quarantine["source"].item().endswith("eurus2_rl_data.parquet")
+    assert json.loads(quarantine["row_json"].item())["extra_info"] == {"split": "train", "index": 7}
+
+    tables = {n: pd.read_parquet(latest_version(data / f"02_primary/prompts_{n}.parquet"))
+              for n in ("train", "val", "test")}
+    indices = sorted(i for t in tables.values() for i in t["extra_info"].map(lambda e: e["index"]))
+    assert indices == [i for i in range(40) if i != 7]
+    report = pd.read_parquet(latest_version(data / "08_reporting/data_prep_report.parquet"))
+    assert report.set_index("table").at["quarantined", "rows"] == 1
+
+    client = mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    metrics = [r.data.metrics for r in runs if "data_prep/quarantined" in r.data.metrics]
+    assert metrics == [{"data_prep/rows_in": 40.0, "data_prep/quarantined": 1.0, "data_prep/rows_kept": 39.0}]

@@ -7,6 +7,7 @@ from kedro.io.core import Version
 
 from eurus_prime.datasets import Checkpoint, HFCheckpointDataset
 from eurus_prime.datasets.versions import latest_version
+from eurus_prime import manifests
 from eurus_prime.prime.progress import completed_iterations, iter_dir, next_iter_dir
 from eurus_prime.training import parse_params
 
@@ -48,13 +49,21 @@ def test_iteration_bookkeeping(tmp_path):
     assert iter_dir(3) == "iter_0003" and next_iter_dir("3") == "iter_0004"
     with pytest.raises(ValueError):
         iter_dir(-1)
-    assert completed_iterations(tmp_path) == 0
-    for i in (0, 1, 3):  # iteration 2 is missing: 3 does not count
-        leaf = tmp_path / iter_dir(i) / "eval_report.parquet/2026-01-01T00.00.00.000Z/eval_report.parquet"
+    root = tmp_path / "data/09_manifests"
+    assert completed_iterations(root) == 0
+    for i in (0, 1, 3, 4):  # iteration 2 is missing: 3 does not count
+        rel = f"data/08_reporting/{iter_dir(i)}/eval_report.parquet/2026-01-01T00.00.00.000Z/eval_report.parquet"
+        leaf = tmp_path / rel
         leaf.parent.mkdir(parents=True)
         leaf.write_bytes(b"x")
-    assert completed_iterations(tmp_path) == 2
-    assert latest_version(tmp_path / "iter_0001/eval_report.parquet").name == "eval_report.parquet"
+        if i != 1:
+            manifests.write(iter_dir(i), "evaluate_policy", {"save_version": "v1", "outputs": {"eval_report": {"path": rel}}}, root)
+    assert completed_iterations(root) == 1  # iteration 1's table exists but it has no manifest
+    manifests.write(iter_dir(1), "evaluate_policy",
+                    {"save_version": "v1", "outputs": {"eval_report": {"path": "data/08_reporting/iter_0001/"
+                     "eval_report.parquet/2026-01-01T00.00.00.000Z/eval_report.parquet"}}}, root)
+    assert completed_iterations(root) == 2
+    assert latest_version(tmp_path / "data/08_reporting/iter_0001/eval_report.parquet").name == "eval_report.parquet"
     assert latest_version(tmp_path / "nothing") is None
 
 

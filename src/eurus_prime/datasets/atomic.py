@@ -8,6 +8,8 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+from eurus_prime import faults
+
 
 def write_dir_atomically(target: Path, write: Callable[[Path], None]) -> None:
     """Call ``write(tmp)`` on a fresh temporary folder beside ``target``, then move it to
@@ -18,6 +20,7 @@ def write_dir_atomically(target: Path, write: Callable[[Path], None]) -> None:
     tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
     try:
         write(tmp)
+        faults.point("write", str(target))
         if target.exists():
             old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
             os.replace(target, old)

@@ -6,17 +6,17 @@ and the ones it *produces* under ``iter_{i+1}``: iteration i+1 starts from itera
 
 These functions back the OmegaConf resolvers registered in ``settings.py``, which the catalog and
 parameters use, so ``kedro run --pipelines=prime_iteration`` without ``--params=iteration=N``
-runs the first iteration that has no evaluation report yet.
+runs the first iteration whose last stage has no manifest yet (``eurus_prime.manifests``).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from eurus_prime.datasets.versions import has_version
+from eurus_prime import manifests
 
-#: The last stage's output: an iteration is complete when this table exists.
-COMPLETION_TABLE = "eval_report.parquet"
+#: The last stage: an iteration is complete when this stage's manifest exists (its outputs saved).
+LAST_STAGE = "evaluate_policy"
 
 
 def iter_dir(iteration) -> str:
@@ -32,11 +32,16 @@ def next_iter_dir(iteration) -> str:
     return iter_dir(int(iteration) + 1)
 
 
-def completed_iterations(report_root: str | Path) -> int:
-    """How many consecutive iterations from 0 have their completion table under ``report_root``."""
-    root = Path(report_root)
+def iteration_complete(iteration: int, manifest_root: str | Path = manifests.ROOT) -> bool:
+    """Whether iteration ``iteration``'s last stage completed (its manifest exists, its outputs too)."""
+    record = manifests.latest(iter_dir(iteration), LAST_STAGE, Path(manifest_root))
+    return record is not None and manifests.outputs_present(record, Path(manifest_root))
+
+
+def completed_iterations(manifest_root: str | Path = manifests.ROOT) -> int:
+    """How many consecutive iterations from 0 are complete (see ``iteration_complete``)."""
     i = 0
-    while has_version(root / iter_dir(i) / COMPLETION_TABLE):
+    while iteration_complete(i, manifest_root):
         i += 1
     return i
 

@@ -32,9 +32,9 @@ def _stepped(metrics: dict[str, float], iteration: int) -> dict:
     return {k: {"value": float(v), "step": int(iteration)} for k, v in metrics.items()}
 
 
-def sample_prompts(prompts_train: pd.DataFrame, prime: PrimeConfig, iteration: int) -> pd.DataFrame:
-    """Draw this iteration's prompts (oversampled)."""
-    return stages.sample_prompts(prompts_train, prime, iteration)
+def sample_prompts(prompts_train: pd.DataFrame, prime: PrimeConfig, iteration: int, resample: int) -> pd.DataFrame:
+    """Draw this iteration's prompts (oversampled; ``resample`` > 0: a retry's fresh draw)."""
+    return stages.sample_prompts(prompts_train, prime, iteration, int(resample))
 
 
 def generate_rollouts(policy_in: Checkpoint, drawn_prompts: pd.DataFrame, prime: PrimeConfig,
@@ -43,7 +43,7 @@ def generate_rollouts(policy_in: Checkpoint, drawn_prompts: pd.DataFrame, prime:
     m: dict[str, float] = {}
     with _timed(m, "generate_rollouts"):
         rollouts = stages.generate_rollouts(policy_in, drawn_prompts, prime, iteration, policy_in.version)
-    m.update(stages.rollout_metrics(rollouts))
+    m.update(stages.rollout_metrics(rollouts, prime))
     return rollouts, _stepped(m, iteration)
 
 

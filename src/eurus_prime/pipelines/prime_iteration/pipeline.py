@@ -25,7 +25,8 @@ STAGES = (
 
 def create_pipeline(**kwargs) -> Pipeline:
     return pipeline([
-        node(nodes.sample_prompts, ["prompts_train", CFG, IT], "drawn_prompts", name="sample_prompts"),
+        node(nodes.sample_prompts, ["prompts_train", CFG, IT, "params:resample"], "drawn_prompts",
+             name="sample_prompts"),
         node(nodes.generate_rollouts, ["policy_in", "drawn_prompts", CFG, IT],
              ["rollouts", "prime_rollout_metrics"], name="generate_rollouts"),
         node(nodes.verify_outcomes, ["rollouts", IT], ["outcomes", "prime_verify_metrics"],
