@@ -56,7 +56,7 @@ def test_sample_prompts_depends_only_on_seed_and_iteration_and_walks_epochs(smal
     assert one_epoch["prompt_id"].is_unique and len(one_epoch) == len(train)  # each prompt once per epoch
     other = stages.sample_prompts(train, dataclasses.replace(cfg, seed=1), iteration=1)
     assert not a["prompt_id"].equals(other["prompt_id"])
-    assert list(a.columns) == ["iteration", "draw", "epoch", "prompt_id", "data_source", "ability", "prompt",
+    assert list(a.columns) == ["iteration", "resample", "draw", "epoch", "prompt_id", "data_source", "ability", "prompt",
                                "ground_truth"]
 
 

@@ -48,7 +48,7 @@ def implicit_process_rewards(
     if granularity == "whole":
         last = last_token_mask(mask)
         q = last * q.sum(-1, keepdim=True)
-    if normalisation == "batch_norm":
+    if normalisation == "batch_norm" and q.numel():  # no tokens at all (every response empty): nothing to scale
         q = q / (reverse_cumsum(q).abs().max() + 1e-6)
     return q
 

@@ -61,9 +61,10 @@ def pad_values(values: Sequence[Sequence[float]], width: int, dtype=torch.float3
 
 
 def pad_ragged(values: Sequence[Sequence[float]], dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
-    """Ragged per-token values -> ``(padded, mask, lengths)``, both (rows, longest)."""
+    """Ragged per-token values -> ``(padded, mask, lengths)``, both (rows, longest); empty rows
+    (zero-length responses) are all padding, and with no tokens at all the width is 0."""
     lengths = [len(v) for v in values]
-    width = max(lengths)
+    width = max(lengths, default=0)
     return pad_values(values, width, dtype), pad_values([np.ones(n) for n in lengths], width, dtype), lengths
 
 

@@ -15,6 +15,7 @@ PRM_TIMINGS = ("after", "before")
 REF_TYPES = ("freeze", "policy")
 GRANULARITIES = ("token", "whole")
 NORMALISATIONS = ("batch_norm", "none")
+NONFINITE_ACTIONS = ("skip", "stop")
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,9 @@ class PrimeConfig:
     filter_mode: str = "regenerate"
     """``regenerate`` (the reference): train on passing groups only, at most B of them;
     ``fixed_batch`` (verl): B groups, passing ones first, then failing ones fill the batch."""
+    max_resamples: int = 3
+    """``regenerate`` with every group filtered out: the training loop redraws the iteration's
+    prompts up to this many times, then stops, reporting the accuracy distribution."""
     # --- implicit PRM ---
     beta: float = 0.05
     """PRM temperature beta in r_t = beta * (log pi_phi - log pi_ref)."""
@@ -80,6 +84,11 @@ class PrimeConfig:
     """Responses per policy optimizer step (1 epoch over B*n responses = B*n/this steps)."""
     micro_batch: int = 64
     """Rows per forward/backward pass (gradient accumulation inside a mini-batch)."""
+    nonfinite: str = "skip"
+    """A PRM or policy mini-batch whose loss or gradient norm is NaN/inf: ``skip`` zeroes its
+    gradients, takes no optimizer step (weights and AdamW moments untouched), marks the stats row
+    ``skipped`` and logs a warning; ``stop`` raises ``NonFiniteError``. Either way a checkpoint with
+    a non-finite parameter is never returned."""
     # --- evaluation ---
     eval_every: int = 1
     """Evaluate the updated policy after iteration 0 and every this many iterations (iterations
@@ -98,6 +107,8 @@ class PrimeConfig:
                 bad(name, "must be an integer >= 1")
         if self.samples_per_prompt < 2:
             bad("samples_per_prompt", "RLOO needs at least 2 samples per prompt")
+        if self.max_resamples < 0:
+            bad("max_resamples", "must be >= 0 (0: stop at the first empty draw)")
         if self.oversample_factor < 1:
             bad("oversample_factor", "must be >= 1")
         if self.temperature <= 0:
@@ -114,7 +125,7 @@ class PrimeConfig:
             )
         for name, allowed in (("filter_mode", FILTER_MODES), ("prm_update", PRM_TIMINGS),
                               ("ref_type", REF_TYPES), ("granularity", GRANULARITIES),
-                              ("normalisation", NORMALISATIONS)):
+                              ("normalisation", NORMALISATIONS), ("nonfinite", NONFINITE_ACTIONS)):
             if getattr(self, name) not in allowed:
                 bad(name, f"valid values are {list(allowed)}")
         for name in ("beta", "prm_lr", "policy_lr", "clip_ratio"):

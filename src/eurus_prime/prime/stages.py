@@ -12,6 +12,7 @@ Row order is part of the contract: the n samples of a prompt are contiguous and 
 from __future__ import annotations
 
 import logging
+import math
 import random
 from collections.abc import Sequence
 
@@ -41,20 +42,34 @@ def prompt_id(extra_info) -> str:
 
 
 # --------------------------------------------------------------------------- sample prompts
-def sample_prompts(prompts: pd.DataFrame, cfg: PrimeConfig, iteration: int) -> pd.DataFrame:
+#: Resample attempt k draws from positions this many iterations further along the epoch sequence:
+#: epochs no real iteration reaches, so an attempt's prompts are a fresh, reproducible draw.
+RESAMPLE_STRIDE = 1_000_000
+
+
+class NothingSelected(ValueError):
+    """Every prompt group of a draw fell outside the accuracy band (``regenerate`` mode)."""
+
+
+def sample_prompts(prompts: pd.DataFrame, cfg: PrimeConfig, iteration: int, resample: int = 0) -> pd.DataFrame:
     """Draw this iteration's prompts: ``cfg.prompts_drawn`` rows of an endless sequence of seeded
     epochs (a fresh permutation of the training prompts per epoch). Iteration i takes positions
     [i*M, (i+1)*M), so the draw depends only on (seed, iteration), never on earlier runs.
+    ``resample`` k > 0 (the training loop's retry when every group was filtered out) draws from
+    positions ``k * RESAMPLE_STRIDE`` iterations further along instead.
 
-    Returns one row per drawn prompt: ``iteration``, ``draw``, ``epoch``, ``prompt_id``,
-    ``data_source``, ``ability``, ``prompt`` (chat messages), ``ground_truth``.
+    Returns one row per drawn prompt: ``iteration``, ``resample``, ``draw``, ``epoch``,
+    ``prompt_id``, ``data_source``, ``ability``, ``prompt`` (chat messages), ``ground_truth``.
     """
     if len(prompts) == 0:
         raise ValueError("prompts_train is empty: nothing to sample")
+    if resample < 0:
+        raise ValueError(f"resample = {resample} is invalid: must be >= 0")
     m, n = cfg.prompts_drawn, len(prompts)
     perms: dict[int, list[int]] = {}
     picks = []
-    for pos in range(iteration * m, (iteration + 1) * m):
+    first = (iteration + resample * RESAMPLE_STRIDE) * m
+    for pos in range(first, first + m):
         epoch = pos // n
         if epoch not in perms:
             perm = list(range(n))
@@ -65,6 +80,7 @@ def sample_prompts(prompts: pd.DataFrame, cfg: PrimeConfig, iteration: int) -> p
     ids = [prompt_id(e) for e in rows["extra_info"]]
     return pd.DataFrame({
         "iteration": iteration,
+        "resample": resample,
         "draw": np.arange(m),
         "epoch": [e for e, _ in picks],
         "prompt_id": ids,
@@ -120,13 +136,22 @@ def generate_rollouts(checkpoint, drawn: pd.DataFrame, cfg: PrimeConfig, iterati
     })
 
 
-def rollout_metrics(rollouts: pd.DataFrame) -> dict[str, float]:
+def rollout_metrics(rollouts: pd.DataFrame, cfg: PrimeConfig | None = None) -> dict[str, float]:
+    """``rollout/...`` metrics; warns when every response hit the length budget (the verifier
+    then grades cut-off answers and the PRM learns from them)."""
     lengths = rollouts["response_length"]
+    truncated = rollouts["finish_reason"] == "length"
+    if len(rollouts) and truncated.all():
+        iteration = int(rollouts["iteration"].iloc[0]) if "iteration" in rollouts else -1
+        budget = f"={cfg.max_response_length}" if cfg is not None else ""
+        log.warning("generate_rollouts: iteration %d: truncated share %.0f%%: all %d responses hit "
+                    "prime.max_response_length%s tokens; raise prime.max_response_length",
+                    iteration, 100 * float(truncated.mean()), len(rollouts), budget)
     return {
         "rollout/responses": float(len(rollouts)),
         "rollout/response_length_mean": float(lengths.mean()),
         "rollout/response_length_max": float(lengths.max()),
-        "rollout/truncated_share": float((rollouts["finish_reason"] == "length").mean()),
+        "rollout/truncated_share": float(truncated.mean()),
     }
 
 
@@ -179,6 +204,11 @@ def filter_prompts(outcomes: pd.DataFrame, cfg: PrimeConfig) -> pd.DataFrame:
     acc = scores.view(-1, n).mean(-1).numpy()
     status = np.where(in_band, "selected", np.where(acc > cfg.filter_high, "too_easy", "too_hard")).astype(object)
     passing = np.flatnonzero(in_band)
+    if cfg.filter_mode == "regenerate" and len(passing) == 0:
+        raise NothingSelected(
+            f"every one of the {len(acc)} drawn prompt groups is outside the accuracy band "
+            f"[{cfg.filter_low}, {cfg.filter_high}]: accuracy distribution {accuracy_histogram(acc)} "
+            f"({int((acc > cfg.filter_high).sum())} too easy, {int((acc < cfg.filter_low).sum())} too hard)")
     status[passing[cfg.prompts_per_step:]] = "surplus"
     if cfg.filter_mode == "fixed_batch" and len(passing) < cfg.prompts_per_step:
         failing = np.flatnonzero(~in_band)[: cfg.prompts_per_step - len(passing)]
@@ -193,6 +223,12 @@ def filter_prompts(outcomes: pd.DataFrame, cfg: PrimeConfig) -> pd.DataFrame:
         "selected": np.isin(status, ["selected", "filled"]),
         "status": status,
     })
+
+
+def accuracy_histogram(acc: np.ndarray) -> str:
+    """``{0.00: 12, 0.50: 3, 1.00: 49}``: prompt groups per accuracy value."""
+    values, counts = np.unique(np.round(np.asarray(acc, dtype=np.float64), 4), return_counts=True)
+    return "{" + ", ".join(f"{v:.2f}: {c}" for v, c in zip(values, counts)) + "}"
 
 
 def filter_metrics(report: pd.DataFrame, cfg: PrimeConfig) -> dict[str, float]:
@@ -274,6 +310,42 @@ def _joined(rollouts, process_rewards, outcomes) -> pd.DataFrame:
     return joined
 
 
+class NonFiniteError(FloatingPointError):
+    """A NaN or inf loss or gradient norm (``prime.nonfinite: stop``), or a non-finite parameter
+    or optimizer moment after an update (always: a poisoned checkpoint is never returned)."""
+
+
+def _nonfinite_step(stage: str, cfg: PrimeConfig, iteration: int, step: int, loss: float,
+                    grad_norm: float, epoch: int | None = None) -> bool:
+    """False for a finite mini-batch. Otherwise: ``stop`` raises NonFiniteError, ``skip`` logs a
+    warning and returns True (the caller zeroes the gradients and takes no optimizer step)."""
+    if math.isfinite(loss) and math.isfinite(grad_norm):
+        return False
+    what = f"the loss is {loss}" if not math.isfinite(loss) else f"the grad norm is {grad_norm}"
+    where = f"{stage}: iteration {iteration}{'' if epoch is None else f' epoch {epoch}'} step {step}"
+    if cfg.nonfinite == "stop":
+        raise NonFiniteError(f"{where}: {what}; stopping because prime.nonfinite=stop "
+                             "(prime.nonfinite=skip skips such mini-batches instead)")
+    log.warning("%s: %s; the mini-batch is skipped, no optimizer step (prime.nonfinite=skip)", where, what)
+    return True
+
+
+def _assert_finite(model, opt: torch.optim.Optimizer, stage: str, iteration: int) -> None:
+    """Refuse to hand on a checkpoint with a NaN/inf weight or AdamW moment."""
+    names = {}
+    for name, p in model.named_parameters():
+        names[p] = name
+        if not bool(torch.isfinite(p.detach()).all()):
+            raise NonFiniteError(f"{stage}: iteration {iteration}: parameter {name} is not finite after "
+                                 "the update; refusing to return a poisoned checkpoint")
+    for p, state in opt.state.items():
+        for key, v in state.items():
+            if torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all()):
+                raise NonFiniteError(f"{stage}: iteration {iteration}: optimizer state {key} of parameter "
+                                     f"{names.get(p, '?')} is not finite after the update; refusing to "
+                                     "return a poisoned checkpoint")
+
+
 def update_prm(prm, rollouts: pd.DataFrame, process_rewards: pd.DataFrame, outcomes: pd.DataFrame,
                cfg: PrimeConfig, iteration: int) -> tuple[object, pd.DataFrame, pd.DataFrame]:
     """One pass of the PRM's cross-entropy over the selected batch, and the process rewards the
@@ -281,7 +353,8 @@ def update_prm(prm, rollouts: pd.DataFrame, process_rewards: pd.DataFrame, outco
 
     Returns ``(prm, prm_rewards, prm_stats)``: the updated checkpoint; one row per selected rollout
     with ``prm_logprobs`` (as used), ``token_rewards`` (normalised process rewards) and
-    ``sequence_score``; one row per optimizer step with ``loss`` and ``grad_norm``.
+    ``sequence_score``; one row per mini-batch with ``loss``, ``grad_norm`` and ``skipped`` (a
+    non-finite loss or gradient norm: no optimizer step, see ``prime.nonfinite``).
     """
     data = _joined(rollouts, process_rewards, outcomes)
     _check_groups(data, cfg.samples_per_prompt, "update_prm")
@@ -293,6 +366,7 @@ def update_prm(prm, rollouts: pd.DataFrame, process_rewards: pd.DataFrame, outco
     random.Random(stage_seed(cfg, iteration, "prm")).shuffle(order)
     used: list[np.ndarray | None] = [None] * n_rows
     stats = []
+    taken = 0  # optimizer steps actually taken (a skipped mini-batch leaves the PRM as it was)
     model.train()
     for step, mb in enumerate(micro_batches(order, cfg.prm_mini_batch)):
         opt.zero_grad(set_to_none=True)
@@ -312,11 +386,17 @@ def update_prm(prm, rollouts: pd.DataFrame, process_rewards: pd.DataFrame, outco
                 # batch_norm would blow up to O(1)).
                 fresh = unpad(logp, [len(data.response_ids[i]) for i in micro])
                 for i, v in zip(micro, fresh):
-                    used[i] = np.asarray(data.prm_logprobs[i], dtype=np.float32) if step == 0 else v
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.prm_grad_clip)
-        opt.step()
+                    used[i] = np.asarray(data.prm_logprobs[i], dtype=np.float32) if taken == 0 else v
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.prm_grad_clip))
+        skipped = _nonfinite_step("update_prm", cfg, iteration, step, total, grad_norm)
+        if skipped:
+            opt.zero_grad(set_to_none=True)
+        else:
+            opt.step()
+            taken += 1
         stats.append({"iteration": iteration, "step": step, "responses": len(mb),
-                      "loss": total, "grad_norm": float(grad_norm)})
+                      "loss": total, "grad_norm": grad_norm, "skipped": skipped})
+    _assert_finite(model, opt, "update_prm", iteration)
     if cfg.prm_update == "before" and n_rows:
         used = score_responses(model, list(data.prompt_ids), list(data.response_ids), pad, cfg.micro_batch)
     rewards = _normalised_rewards(used, list(data.ref_logprobs), cfg) if n_rows else []
@@ -330,7 +410,8 @@ def update_prm(prm, rollouts: pd.DataFrame, process_rewards: pd.DataFrame, outco
         "sequence_score": [float(cfg.beta * (np.asarray(u) - np.asarray(r)).sum())
                            for u, r in zip(used, data.ref_logprobs)],
     })
-    return prm, table, pd.DataFrame(stats, columns=["iteration", "step", "responses", "loss", "grad_norm"])
+    return prm, table, pd.DataFrame(stats, columns=["iteration", "step", "responses", "loss", "grad_norm",
+                                                    "skipped"]).astype({"skipped": bool})
 
 
 def _normalised_rewards(prm_lp: Sequence[np.ndarray], ref_lp: Sequence[np.ndarray],
@@ -344,18 +425,20 @@ def _normalised_rewards(prm_lp: Sequence[np.ndarray], ref_lp: Sequence[np.ndarra
 
 def prm_metrics(process_rewards: pd.DataFrame, prm_rewards: pd.DataFrame, outcomes: pd.DataFrame,
                 stats: pd.DataFrame, cfg: PrimeConfig) -> dict[str, float]:
-    """``prm/loss``, ``prm/grad_norm``, ``prm/acc_before`` (pairwise accuracy of the PRM as loaded,
-    on this batch it has not trained on) and, for ``prm_update: before``, ``prm/acc_after``."""
+    """``prm/loss``, ``prm/grad_norm`` (means over the steps taken), ``prm/skipped_steps``
+    (non-finite mini-batches), ``prm/acc_before`` (pairwise accuracy of the PRM as loaded, on this
+    batch it has not trained on) and, for ``prm_update: before``, ``prm/acc_after``."""
     if len(process_rewards) == 0:
         return {"prm/skipped": 1.0}
     acc = process_rewards[KEY].merge(outcomes[KEY + ["score"]], on=KEY)["score"].to_numpy()
     n = cfg.samples_per_prompt
-    metrics = {
-        "prm/loss": float(stats["loss"].mean()),
-        "prm/grad_norm": float(stats["grad_norm"].mean()),
-        "prm/acc_before": prm_pairwise_accuracy(torch.tensor(process_rewards["sequence_score"].to_numpy()),
-                                                torch.tensor(acc), n),
-    }
+    skipped = stats["skipped"].to_numpy(dtype=bool) if "skipped" in stats else np.zeros(len(stats), bool)
+    metrics = {"prm/skipped_steps": float(skipped.sum())}
+    if (~skipped).any():
+        metrics["prm/loss"] = float(stats["loss"][~skipped].mean())
+        metrics["prm/grad_norm"] = float(stats["grad_norm"][~skipped].mean())
+    metrics["prm/acc_before"] = prm_pairwise_accuracy(
+        torch.tensor(process_rewards["sequence_score"].to_numpy()), torch.tensor(acc), n)
     if cfg.prm_update == "before":
         metrics["prm/acc_after"] = prm_pairwise_accuracy(
             torch.tensor(prm_rewards["sequence_score"].to_numpy()), torch.tensor(acc), n)
@@ -427,8 +510,9 @@ def update_policy(policy, rollouts: pd.DataFrame, process_rewards: pd.DataFrame,
     """PPO's clipped objective over the selected batch: ``ppo_epochs`` shuffled passes in
     mini-batches of ``ppo_mini_batch`` responses.
 
-    Returns ``(policy, ppo_stats)``, one stats row per optimizer step: ``pg_loss``,
-    ``pg_clipfrac``, ``ppo_kl``, ``entropy``, ``grad_norm``.
+    Returns ``(policy, ppo_stats)``, one stats row per mini-batch: ``pg_loss``,
+    ``pg_clipfrac``, ``ppo_kl``, ``entropy``, ``grad_norm``, ``skipped`` (a non-finite loss or
+    gradient norm: no optimizer step, see ``prime.nonfinite``).
     """
     data = advantages.merge(process_rewards[KEY + ["old_logprobs"]], on=KEY, validate="one_to_one")
     data = data.merge(rollouts[KEY + ["prompt_ids", "response_ids", "policy_version"]], on=KEY,
@@ -446,6 +530,7 @@ def update_policy(policy, rollouts: pd.DataFrame, process_rewards: pd.DataFrame,
         for mb in micro_batches(order, cfg.ppo_mini_batch):
             opt.zero_grad(set_to_none=True)
             sums = {"pg_loss": 0.0, "pg_clipfrac": 0.0, "ppo_kl": 0.0, "entropy": 0.0}
+            total = 0.0  # the objective backpropagated: pg_loss - entropy_coef * entropy
             for micro in micro_batches(mb, cfg.micro_batch):
                 packed, logp, entropy = forward_rows(model, data.prompt_ids, data.response_ids, micro, pad,
                                                      grad=True, return_entropy=True)
@@ -456,25 +541,41 @@ def update_policy(policy, rollouts: pd.DataFrame, process_rewards: pd.DataFrame,
                 pg_loss, diag = ppo_policy_loss(logp, old, adv, mask, clip_ratio=cfg.clip_ratio)
                 ent = masked_mean(entropy, mask)
                 weight = len(micro) / len(mb)
-                ((pg_loss - cfg.entropy_coef * ent) * weight).backward()
+                objective = (pg_loss - cfg.entropy_coef * ent) * weight
+                objective.backward()
+                total += float(objective.detach())
                 for k, v in (("pg_loss", pg_loss), ("entropy", ent), *diag.items()):
                     sums[k] += float(v.detach()) * weight
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.policy_grad_clip)
-            opt.step()
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.policy_grad_clip))
+            skipped = _nonfinite_step("update_policy", cfg, iteration, len(stats), total, grad_norm, epoch)
+            if skipped:
+                opt.zero_grad(set_to_none=True)
+            else:
+                opt.step()
             stats.append({"iteration": iteration, "epoch": epoch, "step": len(stats), "responses": len(mb),
-                          **sums, "grad_norm": float(grad_norm)})
+                          **sums, "grad_norm": grad_norm, "skipped": skipped})
     if not len(data):
         log.warning("update_policy: iteration %d has no selected prompt groups; the policy is "
                     "passed on unchanged (the step is skipped)", iteration)
+    _assert_finite(model, opt, "update_policy", iteration)
     policy.optimizer_state = opt.state_dict()
-    cols = ["iteration", "epoch", "step", "responses", "pg_loss", "pg_clipfrac", "ppo_kl", "entropy", "grad_norm"]
-    return policy, pd.DataFrame(stats, columns=cols)
+    cols = ["iteration", "epoch", "step", "responses", "pg_loss", "pg_clipfrac", "ppo_kl", "entropy", "grad_norm",
+            "skipped"]
+    return policy, pd.DataFrame(stats, columns=cols).astype({"skipped": bool})
 
 
 def ppo_metrics(stats: pd.DataFrame) -> dict[str, float]:
+    """Means over the optimizer steps taken, and ``ppo/skipped_steps`` (non-finite mini-batches);
+    ``ppo/skipped`` = 1 when there was nothing to train on."""
     if len(stats) == 0:
         return {"ppo/skipped": 1.0}
-    return {f"ppo/{k}": float(stats[k].mean()) for k in ("pg_loss", "pg_clipfrac", "ppo_kl", "entropy", "grad_norm")}
+    skipped = stats["skipped"].to_numpy(dtype=bool) if "skipped" in stats else np.zeros(len(stats), bool)
+    taken = stats[~skipped]
+    metrics = {"ppo/skipped_steps": float(skipped.sum())}
+    if len(taken):
+        metrics.update({f"ppo/{k}": float(taken[k].mean())
+                        for k in ("pg_loss", "pg_clipfrac", "ppo_kl", "entropy", "grad_norm")})
+    return metrics
 
 
 def should_evaluate(cfg: PrimeConfig, iteration: int) -> bool:

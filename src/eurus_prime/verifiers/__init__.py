@@ -8,6 +8,7 @@ timeouts use signal alarms; code grading spends its time waiting on child proces
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -18,6 +19,9 @@ from eurus_prime.verifiers.verdict import Verdict
 __all__ = ["Verdict", "grade_code", "grade_math", "verify", "verify_all"]
 
 ABILITIES = ("math", "code")
+MAX_ERROR_CHARS = 500
+
+log = logging.getLogger(__name__)
 
 
 def verify(ability: str, response: str, ground_truth: str) -> Verdict:
@@ -50,7 +54,24 @@ def verify_all(
         futures = {i: pool.submit(grade_code, responses[i], ground_truths[i]) for i in code_rows}
         for i, ability in enumerate(abilities):
             if ability == "math":
-                verdicts[i] = grade_math(responses[i], ground_truths[i])
+                try:
+                    verdicts[i] = grade_math(responses[i], ground_truths[i])
+                except Exception as exc:  # noqa: BLE001 - one bad row must not sink the batch
+                    verdicts[i] = verifier_error(i, ability, exc)
         for i, future in futures.items():
-            verdicts[i] = future.result()
+            try:
+                verdicts[i] = future.result()
+            except Exception as exc:  # noqa: BLE001
+                verdicts[i] = verifier_error(i, "code", exc)
     return verdicts  # type: ignore[return-value]
+
+
+def verifier_error(row: int, ability: str, exc: BaseException) -> Verdict:
+    """The verdict of a row whose grader raised: score 0, reason ``verifier_error``, the error
+    text (truncated) in ``error``; logged as a warning."""
+    text = f"{type(exc).__name__}: {exc}"
+    if len(text) > MAX_ERROR_CHARS:
+        text = text[: MAX_ERROR_CHARS - 3] + "..."
+    log.warning("verify_all: the %s verifier raised on row %d (%s); the row scores 0 (reason "
+                "verifier_error) and the rest of the batch goes on", ability, row, text)
+    return Verdict(0.0, False, "verifier_error", error=text)

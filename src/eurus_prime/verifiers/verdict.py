@@ -11,8 +11,8 @@ class Verdict:
 
     ``score`` is the reward (1 or 0 for math; for code the fraction of the first <= 10 tests
     passed, 1 only when all pass). ``reason`` is one of ``correct``, ``wrong``, ``no_answer``,
-    ``timeout``, ``too_long``, ``error``. ``isolation`` records how code was run (``none`` for
-    math).
+    ``timeout``, ``too_long``, ``error``, ``verifier_error`` (the grader itself raised; ``error``
+    holds its message). ``isolation`` records how code was run (``none`` for math).
     """
 
     score: float
