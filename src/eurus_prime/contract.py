@@ -3,12 +3,15 @@
 One row per prompt: ``data_source`` (str), ``prompt`` (list of chat messages ``{role, content}``),
 ``ability`` (``math`` | ``code``), ``reward_model`` (``{style: "rule", ground_truth: str}``; for
 code, JSON of the tests), ``extra_info`` (``{split, index}``). A row that breaks the contract stops
-the run with an error naming the source, the row and the field; nothing is dropped silently.
+the run with an error naming the source, the row and the field; nothing is dropped silently. Opt in
+to quarantine instead (``quarantine_prompts``): bad rows are set aside, whole, in a table that says
+why, and the run goes on with the rest.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -24,6 +27,10 @@ COLUMNS = ("data_source", "prompt", "ability", "reward_model", "extra_info")
 ABILITIES = ("math", "code")
 ROLES = ("system", "user", "assistant")
 MAX_REPORTED_ERRORS = 10
+QUARANTINE_COLUMNS = ("source", "row", "field", "reason", "row_json")
+"""One row per quarantined input row: where it came from (``source``, ``row``: its 0-based
+position there), what is wrong (``field`` and ``reason``; several problems are listed in the same
+order, fields joined by ``", "``, reasons by ``"; "``) and the whole row as JSON (``row_json``)."""
 
 
 class SchemaError(ValueError):
@@ -75,6 +82,33 @@ def _row_errors(row: Mapping) -> list[tuple[str, str]]:
     return errors
 
 
+def _check_columns(frame: pd.DataFrame, source: str) -> None:
+    missing = [c for c in COLUMNS if c not in frame.columns]
+    if missing:
+        raise SchemaError(
+            f"{source}: missing column(s) {missing}; the Eurus-2-RL-Data schema needs {list(COLUMNS)}"
+        )
+
+
+def _problems(frame: pd.DataFrame) -> list[tuple[int, str, str]]:
+    """(row position, field, problem) for every problem of every row, in row order."""
+    problems = []
+    for i, row in enumerate(frame[list(COLUMNS)].to_dict("records")):
+        problems += [(i, fld, msg) for fld, msg in _row_errors(row)]
+    return problems
+
+
+def _problem_lines(problems: list[tuple[int, str, str]], source: str) -> str:
+    lines = [f"{source}: row {i}, field {fld}: {msg}" for i, fld, msg in problems[:MAX_REPORTED_ERRORS]]
+    return "\n".join(lines) + ("\n..." if len(problems) > MAX_REPORTED_ERRORS else "")
+
+
+def _plain_prompts(frame: pd.DataFrame) -> pd.DataFrame:
+    out = frame.copy()
+    out["prompt"] = [[dict(m) for m in _as_list(p)] for p in out["prompt"]]
+    return out
+
+
 def validate_prompts(frame: pd.DataFrame, source: str = "<prompts>") -> pd.DataFrame:
     """Check every row against the contract; return the frame with ``prompt`` as plain lists.
 
@@ -82,25 +116,82 @@ def validate_prompts(frame: pd.DataFrame, source: str = "<prompts>") -> pd.DataF
         SchemaError: naming ``source``, the row number and the field of the first few bad rows,
         and how many rows are bad in all.
     """
-    missing = [c for c in COLUMNS if c not in frame.columns]
-    if missing:
-        raise SchemaError(
-            f"{source}: missing column(s) {missing}; the Eurus-2-RL-Data schema needs {list(COLUMNS)}"
-        )
-    problems = []
-    for i, row in enumerate(frame[list(COLUMNS)].to_dict("records")):
-        problems += [(i, fld, msg) for fld, msg in _row_errors(row)]
+    _check_columns(frame, source)
+    problems = _problems(frame)
     if problems:
         bad_rows = len({i for i, _, _ in problems})
-        lines = [f"{source}: row {i}, field {fld}: {msg}" for i, fld, msg in problems[:MAX_REPORTED_ERRORS]]
         raise SchemaError(
             f"{bad_rows} of {len(frame)} rows break the Eurus-2-RL-Data schema:\n"
-            + "\n".join(lines)
-            + ("\n..." if len(problems) > MAX_REPORTED_ERRORS else "")
+            + _problem_lines(problems, source)
         )
-    out = frame.copy()
-    out["prompt"] = [[dict(m) for m in _as_list(p)] for p in out["prompt"]]
-    return out
+    return _plain_prompts(frame)
+
+
+def _json_default(value):
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Mapping):
+        return dict(value)
+    return repr(value)
+
+
+def row_to_json(row: Mapping) -> str:
+    """One row, every column, as JSON text (numpy arrays as lists; anything else JSON lacks as
+    its ``repr``), so a quarantined row keeps all its data."""
+    return json.dumps(dict(row), default=_json_default, ensure_ascii=False)
+
+
+def empty_quarantine() -> pd.DataFrame:
+    """A quarantine table with no rows and the columns and dtypes of a full one."""
+    return pd.DataFrame({
+        "source": pd.Series(dtype=str), "row": pd.Series(dtype="int64"),
+        "field": pd.Series(dtype=str), "reason": pd.Series(dtype=str),
+        "row_json": pd.Series(dtype=str),
+    })
+
+
+def quarantine_prompts(frame: pd.DataFrame, source: str = "<prompts>") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Like ``validate_prompts``, but set bad rows aside instead of failing.
+
+    Returns:
+        The valid rows (``prompt`` as plain lists, index reset) and the quarantine table: one row
+        per bad input row, columns ``QUARANTINE_COLUMNS``. The two together hold every input row.
+
+    Raises:
+        SchemaError: when a column of the schema is missing (no row could be valid).
+    """
+    _check_columns(frame, source)
+    problems = _problems(frame)
+    by_row: dict[int, list[tuple[str, str]]] = {}
+    for i, fld, msg in problems:
+        by_row.setdefault(i, []).append((fld, msg))
+    if not by_row:
+        return _plain_prompts(frame).reset_index(drop=True), empty_quarantine()
+    records = frame.to_dict("records")
+    quarantine = pd.DataFrame(
+        [
+            {
+                "source": source,
+                "row": i,
+                "field": ", ".join(fld for fld, _ in errs),
+                "reason": "; ".join(msg for _, msg in errs),
+                "row_json": row_to_json(records[i]),
+            }
+            for i, errs in by_row.items()
+        ]
+    ).astype(empty_quarantine().dtypes.to_dict())
+    bad = np.zeros(len(frame), dtype=bool)
+    bad[list(by_row)] = True
+    return _plain_prompts(frame[~bad]).reset_index(drop=True), quarantine
+
+
+def describe_quarantine(quarantine: pd.DataFrame) -> str:
+    """The first few quarantined rows as ``<source>: row <i>, field <field>: <reason>`` lines."""
+    lines = [f"{r.source}: row {r.row}, field {r.field}: {r.reason}"
+             for r in quarantine.head(MAX_REPORTED_ERRORS).itertuples()]
+    return "\n".join(lines) + ("\n..." if len(quarantine) > MAX_REPORTED_ERRORS else "")
 
 
 def prompt_key(messages) -> str:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from kedro.io.core import AbstractVersionedDataset, DatasetError, Version
+from kedro.io.core import AbstractVersionedDataset, DatasetError, Version, VersionNotFoundError
 
 from eurus_prime.datasets.atomic import write_dir_atomically
 from eurus_prime.datasets.versions import has_version
@@ -51,14 +51,20 @@ class _HFFolderDataset(AbstractVersionedDataset):
 
     def _source(self) -> str:
         """The folder to load from, or the hub id when there is no such local folder."""
-        path = Path(str(self._get_load_path()))
-        if path.exists():
+        try:
+            path = Path(str(self._get_load_path()))
+        except VersionNotFoundError:  # versioned, and no version saved yet
+            path = None
+        if path is not None and path.exists():
             return str(path)
         if self._version is None and _HUB_ID.match(self._raw):
             return self._raw
+        where = self._raw if path is None else str(path)
         raise DatasetError(
-            f"no checkpoint at {path}; for the tiny world's SFT model run "
-            f"`kedro run --pipelines=bootstrap` (or `make train`)"
+            f"no checkpoint at {where}{' (no saved version)' if path is None else ''}; the tiny "
+            f"world's bootstrap creates it: run `eurus-prime train` (bootstraps the SFT model "
+            f"first, then trains) or `kedro run --pipelines=bootstrap`. For another model, point "
+            f"the dataset's filepath at a Hugging Face folder or hub id"
         )
 
     def _describe(self) -> dict[str, Any]:
