@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
+from eurus_prime import monitor
+
 log = logging.getLogger(__name__)
 
 
@@ -62,7 +64,7 @@ def generate(
         "do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": 0,
     }
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-    for batch in tqdm(batches, desc="generate", disable=not progress, leave=False):
+    for done, batch in enumerate(tqdm(batches, desc="generate", disable=not progress, leave=False)):
         width = max(len(encoded[i]) for i in batch)
         ids = torch.full((len(batch), width), pad, dtype=torch.long)
         mask = torch.zeros((len(batch), width), dtype=torch.long)
@@ -87,5 +89,6 @@ def generate(
                 reason = "length"
             text = tokenizer.decode(new, skip_special_tokens=True)
             results[i] = Generation(text=text, token_ids=new, finish_reason=reason)
+        monitor.step(done + 1, len(batches), "generation batches")
     model.train(was_training)
     return results  # type: ignore[return-value]

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from eurus_prime import monitor
 from eurus_prime.engines.logprobs import sequence_logprobs
 
 
@@ -105,9 +106,10 @@ def score_responses(
     model.eval()
     order = sorted(range(len(response_ids)), key=lambda i: (len(prompt_ids[i]) + len(response_ids[i])))
     out: list[np.ndarray | None] = [None] * len(response_ids)
-    for rows in micro_batches(order, micro_batch):
+    for done, rows in enumerate(micro_batches(order, micro_batch), 1):
         _, logp = forward_rows(model, prompt_ids, response_ids, rows, pad_id)
         for row, values in zip(rows, unpad(logp, [len(response_ids[i]) for i in rows])):
             out[row] = values
+        monitor.step(done, -(-len(order) // micro_batch), "scoring micro-batches")
     model.train(was_training)
     return out  # type: ignore[return-value]

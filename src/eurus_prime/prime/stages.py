@@ -25,6 +25,7 @@ from eurus_prime.core.filtering import accuracy_band_keep
 from eurus_prime.core.ppo import ppo_policy_loss
 from eurus_prime.core.rewards import implicit_process_rewards, prm_loss, prm_pairwise_accuracy
 from eurus_prime.core.masked import masked_mean
+from eurus_prime import monitor
 from eurus_prime.engines.generation import generate
 from eurus_prime.prime.batch import forward_rows, micro_batches, pad_ragged, pad_values, score_responses, unpad
 from eurus_prime.prime.config import PrimeConfig, stage_seed
@@ -396,6 +397,7 @@ def update_prm(prm, rollouts: pd.DataFrame, process_rewards: pd.DataFrame, outco
             taken += 1
         stats.append({"iteration": iteration, "step": step, "responses": len(mb),
                       "loss": total, "grad_norm": grad_norm, "skipped": skipped})
+        monitor.step(step + 1, -(-n_rows // cfg.prm_mini_batch), "PRM optimizer steps")
     _assert_finite(model, opt, "update_prm", iteration)
     if cfg.prm_update == "before" and n_rows:
         used = score_responses(model, list(data.prompt_ids), list(data.response_ids), pad, cfg.micro_batch)
@@ -554,6 +556,7 @@ def update_policy(policy, rollouts: pd.DataFrame, process_rewards: pd.DataFrame,
                 opt.step()
             stats.append({"iteration": iteration, "epoch": epoch, "step": len(stats), "responses": len(mb),
                           **sums, "grad_norm": grad_norm, "skipped": skipped})
+            monitor.step(len(stats), cfg.ppo_epochs * -(-len(data) // cfg.ppo_mini_batch), "PPO optimizer steps")
     if not len(data):
         log.warning("update_policy: iteration %d has no selected prompt groups; the policy is "
                     "passed on unchanged (the step is skipped)", iteration)
