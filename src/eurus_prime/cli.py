@@ -19,6 +19,16 @@ from eurus_prime.training import train as train_iterations
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
+def _project(option: Path | None) -> Path:
+    """``--project``, else the Kedro project in the current directory, else this checkout."""
+    if option is not None:
+        return option.resolve()
+    here = Path.cwd()
+    if (here / "pyproject.toml").exists() and "[tool.kedro]" in (here / "pyproject.toml").read_text():
+        return here.resolve()
+    return PROJECT_ROOT
+
+
 def _format_report(report) -> str:
     rows = report[report["group"] != "data_source"]
     lines = [f"  {'':<10}{'n':>6}  accuracy"]
@@ -43,12 +53,12 @@ def main() -> None:
               help="Start no new iteration after this many seconds.")
 @click.option("--env", default=None, help="Kedro config environment (default: base + local).")
 @click.option("--project", type=click.Path(path_type=Path), default=None,
-              help="Project root (default: this checkout).")
+              help="Project root (default: the Kedro project in the current directory, else this checkout).")
 def train(iterations: int | None, params_text: str | None, time_budget: float | None, env: str | None,
           project: Path | None) -> None:
     """Bootstrap the SFT model if missing, then run PRIME iterations (resuming where a previous
     run stopped) and report held-out accuracy before and after."""
-    project = (project or PROJECT_ROOT).resolve()
+    project = _project(project)
     os.chdir(project)
     if load_dataset(project, env, "sft_eval_report") is None or load_dataset(project, env, "sft_model") is None:
         click.echo("No evaluated SFT model yet: running `kedro run --pipelines=bootstrap` ...")
@@ -62,8 +72,10 @@ def train(iterations: int | None, params_text: str | None, time_budget: float | 
         iterations = int(project_params(project, env)["train"]["iterations"])
     click.echo(f"\nPRIME: training until {iterations} iterations are complete "
                "(kedro run --pipelines=prime_iteration per iteration)")
-    train_iterations(project, env, iterations, echo=click.echo, params=parse_params(params_text),
-                     time_budget=time_budget)
+    overrides = parse_params(params_text)
+    keep = project_params(project, env, overrides)["train"].get("keep_checkpoints")
+    train_iterations(project, env, iterations, echo=click.echo, params=overrides, time_budget=time_budget,
+                     keep_checkpoints=keep)
     _report_after(project, env)
 
 
@@ -91,6 +103,27 @@ def _report_after(project: Path, env: str | None) -> None:
         a = same if key is None else same[same["ability"] == key]
         b = items if key is None else items[items["ability"] == key]
         click.echo(f"  {name:<14}{100 * a['correct'].mean():7.1f}%{100 * b['correct'].mean():9.1f}%")
+
+
+@main.command()
+@click.option("--keep-versions", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Versions kept per dataset folder (besides those the stages' latest manifests use).")
+@click.option("--keep-checkpoints", type=click.IntRange(min=1), default=None,
+              help="Also keep only the policy/PRM checkpoints of this many last iterations (+ the best).")
+@click.option("--dry-run", is_flag=True, help="List what would be deleted; delete nothing.")
+@click.option("--project", type=click.Path(path_type=Path), default=None,
+              help="Project root (default: the Kedro project in the current directory, else this checkout).")
+def gc(keep_versions: int, keep_checkpoints: int | None, dry_run: bool, project: Path | None) -> None:
+    """Free disk: delete old versions of tables and checkpoints that no stage's latest manifest uses,
+    and temporary files of interrupted writes. Tables are otherwise kept forever."""
+    from eurus_prime.retention import gc as collect
+
+    project = _project(project)
+    pruned = collect(project, keep_versions=keep_versions, keep_checkpoints=keep_checkpoints, dry_run=dry_run)
+    for path in pruned.paths:
+        click.echo(f"{'would delete' if dry_run else 'deleted'} {path.relative_to(project)}")
+    click.echo(f"{'would free' if dry_run else 'freed'} {pruned.bytes / 2**20:.1f} MiB in {len(pruned.paths)} "
+               "version(s) and leftover(s)")
 
 
 #: Kedro loads ``<package>.cli.cli`` as the project's command group, so ``kedro train`` works too.

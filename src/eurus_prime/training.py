@@ -25,6 +25,7 @@ from pathlib import Path
 from eurus_prime.hooks import IO_TIMING
 from eurus_prime.prime.progress import iter_dir
 from eurus_prime.prime.stages import NothingSelected
+from eurus_prime.retention import prune_checkpoints
 
 log = logging.getLogger(__name__)
 
@@ -226,13 +227,16 @@ def _flatten(d: dict, prefix: str = "") -> dict:
 
 
 def train(project: Path, env: str | None, iterations: int, echo: Callable[[str], None] = print,
-          params: dict | None = None, time_budget: float | None = None) -> list[dict]:
+          params: dict | None = None, time_budget: float | None = None,
+          keep_checkpoints: int | None = None) -> list[dict]:
     """Run ``prime_iteration`` until ``iterations`` iterations are complete, resuming the first
     incomplete one at its first incomplete stage.
 
     Args:
         params: parameter overrides for every iteration (as ``kedro run --params``).
         time_budget: start no new iteration after this many seconds.
+        keep_checkpoints: after each iteration keep only the policy/PRM checkpoints of this many
+            last iterations and the best evaluated one (``eurus_prime.retention``); None keeps all.
     Returns:
         One summary dict per iteration run; each is also appended to ``data/08_reporting/train_log.jsonl``.
     """
@@ -285,6 +289,11 @@ def train(project: Path, env: str | None, iterations: int, echo: Callable[[str],
             with open(project / TRAIN_LOG, "a") as f:
                 f.write(json.dumps(summary) + "\n")
             echo(_progress_line(summary))
+            if keep_checkpoints:
+                pruned = prune_checkpoints(project, int(keep_checkpoints))
+                if pruned.paths:
+                    echo(f"  retention (train.keep_checkpoints={keep_checkpoints}): deleted "
+                         f"{len(pruned.paths)} checkpoint version(s), {pruned.bytes / 2**20:.1f} MiB")
         campaign.end("FINISHED")
     except KeyboardInterrupt:
         campaign.end("KILLED")

@@ -84,6 +84,22 @@ def test_filter_statuses_by_hand():
     assert report["accuracy"].tolist() == [1.0, 0.0, 0.25, 0.5, 0.75]
     fixed = stages.filter_prompts(outcomes.iloc[:8], dataclasses.replace(cfg, filter_mode="fixed_batch"))
     assert fixed["status"].tolist() == ["filled", "filled"] and fixed["selected"].all()
+    # regenerate mode with every group out of the band: an error reporting the distribution.
+    with pytest.raises(stages.NothingSelected, match=r"every one of the 2 drawn prompt groups is outside the "
+                       r"accuracy band \[0.2, 0.8\]: accuracy distribution \{0.00: 1, 1.00: 1\} "
+                       r"\(1 too easy, 1 too hard\)"):
+        stages.filter_prompts(outcomes.iloc[:8], cfg)
+
+
+def test_a_resample_is_a_fresh_reproducible_draw(small_world):
+    prompts, _ = small_world
+    train = prompts[[e["split"] == "train" for e in prompts["extra_info"]]].reset_index(drop=True)
+    first = stages.sample_prompts(train, CFG, iteration=2)
+    again = stages.sample_prompts(train, CFG, iteration=2, resample=1)
+    assert again.equals(stages.sample_prompts(train, CFG, iteration=2, resample=1))
+    assert (again["resample"] == 1).all() and not again["prompt_id"].equals(first["prompt_id"])
+    with pytest.raises(ValueError, match="resample = -1 is invalid"):
+        stages.sample_prompts(train, CFG, iteration=2, resample=-1)
 
 
 def test_prm_after_mode_at_iteration_0_gives_exactly_zero_rewards(iteration0, tiny_tokenizer):

@@ -1,0 +1,178 @@
+"""Fault injection: crash every stage of prime_iteration, resume, and get the uninterrupted run.
+
+Each case copies one bootstrapped tiny project, runs ``eurus-prime train --iterations 2`` with
+``EURUS_PRIME_FAULT`` naming a stage (the fault fires in iteration 0), checks the crash left the
+state it should (no manifest for the stage; a torn temporary file or an unmanifested version),
+then runs the same command again and checks:
+
+- every final table and checkpoint equals the uninterrupted reference run's, bit for bit on CPU
+  (checkpoints by the SHA-256 of their weights and optimizer state);
+- nothing is left behind: no temporary files, one version per output;
+- MLflow has one finished campaign run and exactly one run per iteration, none left RUNNING.
+"""
+
+import hashlib
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from eurus_prime import faults, manifests
+from tests.pipelines.helpers import EURUS_PRIME, KEDRO, make_project, run
+
+ITERATIONS = 2
+TRAIN = [EURUS_PRIME, "train", "--iterations", str(ITERATIONS)]
+
+#: (stage, kind, where): every stage, every kind of crash and every place one can happen.
+FAULTS = [
+    ("sample_prompts", "exit", "write"),            # torn Parquet write
+    ("generate_rollouts", "exit", "middle"),        # kill -9 half way through generation
+    ("verify_outcomes", "raise", "start"),          # an exception before any work
+    ("filter_prompts", "exit", "saved"),            # its table saved, its metrics and manifest not
+    ("compute_process_rewards", "exit", "write"),
+    ("update_prm", "exit", "saved"),                # the new PRM checkpoint saved, its tables not
+    ("estimate_advantages", "raise", "middle"),
+    ("update_policy", "exit", "write"),             # torn checkpoint folder
+    ("evaluate_policy", "exit", "saved"),
+]
+
+
+def _env(**extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if k != faults.ENV}
+    return {**env, "TQDM_DISABLE": "1", "KEDRO_DISABLE_TELEMETRY": "1", **extra}
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory) -> Path:
+    project = make_project(tmp_path_factory.mktemp("bootstrapped"))
+    run([KEDRO, "run", "--pipelines=bootstrap"], project, env=_env())
+    return project
+
+
+def _copy(base: Path, dest: Path) -> Path:
+    shutil.copytree(base, dest)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def reference(base, tmp_path_factory) -> dict:
+    project = _copy(base, tmp_path_factory.mktemp("reference") / "p")
+    run(TRAIN, project, env=_env())
+    return fingerprint(project)
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def fingerprint(project: Path) -> dict:
+    """Every output of every stage's latest manifest: tables as frames (with the run-specific
+    timestamp cut from ``policy_version``), checkpoints as hashes of weights and optimizer state."""
+    out = {}
+    root = project / "data/09_manifests"
+    for stage_dir in sorted(root.glob("iter_*/*")):
+        record = manifests.latest(stage_dir.parent.name, stage_dir.name, root)
+        for name, prov in record["outputs"].items():
+            if "path" not in prov:
+                continue
+            path = project / prov["path"]
+            key = f"{stage_dir.parent.name}/{name}"
+            if path.is_dir():
+                out[key] = {f: _digest(path / f) for f in ("model.safetensors", "optimizer.pt") if (path / f).exists()}
+            else:
+                frame = pd.read_parquet(path)
+                if "policy_version" in frame:
+                    frame["policy_version"] = frame["policy_version"].str.split("@").str[0]
+                out[key] = frame
+    return out
+
+
+def assert_same(actual: dict, expected: dict) -> None:
+    assert sorted(actual) == sorted(expected)
+    for key, value in expected.items():
+        if isinstance(value, pd.DataFrame):
+            pd.testing.assert_frame_equal(actual[key], value, check_exact=True, obj=key)
+        else:
+            assert actual[key] == value, key
+
+
+def assert_clean(project: Path) -> None:
+    data = project / "data"
+    assert manifests.leftovers(data) == []
+    for pattern in ("05_rollouts/iter_*/*", "07_model_output/iter_*/*", "08_reporting/iter_*/*",
+                    "06_models/policy/iter_*", "06_models/prm/iter_*"):
+        for folder in data.glob(pattern):
+            assert len(list(folder.iterdir())) == 1, f"{folder} has {sorted(p.name for p in folder.iterdir())}"
+
+
+def assert_one_run_per_iteration(project: Path) -> None:
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert not [r.info.run_id for r in runs if r.info.status == "RUNNING"]
+    campaigns = [r for r in runs if r.data.tags.get("eurus_prime.role") == "campaign"]
+    assert len(campaigns) == 1 and campaigns[0].info.status == "FINISHED"
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == campaigns[0].info.run_id]
+    assert sorted(r.data.tags["eurus_prime.iteration"] for r in children) == [str(i) for i in range(ITERATIONS)]
+    assert all(r.info.status == "FINISHED" for r in children)
+
+
+def _crash(project: Path, spec: str, **extra_env) -> subprocess.CompletedProcess:
+    proc = subprocess.run(TRAIN, cwd=project, capture_output=True, text=True, timeout=900,
+                          env=_env(**{faults.ENV: spec}, **extra_env))
+    assert proc.returncode != 0, proc.stdout[-2000:]
+    return proc
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("stage", "kind", "where"), FAULTS, ids=[f"{s}-{k}@{w}" for s, k, w in FAULTS])
+def test_a_crash_in_any_stage_resumes_to_the_uninterrupted_result(base, reference, tmp_path, stage, kind, where):
+    project = _copy(base, tmp_path / "p")
+    proc = _crash(project, f"{stage}:{kind}@{where}")
+    output = proc.stdout + proc.stderr
+    assert f"injected fault {stage}:{kind}@{where}" in output
+    assert proc.returncode == (faults.EXIT_CODE if kind == "exit" else 1)
+    # The crash left what it should: the stage incomplete, and for a torn or partial write, debris.
+    assert manifests.latest("iter_0000", stage, project / "data/09_manifests") is None
+    if where == "write":
+        assert manifests.leftovers(project / "data"), "a torn write leaves its temporary file"
+
+    resumed = run(TRAIN, project, env=_env()).stdout
+    if stage != "sample_prompts":
+        assert f"resuming at stage {stage}" in resumed
+    assert_same(fingerprint(project), reference)
+    assert_clean(project)
+    assert_one_run_per_iteration(project)
+
+
+@pytest.mark.slow
+def test_a_hung_stage_is_stopped_by_its_watchdog_with_progress_and_stacks_then_resumes(base, reference, tmp_path):
+    project = _copy(base, tmp_path / "p")
+    proc = subprocess.run(TRAIN + ["--params", "watchdog.stages.verify_outcomes=3"], cwd=project,
+                          capture_output=True, text=True, timeout=600,
+                          env=_env(**{faults.ENV: "verify_outcomes:hang@start"}))
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 1, output[-3000:]
+    assert "watchdog: stage verify_outcomes ran past its limit of 3 s" in output
+    assert "progress: verify_outcomes after" in output
+    reports = list((project / "data/08_reporting/watchdog").glob("verify_outcomes-*.txt"))
+    assert len(reports) == 1
+    dump = reports[0].read_text()
+    assert "stack of every thread" in dump and "faults.py" in dump and "in point" in dump
+    assert "StageTimeout" in output
+
+    run(TRAIN, project, env=_env())
+    assert_same(fingerprint(project), reference)
+    assert_clean(project)
+    assert_one_run_per_iteration(project)
+
+
+@pytest.mark.slow
+def test_two_runs_with_one_seed_give_identical_tables_and_checkpoints(base, reference, tmp_path):
+    project = _copy(base, tmp_path / "p")
+    run(TRAIN, project, env=_env())
+    assert_same(fingerprint(project), reference)
