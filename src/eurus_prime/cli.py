@@ -13,10 +13,14 @@ from pathlib import Path
 
 import click
 
+from eurus_prime.prime.stages import NonFiniteError, NothingSelected
 from eurus_prime.training import load_dataset, parse_params, project_params, run_pipeline
 from eurus_prime.training import train as train_iterations
+from eurus_prime.watchdog import StageTimeout
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+#: Errors that stop training on purpose, each with a message that says what to do.
+STOPS = (NothingSelected, NonFiniteError, StageTimeout)
 
 
 def _project(option: Path | None) -> Path:
@@ -74,8 +78,11 @@ def train(iterations: int | None, params_text: str | None, time_budget: float | 
                "(kedro run --pipelines=prime_iteration per iteration)")
     overrides = parse_params(params_text)
     keep = project_params(project, env, overrides)["train"].get("keep_checkpoints")
-    train_iterations(project, env, iterations, echo=click.echo, params=overrides, time_budget=time_budget,
-                     keep_checkpoints=keep)
+    try:
+        train_iterations(project, env, iterations, echo=click.echo, params=overrides, time_budget=time_budget,
+                         keep_checkpoints=keep)
+    except STOPS as err:  # a run that stopped on purpose: its message, not a traceback
+        raise click.ClickException(f"{type(err).__name__}: {err}") from err
     _report_after(project, env)
 
 

@@ -89,6 +89,7 @@ class StageGuardHooks:
             self._watchdog = dict(catalog.load("params:watchdog") or {})
         except Exception:  # noqa: BLE001 - a project without a watchdog block runs unwatched
             self._watchdog = {}
+        preflight(pipeline, catalog)
 
     @hook_impl
     def before_node_run(self, node, catalog, inputs: dict) -> None:
@@ -159,6 +160,31 @@ class StageGuardHooks:
         watchdog.disarm()
         monitor.end()
         faults.current_node = None
+
+
+def preflight(pipeline, catalog) -> None:
+    """Checks that need more than the typed config, before any node runs: the response budget must
+    fit the policy's context window."""
+    names = {n.name for n in pipeline.nodes}
+    if "generate_rollouts" not in names:
+        return
+    from eurus_prime.prime.config import PrimeConfig
+
+    prime = catalog.load("params:prime")
+    prime = PrimeConfig(**prime) if isinstance(prime, dict) else prime
+    policy = _dataset(catalog, "policy_in")
+    if policy is None or not hasattr(policy, "model_config"):
+        return
+    try:
+        context = getattr(policy.model_config(), "max_position_embeddings", None)
+    except Exception:  # noqa: BLE001 - a missing checkpoint is reported by its load, with the command that makes it
+        return
+    budget = prime.max_prompt_length + prime.max_response_length
+    if context is not None and budget > context:
+        raise ValueError(
+            f"prime.max_prompt_length ({prime.max_prompt_length}) + prime.max_response_length "
+            f"({prime.max_response_length}) = {budget} tokens exceeds the policy's context of {context} "
+            f"(max_position_embeddings of {policy._describe()['filepath']}); lower them")
 
 
 def _now() -> str:

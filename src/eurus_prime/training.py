@@ -171,18 +171,26 @@ class Campaign:
             self.client.update_run(self.run_id, status="RUNNING")
         return self.run_id
 
-    def iteration_run(self, iteration: int) -> str | None:
-        """The campaign's existing run of ``iteration`` (one that died, or an earlier attempt), which
-        a resumed iteration continues instead of opening a second one."""
+    def iteration_run(self, iteration: int, config: str) -> str | None:
+        """The campaign's run of ``iteration`` with configuration digest ``config`` (one that died
+        or stopped), which a resumed iteration continues instead of opening a second run. MLflow
+        params are write-once, so a run made with other parameters (a changed config, another
+        resample attempt) is not continued: if it is still marked RUNNING (its process was
+        killed), it is closed as KILLED, and the iteration gets a new run."""
         runs = self.client.search_runs(
             [self.experiment_id],
             filter_string=f"tags.mlflow.parentRunId = '{self.run_id}' and "
                           f"tags.`eurus_prime.iteration` = '{iteration}'",
         )
-        return max(runs, key=lambda r: r.info.start_time).info.run_id if runs else None
+        same = [r for r in runs if r.data.tags.get("eurus_prime.config") == config]
+        for r in runs:
+            if r.data.tags.get("eurus_prime.config") != config and r.info.status == "RUNNING":
+                self.client.set_terminated(r.info.run_id, "KILLED")
+        return max(same, key=lambda r: r.info.start_time).info.run_id if same else None
 
-    def child_context(self, iteration: int) -> str:
-        return json.dumps({"mlflow.parentRunId": self.run_id, "eurus_prime.iteration": str(iteration)})
+    def child_context(self, iteration: int, config: str) -> str:
+        return json.dumps({"mlflow.parentRunId": self.run_id, "eurus_prime.iteration": str(iteration),
+                           "eurus_prime.config": config})
 
     def copy_iteration_metrics(self, iteration: int, extra: dict[str, float]) -> dict[str, float]:
         """Log the iteration's child-run metrics and ``extra`` (the loop's own) to the campaign
@@ -306,16 +314,30 @@ def train(project: Path, env: str | None, iterations: int, echo: Callable[[str],
     return summaries
 
 
+def config_digest(project: Path, env: str | None, params: dict) -> str:
+    """A digest of the parameters one iteration runs with (what its MLflow run logs)."""
+    import hashlib
+
+    from eurus_prime.manifests import canonical
+
+    values = project_params(project, env, params)
+    wanted = {k: canonical(values.get(k)) for k in ("prime", "evaluation", "iteration", "resample")}
+    return hashlib.sha256(json.dumps(wanted, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 def _run_iteration(project: Path, env: str | None, campaign: Campaign, iteration: int, params: dict,
                    first: str) -> None:
     """One session of ``prime_iteration`` from stage ``first``, logging to the iteration's MLflow
-    run: the existing one when there is one (a resumed iteration continues its run)."""
-    os.environ["MLFLOW_RUN_CONTEXT"] = campaign.child_context(iteration)
-    existing = campaign.iteration_run(iteration)
+    run: the existing one with the same parameters when there is one (a resumed iteration
+    continues its run)."""
+    params = {**params, "iteration": iteration}
+    config = config_digest(project, env, params)
+    os.environ["MLFLOW_RUN_CONTEXT"] = campaign.child_context(iteration, config)
+    existing = campaign.iteration_run(iteration, config)
     if existing:
         os.environ["MLFLOW_RUN_ID"] = existing
     try:
-        run_pipeline(project, env, PIPELINE, {**params, "iteration": iteration}, from_nodes=[first])
+        run_pipeline(project, env, PIPELINE, params, from_nodes=[first])
     finally:
         os.environ.pop("MLFLOW_RUN_CONTEXT", None)
         os.environ.pop("MLFLOW_RUN_ID", None)

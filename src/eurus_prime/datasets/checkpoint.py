@@ -140,6 +140,15 @@ class HFCheckpointDataset(_HFFolderDataset):
         return Checkpoint(model=model, tokenizer=tokenizer, version=self._version_label(),
                           optimizer_state=state)
 
+    def model_config(self):
+        """The checkpoint's ``transformers`` config (``config.json`` only; no weights loaded)."""
+        fallback = self._fallback()
+        if fallback is not None:
+            return fallback.model_config()
+        from transformers import AutoConfig
+
+        return AutoConfig.from_pretrained(self._source())
+
     def _version_label(self) -> str:
         tail = "/".join(Path(self._raw).parts[-2:])
         if self._version is None:
