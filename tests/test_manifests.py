@@ -43,7 +43,7 @@ def test_manifests_are_atomic_ordered_and_know_when_a_stage_is_stale(tmp_path):
 def test_prune_removes_only_unmanifested_versions_and_temporary_files(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     folder = tmp_path / "data/t.parquet"
-    for v in ("v1", "v2", "v3"):
+    for v in ("v0", "v1", "v2", "v3"):  # v0 predates the first manifest: never pruned
         (folder / v).mkdir(parents=True)
         (folder / v / "t.parquet").write_bytes(b"x")
     (folder / "v3" / ".t.parquet.tmp-1234").write_bytes(b"half")
@@ -52,7 +52,7 @@ def test_prune_removes_only_unmanifested_versions_and_temporary_files(tmp_path, 
     manifests.write("iter_0000", "s", {"save_version": "v1", "outputs": {"t": {"path": "data/t.parquet/v1/t.parquet"}}})
     removed = manifests.prune_unmanifested("iter_0000", "s", [folder.relative_to(tmp_path)])
     assert sorted(p.name for p in removed) == ["v2", "v3", "v4"]
-    assert sorted(p.name for p in folder.iterdir()) == ["v1"]
+    assert sorted(p.name for p in folder.iterdir()) == ["v0", "v1"]
 
 
 def test_atomic_parquet_roundtrip_and_a_torn_write_leaves_no_table(tmp_path, monkeypatch):

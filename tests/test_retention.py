@@ -39,6 +39,11 @@ def test_retention_keeps_the_last_k_and_the_best_and_iterations_stay_complete(tm
             ["iter_0002", "iter_0005", "iter_0006"]  # best (iteration 1) + the last two
     # The manifests that recorded the deleted folders still count as complete.
     assert completed_iterations(project / "data/09_manifests") == 6
+    # The window ends at the folder the loop just wrote, not at the newest folder on disk.
+    again = _project(tmp_path / "again", [0.1, 0.9, 0.3, 0.2, 0.4, 0.5])
+    prune_checkpoints(again, keep_last=2, current=3)
+    assert sorted(p.name for p in (again / "data/06_models/policy").iterdir()) == \
+        ["iter_0002", "iter_0003", "iter_0004", "iter_0005", "iter_0006"]  # 1 goes; 4-6 are not ours to judge
     with pytest.raises(ValueError, match="train.keep_checkpoints = 0 is invalid"):
         prune_checkpoints(project, keep_last=0)
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from eurus_prime.lock import Busy
 from eurus_prime.prime.stages import NonFiniteError, NothingSelected
 from eurus_prime.training import load_dataset, parse_params, project_params, run_pipeline
 from eurus_prime.training import train as train_iterations
@@ -20,17 +21,17 @@ from eurus_prime.watchdog import StageTimeout
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 #: Errors that stop training on purpose, each with a message that says what to do.
-STOPS = (NothingSelected, NonFiniteError, StageTimeout)
+STOPS = (NothingSelected, NonFiniteError, StageTimeout, Busy)
 
 
 def _project(option: Path | None) -> Path:
     """``--project``, else the Kedro project in the current directory, else this checkout."""
     if option is not None:
         return option.resolve()
-    here = Path.cwd()
-    if (here / "pyproject.toml").exists() and "[tool.kedro]" in (here / "pyproject.toml").read_text():
-        return here.resolve()
-    return PROJECT_ROOT
+    from kedro.utils import find_kedro_project
+
+    found = find_kedro_project(Path.cwd())
+    return Path(found).resolve() if found else PROJECT_ROOT
 
 
 def _format_report(report) -> str:
@@ -123,10 +124,16 @@ def _report_after(project: Path, env: str | None) -> None:
 def gc(keep_versions: int, keep_checkpoints: int | None, dry_run: bool, project: Path | None) -> None:
     """Free disk: delete old versions of tables and checkpoints that no stage's latest manifest uses,
     and temporary files of interrupted writes. Tables are otherwise kept forever."""
+    from eurus_prime.lock import Busy, data_lock
     from eurus_prime.retention import gc as collect
 
     project = _project(project)
-    pruned = collect(project, keep_versions=keep_versions, keep_checkpoints=keep_checkpoints, dry_run=dry_run)
+    try:
+        with data_lock(project, "eurus-prime gc"):
+            pruned = collect(project, keep_versions=keep_versions, keep_checkpoints=keep_checkpoints,
+                             dry_run=dry_run)
+    except Busy as err:
+        raise click.ClickException(str(err)) from err
     for path in pruned.paths:
         click.echo(f"{'would delete' if dry_run else 'deleted'} {path.relative_to(project)}")
     click.echo(f"{'would free' if dry_run else 'freed'} {pruned.bytes / 2**20:.1f} MiB in {len(pruned.paths)} "

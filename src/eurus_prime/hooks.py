@@ -78,6 +78,23 @@ class StageGuardHooks:
         self._watchdog: dict = {}
         self._catalog = None
         self._pipeline_names: list[str] = []
+        self.project = Path.cwd()
+
+    @hook_impl
+    def after_context_created(self, context) -> None:
+        self.project = Path(context.project_path).resolve()
+
+    @property
+    def manifest_root(self) -> Path:
+        return self.project / manifests.ROOT
+
+    @hook_impl
+    def after_pipeline_run(self) -> None:
+        self._stop()
+
+    @hook_impl
+    def on_pipeline_error(self) -> None:
+        self._stop()
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict, pipeline, catalog) -> None:
@@ -98,8 +115,9 @@ class StageGuardHooks:
         iteration = inputs.get("params:iteration")
         scope = manifests.scope_of(iteration)
         if iteration is not None:
-            folders = [f for f in (_versioned_folder(catalog, o) for o in node.outputs) if f is not None]
-            removed = manifests.prune_unmanifested(scope, node.name, folders)
+            folders = [f for f in (_versioned_folder(catalog, o, self.project) for o in node.outputs)
+                       if f is not None]
+            removed = manifests.prune_unmanifested(scope, node.name, folders, self.manifest_root)
             if removed:
                 log.warning("%s: removed %d output version(s) of an earlier run of this stage that did "
                             "not complete: %s", node.name, len(removed), ", ".join(map(str, removed)))
@@ -112,11 +130,11 @@ class StageGuardHooks:
             "started_at": _now(),
             "_t0": time.perf_counter(),
             "params": {k: manifests.canonical(v) for k, v in inputs.items() if k.startswith("params:")},
-            "inputs": {k: _input_provenance(catalog, k, v) for k, v in inputs.items()
+            "inputs": {k: _input_provenance(catalog, k, v, self.project) for k, v in inputs.items()
                        if not k.startswith("params:")},
         }
         seconds = (self._watchdog.get("stages") or {}).get(node.name, self._watchdog.get("default_s"))
-        watchdog.arm(node.name, seconds, Path(self._watchdog.get("report_dir", "data/08_reporting/watchdog")),
+        watchdog.arm(node.name, seconds, self.project / self._watchdog.get("report_dir", "data/08_reporting/watchdog"),
                      grace=float(self._watchdog.get("grace_s", 30)))
         faults.point("start")
 
@@ -145,14 +163,14 @@ class StageGuardHooks:
         del self._pending[node.name]
         record["seconds"] = time.perf_counter() - record.pop("_t0")
         record["finished_at"] = _now()
-        record["outputs"] = {o: _output_provenance(self._catalog, o) for o in node.outputs}
+        record["outputs"] = {o: _output_provenance(self._catalog, o, self.project) for o in node.outputs}
         record["save_version"] = next((o["version"] for o in record["outputs"].values() if o.get("version")),
                                       record["finished_at"])
         prime = record["params"].get("params:prime")
         if isinstance(prime, dict):
             record["seed"] = prime.get("seed")
         record["versions"] = _library_versions()
-        manifests.write(record["scope"], node.name, record)
+        manifests.write(record["scope"], node.name, record, self.manifest_root)
         self._stop()
 
     @staticmethod
@@ -191,10 +209,12 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
-def _relative(path: str) -> str:
+def _relative(path: str, project: Path) -> str:
+    """A dataset path relative to the project root (how manifests record it), whatever the cwd."""
     p = Path(path)
+    p = p if p.is_absolute() else Path.cwd() / p
     try:
-        return str(p.resolve().relative_to(Path.cwd().resolve())) if p.is_absolute() else str(p)
+        return str(p.resolve().relative_to(project))
     except ValueError:
         return str(p)
 
@@ -206,14 +226,15 @@ def _dataset(catalog, name: str):
         return None
 
 
-def _versioned_folder(catalog, name: str) -> Path | None:
+def _versioned_folder(catalog, name: str, project: Path) -> Path | None:
+    """The dataset's versioned folder, absolute."""
     ds = _dataset(catalog, name)
     if isinstance(ds, AbstractVersionedDataset) and getattr(ds, "_version", None) is not None:
-        return Path(_relative(str(ds._filepath)))
+        return project / _relative(str(ds._filepath), project)
     return None
 
 
-def _input_provenance(catalog, name: str, value) -> dict:
+def _input_provenance(catalog, name: str, value, project: Path) -> dict:
     """The version an input was loaded at (the format ``_output_provenance`` writes, so a later
     stage's input can be matched against the earlier stage's output); a checkpoint also records
     its label (``policy/iter_0003@<version>``, or the SFT model it fell back to)."""
@@ -223,7 +244,7 @@ def _input_provenance(catalog, name: str, value) -> dict:
     ds = _dataset(catalog, name)
     if isinstance(ds, AbstractVersionedDataset) and getattr(ds, "_version", None) is not None:
         try:
-            out.update(version=ds.resolve_load_version(), path=_relative(str(ds._get_load_path())))
+            out.update(version=ds.resolve_load_version(), path=_relative(str(ds._get_load_path()), project))
         except Exception:  # noqa: BLE001 - no version of its own: a checkpoint's fallback (iteration 0)
             out.setdefault("version", None)
     elif not out:
@@ -231,11 +252,11 @@ def _input_provenance(catalog, name: str, value) -> dict:
     return out
 
 
-def _output_provenance(catalog, name: str) -> dict:
+def _output_provenance(catalog, name: str, project: Path) -> dict:
     ds = _dataset(catalog, name)
     if isinstance(ds, AbstractVersionedDataset) and getattr(ds, "_version", None) is not None:
         version = ds.resolve_save_version()  # _get_save_path() refuses a path that exists: build it
-        return {"version": version, "path": _relative(str(ds._get_versioned_path(version)))}
+        return {"version": version, "path": _relative(str(ds._get_versioned_path(version)), project)}
     if type(ds).__name__.startswith("Mlflow"):
         import mlflow
 

@@ -31,6 +31,8 @@ GLOBAL_SCOPE = "global"
 #: manifest output listed here counts as present.
 RETENTION_LOG = "retention.jsonl"
 TMP_MARK = ".tmp-"
+#: The previous folder of an atomic folder replace, between its two renames.
+OLD_MARK = ".old-"
 
 
 def canonical(value: Any) -> Any:
@@ -68,6 +70,9 @@ def write(scope: str, stage: str, record: dict, root: Path = ROOT) -> Path:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, target)
+    from eurus_prime.datasets.atomic import fsync_dir
+
+    fsync_dir(folder)
     return target
 
 
@@ -117,25 +122,44 @@ def versioned_root(path: str | Path) -> tuple[Path, str] | None:
     return None
 
 
+def epoch(root: Path = ROOT) -> str | None:
+    """The save version of the oldest manifest under ``root``: when this ``data/`` folder started
+    writing manifests. Versions older than that predate manifests and are never pruned."""
+    names = [p.stem for p in Path(root).glob("*/*/*.json")]
+    return min(names) if names else None
+
+
 def prune_unmanifested(scope: str, stage: str, output_folders: list[Path], root: Path = ROOT) -> list[Path]:
     """Delete the versions of a stage's outputs that no manifest of the stage records (left by a
-    run of it that died), and temporary files in those folders. Returns what was removed."""
-    kept = {str(Path(o["path"])) for r in read_all(scope, stage, root) for o in r.get("outputs", {}).values()
-            if o.get("path")}
+    run of it that died), and temporary files in those folders. Returns what was removed.
+
+    Only versions at least as new as the folder's first manifest (``epoch``) are candidates, so
+    data written before manifests existed is never deleted; a version folder without its artifact
+    (a torn write) always goes."""
+    project = Path(root).parent.parent
+    kept = {str((project / o["path"]).resolve()) for r in read_all(scope, stage, root)
+            for o in r.get("outputs", {}).values() if o.get("path")}
+    since = epoch(root)
     removed: list[Path] = []
     for folder in output_folders:
         folder = Path(folder)
         if not folder.is_dir():
             continue
         for version in sorted(folder.iterdir()):
-            if TMP_MARK in version.name:
+            if TMP_MARK in version.name or OLD_MARK in version.name:
                 _remove(version)
                 removed.append(version)
                 continue
             if not version.is_dir():
                 continue
             artifact = version / folder.name
-            if str(artifact) not in kept:
+            if not artifact.exists():
+                torn = [p for p in version.iterdir() if TMP_MARK in p.name]
+                if torn or not any(version.iterdir()):
+                    _remove(version)
+                    removed.append(version)
+                continue
+            if str(artifact.resolve()) not in kept and since is not None and version.name >= since:
                 _remove(version)
                 removed.append(version)
     return removed
@@ -150,7 +174,8 @@ def _remove(path: Path) -> None:
 
 def leftovers(data_root: str | Path = "data") -> list[Path]:
     """Temporary files and folders of interrupted atomic writes under ``data_root``."""
-    return sorted(p for p in Path(data_root).rglob(f"*{TMP_MARK}*"))
+    found = {p for mark in (TMP_MARK, OLD_MARK) for p in Path(data_root).rglob(f".*{mark}*")}
+    return sorted(p for p in found if not any(q in found for q in p.parents))
 
 
 def stale_reason(record: dict | None, params: dict[str, Any], upstream: dict[str, dict], root: Path = ROOT) -> str | None:

@@ -59,9 +59,12 @@ def best_iteration(project: Path) -> int | None:
     return best
 
 
-def prune_checkpoints(project: Path, keep_last: int, dry_run: bool = False) -> Pruned:
+def prune_checkpoints(project: Path, keep_last: int, dry_run: bool = False, current: int | None = None) -> Pruned:
     """Delete the policy/PRM checkpoints of all but the last ``keep_last`` iterations and the best
-    evaluated one. Iteration i's checkpoints are the ``iter_{i+1}`` folders it wrote."""
+    evaluated one. Iteration i's checkpoints are the ``iter_{i+1}`` folders it wrote.
+
+    ``current``: the folder the training loop just wrote (``i + 1``); the kept window ends there
+    and folders after it (from an earlier, longer run) are left alone. None: the newest folder."""
     if keep_last < 1:
         raise ValueError(f"train.keep_checkpoints = {keep_last} is invalid: must be >= 1 (the next "
                          "iteration starts from the last checkpoint)")
@@ -70,11 +73,10 @@ def prune_checkpoints(project: Path, keep_last: int, dry_run: bool = False) -> P
     best = best_iteration(project)
     for kind in MODEL_FOLDERS:
         folders = sorted((project / "data/06_models" / kind).glob("iter_*"))
-        keep = {f.name for f in folders[-keep_last:]}
-        if best is not None:
-            keep.add(f"iter_{best + 1:04d}")
-        for folder in folders:
-            if folder.name in keep:
+        numbers = [int(f.name.split("_")[1]) for f in folders]
+        last = current if current is not None else max(numbers, default=0)
+        for folder, number in zip(folders, numbers):
+            if number > last - keep_last or (best is not None and number == best + 1):
                 continue
             for version in sorted(folder.iterdir()):
                 pruned.add(version)

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from eurus_prime.hooks import IO_TIMING
+from eurus_prime.lock import data_lock
 from eurus_prime.prime.progress import iter_dir
 from eurus_prime.prime.stages import NothingSelected
 from eurus_prime.retention import prune_checkpoints
@@ -43,21 +44,29 @@ def _session(project: Path, env: str | None, params: dict | None = None):
     return KedroSession.create(project_path=project, env=env, runtime_params=params or {})
 
 
-def _unwind_mlflow() -> None:
+def _unwind_mlflow(status: str = "FINISHED") -> None:
     import mlflow
 
-    while mlflow.active_run():  # kedro-mlflow leaves the finished run on the fluent stack
-        mlflow.end_run()
+    while mlflow.active_run():  # kedro-mlflow leaves the finished (or interrupted) run on the fluent stack
+        mlflow.end_run(status)
 
 
 def run_pipeline(project: Path, env: str | None, pipeline: str, params: dict | None = None,
                  from_nodes: list[str] | None = None) -> None:
     """One ``kedro run`` in this process."""
+    from eurus_prime import watchdog
+
+    status = "FAILED"
     try:
         with _session(project, env, params) as session:
             session.run(pipeline_names=[pipeline], from_nodes=from_nodes)
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
     finally:
-        _unwind_mlflow()
+        watchdog.disarm()  # a BaseException (StageTimeout, Ctrl-C) skips Kedro's error hooks
+        _unwind_mlflow(status)
 
 
 def _param_value(params: dict, name: str):
@@ -72,21 +81,23 @@ def _param_value(params: dict, name: str):
 ATTEMPT_PARAMS = ("params:resample",)
 
 
-def incomplete_stage(catalog, pipeline, params: dict, scope: str) -> tuple[str, str] | None:
+def incomplete_stage(catalog, pipeline, params: dict, scope: str,
+                     root: Path | None = None) -> tuple[str, str] | None:
     """The first stage of ``scope`` (in pipeline order) that is not complete now, and why: it has no
     manifest, an output is missing, a parameter it read has changed, or an input it read has been
     rewritten by a later run of an earlier stage. None when every stage is complete."""
     from eurus_prime import manifests
     from eurus_prime.pipelines.prime_iteration.pipeline import STAGES
 
+    root = manifests.ROOT if root is None else root
     by_name = {n.name: n for n in pipeline.nodes}
     upstream: dict[str, dict] = {}
     for stage in STAGES:
         node = by_name[stage]
         current = {i: _param_value(params, i) for i in node.inputs
                    if i.startswith("params:") and i not in ATTEMPT_PARAMS}
-        record = manifests.latest(scope, stage)
-        reason = manifests.stale_reason(record, current, upstream)
+        record = manifests.latest(scope, stage, root)
+        reason = manifests.stale_reason(record, current, upstream, root)
         if reason is not None:
             return stage, reason
         upstream.update(record.get("outputs", {}))
@@ -94,13 +105,31 @@ def incomplete_stage(catalog, pipeline, params: dict, scope: str) -> tuple[str, 
 
 
 def _incomplete(project: Path, env: str | None, iteration: int, params: dict | None = None):
+    """Where to resume ``iteration`` (stage, reason), or None when its last stage is complete.
+    A complete iteration is history: later parameter changes do not reopen it. Before resuming,
+    the unmanifested output versions of the stages before the resume point are deleted (a crashed
+    manual rerun of one of them), so every later stage reads what the manifests record."""
     from kedro.framework.project import pipelines
 
-    from eurus_prime.prime.progress import iter_dir
+    from eurus_prime import manifests
+    from eurus_prime.hooks import _versioned_folder
+    from eurus_prime.pipelines.prime_iteration.pipeline import STAGES
+    from eurus_prime.prime.progress import iter_dir, iteration_complete
 
+    if iteration_complete(iteration, project / manifests.ROOT):
+        return None
     with _session(project, env, {**(params or {}), "iteration": iteration}) as session:
         context = session.load_context()
-        return incomplete_stage(context.catalog, pipelines[PIPELINE], context.params, iter_dir(iteration))
+        pipeline = pipelines[PIPELINE]
+        todo = incomplete_stage(context.catalog, pipeline, context.params, iter_dir(iteration),
+                                project / manifests.ROOT)
+        if todo is not None:
+            for node in pipeline.nodes:
+                if STAGES.index(node.name) < STAGES.index(todo[0]):
+                    folders = [f for f in (_versioned_folder(context.catalog, o, project) for o in node.outputs)
+                               if f is not None]
+                    manifests.prune_unmanifested(iter_dir(iteration), node.name, folders, project / manifests.ROOT)
+        return todo
 
 
 def _last_resample(iteration: int) -> int:
@@ -188,6 +217,16 @@ class Campaign:
                 self.client.set_terminated(r.info.run_id, "KILLED")
         return max(same, key=lambda r: r.info.start_time).info.run_id if same else None
 
+    def close_dangling(self) -> int:
+        """Mark the campaign's iteration runs still RUNNING as KILLED: with the data lock held,
+        nothing else can be running them, so their process died (kill -9, a lost machine)."""
+        runs = self.client.search_runs([self.experiment_id],
+                                       filter_string=f"tags.mlflow.parentRunId = '{self.run_id}'")
+        dangling = [r for r in runs if r.info.status == "RUNNING"]
+        for r in dangling:
+            self.client.set_terminated(r.info.run_id, "KILLED")
+        return len(dangling)
+
     def child_context(self, iteration: int, config: str) -> str:
         return json.dumps({"mlflow.parentRunId": self.run_id, "eurus_prime.iteration": str(iteration),
                            "eurus_prime.config": config})
@@ -253,11 +292,23 @@ def train(project: Path, env: str | None, iterations: int, echo: Callable[[str],
     started = time.perf_counter()
     cwd = os.getcwd()
     os.chdir(project)  # the catalog's iteration resolver reads data/ relative to the project
+    try:
+        with data_lock(project, "eurus-prime train"):
+            return _train(project, env, iterations, echo, params, time_budget, keep_checkpoints, started)
+    finally:
+        os.chdir(cwd)
+
+
+def _train(project: Path, env: str | None, iterations: int, echo: Callable[[str], None], params: dict,
+           time_budget: float | None, keep_checkpoints: int | None, started: float) -> list[dict]:
     campaign = Campaign(project, env)
     summaries = []
     try:
         campaign.start(project_params(project, env, params))
         echo(f"MLflow campaign run {campaign.run_id} (experiment {campaign.experiment_id})")
+        closed = campaign.close_dangling()
+        if closed:
+            echo(f"closed {closed} MLflow run(s) left RUNNING by a process that died")
         for i in range(iterations):
             todo = _incomplete(project, env, i, params)
             if todo is None:
@@ -298,7 +349,7 @@ def train(project: Path, env: str | None, iterations: int, echo: Callable[[str],
                 f.write(json.dumps(summary) + "\n")
             echo(_progress_line(summary))
             if keep_checkpoints:
-                pruned = prune_checkpoints(project, int(keep_checkpoints))
+                pruned = prune_checkpoints(project, int(keep_checkpoints), current=i + 1)
                 if pruned.paths:
                     echo(f"  retention (train.keep_checkpoints={keep_checkpoints}): deleted "
                          f"{len(pruned.paths)} checkpoint version(s), {pruned.bytes / 2**20:.1f} MiB")
@@ -309,8 +360,6 @@ def train(project: Path, env: str | None, iterations: int, echo: Callable[[str],
     except BaseException:
         campaign.end("FAILED")
         raise
-    finally:
-        os.chdir(cwd)
     return summaries
 
 

@@ -11,6 +11,23 @@ from pathlib import Path
 from eurus_prime import faults
 
 
+def fsync_dir(path: Path) -> None:
+    """Make a rename in ``path`` durable (a directory entry survives a host crash)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(root: Path) -> None:
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            with open(p, "rb+") as f:
+                os.fsync(f.fileno())
+    fsync_dir(root)
+
+
 def write_dir_atomically(target: Path, write: Callable[[Path], None]) -> None:
     """Call ``write(tmp)`` on a fresh temporary folder beside ``target``, then move it to
     ``target``. A crash leaves at most a hidden ``.<name>.tmp-*`` folder, never a half-written
@@ -20,6 +37,7 @@ def write_dir_atomically(target: Path, write: Callable[[Path], None]) -> None:
     tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
     try:
         write(tmp)
+        _fsync_tree(tmp)  # the files are on disk before the rename makes them visible
         faults.point("write", str(target))
         if target.exists():
             old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
@@ -28,6 +46,7 @@ def write_dir_atomically(target: Path, write: Callable[[Path], None]) -> None:
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, target)
+        fsync_dir(target.parent)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

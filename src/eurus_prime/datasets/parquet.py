@@ -18,6 +18,7 @@ from kedro.io.core import DatasetError, get_filepath_str
 from kedro_datasets.pandas import ParquetDataset
 
 from eurus_prime import faults
+from eurus_prime.datasets.atomic import fsync_dir
 
 
 class AtomicParquetDataset(ParquetDataset):
@@ -40,6 +41,7 @@ class AtomicParquetDataset(ParquetDataset):
                 os.fsync(f.fileno())
             faults.point("write", str(target))
             os.replace(tmp, target)
+            fsync_dir(target.parent)
         finally:
             if tmp.exists():
                 tmp.unlink()
