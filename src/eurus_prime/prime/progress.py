@@ -39,7 +39,16 @@ def iteration_complete(iteration: int, manifest_root: str | Path = manifests.ROO
 
 
 def completed_iterations(manifest_root: str | Path = manifests.ROOT) -> int:
-    """How many consecutive iterations from 0 are complete (see ``iteration_complete``)."""
+    """How many consecutive iterations from 0 are complete (see ``iteration_complete``). A relative
+    ``manifest_root`` is taken from the Kedro project around the current directory, so ``kedro
+    run`` from ``notebooks/`` finds the same iteration as from the project root."""
+    root = Path(manifest_root)
+    if not root.is_absolute():
+        from kedro.utils import find_kedro_project
+
+        project = find_kedro_project(Path.cwd())
+        root = (Path(project) if project else Path.cwd()) / root
+    manifest_root = root
     i = 0
     while iteration_complete(i, manifest_root):
         i += 1
