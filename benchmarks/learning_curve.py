@@ -58,7 +58,9 @@ def _evaluate(model, tok, test, n_items: int) -> dict:
 
 
 def _rl_arm(arm: str, seed: int, project: Path, seconds: float, extra: str) -> list[dict]:
-    params = f"prime.seed={seed},prime.eval_every=0,{ARMS[arm]}" + (f",{extra}" if extra else "")
+    # Every iteration's policy is evaluated afterwards: keep all checkpoints (no retention).
+    params = (f"prime.seed={seed},prime.eval_every=0,train.keep_checkpoints=null,{ARMS[arm]}"
+              + (f",{extra}" if extra else ""))
     cmd = [EURUS_PRIME, "train", "--project", str(project), "--iterations", "100000",
            "--time-budget", str(seconds), "--params", params]
     env = {**os.environ, "TQDM_DISABLE": "1", "KEDRO_DISABLE_TELEMETRY": "1"}

@@ -105,7 +105,8 @@ def incomplete_stage(catalog, pipeline, params: dict, scope: str,
 
 
 def _incomplete(project: Path, env: str | None, iteration: int, params: dict | None = None):
-    """Where to resume ``iteration`` (stage, reason), or None when its last stage is complete.
+    """Where to resume ``iteration`` (stage, reason), or None when its last stage is complete; and
+    the parameters the iteration runs with.
     A complete iteration is history: later parameter changes do not reopen it. Before resuming,
     the unmanifested output versions of the stages before the resume point are deleted (a crashed
     manual rerun of one of them), so every later stage reads what the manifests record."""
@@ -117,7 +118,7 @@ def _incomplete(project: Path, env: str | None, iteration: int, params: dict | N
     from eurus_prime.prime.progress import iter_dir, iteration_complete
 
     if iteration_complete(iteration, project / manifests.ROOT):
-        return None
+        return None, None
     with _session(project, env, {**(params or {}), "iteration": iteration}) as session:
         context = session.load_context()
         pipeline = pipelines[PIPELINE]
@@ -129,7 +130,7 @@ def _incomplete(project: Path, env: str | None, iteration: int, params: dict | N
                     folders = [f for f in (_versioned_folder(context.catalog, o, project) for o in node.outputs)
                                if f is not None]
                     manifests.prune_unmanifested(iter_dir(iteration), node.name, folders, project / manifests.ROOT)
-        return todo
+        return todo, context.params
 
 
 def _last_resample(iteration: int) -> int:
@@ -310,7 +311,7 @@ def _train(project: Path, env: str | None, iterations: int, echo: Callable[[str]
         if closed:
             echo(f"closed {closed} MLflow run(s) left RUNNING by a process that died")
         for i in range(iterations):
-            todo = _incomplete(project, env, i, params)
+            todo, values = _incomplete(project, env, i, params)
             if todo is None:
                 continue
             if time_budget is not None and time.perf_counter() - started >= time_budget:
@@ -324,7 +325,8 @@ def _train(project: Path, env: str | None, iterations: int, echo: Callable[[str]
             resample = _last_resample(i) if first != "sample_prompts" else 0
             while True:
                 try:
-                    _run_iteration(project, env, campaign, i, {**params, "resample": resample}, first)
+                    _run_iteration(project, env, campaign, i, {**params, "resample": resample}, first,
+                                   config_digest(values, resample))
                     break
                 except NothingSelected as err:
                     prime = project_params(project, env, params)["prime"]
@@ -363,24 +365,24 @@ def _train(project: Path, env: str | None, iterations: int, echo: Callable[[str]
     return summaries
 
 
-def config_digest(project: Path, env: str | None, params: dict) -> str:
-    """A digest of the parameters one iteration runs with (what its MLflow run logs)."""
+def config_digest(values: dict, resample: int) -> str:
+    """A digest of the parameters one iteration attempt runs with (what its MLflow run logs):
+    ``values`` are the session's parameters."""
     import hashlib
 
     from eurus_prime.manifests import canonical
 
-    values = project_params(project, env, params)
-    wanted = {k: canonical(values.get(k)) for k in ("prime", "evaluation", "iteration", "resample")}
+    wanted = {k: canonical(values.get(k)) for k in ("prime", "evaluation", "iteration")}
+    wanted["resample"] = int(resample)
     return hashlib.sha256(json.dumps(wanted, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def _run_iteration(project: Path, env: str | None, campaign: Campaign, iteration: int, params: dict,
-                   first: str) -> None:
+                   first: str, config: str) -> None:
     """One session of ``prime_iteration`` from stage ``first``, logging to the iteration's MLflow
-    run: the existing one with the same parameters when there is one (a resumed iteration
-    continues its run)."""
+    run: the existing one with the same parameters (``config``) when there is one (a resumed
+    iteration continues its run)."""
     params = {**params, "iteration": iteration}
-    config = config_digest(project, env, params)
     os.environ["MLFLOW_RUN_CONTEXT"] = campaign.child_context(iteration, config)
     existing = campaign.iteration_run(iteration, config)
     if existing:
