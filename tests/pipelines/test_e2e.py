@@ -59,6 +59,14 @@ def _eurus_rows(n: int) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _raw_with_a_bad_row_7(project, n: int) -> None:
+    raw = project / "data/01_raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    rows = _eurus_rows(n)
+    rows.at[7, "ability"] = "poetry"
+    rows.to_parquet(raw / "eurus2_rl_data.parquet")
+
+
 @pytest.mark.slow
 def test_eurus7b_env_loads_a_local_parquet_in_the_eurus_schema(project):
     raw = project / "data/01_raw"
@@ -75,11 +83,7 @@ def test_eurus7b_env_loads_a_local_parquet_in_the_eurus_schema(project):
 
 @pytest.mark.slow
 def test_a_bad_row_fails_the_run_naming_file_row_and_field(project):
-    raw = project / "data/01_raw"
-    raw.mkdir(parents=True, exist_ok=True)
-    rows = _eurus_rows(10)
-    rows.at[7, "ability"] = "poetry"
-    rows.to_parquet(raw / "eurus2_rl_data.parquet")
+    _raw_with_a_bad_row_7(project, 10)
     proc = subprocess.run([KEDRO, "run", "--env", "eurus7b", "--pipelines=data_prep"], cwd=project,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode != 0
@@ -166,11 +170,7 @@ def test_quarantine_sets_a_bad_row_aside_and_splits_the_rest(project):
 
     import mlflow
 
-    raw = project / "data/01_raw"
-    raw.mkdir(parents=True, exist_ok=True)
-    rows = _eurus_rows(40)
-    rows.at[7, "ability"] = "poetry"
-    rows.to_parquet(raw / "eurus2_rl_data.parquet")
+    _raw_with_a_bad_row_7(project, 40)
     proc = _run([KEDRO, "run", "--env", "eurus7b", "--pipelines=data_prep",
                  "--params=data_prep.quarantine=true,data_prep.split.val_fraction=0.2,"
                  "data_prep.split.test_fraction=0.2"], project)

@@ -121,6 +121,15 @@ def assert_one_run_per_iteration(project: Path) -> None:
     assert all(r.info.status == "FINISHED" for r in children)
 
 
+def resume_and_compare(project: Path, reference: dict) -> str:
+    """Run the training command again; the result must be the uninterrupted run's, cleanly."""
+    out = run(TRAIN, project, env=_env()).stdout
+    assert_same(fingerprint(project), reference)
+    assert_clean(project)
+    assert_one_run_per_iteration(project)
+    return out
+
+
 def _crash(project: Path, spec: str, **extra_env) -> subprocess.CompletedProcess:
     proc = subprocess.run(TRAIN, cwd=project, capture_output=True, text=True, timeout=900,
                           env=_env(**{faults.ENV: spec}, **extra_env))
@@ -141,12 +150,9 @@ def test_a_crash_in_any_stage_resumes_to_the_uninterrupted_result(base, referenc
     if where == "write":
         assert manifests.leftovers(project / "data"), "a torn write leaves its temporary file"
 
-    resumed = run(TRAIN, project, env=_env()).stdout
+    resumed = resume_and_compare(project, reference)
     if stage != "sample_prompts":
         assert f"resuming at stage {stage}" in resumed
-    assert_same(fingerprint(project), reference)
-    assert_clean(project)
-    assert_one_run_per_iteration(project)
 
 
 @pytest.mark.slow
@@ -164,11 +170,7 @@ def test_a_hung_stage_is_stopped_by_its_watchdog_with_progress_and_stacks_then_r
     dump = reports[0].read_text()
     assert "stack of every thread" in dump and "faults.py" in dump and "in point" in dump
     assert "StageTimeout" in output
-
-    run(TRAIN, project, env=_env())
-    assert_same(fingerprint(project), reference)
-    assert_clean(project)
-    assert_one_run_per_iteration(project)
+    resume_and_compare(project, reference)
 
 
 @pytest.mark.slow
