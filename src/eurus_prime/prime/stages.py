@@ -35,6 +35,8 @@ from eurus_prime.verifiers import verify_all
 log = logging.getLogger(__name__)
 
 KEY = ["prompt_id", "sample_idx"]
+#: The verdict columns of the outcomes table (``verifiers.Verdict``'s fields, in order).
+VERDICT_COLUMNS = ["score", "correct", "reason", "extracted", "error", "isolation", "verifier", "rule", "detail"]
 
 
 def prompt_id(extra_info) -> str:
@@ -172,7 +174,7 @@ def verify_rollouts(rollouts: pd.DataFrame) -> pd.DataFrame:
     by_triple = dict(zip(distinct, verdicts))
     out = rollouts[KEY + ["data_source", "ability"]].reset_index(drop=True)
     return pd.concat([out, pd.DataFrame([by_triple[t].as_row() for t in triples],
-                                        columns=["score", "correct", "reason", "extracted", "error", "isolation"])],
+                                        columns=VERDICT_COLUMNS)],
                      axis=1)
 
 

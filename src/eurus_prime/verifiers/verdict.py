@@ -13,6 +13,11 @@ class Verdict:
     passed, 1 only when all pass). ``reason`` is one of ``correct``, ``wrong``, ``no_answer``,
     ``timeout``, ``too_long``, ``error``, ``verifier_error`` (the grader itself raised; ``error``
     holds its message). ``isolation`` records how code was run (``none`` for math).
+
+    Provenance: ``verifier`` names the grader and its version (``math/math_verify-0.9.0``,
+    ``code/bwrap-0.8.0``), ``rule`` which rule decided (math: ``normaliser``, ``symbolic``,
+    ``numeric``, or ``none`` when nothing matched; code: ``tests``), and ``detail`` is a JSON
+    string with the grader's record (code: pass/fail per test, timeouts, memory, stderr).
     """
 
     score: float
@@ -21,6 +26,9 @@ class Verdict:
     extracted: str | None = None
     error: str | None = None
     isolation: str = "none"
+    verifier: str = ""
+    rule: str = ""
+    detail: str | None = None
 
     def as_row(self) -> dict:
         return asdict(self)
