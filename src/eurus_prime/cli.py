@@ -140,6 +140,55 @@ def gc(keep_versions: int, keep_checkpoints: int | None, dry_run: bool, project:
                "version(s) and leftover(s)")
 
 
+@main.command()
+@click.option("--input", "input_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
+              help="Rows to score: .parquet or .jsonl with `response`, `ability` and `ground_truth` (or the "
+                   "Eurus-2 schema's `reward_model.ground_truth`).")
+@click.option("--output", "output_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Where to write the rows with their scores (.parquet or .jsonl).")
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="Processes (default: every core).")
+def verify(input_path: Path, output_path: Path, workers: int | None) -> None:
+    """Score responses with the outcome verifiers and print a summary (accuracy by ability,
+    timeouts, errors, the code sandbox in force)."""
+    import time
+
+    import pandas as pd
+
+    from eurus_prime.verifiers import summarise, verify_table
+
+    rows = _read_rows(input_path)
+    if "ground_truth" not in rows.columns and "reward_model" in rows.columns:
+        rows = rows.assign(ground_truth=[rm["ground_truth"] for rm in rows["reward_model"]])
+    try:
+        start = time.perf_counter()
+        scored = verify_table(rows, workers=workers)
+    except ValueError as err:
+        raise click.ClickException(f"{input_path}: {err}") from err
+    seconds = time.perf_counter() - start
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output_path.with_name(f".{output_path.name}.tmp")
+    if output_path.suffix == ".jsonl":
+        scored.to_json(tmp, orient="records", lines=True)
+    else:
+        scored.to_parquet(tmp)
+    tmp.replace(output_path)
+    click.echo(summarise(scored))
+    click.echo(f"scored in {seconds:.1f} s ({len(scored) / max(seconds, 1e-9):.0f} rows/s); wrote {output_path}")
+
+
+def _read_rows(path: Path):
+    import pandas as pd
+
+    if path.suffix == ".parquet":
+        return pd.read_parquet(path)
+    if path.suffix in (".jsonl", ".json"):
+        try:
+            return pd.read_json(path, lines=path.suffix == ".jsonl")
+        except ValueError as err:
+            raise click.ClickException(f"{path}: not valid JSON lines ({err})") from err
+    raise click.ClickException(f"{path}: expected a .parquet or .jsonl file")
+
+
 #: Kedro loads ``<package>.cli.cli`` as the project's command group, so ``kedro train`` works too.
 cli = main
 

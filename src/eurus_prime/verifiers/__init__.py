@@ -1,14 +1,17 @@
 """Outcome verifiers: the only ground truth PRIME has.
 
-One interface for both abilities: ``verify(ability, response, ground_truth) -> Verdict`` and the
-batched ``verify_all``. Math grading runs in the calling (main) thread because math-verify's
-timeouts use signal alarms; code grading spends its time waiting on child processes, so
-``verify_all`` runs those from a thread pool.
+One interface for both abilities: ``verify(ability, response, ground_truth) -> Verdict``, the
+batched ``verify_all`` and ``verify_table`` (a table in, the table with scores out: what the
+pipeline's ``verify_outcomes`` node and ``eurus-prime verify`` call). A large batch is shared by a
+pool of worker processes, one per core; inside a process, math grading runs in the main thread
+(math-verify's timeouts use signal alarms) and code runs, which wait on their sandboxed child,
+from a thread pool.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -16,7 +19,7 @@ from eurus_prime.verifiers.code import grade_code
 from eurus_prime.verifiers.math import grade_math
 from eurus_prime.verifiers.verdict import Verdict
 
-__all__ = ["Verdict", "grade_code", "grade_math", "verify", "verify_all"]
+__all__ = ["Verdict", "grade_code", "grade_math", "summarise", "verify", "verify_all", "verify_table"]
 
 ABILITIES = ("math", "code")
 MAX_ERROR_CHARS = 500
@@ -33,13 +36,46 @@ def verify(ability: str, response: str, ground_truth: str) -> Verdict:
     raise ValueError(f"unknown ability {ability!r}; valid: {list(ABILITIES)}")
 
 
+#: Below this many rows a batch is graded in this process (a pool's start-up would cost more).
+PARALLEL_MIN_ROWS = 64
+_POOL = None
+
+
+def _pool(workers: int):
+    """A process pool kept for the life of the process (a training run grades every iteration).
+    Started with ``forkserver``: workers do not inherit the trainer's threads or model memory, and
+    each grades in its own main thread, where math-verify's signal-based timeouts work."""
+    global _POOL
+    if _POOL is None or _POOL._max_workers != workers:  # noqa: SLF001
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        if _POOL is not None:
+            _POOL.shutdown(cancel_futures=True)
+        _POOL = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("forkserver"))
+    return _POOL
+
+
+def _serial(abilities, responses, ground_truths) -> list[Verdict]:
+    return verify_all(abilities, responses, ground_truths, workers=1)
+
+
 def verify_all(
     abilities: Sequence[str],
     responses: Sequence[str],
     ground_truths: Sequence[str],
     code_workers: int = 4,
+    workers: int | None = None,
 ) -> list[Verdict]:
-    """Grade many responses; the result is in input order."""
+    """Grade many responses; the result is in input order.
+
+    ``workers`` processes (default: every core) share a batch of ``PARALLEL_MIN_ROWS`` or more,
+    in interleaved chunks so that slow code rows spread evenly; within a process, code runs
+    (which wait on their sandboxed child) use ``code_workers`` threads and math runs in the main
+    thread. A worker that dies takes no rows with it: its chunk is graded again in this process."""
+    workers = (os.cpu_count() or 1) if workers is None else workers
+    if workers > 1 and len(responses) >= PARALLEL_MIN_ROWS:
+        return _parallel(list(abilities), list(responses), list(ground_truths), workers)
     if not len(abilities) == len(responses) == len(ground_truths):
         raise ValueError(
             f"verify_all: {len(abilities)} abilities, {len(responses)} responses and "
@@ -64,6 +100,56 @@ def verify_all(
             except Exception as exc:  # noqa: BLE001
                 verdicts[i] = verifier_error(i, "code", exc)
     return verdicts  # type: ignore[return-value]
+
+
+def _parallel(abilities: list[str], responses: list[str], ground_truths: list[str], workers: int) -> list[Verdict]:
+    from concurrent.futures.process import BrokenProcessPool
+
+    global _POOL
+    chunks = [list(range(c, len(responses), workers * 4)) for c in range(min(workers * 4, len(responses)))]
+    pool = _pool(workers)
+    futures = [pool.submit(_serial, [abilities[i] for i in c], [responses[i] for i in c],
+                           [ground_truths[i] for i in c]) for c in chunks]
+    verdicts: list[Verdict | None] = [None] * len(responses)
+    for chunk, future in zip(chunks, futures):
+        try:
+            part = future.result()
+        except BrokenProcessPool as exc:  # a worker died (killed, out of memory): grade here instead
+            log.warning("verify_all: a verifier worker died (%s); grading its %d rows in this process", exc,
+                        len(chunk))
+            _POOL = None
+            part = _serial([abilities[i] for i in chunk], [responses[i] for i in chunk],
+                           [ground_truths[i] for i in chunk])
+        for i, v in zip(chunk, part):
+            verdicts[i] = v
+    return verdicts  # type: ignore[return-value]
+
+
+def verify_table(rows, workers: int | None = None):
+    """Score a table with columns ``response``, ``ability`` and ``ground_truth`` (any others are
+    kept): the input with the ``Verdict`` fields appended, in the same row order."""
+    import pandas as pd
+
+    missing = [c for c in ("response", "ability", "ground_truth") if c not in rows.columns]
+    if missing:
+        raise ValueError(f"verify_table: the table lacks column(s) {missing}; it has {list(rows.columns)}")
+    verdicts = verify_all(list(rows["ability"]), [str(r) for r in rows["response"]],
+                          [str(g) for g in rows["ground_truth"]], workers=workers)
+    scored = pd.DataFrame([v.as_row() for v in verdicts], index=rows.index)
+    return pd.concat([rows.drop(columns=[c for c in scored.columns if c in rows.columns]), scored], axis=1)
+
+
+def summarise(scored) -> str:
+    """A plain-text summary of a scored table: accuracy and reasons by ability, isolation used."""
+    lines = [f"{len(scored)} rows"]
+    for ability, g in scored.groupby("ability"):
+        reasons = ", ".join(f"{k} {v}" for k, v in g["reason"].value_counts().items())
+        lines.append(f"  {ability:<5} n={len(g):<6} accuracy {100 * g['correct'].mean():5.1f}%  "
+                     f"mean score {g['score'].mean():.3f}  ({reasons})")
+    isolation = scored.loc[scored["ability"] == "code", "isolation"].value_counts()
+    if len(isolation):
+        lines.append("  code isolation: " + ", ".join(f"{k} ({v})" for k, v in isolation.items()))
+    return "\n".join(lines)
 
 
 def verifier_error(row: int, ability: str, exc: BaseException) -> Verdict:
