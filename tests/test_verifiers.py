@@ -34,7 +34,7 @@ def test_math_equivalence(response, truth, ok):
 
 def test_code_call_based_full_and_partial_credit():
     good = verify("code", "```python\ndef f(x):\n    return 2 * x\n```", CALL)
-    assert good.score == 1.0 and good.correct and good.isolation == "rlimits"
+    assert good.score == 1.0 and good.correct and "rlimits" in good.isolation
     partial = verify("code", "```python\ndef f(x):\n    return x + 1\n```", CALL)
     assert partial.score == pytest.approx(1 / 3) and not partial.correct
 
