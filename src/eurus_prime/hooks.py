@@ -188,8 +188,7 @@ def preflight(pipeline, catalog) -> None:
         return
     from eurus_prime.prime.config import PrimeConfig
 
-    prime = catalog.load("params:prime")
-    prime = PrimeConfig(**prime) if isinstance(prime, dict) else prime
+    prime = PrimeConfig.coerce(catalog.load("params:prime"))
     policy = _dataset(catalog, "policy_in")
     if policy is None or not hasattr(policy, "model_config"):
         return

@@ -147,7 +147,7 @@ def prune_unmanifested(scope: str, stage: str, output_folders: list[Path], root:
             continue
         for version in sorted(folder.iterdir()):
             if TMP_MARK in version.name or OLD_MARK in version.name:
-                _remove(version)
+                remove(version)
                 removed.append(version)
                 continue
             if not version.is_dir():
@@ -156,16 +156,17 @@ def prune_unmanifested(scope: str, stage: str, output_folders: list[Path], root:
             if not artifact.exists():
                 torn = [p for p in version.iterdir() if TMP_MARK in p.name]
                 if torn or not any(version.iterdir()):
-                    _remove(version)
+                    remove(version)
                     removed.append(version)
                 continue
             if str(artifact.resolve()) not in kept and since is not None and version.name >= since:
-                _remove(version)
+                remove(version)
                 removed.append(version)
     return removed
 
 
-def _remove(path: Path) -> None:
+def remove(path: Path) -> None:
+    """Delete a file or a folder tree."""
     if path.is_dir():
         shutil.rmtree(path)
     else:

@@ -120,7 +120,7 @@ def gc(project: Path, keep_versions: int = 1, keep_checkpoints: int | None = Non
         if leftover.exists():
             pruned.add(leftover)
             if not dry_run:
-                shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
+                manifests.remove(leftover)
     for folder in versioned_folders(project / "data"):
         versions = sorted(c for c in folder.iterdir() if c.is_dir() and VERSION.match(c.name))
         for version in versions[:-keep_versions]:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from eurus_prime.hooks import IO_TIMING
 from eurus_prime.lock import data_lock
+from eurus_prime.prime.config import PrimeConfig
 from eurus_prime.prime.progress import iter_dir
 from eurus_prime.prime.stages import NothingSelected
 from eurus_prime.retention import prune_checkpoints
@@ -205,17 +206,14 @@ class Campaign:
         """The campaign's run of ``iteration`` with configuration digest ``config`` (one that died
         or stopped), which a resumed iteration continues instead of opening a second run. MLflow
         params are write-once, so a run made with other parameters (a changed config, another
-        resample attempt) is not continued: if it is still marked RUNNING (its process was
-        killed), it is closed as KILLED, and the iteration gets a new run."""
+        resample attempt) is not continued: the iteration gets a new run. (Runs left RUNNING by
+        a dead process were closed by ``close_dangling`` when training started.)"""
         runs = self.client.search_runs(
             [self.experiment_id],
             filter_string=f"tags.mlflow.parentRunId = '{self.run_id}' and "
                           f"tags.`eurus_prime.iteration` = '{iteration}'",
         )
         same = [r for r in runs if r.data.tags.get("eurus_prime.config") == config]
-        for r in runs:
-            if r.data.tags.get("eurus_prime.config") != config and r.info.status == "RUNNING":
-                self.client.set_terminated(r.info.run_id, "KILLED")
         return max(same, key=lambda r: r.info.start_time).info.run_id if same else None
 
     def close_dangling(self) -> int:
@@ -329,8 +327,7 @@ def _train(project: Path, env: str | None, iterations: int, echo: Callable[[str]
                                    config_digest(values, resample))
                     break
                 except NothingSelected as err:
-                    prime = project_params(project, env, params)["prime"]
-                    max_resamples = prime["max_resamples"] if isinstance(prime, dict) else prime.max_resamples
+                    max_resamples = PrimeConfig.coerce(values["prime"]).max_resamples
                     if resample >= max_resamples:
                         raise NothingSelected(
                             f"{err} — still nothing after {resample} resample(s) (prime.max_resamples="

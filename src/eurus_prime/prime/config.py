@@ -142,6 +142,11 @@ class PrimeConfig:
         if self.eval_max_items is not None and self.eval_max_items < 1:
             bad("eval_max_items", "must be >= 1 or null (the whole split)")
 
+    @classmethod
+    def coerce(cls, value: PrimeConfig | dict) -> PrimeConfig:
+        """``params:prime`` as Kedro hands it over: already typed, or the raw mapping."""
+        return cls(**value) if isinstance(value, dict) else value
+
     @property
     def prompts_drawn(self) -> int:
         """Prompts drawn per iteration (B * oversample_factor, rounded up)."""
