@@ -7,6 +7,7 @@ an iteration (``time/io_load``, ``time/io_save``).
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections import defaultdict
@@ -115,9 +116,7 @@ class StageGuardHooks:
         iteration = inputs.get("params:iteration")
         scope = manifests.scope_of(iteration)
         if iteration is not None:
-            folders = [f for f in (_versioned_folder(catalog, o, self.project) for o in node.outputs)
-                       if f is not None]
-            removed = manifests.prune_unmanifested(scope, node.name, folders, self.manifest_root)
+            removed = prune_stage(catalog, node, scope, self.project)
             if removed:
                 log.warning("%s: removed %d output version(s) of an earlier run of this stage that did "
                             "not complete: %s", node.name, len(removed), ", ".join(map(str, removed)))
@@ -169,7 +168,7 @@ class StageGuardHooks:
         prime = record["params"].get("params:prime")
         if isinstance(prime, dict):
             record["seed"] = prime.get("seed")
-        record["versions"] = _library_versions()
+        record["versions"] = dict(_library_versions())
         manifests.write(record["scope"], node.name, record, self.manifest_root)
         self._stop()
 
@@ -225,6 +224,13 @@ def _dataset(catalog, name: str):
         return None
 
 
+def prune_stage(catalog, node, scope: str, project: Path) -> list[Path]:
+    """Delete the output versions of ``node`` in ``scope`` that none of its manifests records
+    (``manifests.prune_unmanifested`` over the node's versioned output folders)."""
+    folders = [f for f in (_versioned_folder(catalog, o, project) for o in node.outputs) if f is not None]
+    return manifests.prune_unmanifested(scope, node.name, folders, project / manifests.ROOT)
+
+
 def _versioned_folder(catalog, name: str, project: Path) -> Path | None:
     """The dataset's versioned folder, absolute."""
     ds = _dataset(catalog, name)
@@ -264,6 +270,7 @@ def _output_provenance(catalog, name: str, project: Path) -> dict:
     return {"type": type(ds).__name__ if ds is not None else "memory"}
 
 
+@functools.lru_cache(maxsize=1)
 def _library_versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 

@@ -114,7 +114,7 @@ def _incomplete(project: Path, env: str | None, iteration: int, params: dict | N
     from kedro.framework.project import pipelines
 
     from eurus_prime import manifests
-    from eurus_prime.hooks import _versioned_folder
+    from eurus_prime.hooks import prune_stage
     from eurus_prime.pipelines.prime_iteration.pipeline import STAGES
     from eurus_prime.prime.progress import iter_dir, iteration_complete
 
@@ -128,9 +128,7 @@ def _incomplete(project: Path, env: str | None, iteration: int, params: dict | N
         if todo is not None:
             for node in pipeline.nodes:
                 if STAGES.index(node.name) < STAGES.index(todo[0]):
-                    folders = [f for f in (_versioned_folder(context.catalog, o, project) for o in node.outputs)
-                               if f is not None]
-                    manifests.prune_unmanifested(iter_dir(iteration), node.name, folders, project / manifests.ROOT)
+                    prune_stage(context.catalog, node, iter_dir(iteration), project)
         return todo, context.params
 
 
