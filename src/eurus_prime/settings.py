@@ -38,6 +38,11 @@ from eurus_prime.prime.progress import completed_iterations, iter_dir, next_iter
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",
+    # Parameters merge key by key (base < env), not block by block: Kedro merges runtime params
+    # (`--params=inference.best_of=2`) into base and into the env separately, so with the default
+    # destructive merge a block that conf/local does not mention would be replaced by the override
+    # alone, silently dropping its other keys.
+    "merge_strategy": {"parameters": "soft"},
     # Iteration-scoped paths (conf/base/catalog.yml): ${iter:3} -> iter_0003, ${iter_next:3} ->
     # iter_0004, ${completed_iterations:<manifest folder>} -> the next iteration to run.
     "custom_resolvers": {
