@@ -33,3 +33,20 @@ def test_prompt_source_without_file_or_hub_says_so(tmp_path):
         PromptSourceDataset()
     with pytest.raises(DatasetError, match="read-only"):
         PromptSourceDataset(filepath="x.parquet").save(pd.DataFrame())
+
+
+def test_atomic_file_dataset_round_trips_text_and_bytes_and_refuses_the_wrong_kind(tmp_path):
+    from kedro.io.core import DatasetError, Version
+
+    from eurus_prime.datasets import AtomicFileDataset
+
+    md = AtomicFileDataset(str(tmp_path / "report.md"), version=Version(None, "v1"))
+    md.save("# hello\n")
+    assert AtomicFileDataset(str(tmp_path / "report.md"), version=Version(None, None)).load() == "# hello\n"
+    assert (tmp_path / "report.md" / "v1" / "report.md").exists()
+    png = AtomicFileDataset(str(tmp_path / "chart.png"))
+    png.save(b"\x89PNG\r\n")
+    assert png.load() == b"\x89PNG\r\n" and png.exists()
+    with pytest.raises(DatasetError, match="expected bytes content, got str"):
+        png.save("text")
+    assert not list(tmp_path.rglob(".*tmp-*"))  # no temporary file left behind

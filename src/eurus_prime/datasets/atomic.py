@@ -6,6 +6,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Callable
+from typing import BinaryIO
 from pathlib import Path
 
 from eurus_prime import faults
@@ -50,3 +51,28 @@ def write_dir_atomically(target: Path, write: Callable[[Path], None]) -> None:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_stream_atomically(target: Path, write: Callable[[BinaryIO], None]) -> None:
+    """Call ``write(f)`` on a hidden temporary sibling of ``target`` opened for binary writing,
+    fsync it, then rename it into place: a reader sees the old file or the new one, never a part."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        faults.point("write", str(target))
+        os.replace(tmp, target)
+        fsync_dir(target.parent)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_file_atomically(target: Path, data: bytes | str) -> None:
+    """``write_stream_atomically`` of ``data`` (text is UTF-8 encoded)."""
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    write_stream_atomically(target, lambda f: f.write(payload))

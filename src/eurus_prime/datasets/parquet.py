@@ -9,16 +9,13 @@ object stores already make a put atomic.
 
 from __future__ import annotations
 
-import os
-import uuid
 from pathlib import Path
 
 import pandas as pd
 from kedro.io.core import DatasetError, get_filepath_str
 from kedro_datasets.pandas import ParquetDataset
 
-from eurus_prime import faults
-from eurus_prime.datasets.atomic import fsync_dir
+from eurus_prime.datasets.atomic import write_stream_atomically
 
 
 class AtomicParquetDataset(ParquetDataset):
@@ -32,17 +29,5 @@ class AtomicParquetDataset(ParquetDataset):
         target = Path(get_filepath_str(self._get_save_path(), self._protocol))
         if target.is_dir():
             raise DatasetError(f"{type(self).__name__}: {target} is a directory")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
-        try:
-            with open(tmp, "wb") as f:
-                data.to_parquet(f, **self._save_args)
-                f.flush()
-                os.fsync(f.fileno())
-            faults.point("write", str(target))
-            os.replace(tmp, target)
-            fsync_dir(target.parent)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+        write_stream_atomically(target, lambda f: data.to_parquet(f, **self._save_args))
         self._invalidate_cache()
