@@ -7,6 +7,7 @@ padding; results come back in input order. Greedy decoding when ``temperature ==
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -64,7 +65,8 @@ def generate(
         "do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": 0,
     }
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-    for done, batch in enumerate(tqdm(batches, desc="generate", disable=not progress, leave=False)):
+    quiet = not progress or os.environ.get("TQDM_DISABLE", "") not in ("", "0")
+    for done, batch in enumerate(tqdm(batches, desc="generate", disable=quiet, leave=False)):
         width = max(len(encoded[i]) for i in batch)
         ids = torch.full((len(batch), width), pad, dtype=torch.long)
         mask = torch.zeros((len(batch), width), dtype=torch.long)
