@@ -32,3 +32,16 @@ def tiny_tokenizer(small_world):
 @pytest.fixture()
 def tiny_model(tiny_tokenizer):
     return build_model(SMALL_MODEL, tiny_tokenizer)
+
+
+@pytest.fixture(scope="session")
+def trained_project(tmp_path_factory):
+    """A tiny project (tests/pipelines/helpers.TINY_PARAMS) after ``eurus-prime train --iterations 2``:
+    the SFT model, two iterations' tables and checkpoints, one evaluated iteration, an MLflow db.
+    Shared by the result-inspection tests: treat it as read-only (copy it to change it)."""
+    from tests.pipelines.helpers import EURUS_PRIME, make_project, run
+
+    project = make_project(tmp_path_factory.mktemp("trained"))
+    env = {**os.environ, "TQDM_DISABLE": "1", "KEDRO_DISABLE_TELEMETRY": "1"}
+    run([EURUS_PRIME, "train", "--iterations", "2", "--project", str(project)], project, env=env)
+    return project

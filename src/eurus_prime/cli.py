@@ -8,6 +8,7 @@ everything it makes is in ``data/`` and MLflow.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -85,6 +86,21 @@ def train(iterations: int | None, params_text: str | None, time_budget: float | 
     except STOPS as err:  # a run that stopped on purpose: its message, not a traceback
         raise click.ClickException(f"{type(err).__name__}: {err}") from err
     _report_after(project, env)
+    _write_reports(project, env)
+
+
+def _write_reports(project: Path, env: str | None) -> None:
+    """The last iteration's rollout heatmap report and the learning curves, as files to open."""
+    from eurus_prime import curves, inspection
+    from eurus_prime.prime.progress import completed_iterations
+
+    done = completed_iterations(project / "data/09_manifests")
+    if not done:
+        return
+    html = inspection.write_html_report(project, done - 1, env=env)
+    png, _ = curves.write_learning_curves(project)
+    click.echo(f"\nReports: {html.relative_to(project)} (token rewards of iteration {done - 1}), "
+               f"{png.relative_to(project)}")
 
 
 def _report_after(project: Path, env: str | None) -> None:
@@ -187,6 +203,245 @@ def _read_rows(path: Path):
         except ValueError as err:
             raise click.ClickException(f"{path}: not valid JSON lines ({err})") from err
     raise click.ClickException(f"{path}: expected a .parquet or .jsonl file")
+
+
+@main.command()
+@click.option("--checkpoint", "checkpoints", multiple=True,
+              help="Repeatable: sft, latest, iter:N, a Hugging Face folder or hub id (default: params "
+                   "evaluation_suites.checkpoints, sft and latest).")
+@click.option("--suite", "suites", multiple=True,
+              help="Repeatable: test, val, a benchmark name (aime2024, amc, math500, minerva_math, olympiadbench, "
+                   "leetcode, livecodebench) or NAME=FILE for a local file in that benchmark's format.")
+@click.option("--max-items", type=click.IntRange(min=1), default=None, help="Items per suite.")
+@click.option("--best-of", type=click.IntRange(min=0), default=None,
+              help="Also sample N answers per item: majority vote and PRM-ranked best-of-N.")
+@click.option("--prm", default=None, help="The PRM ranking best-of-N candidates (default: prm:latest).")
+@click.option("--params", "params_text", default=None, help="More overrides, as kedro run --params.")
+@click.option("--env", default=None, help="Kedro config environment.")
+@click.option("--project", type=click.Path(path_type=Path), default=None,
+              help="Project root (default: the Kedro project in the current directory, else this checkout).")
+def evaluate(checkpoints, suites, max_items, best_of, prm, params_text, env, project) -> None:
+    """Compare checkpoints on suites (`kedro run --pipelines=evaluation`): greedy pass@1, and with
+    --best-of N majority vote and best-of-N ranked by the implicit PRM. Prints the Markdown report
+    and writes the table, report and chart under data/08_reporting/evaluation/."""
+    project = _project(project)
+    os.chdir(project)
+    overrides = parse_params(params_text)
+    block = dict(overrides.pop("evaluation_suites", {}) or {})
+    if checkpoints:
+        block["checkpoints"] = list(checkpoints)
+    if suites:
+        block["suites"] = [_suite_spec(s) for s in suites]
+    for key, value in (("max_items", max_items), ("best_of", best_of), ("prm", prm)):
+        if value is not None:
+            block[key] = value
+    overrides["evaluation_suites"] = {**_plain(project_params(project, env, overrides)["evaluation_suites"]), **block}
+    try:
+        run_pipeline(project, env, "evaluation", overrides)
+    except ValueError as err:
+        raise click.ClickException(str(err)) from err
+    click.echo(load_dataset(project, env, "eval_markdown"))
+    click.echo("wrote data/08_reporting/evaluation/{eval_table.parquet,eval_report.md,eval_chart.png} "
+               "(and the items and samples under data/07_model_output/evaluation/)")
+
+
+def _plain(config) -> dict:
+    """A parameter block as plain YAML-able data (Kedro hands typed blocks over as dataclasses)."""
+    from dataclasses import asdict, is_dataclass
+
+    values = asdict(config) if is_dataclass(config) else dict(config)
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+
+
+def _suite_spec(text: str):
+    name, _, path = text.partition("=")
+    return {"name": name, "path": path} if path else name
+
+
+@main.command()
+@click.argument("question", required=False)
+@click.option("--model", default="latest", show_default=True,
+              help="sft, latest, iter:N, a Hugging Face folder or hub id (e.g. PRIME-RL/Eurus-2-7B-PRIME).")
+@click.option("--ability", type=click.Choice(["math", "code"]), default="math", show_default=True,
+              help="Selects the user suffix: \\boxed{} answer (math) or a Python code block (code).")
+@click.option("--system", "system", type=click.Choice(["eurus2", "tiny"]), default="eurus2", show_default=True,
+              help="System prompt: the exact Eurus-2 action prompt, or the tiny world's short one (use it with "
+                   "the tiny world's checkpoints, which were trained on it).")
+@click.option("--max-new-tokens", type=click.IntRange(min=1), default=1024, show_default=True)
+@click.option("--temperature", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="0 is greedy.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--best-of", type=click.IntRange(min=1), default=None,
+              help="Sample N answers and rank them by the implicit PRM's sequence score.")
+@click.option("--prm", default="prm:latest", show_default=True, help="The PRM for --best-of.")
+@click.option("--ref", "reference", default="sft", show_default=True,
+              help="The PRM's reference model (the frozen SFT model of its run).")
+@click.option("--beta", type=click.FloatRange(min=0, min_open=True), default=0.05, show_default=True)
+@click.option("--project", type=click.Path(path_type=Path), default=None,
+              help="Project whose checkpoints names like `latest` refer to (default: the Kedro project in the "
+                   "current directory, else this checkout).")
+def chat(question, model, ability, system, max_new_tokens, temperature, seed, best_of, prm, reference, beta,
+         project) -> None:
+    """Answer QUESTION (or each line of stdin) with a checkpoint and the Eurus-2 prompt, streaming the
+    response, then print its action steps and final answer."""
+    from eurus_prime import inference
+    from eurus_prime.checkpoints import resolve
+
+    project = _project(project)
+    try:
+        policy = resolve(model, project).load()
+        scorers = None
+        if best_of:
+            scorers = resolve(prm, project).load(), resolve(reference, project).load()
+    except (ValueError, OSError) as err:
+        raise click.ClickException(str(err)) from err
+    questions = [question] if question else [line.strip() for line in click.get_text_stream("stdin") if line.strip()]
+    if not questions:
+        raise click.UsageError("give a QUESTION, or questions on stdin (one per line)")
+    for q in questions:
+        prompt = inference.chat_prompt(policy.tokenizer, q, ability, system)
+        if scorers is None:
+            gen = inference.stream_generate(policy, prompt, max_new_tokens=max_new_tokens, temperature=temperature,
+                                            seed=seed, on_text=lambda t: click.echo(t, nl=False))
+            click.echo("")
+            _echo_parsed(inference.parse_response(gen.text, ability), gen.finish_reason)
+            continue
+        try:
+            cands = inference.best_of_n(policy, *scorers, [prompt], [ability], n=best_of,
+                                        max_new_tokens=max_new_tokens, temperature=temperature or 1.0,
+                                        beta=beta, seed=seed, progress=False)[0]
+        except ValueError as err:
+            raise click.ClickException(str(err)) from err
+        _echo_candidates(cands, ability)
+
+
+def _echo_parsed(parsed, finish_reason: str) -> None:
+    flow = " -> ".join(s.action for s in parsed.steps) or "(no action steps)"
+    click.echo(click.style(f"\nsteps: {flow}", fg="cyan"))
+    if parsed.unknown_actions:
+        click.echo(click.style(f"not Eurus-2 actions: {parsed.unknown_actions}", fg="yellow"))
+    answer = parsed.answer if parsed.answer is not None else "(none found)"
+    click.echo(click.style("answer: ", fg="cyan", bold=True) + answer
+               + ("" if finish_reason == "stop" else click.style("  [cut at --max-new-tokens]", fg="yellow")))
+
+
+def _echo_candidates(cands, ability: str) -> None:
+    from eurus_prime.inference import answer_key
+
+    votes = {}
+    for c in cands:
+        key = answer_key(c.parsed.answer, ability)
+        votes[key] = votes.get(key, 0) + 1
+    ranked = sorted(range(len(cands)), key=lambda i: -cands[i].score)
+    click.echo(f"{len(cands)} samples ranked by the implicit PRM (beta * sum log pi_prm/pi_ref):")
+    for rank, i in enumerate(ranked, 1):
+        c = cands[i]
+        key = answer_key(c.parsed.answer, ability)
+        answer = (c.parsed.answer or "(none)").replace("\n", " ")[:60]
+        click.echo(f"  {rank:>2}. score {c.score:+.5f}  votes {votes[key] if key is not None else 0}  "
+                   f"sample {i}: {answer}")
+    best = cands[ranked[0]]
+    click.echo(click.style(f"\nbest by PRM (sample {ranked[0]}):", bold=True))
+    click.echo(best.generation.text)
+    _echo_parsed(best.parsed, best.generation.finish_reason)
+
+
+@main.group()
+def rollouts() -> None:
+    """Look at an iteration's rollouts: in the terminal, or as an HTML report of token rewards."""
+
+
+@rollouts.command("show")
+@click.option("--iteration", type=click.IntRange(min=0), default=None, help="Default: the last complete one.")
+@click.option("--where", default=None,
+              help="A pandas query on the rollout table, e.g. \"correct == False\", \"ability == 'math' and "
+                   "status == 'selected'\" (columns: see docs/tables.md, rollouts + outcomes + filter status).")
+@click.option("--limit", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--sort", "sort_by", default=None, help="Column to sort by, descending (e.g. sequence_score).")
+@click.option("--values", default="implicit_reward", show_default=True,
+              type=click.Choice(["implicit_reward", "token_rewards", "advantages"]),
+              help="Which per-token values colour the response.")
+@click.option("--color/--no-color", default=None, help="Default: colour when stdout is a terminal.")
+@click.option("--env", default=None)
+@click.option("--project", type=click.Path(path_type=Path), default=None)
+def rollouts_show(iteration, where, limit, sort_by, values, color, env, project) -> None:
+    """Print rollouts with their tokens coloured by reward (red negative, green positive)."""
+    from eurus_prime import inspection
+
+    project = _project(project)
+    iteration = _iteration_or_last(project, iteration)
+    logging.disable(logging.WARNING)  # the rollouts are the output: no catalog chatter around them
+    try:
+        frame = inspection.rollout_frame(inspection.load_iteration(project, iteration, env))
+        tok = inspection.load_tokenizer(project, env)
+    except (FileNotFoundError, ValueError) as err:
+        raise click.ClickException(str(err)) from err
+    finally:
+        logging.disable(logging.NOTSET)
+    if where:
+        try:
+            frame = frame.query(where)
+        except Exception as err:  # noqa: BLE001 - any error in the user's expression is theirs to fix
+            raise click.ClickException(f"--where {where!r}: {type(err).__name__}: {err}; "
+                                       f"columns: {list(frame.columns)}") from err
+    if sort_by:
+        if sort_by not in frame.columns:
+            raise click.ClickException(f"--sort {sort_by!r}: no such column; columns: {list(frame.columns)}")
+        frame = frame.sort_values(sort_by, ascending=False, kind="stable")
+    color = click.get_text_stream("stdout").isatty() if color is None else color
+    click.echo(f"iteration {iteration}: {len(frame)} rollout(s) match; showing {min(limit, len(frame))}\n")
+    for _, row in frame.head(limit).iterrows():
+        # click strips ANSI codes when stdout is not a terminal, unless told otherwise
+        click.echo(inspection.format_rollout(row, tok, color=color, column=values), color=color)
+        click.echo("")
+
+
+@rollouts.command("report")
+@click.option("--iteration", type=click.IntRange(min=0), default=None, help="Default: the last complete one.")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Default: data/08_reporting/iter_NNNN/rollout_report.html")
+@click.option("--env", default=None)
+@click.option("--project", type=click.Path(path_type=Path), default=None)
+def rollouts_report(iteration, output, env, project) -> None:
+    """Write a self-contained HTML page of token-reward heatmaps for a sample of correct and wrong
+    rollouts (opens in a browser from the file, no server)."""
+    from eurus_prime import inspection
+
+    project = _project(project)
+    iteration = _iteration_or_last(project, iteration)
+    try:
+        path = inspection.write_html_report(project, iteration, output, env=env)
+    except (ValueError, FileNotFoundError) as err:
+        raise click.ClickException(str(err)) from err
+    click.echo(f"wrote {path}")
+
+
+def _iteration_or_last(project: Path, iteration: int | None) -> int:
+    from eurus_prime.prime.progress import completed_iterations
+
+    if iteration is not None:
+        return iteration
+    done = completed_iterations(project / "data/09_manifests")
+    if not done:
+        raise click.ClickException("no complete PRIME iteration yet: run `eurus-prime train` first")
+    return done - 1
+
+
+@main.command()
+@click.option("--source", type=click.Choice(["tables", "mlflow"]), default="tables", show_default=True,
+              help="Read the metrics from the iteration tables on disk or from the MLflow runs.")
+@click.option("--project", type=click.Path(path_type=Path), default=None)
+def curves(source, project) -> None:
+    """Plot learning curves across iterations (held-out accuracy, PRM loss and accuracy, filter
+    keep-rate, response length, PPO diagnostics) to data/08_reporting/learning_curves.png (+ .csv)."""
+    from eurus_prime import curves as lc
+
+    project = _project(project)
+    try:
+        png, csv = lc.write_learning_curves(project, source=source)
+    except (ValueError, LookupError, FileNotFoundError) as err:
+        raise click.ClickException(str(err)) from err
+    click.echo(f"wrote {png} and {csv}")
 
 
 #: Kedro loads ``<package>.cli.cli`` as the project's command group, so ``kedro train`` works too.

@@ -12,23 +12,28 @@ from kedro.pipeline import Pipeline
 from eurus_prime.pipelines.bootstrap import pipeline as bootstrap
 from eurus_prime.pipelines.data_prep import pipeline as data_prep
 from eurus_prime.pipelines.evaluation import pipeline as evaluation
+from eurus_prime.pipelines.inference import pipeline as inference
 from eurus_prime.pipelines.prime_iteration import pipeline as prime_iteration
 
 
 def register_pipelines() -> dict[str, Pipeline]:
-    """``bootstrap`` makes the tiny world and its SFT model and evaluates it; ``data_prep``,
-    ``sft`` and ``evaluation`` are its stages, runnable alone once their inputs exist. ``prime_iteration`` is one PRIME step; training
-    runs it again and again (``eurus-prime train``)."""
+    """``bootstrap`` makes the tiny world and its SFT model and evaluates it; ``tinyworld``,
+    ``data_prep``, ``sft`` and ``sft_eval`` are its stages, runnable alone once their inputs exist.
+    ``prime_iteration`` is one PRIME step; training runs it again and again (``eurus-prime train``).
+    ``evaluation`` compares checkpoints on suites (``eurus-prime evaluate``); ``inference`` answers a
+    file of questions (``eurus-prime chat`` answers one, streaming)."""
     world = bootstrap.create_world_pipeline()
     prep = data_prep.create_pipeline()
     sft = bootstrap.create_pipeline()
-    evaluate = evaluation.create_pipeline()
+    sft_eval = evaluation.create_sft_pipeline()
     return {
         "tinyworld": world,
         "data_prep": prep,
         "sft": sft,
-        "evaluation": evaluate,
+        "sft_eval": sft_eval,
         "prime_iteration": prime_iteration.create_pipeline(),
-        "bootstrap": world + prep + sft + evaluate,
-        "__default__": world + prep + sft + evaluate,
+        "evaluation": evaluation.create_pipeline(),
+        "inference": inference.create_pipeline(),
+        "bootstrap": world + prep + sft + sft_eval,
+        "__default__": world + prep + sft + sft_eval,
     }

@@ -37,7 +37,7 @@ def test_bootstrap_through_kedro_run_then_train_is_idempotent(project):
     assert len(list((project / "data/06_models/sft_model").iterdir())) == 1
 
     # One stage reruns alone from its stored inputs and adds a version.
-    _run([KEDRO, "run", "--pipelines=evaluation"], project)
+    _run([KEDRO, "run", "--pipelines=sft_eval"], project)
     assert len(list((project / "data/08_reporting/sft_eval_report.parquet").iterdir())) == 2
 
 

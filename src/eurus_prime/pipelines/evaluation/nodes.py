@@ -1,13 +1,16 @@
-"""evaluation: greedy pass@1 of a checkpoint on the held-out prompts."""
+"""evaluation: the SFT model's held-out pass@1 (part of the bootstrap), and the `evaluation`
+pipeline: several checkpoints on named suites, compared in a table, a report and a chart."""
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pandas as pd
 
 from eurus_prime.datasets import Checkpoint
-from eurus_prime.evaluation import EvalConfig, accuracy_report, evaluate_prompts
+from eurus_prime import evaluation
+from eurus_prime.evaluation import SPLIT_SUITES, EvalConfig, SuiteEvalConfig, accuracy_report, evaluate_prompts, suite_name
 
 log = logging.getLogger(__name__)
 
@@ -30,3 +33,51 @@ def evaluate_checkpoint(
         for row in report.itertuples()
     }
     return items, report, metrics
+
+
+def load_eval_suites(prompts_test: pd.DataFrame, prompts_val: pd.DataFrame, evaluation_suites: SuiteEvalConfig) -> pd.DataFrame:
+    """The items to evaluate: the held-out splits named ``test``/``val`` and any benchmark suites
+    (``eurus_prime.suites``), each cut to ``max_items``, with a ``suite`` column."""
+    cfg = evaluation_suites
+    splits = {"test": prompts_test, "val": prompts_val}
+    frames = []
+    for spec in cfg.suites:
+        name = suite_name(spec)
+        if name in SPLIT_SUITES:
+            frame = splits[name]
+        else:
+            from eurus_prime.suites import load_suites
+
+            frame = load_suites([spec], system=cfg.system_prompt)
+        if cfg.max_items is not None:
+            frame = frame.head(cfg.max_items)
+        frames.append(frame.assign(suite=name))
+        log.info("evaluation suite %-14s %d items", name, len(frame))
+    return pd.concat(frames, ignore_index=True)
+
+
+def evaluate_suites(eval_suite_prompts: pd.DataFrame, evaluation_suites: SuiteEvalConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every checkpoint on every suite item, greedy and (``best_of`` > 0) best-of-N."""
+    return evaluation.evaluate_suites(eval_suite_prompts, evaluation_suites, _project())
+
+
+def summarise_evaluation(eval_suite_items: pd.DataFrame) -> tuple[pd.DataFrame, str, bytes, dict]:
+    """The comparison table, its Markdown report and chart (both logged to MLflow as artifacts)
+    and one metric per checkpoint, suite and method: ``eval_suite/<checkpoint>/<suite>/<method>``."""
+    table = evaluation.suite_table(eval_suite_items)
+    whole = table[table["data_source"] == "all"]
+    for row in whole.itertuples():
+        log.info("%-14s %-12s %-12s n=%-5d accuracy %.3f", row.checkpoint, row.suite, row.method, row.n, row.accuracy)
+    metrics = {
+        f"eval_suite/{r.checkpoint}/{r.suite}/{r.method.replace('@', '_at_')}": {"value": float(r.accuracy), "step": 0}
+        for r in whole.itertuples()
+    }
+    return table, evaluation.markdown_report(table), evaluation.chart_png(table), metrics
+
+
+def _project() -> Path:
+    """The Kedro project the run is in: checkpoint names (``sft``, ``latest``) resolve under it."""
+    from kedro.utils import find_kedro_project
+
+    found = find_kedro_project(Path.cwd())
+    return Path(found) if found else Path.cwd()

@@ -1,0 +1,110 @@
+"""The README's "see and use the results" commands on a trained tiny project, as a user runs them:
+evaluate SFT vs the latest policy, chat, answer a file of questions, look at rollouts, plot curves."""
+
+import json
+import os
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from eurus_prime.datasets.versions import latest_version
+from tests.pipelines.helpers import EURUS_PRIME, KEDRO, run
+
+pytestmark = pytest.mark.slow
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "suites"
+
+
+@pytest.fixture(scope="module")
+def project(trained_project, tmp_path_factory) -> Path:
+    dest = tmp_path_factory.mktemp("results") / "p"
+    shutil.copytree(trained_project, dest)
+    return dest
+
+
+def _env() -> dict:
+    return {**os.environ, "TQDM_DISABLE": "1", "KEDRO_DISABLE_TELEMETRY": "1"}
+
+
+def _latest(project: Path, rel: str) -> Path:
+    path = latest_version(project / rel)
+    assert path is not None, f"nothing saved at {rel}"
+    return path
+
+
+def test_train_leaves_the_last_rollout_report_and_the_learning_curves(project):
+    assert "<html" in (project / "data/08_reporting/iter_0001/rollout_report.html").read_text().lower()
+    assert (project / "data/08_reporting/learning_curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_evaluate_compares_sft_with_the_latest_policy_greedy_and_best_of_n(project):
+    out = run([EURUS_PRIME, "evaluate", "--checkpoint", "sft", "--checkpoint", "latest", "--suite", "test",
+               "--suite", f"amc={FIXTURES / 'amc.jsonl'}", "--max-items", "6", "--best-of", "2"], project,
+              env=_env()).stdout
+    table = pd.read_parquet(_latest(project, "data/08_reporting/evaluation/eval_table.parquet"))
+    whole = table[table.data_source == "all"]
+    assert set(whole.checkpoint) == {"sft", "iter_0002"} and set(whole.suite) == {"test", "amc"}
+    assert list(dict.fromkeys(whole.method)) == ["greedy", "sample@1", "majority@2", "prm@2", "pass@2"]
+    assert (whole[whole.suite == "test"].n == 6).all()
+    for ckpt in ("sft", "iter_0002"):  # pass@N bounds every method from above
+        acc = whole[(whole.checkpoint == ckpt)].groupby(["suite", "method"]).accuracy.first()
+        for suite in ("test", "amc"):
+            assert acc[(suite, "pass@2")] >= max(acc[(suite, m)] for m in ("sample@1", "majority@2", "prm@2"))
+    items = pd.read_parquet(_latest(project, "data/07_model_output/evaluation/eval_suite_items.parquet"))
+    assert len(items) == 2 * (6 + 3) * 5  # checkpoints x (test + amc items) x methods
+    samples = pd.read_parquet(_latest(project, "data/07_model_output/evaluation/eval_suite_samples.parquet"))
+    assert len(samples) == 2 * 9 * 2 and samples.groupby(["checkpoint", "suite", "index"]).prm_choice.sum().eq(1).all()
+    chosen = samples[samples.prm_choice].set_index(["checkpoint", "suite", "index"]).sort_index()
+    prm_rows = items[items.method == "prm@2"].set_index(["checkpoint", "suite", "index"]).sort_index()
+    assert (chosen.response == prm_rows.response).all()
+    report = _latest(project, "data/08_reporting/evaluation/eval_report.md").read_text()
+    assert "## test (6 items)" in report and "| iter_0002 - sft |" in report and report.strip() in out
+    assert _latest(project, "data/08_reporting/evaluation/eval_chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with sqlite3.connect(project / "mlflow.db") as db:  # the report and chart are the run's artifacts
+        keys = {k for (k,) in db.execute("select key from latest_metrics")}
+    assert "eval_suite/iter_0002/test/prm_at_2" in keys
+
+
+def test_evaluate_names_a_bad_checkpoint(project):
+    proc = __import__("subprocess").run([EURUS_PRIME, "evaluate", "--checkpoint", "iter:9"], cwd=project,
+                                        capture_output=True, text=True, env=_env())
+    assert proc.returncode != 0 and "policy after 9 iteration(s)" in proc.stderr
+
+
+def test_chat_streams_an_answer_and_parses_it(project):
+    out = run([EURUS_PRIME, "chat", "--model", "latest", "--system", "tiny", "--max-new-tokens", "40",
+               "Zoe has 3 toys. She buys 2 more. How many toys does Zoe have now?"], project, env=_env()).stdout
+    assert "steps:" in out and "answer:" in out
+    best = run([EURUS_PRIME, "chat", "--model", "sft", "--system", "tiny", "--max-new-tokens", "24", "--best-of", "3",
+                "Add 2 and 2."], project, env=_env()).stdout
+    assert "3 samples ranked by the implicit PRM" in best and "best by PRM" in best
+
+
+def test_the_inference_pipeline_answers_a_file_of_questions(project):
+    rows = [{"id": "q1", "question": "Zoe has 3 toys. She buys 2 more. How many toys does Zoe have now?"},
+            {"id": "q2", "question": "Write a function run(x) that returns x plus 5.", "ability": "code"}]
+    (project / "data/01_raw/questions.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    run([KEDRO, "run", "--pipelines=inference", "--params=inference.max_new_tokens=32,inference.best_of=2"],
+        project, env=_env())
+    answers = pd.read_parquet(_latest(project, "data/07_model_output/inference/answers.parquet"))
+    assert list(answers["id"]) == ["q1", "q2"] and list(answers["ability"]) == ["math", "code"]
+    assert {"response", "steps", "actions", "answer", "prm_score", "candidates"} <= set(answers.columns)
+    assert all(len(c) == 2 for c in answers["candidates"])
+    assert answers["prompt_text"].str.contains("Actions: \\[ASSESS\\]").all()  # the tiny system prompt
+
+
+def test_rollouts_show_report_and_curves(project):
+    out = run([EURUS_PRIME, "rollouts", "show", "--iteration", "1", "--where", "status == 'selected'",
+               "--limit", "2", "--color"], project, env=_env()).stdout
+    assert out.startswith("iteration 1:") and "\x1b[48;2;" in out and "response, background = implicit_reward" in out
+    bad = __import__("subprocess").run([EURUS_PRIME, "rollouts", "show", "--where", "nonsense ==="], cwd=project,
+                                       capture_output=True, text=True, env=_env())
+    assert bad.returncode != 0 and "--where 'nonsense ==='" in bad.stderr
+    out = run([EURUS_PRIME, "rollouts", "report"], project, env=_env()).stdout
+    html = (project / "data/08_reporting/iter_0001/rollout_report.html")
+    assert str(html) in out and "<html" in html.read_text().lower()
+    out = run([EURUS_PRIME, "curves"], project, env=_env()).stdout
+    assert (project / "data/08_reporting/learning_curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert len(pd.read_csv(project / "data/08_reporting/learning_curves.csv")) >= 2

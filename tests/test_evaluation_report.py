@@ -1,0 +1,59 @@
+"""The evaluation pipeline's summaries: table, Markdown report, chart, config validation."""
+
+import pandas as pd
+import pytest
+
+from eurus_prime.evaluation import SuiteEvalConfig, chart_png, markdown_report, suite_table
+
+
+def _items() -> pd.DataFrame:
+    rows = []
+    for ckpt, right in (("sft", {0}), ("iter_0003", {0, 1, 2})):
+        for method in ("greedy", "prm@4"):
+            for index, source in enumerate(["a", "a", "b", "b"]):
+                ok = index in right if method == "greedy" else index in right | {3}
+                rows.append({"checkpoint": ckpt, "suite": "test", "data_source": source, "method": method,
+                             "index": index, "correct": float(ok), "score": float(ok)})
+    return pd.DataFrame(rows)
+
+
+def test_suite_table_has_one_row_per_checkpoint_suite_source_and_method_in_evaluation_order():
+    table = suite_table(_items())
+    assert len(table) == 2 * 2 * 3  # checkpoints x methods x (all, a, b)
+    whole = table[table.data_source == "all"]
+    assert list(whole.checkpoint) == ["sft", "sft", "iter_0003", "iter_0003"]
+    assert list(whole.method) == ["greedy", "prm@4"] * 2
+    assert list(whole.accuracy) == [0.25, 0.5, 0.75, 1.0] and (whole.n == 4).all()
+    b = table[(table.data_source == "b") & (table.method == "greedy")]
+    assert list(b.accuracy) == [0.0, 0.5]
+
+
+def test_markdown_report_compares_checkpoints_per_method_and_per_source():
+    md = markdown_report(suite_table(_items()))
+    assert "## test (4 items)" in md
+    assert "| checkpoint | greedy | prm@4 |" in md and "| sft | 25.0% | 50.0% |" in md
+    assert "| data source | n | sft | iter_0003 | iter_0003 - sft |" in md
+    assert "| all | 4 | 25.0% | 75.0% | +50.0 pts |" in md and "| b | 2 | 0.0% | 50.0% | +50.0 pts |" in md
+    assert "`pass@N` whether any sample is correct" in md
+
+
+def test_chart_is_a_png():
+    assert chart_png(suite_table(_items()))[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("checkpoints", [], "checkpoints is empty"),
+    ("suites", [], "suites is empty"),
+    ("max_items", 0, "max_items must be >= 1"),
+    ("best_of", -1, "best_of must be >= 0"),
+])
+def test_config_errors_name_the_parameter(field, value, message):
+    with pytest.raises(ValueError, match=f"evaluation_suites.{message}"):
+        SuiteEvalConfig(**{field: value})
+
+
+def test_methods_follow_best_of():
+    assert SuiteEvalConfig().methods == ["greedy"]
+    assert SuiteEvalConfig(best_of=8).methods == ["greedy", "sample@1", "majority@8", "prm@8", "pass@8"]
+    with pytest.raises(ValueError, match="temperature/beta must be > 0"):
+        SuiteEvalConfig(best_of=2, temperature=0)
