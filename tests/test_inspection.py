@@ -223,7 +223,7 @@ def test_html_report_samples_correct_and_wrong_selected_rollouts(frame, tokenize
 
 def test_write_html_report_defaults_to_the_iteration_reporting_folder(project):
     out = inspection.write_html_report(project, ITERATION)
-    assert out == project / "data/08_reporting/iter_0001/rollout_report.html"
+    assert out == project / "data/08_reporting/rollout_reports/iter_0001.html"
     assert "iteration 1 rollouts" in out.read_text(encoding="utf-8")
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no temporary file left
 

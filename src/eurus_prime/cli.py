@@ -399,7 +399,7 @@ def rollouts_show(iteration, where, limit, sort_by, values, color, env, project)
 @rollouts.command("report")
 @click.option("--iteration", type=click.IntRange(min=0), default=None, help="Default: the last complete one.")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Default: data/08_reporting/iter_NNNN/rollout_report.html")
+              help="Default: data/08_reporting/rollout_reports/iter_NNNN.html")
 @click.option("--env", default=None)
 @click.option("--project", type=click.Path(path_type=Path), default=None)
 def rollouts_report(iteration, output, env, project) -> None:

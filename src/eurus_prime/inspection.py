@@ -477,11 +477,11 @@ def html_report(frame: pd.DataFrame, tokenizer: Any, *, title: str, n_correct: i
 def write_html_report(project: Path, iteration: int, out_path: Path | None = None,
                       env: str | None = None) -> Path:
     """Write ``html_report`` of ``iteration`` (default
-    ``data/08_reporting/iter_NNNN/rollout_report.html`` in ``project``) and return its path."""
+    ``data/08_reporting/rollout_reports/iter_NNNN.html`` in ``project``) and return its path."""
     project = Path(project).resolve()
     tables = load_iteration(project, iteration, env, tables=ROLLOUT_TABLES)
     page = html_report(rollout_frame(tables), load_tokenizer(project, env),
                        title=f"{project.name}: iteration {iteration} rollouts")
-    out = Path(out_path) if out_path else project / "data/08_reporting" / iter_dir(iteration) / "rollout_report.html"
+    out = Path(out_path) if out_path else project / "data/08_reporting/rollout_reports" / f"{iter_dir(iteration)}.html"
     write_file_atomically(out, page)
     return out

@@ -35,7 +35,7 @@ def _latest(project: Path, rel: str) -> Path:
 
 
 def test_train_leaves_the_last_rollout_report_and_the_learning_curves(project):
-    assert "<html" in (project / "data/08_reporting/iter_0001/rollout_report.html").read_text().lower()
+    assert "<html" in (project / "data/08_reporting/rollout_reports/iter_0001.html").read_text().lower()
     assert (project / "data/08_reporting/learning_curves.png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -103,7 +103,7 @@ def test_rollouts_show_report_and_curves(project):
                                        capture_output=True, text=True, env=_env())
     assert bad.returncode != 0 and "--where 'nonsense ==='" in bad.stderr
     out = run([EURUS_PRIME, "rollouts", "report"], project, env=_env()).stdout
-    html = (project / "data/08_reporting/iter_0001/rollout_report.html")
+    html = (project / "data/08_reporting/rollout_reports/iter_0001.html")
     assert str(html) in out and "<html" in html.read_text().lower()
     out = run([EURUS_PRIME, "curves"], project, env=_env()).stdout
     assert (project / "data/08_reporting/learning_curves.png").read_bytes()[:4] == b"\x89PNG"
