@@ -45,3 +45,4 @@ def test_notebook_runs_headless_on_the_latest_iteration(trained_project, tmp_pat
     html = [o.data["text/html"] for o in outputs if "text/html" in o.get("data", {})]
     heatmaps = [h for h in html if 'class="ep-tokens"' in h and "background:#" in h]
     assert len(heatmaps) == 2  # the best and the worst rollouts
+    assert not (project / "notebooks/mlflow.db").exists()  # the project's paths, not the notebook folder's

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import html
 import math
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -58,8 +59,15 @@ def _catalog(project: Path, env: str | None, iteration: int | None = None) -> It
     project = Path(project).resolve()
     bootstrap_project(project)
     params = {} if iteration is None else {"iteration": int(iteration)}
-    with KedroSession.create(project_path=project, env=env, runtime_params=params) as session:
-        yield session.load_context().catalog
+    # The project's relative paths (data/, the MLflow sqlite URI) resolve against the working
+    # directory: a notebook in notebooks/ would otherwise start a second mlflow.db there.
+    cwd = Path.cwd()
+    os.chdir(project)
+    try:
+        with KedroSession.create(project_path=project, env=env, runtime_params=params) as session:
+            yield session.load_context().catalog
+    finally:
+        os.chdir(cwd)
 
 
 def load_iteration(project: Path, iteration: int, env: str | None = None,

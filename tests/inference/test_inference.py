@@ -111,3 +111,22 @@ def test_best_of_n_refuses_a_prm_with_another_tokenizer(tiny_model, tiny_tokeniz
     alien = _checkpoint(tiny_model, other)
     with pytest.raises(ValueError, match="the PRM has another tokenizer"):
         inference.best_of_n(ckpt, alien, ckpt, ["x"], ["math"], n=2, max_new_tokens=4)
+
+
+def test_question_files_get_defaults_and_bad_rows_name_file_row_and_field():
+    import pandas as pd
+
+    from eurus_prime.pipelines.inference.nodes import _questions
+
+    frame = pd.DataFrame({"question": ["a", "b"], "id": ["x", None], "ability": [None, "code"]})
+    frame.attrs["source"] = "data/01_raw/questions.jsonl"
+    q = _questions(frame, "math")
+    assert list(q["id"]) == ["x", "1"] and list(q["ability"]) == ["math", "code"]
+    bad = pd.DataFrame({"question": ["a", " "]})
+    bad.attrs["source"] = "data/01_raw/questions.jsonl"
+    with pytest.raises(ValueError, match=r"questions.jsonl row 1: field `question` must be non-empty"):
+        _questions(bad, "math")
+    with pytest.raises(ValueError, match=r"row 0: field `ability` must be 'math' or 'code', got 'poetry'"):
+        _questions(pd.DataFrame({"question": ["a"], "ability": ["poetry"]}), "math")
+    with pytest.raises(ValueError, match="no `question` column"):
+        _questions(pd.DataFrame({"text": ["a"]}), "math")

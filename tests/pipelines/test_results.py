@@ -84,12 +84,12 @@ def test_chat_streams_an_answer_and_parses_it(project):
 
 def test_the_inference_pipeline_answers_a_file_of_questions(project):
     rows = [{"id": "q1", "question": "Zoe has 3 toys. She buys 2 more. How many toys does Zoe have now?"},
-            {"id": "q2", "question": "Write a function run(x) that returns x plus 5.", "ability": "code"}]
+            {"question": "Write a function run(x) that returns x plus 5.", "ability": "code"}]
     (project / "data/01_raw/questions.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     run([KEDRO, "run", "--pipelines=inference", "--params=inference.max_new_tokens=32,inference.best_of=2"],
         project, env=_env())
     answers = pd.read_parquet(_latest(project, "data/07_model_output/inference/answers.parquet"))
-    assert list(answers["id"]) == ["q1", "q2"] and list(answers["ability"]) == ["math", "code"]
+    assert list(answers["id"]) == ["q1", "1"] and list(answers["ability"]) == ["math", "code"]
     assert {"response", "steps", "actions", "answer", "prm_score", "candidates"} <= set(answers.columns)
     assert all(len(c) == 2 for c in answers["candidates"])
     assert answers["prompt_text"].str.contains("Actions: \\[ASSESS\\]").all()  # the tiny system prompt

@@ -54,8 +54,10 @@ def _questions(frame: pd.DataFrame, default_ability: str) -> pd.DataFrame:
             raise ValueError(f"{source} row {row}: field `question` must be non-empty text, got {q!r}")
         if a not in ("math", "code"):
             raise ValueError(f"{source} row {row}: field `ability` must be 'math' or 'code', got {a!r}")
-    ids = frame["id"] if "id" in frame.columns else pd.Series(range(len(frame)), index=frame.index)
-    return pd.DataFrame({"id": ids.astype(str).to_numpy(), "question": frame["question"].to_numpy(),
+    position = pd.Series([str(i) for i in range(len(frame))], index=frame.index)
+    ids = position if "id" not in frame.columns else frame["id"].map(
+        lambda v: None if pd.isna(v) else str(v)).fillna(position)  # a row without an id: its position
+    return pd.DataFrame({"id": ids.to_numpy(), "question": frame["question"].to_numpy(),
                          "ability": abilities.to_numpy()})
 
 
