@@ -84,3 +84,12 @@ def _versioned(folder: Path, label: str, what: str, available: list[int] | None 
         have = f"; iterations with a checkpoint: {available}" if available else ""
         raise ValueError(f"no saved version of {what} at {folder}{have}; run `eurus-prime train`")
     return CheckpointRef(label=label, source=str(folder), versioned=True)
+
+
+def current_project() -> Path:
+    """The Kedro project around the working directory (a ``kedro run`` runs in its root), where
+    names like ``sft`` and ``latest`` resolve; the working directory itself outside a project."""
+    from kedro.utils import find_kedro_project
+
+    found = find_kedro_project(Path.cwd())
+    return Path(found) if found else Path.cwd()

@@ -272,7 +272,8 @@ def _suite_spec(text: str):
               help="0 is greedy.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--best-of", type=click.IntRange(min=1), default=None,
-              help="Sample N answers and rank them by the implicit PRM's sequence score.")
+              help="Sample N answers (at --temperature, or 1.0 when it is 0) and rank them by the implicit "
+                   "PRM's sequence score.")
 @click.option("--prm", default="prm:latest", show_default=True, help="The PRM for --best-of.")
 @click.option("--ref", "reference", default="sft", show_default=True,
               help="The PRM's reference model (the frozen SFT model of its run).")

@@ -4,12 +4,12 @@ pipeline: several checkpoints on named suites, compared in a table, a report and
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import pandas as pd
 
 from eurus_prime.datasets import Checkpoint
 from eurus_prime import evaluation
+from eurus_prime.checkpoints import current_project
 from eurus_prime.evaluation import SPLIT_SUITES, EvalConfig, SuiteEvalConfig, accuracy_report, evaluate_prompts, suite_name
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ def load_eval_suites(prompts_test: pd.DataFrame, prompts_val: pd.DataFrame, eval
 
 def evaluate_suites(eval_suite_prompts: pd.DataFrame, evaluation_suites: SuiteEvalConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every checkpoint on every suite item, greedy and (``best_of`` > 0) best-of-N."""
-    return evaluation.evaluate_suites(eval_suite_prompts, evaluation_suites, _project())
+    return evaluation.evaluate_suites(eval_suite_prompts, evaluation_suites, current_project())
 
 
 def summarise_evaluation(eval_suite_items: pd.DataFrame) -> tuple[pd.DataFrame, str, bytes, dict]:
@@ -73,11 +73,3 @@ def summarise_evaluation(eval_suite_items: pd.DataFrame) -> tuple[pd.DataFrame, 
         for r in whole.itertuples()
     }
     return table, evaluation.markdown_report(table), evaluation.chart_png(table), metrics
-
-
-def _project() -> Path:
-    """The Kedro project the run is in: checkpoint names (``sft``, ``latest``) resolve under it."""
-    from kedro.utils import find_kedro_project
-
-    found = find_kedro_project(Path.cwd())
-    return Path(found) if found else Path.cwd()

@@ -9,7 +9,7 @@ import pandas as pd
 
 from eurus_prime import inference as infer
 from eurus_prime.engines.generation import generate
-from eurus_prime.pipelines.evaluation.nodes import _project
+from eurus_prime.checkpoints import current_project, resolve
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +66,7 @@ def answer_questions(inference_questions: pd.DataFrame, inference: InferenceConf
     ``best_of`` the chosen candidate, its PRM score and every candidate with its score."""
     cfg = inference
     questions = _questions(inference_questions, cfg.ability)
-    project = _project()
-    from eurus_prime.checkpoints import resolve
-
+    project = current_project()
     ref = resolve(cfg.model, project)
     model = ref.load()
     tok = model.tokenizer
