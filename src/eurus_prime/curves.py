@@ -11,13 +11,11 @@ The frame's columns carry the MLflow metric names of ``docs/tables.md`` (``eval/
 Both add the derived columns ``filter/selected_share`` (selected / drawn: the keep-rate) and
 ``time/iteration``, and a baseline row at ``iteration = -1`` holding the SFT model's held-out
 accuracy, which the accuracy panel draws as dashed lines. ``plot_learning_curves`` takes either.
-
-    python -m eurus_prime.curves [PROJECT]   # data/08_reporting/learning_curves.{png,csv}
+``eurus-prime curves`` writes ``data/08_reporting/learning_curves.{png,csv}``.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import io
 from collections.abc import Iterable
@@ -61,19 +59,6 @@ def _table(project: Path, layer: str, iteration: int, name: str,
     return pd.read_parquet(path, columns=columns)
 
 
-def _filter_metrics(report: pd.DataFrame) -> dict[str, float]:
-    """``filter/...`` as ``stages.filter_metrics`` logs them, without its under-filled-batch
-    warning (a warning about the run, not about this report)."""
-    selected = float(report["selected"].sum())
-    return {
-        "filter/drawn": float(len(report)),
-        "filter/in_band_share": float(report["in_band"].mean()),
-        "filter/selected": selected,
-        "filter/too_easy_share": float((report["status"] == "too_easy").mean()),
-        "filter/too_hard_share": float((report["status"] == "too_hard").mean()),
-    }
-
-
 def _prm_metrics(project: Path, iteration: int, outcomes: pd.DataFrame, report: pd.DataFrame) -> dict[str, float]:
     """``prm/...`` through ``stages.prm_metrics``; the two settings it reads (samples per prompt,
     ``prm_update``) come from the tables themselves."""
@@ -114,7 +99,7 @@ def _iteration_row(project: Path, iteration: int) -> dict[str, float]:
         "iteration": iteration,
         **stages.rollout_metrics(rollouts),
         **stages.outcome_metrics(outcomes),
-        **_filter_metrics(report),
+        **stages.filter_metrics(report),
         **_prm_metrics(project, iteration, outcomes, report),
         **stages.advantage_metrics(_table(project, "05_rollouts", iteration, "advantages",
                                           ["advantages", "returns"])),
@@ -390,15 +375,3 @@ def write_learning_curves(project: Path, out_dir: Path | None = None, source: st
     write_file_atomically(csv, frame.to_csv(index=False))
     return png, csv
 
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("project", nargs="?", type=Path, default=Path.cwd())
-    parser.add_argument("--out-dir", type=Path, default=None, help="default: PROJECT/data/08_reporting")
-    args = parser.parse_args(argv)
-    for path in write_learning_curves(args.project, args.out_dir):
-        print(path)
-
-
-if __name__ == "__main__":
-    main()

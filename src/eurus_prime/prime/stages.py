@@ -216,6 +216,10 @@ def filter_prompts(outcomes: pd.DataFrame, cfg: PrimeConfig) -> pd.DataFrame:
     if cfg.filter_mode == "fixed_batch" and len(passing) < cfg.prompts_per_step:
         failing = np.flatnonzero(~in_band)[: cfg.prompts_per_step - len(passing)]
         status[failing] = "filled"
+    selected = np.isin(status, ["selected", "filled"])
+    if selected.sum() < cfg.prompts_per_step:
+        log.warning("filter: only %d of %d prompt groups selected (%d drawn); raise "
+                    "prime.oversample_factor to fill the batch", selected.sum(), cfg.prompts_per_step, len(acc))
     return pd.DataFrame({
         "prompt_id": first["prompt_id"].to_numpy(),
         "data_source": first["data_source"].to_numpy(),
@@ -223,7 +227,7 @@ def filter_prompts(outcomes: pd.DataFrame, cfg: PrimeConfig) -> pd.DataFrame:
         "n": n,
         "accuracy": acc,
         "in_band": in_band,
-        "selected": np.isin(status, ["selected", "filled"]),
+        "selected": selected,
         "status": status,
     })
 
@@ -234,15 +238,12 @@ def accuracy_histogram(acc: np.ndarray) -> str:
     return "{" + ", ".join(f"{v:.2f}: {c}" for v, c in zip(values, counts)) + "}"
 
 
-def filter_metrics(report: pd.DataFrame, cfg: PrimeConfig) -> dict[str, float]:
-    selected = int(report["selected"].sum())
-    if selected < cfg.prompts_per_step:
-        log.warning("filter: only %d of %d prompt groups selected (%d drawn); raise "
-                    "prime.oversample_factor to fill the batch", selected, cfg.prompts_per_step, len(report))
+def filter_metrics(report: pd.DataFrame) -> dict[str, float]:
+    """``filter/...`` of a filter report (logged by the node, recomputed by ``curves``)."""
     return {
         "filter/drawn": float(len(report)),
         "filter/in_band_share": float(report["in_band"].mean()),
-        "filter/selected": float(selected),
+        "filter/selected": float(report["selected"].sum()),
         "filter/too_easy_share": float((report["status"] == "too_easy").mean()),
         "filter/too_hard_share": float((report["status"] == "too_hard").mean()),
     }

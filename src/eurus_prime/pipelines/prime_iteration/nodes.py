@@ -61,7 +61,7 @@ def filter_prompts(outcomes: pd.DataFrame, prime: PrimeConfig, iteration: int) -
     m: dict[str, float] = {}
     with _timed(m, "filter_prompts"):
         report = stages.filter_prompts(outcomes, prime)
-    m.update(stages.filter_metrics(report, prime))
+    m.update(stages.filter_metrics(report))
     return report, _stepped(m, iteration)
 
 
