@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from eurus_prime.engines.generation import Generation, generate
+from eurus_prime.engines.generation import Generation, finish, generate, sampling_kwargs
 from eurus_prime.prime.batch import score_responses
 from eurus_prime.prompting import ACTIONS, build_messages, render_prompt, system_prompt
 from eurus_prime.verifiers.code import extract_code
@@ -100,8 +100,8 @@ class _CallbackStreamer:
     incomplete UTF-8 character) keeps byte-level and multi-token characters intact.
     """
 
-    def __init__(self, tokenizer, on_text: Callable[[str], None], eos_id: int | None) -> None:
-        self.tokenizer, self.on_text, self.eos_id = tokenizer, on_text, eos_id
+    def __init__(self, tokenizer, on_text: Callable[[str], None]) -> None:
+        self.tokenizer, self.on_text = tokenizer, on_text
         self.ids: list[int] = []
         self.sent = 0
         self.prompt_seen = False
@@ -137,18 +137,12 @@ def stream_generate(checkpoint, prompt_text: str, *, max_new_tokens: int, temper
     model, tok = checkpoint.model, checkpoint.tokenizer
     model.eval()
     ids = torch.tensor([tok(prompt_text, add_special_tokens=False)["input_ids"]])
-    eos = tok.eos_token_id
-    streamer = _CallbackStreamer(tok, on_text or (lambda _: None), eos)
+    streamer = _CallbackStreamer(tok, on_text or (lambda _: None))
     torch.manual_seed(seed)
-    sampling = {"do_sample": False} if temperature == 0 else {
-        "do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": 0}
     out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
-                         eos_token_id=eos, pad_token_id=tok.pad_token_id, streamer=streamer, **sampling)
-    new = out[0, ids.shape[1]:].tolist()
-    reason = "length"
-    if eos in new:
-        new, reason = new[: new.index(eos) + 1], "stop"
-    return Generation(text=tok.decode(new, skip_special_tokens=True), token_ids=new, finish_reason=reason)
+                         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, streamer=streamer,
+                         **sampling_kwargs(temperature, top_p))
+    return finish(tok, out[0, ids.shape[1]:].tolist())
 
 
 def check_same_tokenizer(a, b, what: str) -> None:

@@ -28,6 +28,25 @@ class Generation:
     finish_reason: str
 
 
+def sampling_kwargs(temperature: float, top_p: float = 1.0) -> dict:
+    """``model.generate`` arguments: greedy at temperature 0, else plain sampling (no top-k)."""
+    if temperature == 0:
+        return {"do_sample": False}
+    return {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": 0}
+
+
+def finish(tokenizer, new_ids: list[int]) -> Generation:
+    """A completion from the ids ``generate`` added after the prompt: cut after the end-of-turn
+    token (``stop``; the token is kept), else padding removed (``length``)."""
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    if eos in new_ids:
+        new_ids, reason = new_ids[: new_ids.index(eos) + 1], "stop"
+    else:
+        new_ids, reason = [t for t in new_ids if t != pad], "length"
+    return Generation(text=tokenizer.decode(new_ids, skip_special_tokens=True), token_ids=new_ids,
+                      finish_reason=reason)
+
+
 @torch.no_grad()
 def generate(
     model,
@@ -61,9 +80,7 @@ def generate(
     eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
     results: list[Generation | None] = [None] * len(prompts)
     torch.manual_seed(seed)
-    sampling = {"do_sample": False} if temperature == 0 else {
-        "do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": 0,
-    }
+    sampling = sampling_kwargs(temperature, top_p)
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     quiet = not progress or os.environ.get("TQDM_DISABLE", "") not in ("", "0")
     for done, batch in enumerate(tqdm(batches, desc="generate", disable=quiet, leave=False)):
@@ -82,15 +99,7 @@ def generate(
             **sampling,
         )
         for row, i in enumerate(batch):
-            new = out[row, width:].tolist()
-            if eos in new:
-                new = new[: new.index(eos) + 1]
-                reason = "stop"
-            else:
-                new = [t for t in new if t != pad]
-                reason = "length"
-            text = tokenizer.decode(new, skip_special_tokens=True)
-            results[i] = Generation(text=text, token_ids=new, finish_reason=reason)
+            results[i] = finish(tokenizer, out[row, width:].tolist())
         monitor.step(done + 1, len(batches), "generation batches")
     model.train(was_training)
     return results  # type: ignore[return-value]
