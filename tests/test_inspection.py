@@ -233,6 +233,14 @@ def test_load_iteration_names_what_to_run_for_a_missing_iteration(project):
         inspection.load_iteration(project, 7, tables=("rollouts", "outcomes"))
 
 
+def test_load_rollouts_gives_the_joined_frame_and_its_tokenizer_in_one_session(project, frame, tokenizer):
+    loaded, tok = inspection.load_rollouts(project, ITERATION)
+    pd.testing.assert_frame_equal(loaded, frame)
+    assert tok.get_vocab() == tokenizer.get_vocab()
+    with pytest.raises(FileNotFoundError, match=r"iteration 7 .*eurus-prime train"):
+        inspection.load_rollouts(project, 7)
+
+
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="needs headless Chromium (`chromium` on PATH)")
 def test_report_renders_in_headless_chromium(project, tmp_path):
     import matplotlib.image

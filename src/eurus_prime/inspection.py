@@ -8,7 +8,7 @@ rollouts with each token's value as a background colour, red < 0 < green: in the
 through ``rollout_cards``, in a notebook (``notebooks/inspect_rollouts.ipynb``).
 
 Everything here is plain functions of DataFrames and a tokenizer; ``_catalog`` is the one place
-that opens a Kedro session (``load_iteration``, ``load_tokenizer``). Column reference:
+that opens a Kedro session (``load_iteration``, ``load_rollouts``, ``load_tokenizer``). Column reference:
 ``docs/tables.md``.
 """
 
@@ -77,14 +77,26 @@ def load_iteration(project: Path, iteration: int, env: str | None = None,
     Raises ``FileNotFoundError`` naming the iteration, the missing tables and the command that
     writes them, rather than Kedro's per-dataset error for the first one it meets."""
     with _catalog(project, env, iteration) as catalog:
-        missing = [name for name in tables if not catalog.exists(name)]
-        if missing:
-            raise FileNotFoundError(
-                f"iteration {iteration} of {project} has no {', '.join(missing)} table"
-                f"{'s' if len(missing) > 1 else ''} yet: run `eurus-prime train` (runs the iterations in "
-                f"order) or `kedro run --pipelines=prime_iteration "
-                f"--params=iteration={iteration}`")
-        return {name: catalog.load(name) for name in tables}
+        return _load_tables(catalog, project, iteration, tables)
+
+
+def _load_tables(catalog: Any, project: Path, iteration: int, tables: Sequence[str]) -> dict[str, pd.DataFrame]:
+    missing = [name for name in tables if not catalog.exists(name)]
+    if missing:
+        raise FileNotFoundError(
+            f"iteration {iteration} of {project} has no {', '.join(missing)} table"
+            f"{'s' if len(missing) > 1 else ''} yet: run `eurus-prime train` (runs the iterations in "
+            f"order) or `kedro run --pipelines=prime_iteration "
+            f"--params=iteration={iteration}`")
+    return {name: catalog.load(name) for name in tables}
+
+
+def load_rollouts(project: Path, iteration: int, env: str | None = None) -> tuple[pd.DataFrame, Any]:
+    """``rollout_frame`` of ``iteration`` and the tokenizer that decodes it, from one Kedro session
+    (what the terminal view and the HTML report need, and no more)."""
+    with _catalog(project, env, iteration) as catalog:
+        tables = _load_tables(catalog, project, iteration, ROLLOUT_TABLES)
+        return rollout_frame(tables), catalog.load("tokenizer")
 
 
 def load_tokenizer(project: Path, env: str | None = None) -> Any:
@@ -487,9 +499,8 @@ def write_html_report(project: Path, iteration: int, out_path: Path | None = Non
     """Write ``html_report`` of ``iteration`` (default
     ``data/08_reporting/rollout_reports/iter_NNNN.html`` in ``project``) and return its path."""
     project = Path(project).resolve()
-    tables = load_iteration(project, iteration, env, tables=ROLLOUT_TABLES)
-    page = html_report(rollout_frame(tables), load_tokenizer(project, env),
-                       title=f"{project.name}: iteration {iteration} rollouts")
+    frame, tokenizer = load_rollouts(project, iteration, env)
+    page = html_report(frame, tokenizer, title=f"{project.name}: iteration {iteration} rollouts")
     out = Path(out_path) if out_path else project / "data/08_reporting/rollout_reports" / f"{iter_dir(iteration)}.html"
     write_file_atomically(out, page)
     return out
