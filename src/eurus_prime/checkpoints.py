@@ -41,6 +41,16 @@ class CheckpointRef:
         return ckpt
 
 
+def load_each(refs: list[CheckpointRef]) -> list[Checkpoint]:
+    """Load ``refs`` in order, each distinct folder once: the SFT model is often the policy being
+    evaluated and the PRM's reference at the same time (at 7B, one copy is 15 GB)."""
+    loaded: dict[str, Checkpoint] = {}
+    for ref in refs:
+        if ref.source not in loaded:
+            loaded[ref.source] = ref.load()
+    return [loaded[ref.source] for ref in refs]
+
+
 def _iterations(root: Path, kind: str) -> list[int]:
     folder = root / MODELS / kind
     found = [int(p.name[5:]) for p in folder.glob("iter_*") if p.name[5:].isdigit() and has_version(p)]

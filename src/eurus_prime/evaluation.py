@@ -220,12 +220,15 @@ def evaluate_suites(prompts: pd.DataFrame, cfg: SuiteEvalConfig, project) -> tup
     Returns ``items`` (one row per checkpoint, suite item and method; ``correct`` is a share for
     ``sample@1``) and ``samples`` (one row per best-of-N sample; empty when ``best_of`` is 0).
     """
-    from eurus_prime.checkpoints import resolve
+    from eurus_prime.checkpoints import load_each, resolve
 
     refs = [resolve(spec, project) for spec in cfg.checkpoints]
+    scorers: dict[str, object] = {}  # the PRM and its reference, held for the whole run
     prm = reference = None
     if cfg.best_of:
-        prm, reference = resolve(cfg.prm, project).load(), resolve(cfg.reference, project).load()
+        scoring = [resolve(cfg.prm, project), resolve(cfg.reference, project)]
+        prm, reference = load_each(scoring)
+        scorers = {scoring[0].source: prm, scoring[1].source: reference}
     keys = pd.DataFrame({
         "suite": prompts["suite"].to_numpy(),
         "data_source": prompts["data_source"].to_numpy(),
@@ -234,7 +237,7 @@ def evaluate_suites(prompts: pd.DataFrame, cfg: SuiteEvalConfig, project) -> tup
     })
     items, samples = [], []
     for ref in refs:
-        ckpt = ref.load()
+        ckpt = scorers.get(ref.source) or ref.load()  # evaluating the reference (sft): loaded once
         log.info("evaluation: %s (%s) on %d items", ref.label, ckpt.version, len(prompts))
         greedy = evaluate_prompts(ckpt.model, ckpt.tokenizer, prompts,
                                   EvalConfig(max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size))

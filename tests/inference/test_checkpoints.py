@@ -29,3 +29,11 @@ def test_unknown_names_say_what_exists(trained_project, tmp_path):
         resolve("latest", tmp_path)  # an empty project: latest falls back to sft, which does not exist
     with pytest.raises(ValueError, match="no prm checkpoint"):
         resolve("prm:latest", tmp_path)
+
+
+def test_load_each_loads_a_folder_named_twice_once(trained_project):
+    from eurus_prime.checkpoints import load_each
+
+    sft, latest, reference = load_each([resolve(s, trained_project) for s in ("sft", "latest", "iter:0")])
+    assert reference is sft and latest is not sft
+    assert sft.version.startswith("06_models/sft_model@") and latest.version.startswith("policy/iter_0002@")

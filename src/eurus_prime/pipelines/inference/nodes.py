@@ -9,7 +9,7 @@ import pandas as pd
 
 from eurus_prime import inference as infer
 from eurus_prime.engines.generation import generate
-from eurus_prime.checkpoints import current_project, resolve
+from eurus_prime.checkpoints import current_project, load_each, resolve
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +67,8 @@ def answer_questions(inference_questions: pd.DataFrame, inference: InferenceConf
     cfg = inference
     questions = _questions(inference_questions, cfg.ability)
     project = current_project()
-    ref = resolve(cfg.model, project)
-    model = ref.load()
+    specs = [cfg.model, cfg.prm, cfg.reference] if cfg.best_of else [cfg.model]
+    model, *scorers = load_each([resolve(spec, project) for spec in specs])
     tok = model.tokenizer
     texts = [infer.chat_prompt(tok, q, a, cfg.system_prompt) for q, a in zip(questions["question"], questions["ability"])]
     out = questions.assign(model=model.version, prompt_text=texts)
@@ -79,8 +79,7 @@ def answer_questions(inference_questions: pd.DataFrame, inference: InferenceConf
         return out.assign(response=[g.text for g in gens], finish_reason=[g.finish_reason for g in gens],
                           response_length=[len(g.token_ids) for g in gens],
                           **pd.DataFrame(parsed).to_dict("list"))
-    prm, reference = resolve(cfg.prm, project).load(), resolve(cfg.reference, project).load()
-    cands = infer.best_of_n(model, prm, reference, texts, list(questions["ability"]), n=cfg.best_of,
+    cands = infer.best_of_n(model, *scorers, texts, list(questions["ability"]), n=cfg.best_of,
                                 max_new_tokens=cfg.max_new_tokens, temperature=cfg.sample_temperature,
                                 beta=cfg.beta, seed=cfg.seed, batch_size=cfg.batch_size)
     best = [max(group, key=lambda c: c.score) for group in cands]
