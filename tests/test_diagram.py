@@ -6,7 +6,10 @@ from pathlib import Path
 import pytest
 from kedro.pipeline import node, pipeline
 
-from eurus_prime.diagram import main, markers, mermaid, readme_block
+from click.testing import CliRunner
+
+from eurus_prime.cli import main as cli
+from eurus_prime.diagram import markers, mermaid, readme_block
 from eurus_prime.pipeline_registry import register_pipelines
 
 ROOT = Path(__file__).parents[1]
@@ -62,35 +65,41 @@ def test_ids_are_sanitised_and_never_clash():
     assert mermaid(tiny, direction="LR").startswith("flowchart LR\n")
 
 
+def main(args: list[str]):
+    """``eurus-prime diagram ARGS``: (exit code, stdout, stderr)."""
+    result = CliRunner().invoke(cli, ["diagram", *args])
+    return result.exit_code, result.stdout, result.stderr
+
+
 def _readme(tmp_path: Path, block: str) -> Path:
     path = tmp_path / "README.md"
     path.write_text(f"# Title\n\nBefore.\n\n{block}\n\nAfter.\n")
     return path
 
 
-def test_check_fails_on_a_stale_block_and_passes_after_write(tmp_path, capsys):
+def test_check_fails_on_a_stale_block_and_passes_after_write(tmp_path):
     begin, end = markers("prime_iteration")
     stale = readme_block().replace("n_update_policy --> d_policy_out", "n_update_policy --> d_nowhere")
     path = _readme(tmp_path, stale)
-    assert main(["--check", str(path)]) == 1
-    assert "out of date" in capsys.readouterr().err
-    assert main(["--write", str(path)]) == 0
-    assert main(["--check", str(path)]) == 0
+    code, _, err = main(["--check", str(path)])
+    assert code == 1 and "out of date" in err
+    assert main(["--write", str(path)])[0] == 0
+    assert main(["--check", str(path)])[0] == 0
     text = path.read_text()
     assert text == f"# Title\n\nBefore.\n\n{readme_block()}\n\nAfter.\n"
     assert text.count(begin) == 1 and text.count(end) == 1
     assert [p.name for p in tmp_path.iterdir()] == ["README.md"]  # written atomically, no leftovers
 
 
-def test_missing_markers_are_named(tmp_path, capsys):
+def test_missing_markers_are_named(tmp_path):
     path = _readme(tmp_path, "no diagram here")
-    assert main(["--check", str(path)]) == 1
-    assert markers("prime_iteration")[0] in capsys.readouterr().err
-    assert main(["--write", str(path)]) == 1
+    code, _, err = main(["--check", str(path)])
+    assert code == 1 and markers("prime_iteration")[0] in err
+    assert main(["--write", str(path)])[0] == 1
     assert "no diagram here" in path.read_text()
 
 
 def test_readme_diagram_is_current():
-    assert main(["--check", str(ROOT / "README.md")]) == 0, (
+    assert main(["--check", str(ROOT / "README.md")])[0] == 0, (
         "README.md's prime_iteration diagram is missing or stale: "
-        "run `python -m eurus_prime.diagram --write README.md`")
+        "run `eurus-prime diagram --write README.md`")

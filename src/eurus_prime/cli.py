@@ -170,6 +170,7 @@ def verify(input_path: Path, output_path: Path, workers: int | None) -> None:
 
     import pandas as pd
 
+    from eurus_prime.datasets.atomic import write_file_atomically, write_stream_atomically
     from eurus_prime.verifiers import summarise, verify_table
 
     rows = _read_rows(input_path)
@@ -181,13 +182,10 @@ def verify(input_path: Path, output_path: Path, workers: int | None) -> None:
     except ValueError as err:
         raise click.ClickException(f"{input_path}: {err}") from err
     seconds = time.perf_counter() - start
-    output_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output_path.with_name(f".{output_path.name}.tmp")
     if output_path.suffix == ".jsonl":
-        scored.to_json(tmp, orient="records", lines=True)
+        write_file_atomically(output_path, scored.to_json(orient="records", lines=True))
     else:
-        scored.to_parquet(tmp)
-    tmp.replace(output_path)
+        write_stream_atomically(output_path, scored.to_parquet)
     click.echo(summarise(scored))
     click.echo(f"scored in {seconds:.1f} s ({len(scored) / max(seconds, 1e-9):.0f} rows/s); wrote {output_path}")
 
@@ -286,14 +284,12 @@ def chat(question, model, ability, system, max_new_tokens, temperature, seed, be
     """Answer QUESTION (or each line of stdin) with a checkpoint and the Eurus-2 prompt, streaming the
     response, then print its action steps and final answer."""
     from eurus_prime import inference
-    from eurus_prime.checkpoints import resolve
+    from eurus_prime.checkpoints import load_each, resolve
 
     project = _project(project)
     try:
-        policy = resolve(model, project).load()
-        scorers = None
-        if best_of:
-            scorers = resolve(prm, project).load(), resolve(reference, project).load()
+        policy, *scorers = load_each([resolve(spec, project) for spec in
+                                      ([model, prm, reference] if best_of else [model])])
     except (ValueError, OSError) as err:
         raise click.ClickException(str(err)) from err
     questions = [question] if question else [line.strip() for line in click.get_text_stream("stdin") if line.strip()]
@@ -301,7 +297,7 @@ def chat(question, model, ability, system, max_new_tokens, temperature, seed, be
         raise click.UsageError("give a QUESTION, or questions on stdin (one per line)")
     for q in questions:
         prompt = inference.chat_prompt(policy.tokenizer, q, ability, system)
-        if scorers is None:
+        if not scorers:
             gen = inference.stream_generate(policy, prompt, max_new_tokens=max_new_tokens, temperature=temperature,
                                             seed=seed, on_text=lambda t: click.echo(t, nl=False))
             click.echo("")
@@ -373,8 +369,7 @@ def rollouts_show(iteration, where, limit, sort_by, values, color, env, project)
     iteration = _iteration_or_last(project, iteration)
     logging.disable(logging.WARNING)  # the rollouts are the output: no catalog chatter around them
     try:
-        frame = inspection.rollout_frame(inspection.load_iteration(project, iteration, env))
-        tok = inspection.load_tokenizer(project, env)
+        frame, tok = inspection.load_rollouts(project, iteration, env)
     except (FileNotFoundError, ValueError) as err:
         raise click.ClickException(str(err)) from err
     finally:
@@ -443,6 +438,33 @@ def curves(source, project) -> None:
     except (ValueError, LookupError, FileNotFoundError) as err:
         raise click.ClickException(str(err)) from err
     click.echo(f"wrote {png} and {csv}")
+
+
+@main.command()
+@click.option("--check", "check", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Exit 1 if this README's block is stale.")
+@click.option("--write", "write_to", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Replace this README's block in place.")
+@click.option("--pipeline", default="prime_iteration", show_default=True, help="A registered pipeline.")
+def diagram(check: Path | None, write_to: Path | None, pipeline: str) -> None:
+    """Print a pipeline as a Mermaid flowchart, or check / rewrite its generated block in a README."""
+    from eurus_prime import diagram as picture
+
+    if check and write_to:
+        raise click.UsageError("give --check or --write, not both")
+    try:
+        if check:
+            if not picture.is_current(check, pipeline):
+                raise click.ClickException(f"{check}: the {pipeline} diagram is out of date; run "
+                                           f"`eurus-prime diagram --write {check}`")
+            click.echo(f"{check}: the {pipeline} diagram is current")
+        elif write_to:
+            changed = picture.write(write_to, pipeline)
+            click.echo(f"{write_to}: {pipeline} diagram {'updated' if changed else 'already current'}")
+        else:
+            click.echo(picture.readme_block(pipeline))
+    except ValueError as err:
+        raise click.ClickException(str(err)) from err
 
 
 #: Kedro loads ``<package>.cli.cli`` as the project's command group, so ``kedro train`` works too.
