@@ -10,11 +10,16 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from eurus_prime.engines.generation import generate
+from eurus_prime.engines.generation import ENGINES, generate
 from eurus_prime.prompting import render_prompt
 from eurus_prime.verifiers import verify_all
 
 log = logging.getLogger(__name__)
+
+
+def _check_engine(block: str, engine: str) -> None:
+    if engine not in ENGINES:
+        raise ValueError(f"{block}.engine = {engine!r} is invalid: valid values are {list(ENGINES)}")
 
 
 @dataclass(frozen=True)
@@ -31,8 +36,11 @@ class EvalConfig:
     """Evaluate only the first N prompts (None: all)."""
     seed: int = 0
     """Seed of sampling (unused when greedy)."""
+    engine: str = "fast"
+    """Generation engine: ``fast`` or ``hf`` (``eurus_prime.engines.generation``)."""
 
     def __post_init__(self) -> None:
+        _check_engine("evaluation", self.engine)
         if self.max_new_tokens < 1:
             raise ValueError(f"evaluation.max_new_tokens must be >= 1, got {self.max_new_tokens}")
         if self.batch_size < 1:
@@ -53,7 +61,7 @@ def evaluate_prompts(model, tokenizer, prompts: pd.DataFrame, cfg: EvalConfig) -
     texts = [render_prompt(tokenizer, list(p)) for p in rows["prompt"]]
     gens = generate(
         model, tokenizer, texts, max_new_tokens=cfg.max_new_tokens,
-        temperature=cfg.temperature, batch_size=cfg.batch_size, seed=cfg.seed,
+        temperature=cfg.temperature, batch_size=cfg.batch_size, seed=cfg.seed, engine=cfg.engine,
     )
     verdicts = verify_all(
         rows["ability"].tolist(),
@@ -125,10 +133,13 @@ class SuiteEvalConfig:
     beta: float = 0.05
     micro_batch: int = 32
     seed: int = 0
+    engine: str = "fast"
+    """Generation engine: ``fast`` or ``hf`` (``eurus_prime.engines.generation``)."""
 
     def __post_init__(self) -> None:
         def bad(field_: str, why: str) -> ValueError:
             return ValueError(f"evaluation_suites.{field_} {why}")
+        _check_engine("evaluation_suites", self.engine)
         if not self.checkpoints:
             raise bad("checkpoints", "is empty: name at least one (e.g. [sft, latest])")
         if not self.suites:
@@ -171,7 +182,7 @@ def best_of_n_items(policy, prm, reference, prompts: pd.DataFrame, cfg: SuiteEva
     abilities = prompts["ability"].tolist()
     cands = best_of_n(policy, prm, reference, texts, abilities, n=n, max_new_tokens=cfg.max_new_tokens,
                       temperature=cfg.temperature, beta=cfg.beta, seed=cfg.seed, batch_size=cfg.batch_size,
-                      micro_batch=cfg.micro_batch)
+                      micro_batch=cfg.micro_batch, engine=cfg.engine)
     truths = [rm["ground_truth"] for rm in prompts["reward_model"]]
     flat = [c for group in cands for c in group]
     verdicts = _verdict_frame(verify_all([a for a in abilities for _ in range(n)],
@@ -240,7 +251,8 @@ def evaluate_suites(prompts: pd.DataFrame, cfg: SuiteEvalConfig, project) -> tup
         ckpt = scorers.get(ref.source) or ref.load()  # evaluating the reference (sft): loaded once
         log.info("evaluation: %s (%s) on %d items", ref.label, ckpt.version, len(prompts))
         greedy = evaluate_prompts(ckpt.model, ckpt.tokenizer, prompts,
-                                  EvalConfig(max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size))
+                                  EvalConfig(max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size,
+                                             engine=cfg.engine))
         items.append(keys.assign(checkpoint=ref.label, version=ckpt.version, method=GREEDY,
                                  response=greedy["response"].to_numpy(), score=greedy["score"].to_numpy(),
                                  correct=greedy["correct"].astype(float).to_numpy(),

@@ -204,7 +204,7 @@ class Candidate:
 def best_of_n(policy, prm, reference, prompt_texts: Sequence[str], abilities: Sequence[str], *, n: int,
               max_new_tokens: int, temperature: float = 1.0, top_p: float = 1.0, beta: float = 0.05,
               seed: int = 0, batch_size: int = 64, micro_batch: int = 32,
-              progress: bool = True) -> list[list[Candidate]]:
+              progress: bool = True, engine: str = "fast") -> list[list[Candidate]]:
     """Sample ``n`` answers per prompt and score each with the implicit PRM.
 
     Returns, per prompt, its ``n`` candidates in sampling order (``sorted(..., key=score)`` ranks
@@ -217,7 +217,8 @@ def best_of_n(policy, prm, reference, prompt_texts: Sequence[str], abilities: Se
     check_same_tokenizer(tok, reference.tokenizer, "the reference model")
     rep = [i for i in range(len(prompt_texts)) for _ in range(n)]
     gens = generate(policy.model, tok, [prompt_texts[i] for i in rep], max_new_tokens=max_new_tokens,
-                    temperature=temperature, top_p=top_p, batch_size=batch_size, seed=seed, progress=progress)
+                    temperature=temperature, top_p=top_p, batch_size=batch_size, seed=seed, progress=progress,
+                    engine=engine)
     p_ids = [tok(prompt_texts[i], add_special_tokens=False)["input_ids"] for i in rep]
     rewards = prm_sequence_scores(prm, reference, p_ids, [g.token_ids for g in gens], beta=beta,
                                   micro_batch=micro_batch)

@@ -204,3 +204,26 @@ def test_prompt_longer_than_the_context_is_an_error(iteration0, tiny_tokenizer):
     cfg = dataclasses.replace(CFG, max_response_length=10_000)
     with pytest.raises(ValueError, match="exceeds the model's context"):
         stages.generate_rollouts(_ckpt(tiny_tokenizer), drawn, cfg, 0, "v")
+
+
+def test_old_logprobs_reuse_the_samplers_after_a_teacher_forced_check(iteration0, tiny_tokenizer, caplog):
+    _, _, rollouts, _, report = iteration0
+    sft = _ckpt(tiny_tokenizer)
+    assert rollouts["sampling_logprobs"].map(len).equals(rollouts["response_length"])
+    forced = stages.compute_process_rewards(sft, sft, sft, rollouts, report,
+                                            dataclasses.replace(CFG, reuse_sampling_logprobs=False))
+    reused = stages.compute_process_rewards(sft, sft, sft, rollouts, report, CFG)
+    sampled = stages.selected_rollouts(rollouts, report)["sampling_logprobs"]
+    assert all((a == b).all() for a, b in zip(reused["old_logprobs"], sampled))  # taken as they are
+    assert max(float(np.abs(a - b).max()) for a, b in zip(reused["old_logprobs"], forced["old_logprobs"])) < 1e-4
+    assert all((a == b).all() for a, b in zip(reused["ref_logprobs"], forced["ref_logprobs"]))
+
+    drifted = rollouts.assign(sampling_logprobs=[x + 0.01 for x in rollouts["sampling_logprobs"]])
+    with caplog.at_level("WARNING"):
+        checked = stages.compute_process_rewards(sft, sft, sft, drifted, report, CFG)
+    assert "logprob_reuse_tol" in caplog.text
+    assert all((a == b).all() for a, b in zip(checked["old_logprobs"], forced["old_logprobs"]))
+    hot = dataclasses.replace(CFG, temperature=0.7)  # sampled from logits / T: never reused
+    assert stages._sampling_logprobs(sft, stages.selected_rollouts(rollouts, report), hot) is None
+    no_column = rollouts.assign(sampling_logprobs=None)  # the hf engine, or a table from before the column
+    assert stages._sampling_logprobs(sft, stages.selected_rollouts(no_column, report), CFG) is None

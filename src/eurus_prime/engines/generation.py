@@ -1,4 +1,11 @@
-"""Batched generation with a Hugging Face causal LM (the CPU rollout/eval engine).
+"""Batched generation with a causal LM: the rollout, evaluation and inference engines.
+
+Two engines behind one function, :func:`generate`:
+
+- ``fast`` (the default): :mod:`eurus_prime.engines.fast`, a sampler with a preallocated KV cache
+  for Llama/Qwen2-family models that also returns each sampled token's log-prob;
+- ``hf``: Hugging Face ``model.generate``, for every other architecture (``fast`` falls back to
+  it, with a warning naming why).
 
 Prompts are sorted by length and batched with left padding, so each batch wastes little compute on
 padding; results come back in input order. Greedy decoding when ``temperature == 0``.
@@ -11,21 +18,28 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from eurus_prime import monitor
+from eurus_prime.engines import fast
+
+ENGINES = ("fast", "hf")
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Generation:
-    """One completion: its text, its token ids, and why it stopped (``stop`` or ``length``)."""
+    """One completion: its text, its token ids, and why it stopped (``stop`` or ``length``).
+    ``logprobs``: each token's log-prob under the sampling distribution (logits / temperature,
+    before top-p; the plain softmax when greedy), from engines that return them (``fast``)."""
 
     text: str
     token_ids: list[int]
     finish_reason: str
+    logprobs: np.ndarray | None = None
 
 
 def sampling_kwargs(temperature: float, top_p: float = 1.0) -> dict:
@@ -37,12 +51,14 @@ def sampling_kwargs(temperature: float, top_p: float = 1.0) -> dict:
 
 def finish(tokenizer, new_ids: list[int]) -> Generation:
     """A completion from the ids ``generate`` added after the prompt: cut after the end-of-turn
-    token (``stop``; the token is kept), else padding removed (``length``)."""
-    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    token (``stop``; the token is kept), else the whole budget (``length``). ``model.generate``
+    pads only rows that have stopped, so a row without the end-of-turn token has no padding: a
+    pad id in it was sampled and stays (the trainer must see the sequence that was sampled)."""
+    eos = tokenizer.eos_token_id
     if eos in new_ids:
         new_ids, reason = new_ids[: new_ids.index(eos) + 1], "stop"
     else:
-        new_ids, reason = [t for t in new_ids if t != pad], "length"
+        reason = "length"
     return Generation(text=tokenizer.decode(new_ids, skip_special_tokens=True), token_ids=new_ids,
                       finish_reason=reason)
 
@@ -59,6 +75,8 @@ def generate(
     batch_size: int = 64,
     seed: int = 0,
     progress: bool = True,
+    engine: str = "fast",
+    hf_kwargs: dict | None = None,
 ) -> list[Generation]:
     """Complete every prompt (already rendered with the chat template).
 
@@ -66,16 +84,27 @@ def generate(
         prompts: N prompt strings.
         max_new_tokens: response budget per prompt.
         temperature: 0 for greedy decoding, else the sampling temperature.
-        seed: seeds torch's RNG once, so a run's samples are reproducible for a fixed batching.
+        seed: the samples are reproducible for a fixed seed, engine and batch size (``hf`` seeds
+            torch's global RNG, ``fast`` a private generator).
+        engine: ``fast`` or ``hf`` (module docstring).
+        hf_kwargs: extra ``model.generate`` arguments for ``hf`` (e.g. ``cache_implementation``).
     Returns:
         N ``Generation`` in the order of ``prompts``.
     """
+    if engine not in ENGINES:
+        raise ValueError(f"engine {engine!r} is not one of {ENGINES}")
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}")
+    encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    if engine == "fast":
+        reason = fast.unsupported_reason(model)
+        if reason is None:
+            return _generate_fast(model, tokenizer, encoded, max_new_tokens=max_new_tokens, temperature=temperature,
+                                  top_p=top_p, batch_size=batch_size, seed=seed)
+        log.warning("generation engine 'fast' cannot run %s (%s): using engine 'hf'", type(model).__name__, reason)
     was_training = model.training
     model.eval()
     tokenizer.padding_side = "left"
-    encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
     order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
     eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
     results: list[Generation | None] = [None] * len(prompts)
@@ -97,9 +126,20 @@ def generate(
             eos_token_id=eos,
             pad_token_id=pad,
             **sampling,
+            **(hf_kwargs or {}),
         )
         for row, i in enumerate(batch):
             results[i] = finish(tokenizer, out[row, width:].tolist())
         monitor.step(done + 1, len(batches), "generation batches")
     model.train(was_training)
     return results  # type: ignore[return-value]
+
+
+def _generate_fast(model, tokenizer, encoded: list[list[int]], *, max_new_tokens: int, temperature: float,
+                   top_p: float, batch_size: int, seed: int) -> list[Generation]:
+    samples = fast.sample(model, encoded, max_new_tokens=max_new_tokens, eos_token_id=tokenizer.eos_token_id,
+                          pad_token_id=tokenizer.pad_token_id, temperature=temperature, top_p=top_p,
+                          batch_size=batch_size, seed=seed,
+                          on_batch=lambda done, total: monitor.step(done, total, "generation batches"))
+    return [Generation(text=tokenizer.decode(s.token_ids, skip_special_tokens=True), token_ids=s.token_ids,
+                       finish_reason=s.finish_reason, logprobs=s.logprobs) for s in samples]

@@ -16,6 +16,7 @@ REF_TYPES = ("freeze", "policy")
 GRANULARITIES = ("token", "whole")
 NORMALISATIONS = ("batch_norm", "none")
 NONFINITE_ACTIONS = ("skip", "stop")
+ROLLOUT_ENGINES = ("fast", "hf")  # eurus_prime.engines.generation.ENGINES
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,17 @@ class PrimeConfig:
     """Nucleus sampling threshold of rollouts."""
     generation_batch_size: int = 256
     """Sequences per generation batch."""
+    rollout_engine: str = "fast"
+    """``fast``: the KV-cache sampler of ``engines/fast.py`` (Llama/Qwen2 models; it returns the
+    sampling log-probs); ``hf``: Hugging Face ``generate`` (any causal LM; ``fast`` falls back to it
+    for other architectures, with a warning)."""
+    reuse_sampling_logprobs: bool = True
+    """Use the rollout engine's sampling log-probs as the old-policy log-probs, skipping that scoring
+    pass, when they are the policy's own (temperature 1, top-p 1, engine ``fast``). Each iteration
+    first checks them against a teacher-forced forward pass on one micro-batch; beyond
+    ``logprob_reuse_tol`` the full pass runs and a warning says so."""
+    logprob_reuse_tol: float = 1e-3
+    """Largest |sampling - teacher-forced| log-prob accepted by that check."""
     # --- filter ---
     filter_low: float = 0.2
     """Keep a prompt iff filter_low <= its accuracy over n samples <= filter_high (inclusive)."""
@@ -125,10 +137,11 @@ class PrimeConfig:
             )
         for name, allowed in (("filter_mode", FILTER_MODES), ("prm_update", PRM_TIMINGS),
                               ("ref_type", REF_TYPES), ("granularity", GRANULARITIES),
-                              ("normalisation", NORMALISATIONS), ("nonfinite", NONFINITE_ACTIONS)):
+                              ("normalisation", NORMALISATIONS), ("nonfinite", NONFINITE_ACTIONS),
+                              ("rollout_engine", ROLLOUT_ENGINES)):
             if getattr(self, name) not in allowed:
                 bad(name, f"valid values are {list(allowed)}")
-        for name in ("beta", "prm_lr", "policy_lr", "clip_ratio"):
+        for name in ("beta", "prm_lr", "policy_lr", "clip_ratio", "logprob_reuse_tol"):
             if getattr(self, name) <= 0:
                 bad(name, "must be > 0")
         for name in ("prm_weight_decay", "policy_weight_decay", "prm_grad_clip", "policy_grad_clip",

@@ -102,7 +102,8 @@ def generate_rollouts(checkpoint, drawn: pd.DataFrame, cfg: PrimeConfig, iterati
     Returns one row per rollout (the n samples of a prompt contiguous): ``iteration``,
     ``policy_version``, ``prompt_id``, ``sample_idx``, ``draw``, ``data_source``, ``ability``,
     ``ground_truth``, ``prompt_text``, ``response``, ``prompt_ids``, ``response_ids``,
-    ``response_length``, ``finish_reason``.
+    ``response_length``, ``finish_reason`` and ``sampling_logprobs``: each response token's log-prob
+    under the sampling distribution (None with an engine that does not return them).
     """
     model, tok = checkpoint.model, checkpoint.tokenizer
     texts = [render_prompt(tok, list(p)) for p in drawn["prompt"]]
@@ -120,7 +121,9 @@ def generate_rollouts(checkpoint, drawn: pd.DataFrame, cfg: PrimeConfig, iterati
     rep = np.repeat(np.arange(len(drawn)), n)
     gens = generate(model, tok, [texts[i] for i in rep], max_new_tokens=cfg.max_response_length,
                     temperature=cfg.temperature, top_p=cfg.top_p, batch_size=cfg.generation_batch_size,
-                    seed=stage_seed(cfg, iteration, "rollout"))
+                    seed=stage_seed(cfg, iteration, "rollout"), engine=cfg.rollout_engine)
+    sampling_logprobs = ([np.asarray(g.logprobs, dtype=np.float32) for g in gens]
+                         if gens and all(g.logprobs is not None for g in gens) else None)
     return pd.DataFrame({
         "iteration": iteration,
         "policy_version": policy_version,
@@ -136,6 +139,7 @@ def generate_rollouts(checkpoint, drawn: pd.DataFrame, cfg: PrimeConfig, iterati
         "response_ids": [np.asarray(g.token_ids, dtype=np.int32) for g in gens],
         "response_length": [len(g.token_ids) for g in gens],
         "finish_reason": [g.finish_reason for g in gens],
+        "sampling_logprobs": sampling_logprobs,
     })
 
 
@@ -277,7 +281,9 @@ def compute_process_rewards(policy, prm, reference, rollouts: pd.DataFrame, repo
             cache[key] = score_responses(ckpt.model, p_ids, r_ids, pad, cfg.micro_batch)
         return cache[key]
 
-    old = score(policy)
+    old = _sampling_logprobs(policy, rows, cfg)
+    if old is None:
+        old = score(policy)
     ref = old if cfg.ref_type == "policy" else score(reference)
     prm_lp = score(prm)
     q = [cfg.beta * (a - b) for a, b in zip(prm_lp, ref)]
@@ -290,6 +296,38 @@ def compute_process_rewards(policy, prm, reference, rollouts: pd.DataFrame, repo
         "implicit_reward": q,
         "sequence_score": [float(x.sum()) for x in q],
     })
+
+
+def _sampling_logprobs(policy, rows: pd.DataFrame, cfg: PrimeConfig) -> list[np.ndarray] | None:
+    """The rollouts' sampling log-probs as the old policy's, when they are its own: temperature 1,
+    top-p 1, present for every row, and within ``cfg.logprob_reuse_tol`` of a teacher-forced pass
+    over one micro-batch (the longest rows, where cache drift would show first). None otherwise:
+    the caller scores the policy."""
+    if not cfg.reuse_sampling_logprobs or len(rows) == 0:
+        return None
+    if cfg.temperature != 1.0 or cfg.top_p != 1.0:
+        return None  # sampled from a tempered / truncated distribution, not the policy's
+    if "sampling_logprobs" not in rows or rows["sampling_logprobs"].isna().any():
+        return None
+    sampled = [np.asarray(x, dtype=np.float32) for x in rows["sampling_logprobs"]]
+    r_ids = list(rows["response_ids"])
+    if any(len(a) != len(r) for a, r in zip(sampled, r_ids)):
+        log.warning("compute_process_rewards: sampling_logprobs and response_ids differ in length; "
+                    "scoring the old policy instead")
+        return None
+    longest = sorted(range(len(rows)), key=lambda i: -len(r_ids[i]))[: cfg.micro_batch]
+    p_ids = list(rows["prompt_ids"])
+    check = score_responses(policy.model, [p_ids[i] for i in longest], [r_ids[i] for i in longest],
+                            policy.tokenizer.pad_token_id, cfg.micro_batch)
+    drift = max((float(np.abs(c - sampled[i]).max()) for c, i in zip(check, longest) if len(c)), default=0.0)
+    if drift > cfg.logprob_reuse_tol:
+        log.warning("compute_process_rewards: sampling log-probs differ from the policy's teacher-forced "
+                    "log-probs by up to %.3g > prime.logprob_reuse_tol=%.3g: scoring the old policy instead",
+                    drift, cfg.logprob_reuse_tol)
+        return None
+    log.info("compute_process_rewards: old-policy log-probs from the sampler (max |diff| %.2g on %d rows)",
+             drift, len(longest))
+    return sampled
 
 
 # --------------------------------------------------------------------------- PRM update

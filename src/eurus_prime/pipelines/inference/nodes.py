@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from eurus_prime import inference as infer
-from eurus_prime.engines.generation import generate
+from eurus_prime.engines.generation import ENGINES, generate
 from eurus_prime.checkpoints import current_project, load_each, resolve
 
 log = logging.getLogger(__name__)
@@ -33,8 +33,12 @@ class InferenceConfig:
     reference: str = "sft"
     beta: float = 0.05
     seed: int = 0
+    engine: str = "fast"
+    """Generation engine: ``fast`` or ``hf`` (``eurus_prime.engines.generation``)."""
 
     def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise ValueError(f"inference.engine = {self.engine!r} is invalid: valid values are {list(ENGINES)}")
         if self.ability not in ("math", "code"):
             raise ValueError(f"inference.ability must be 'math' or 'code', got {self.ability!r}")
         if self.max_new_tokens < 1 or self.batch_size < 1 or self.best_of < 0:
@@ -74,14 +78,14 @@ def answer_questions(inference_questions: pd.DataFrame, inference: InferenceConf
     out = questions.assign(model=model.version, prompt_text=texts)
     if not cfg.best_of:
         gens = generate(model.model, tok, texts, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-                        batch_size=cfg.batch_size, seed=cfg.seed)
+                        batch_size=cfg.batch_size, seed=cfg.seed, engine=cfg.engine)
         parsed = [infer.parse_response(g.text, a).as_row() for g, a in zip(gens, questions["ability"])]
         return out.assign(response=[g.text for g in gens], finish_reason=[g.finish_reason for g in gens],
                           response_length=[len(g.token_ids) for g in gens],
                           **pd.DataFrame(parsed).to_dict("list"))
     cands = infer.best_of_n(model, *scorers, texts, list(questions["ability"]), n=cfg.best_of,
                                 max_new_tokens=cfg.max_new_tokens, temperature=cfg.sample_temperature,
-                                beta=cfg.beta, seed=cfg.seed, batch_size=cfg.batch_size)
+                                beta=cfg.beta, seed=cfg.seed, batch_size=cfg.batch_size, engine=cfg.engine)
     best = [max(group, key=lambda c: c.score) for group in cands]
     return out.assign(
         response=[c.generation.text for c in best], finish_reason=[c.generation.finish_reason for c in best],
