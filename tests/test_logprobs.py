@@ -32,3 +32,38 @@ def test_grad_flows_only_when_asked(tiny_model):
     out = sequence_logprobs(tiny_model, ids, mask, 2, grad=True)
     out.sum().backward()
     assert tiny_model.model.embed_tokens.weight.grad is not None
+
+
+def _batch(seed=0, rows=5, vocab=300):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(3, vocab, (rows, 12), generator=g)
+    mask = torch.ones_like(ids)
+    mask[0, :3] = 0  # one left-padded row
+    return ids, mask
+
+
+def test_head_chunks_give_the_full_logits_answer_with_and_without_grad(tiny_model):
+    """Applying the output head by token chunks (and recomputing them in backward) changes nothing:
+    log-probs, entropies and gradients equal those of model(...).logits + log_softmax."""
+    from eurus_prime.engines import logprobs
+
+    ids, mask = _batch()
+    weights = torch.randn(5, 4, generator=torch.Generator().manual_seed(1))
+    results = {}
+    for name, chunk_tokens in (("full", None), ("chunked", 3)):
+        tiny_model.zero_grad()
+        if chunk_tokens is None:  # the reference: the model's own logits
+            split, logprobs._body_and_head = logprobs._body_and_head, lambda model: None
+            try:
+                lp, ent = sequence_logprobs(tiny_model, ids, mask, 4, grad=True, return_entropy=True)
+            finally:
+                logprobs._body_and_head = split
+        else:
+            assert logprobs._body_and_head(tiny_model) is not None
+            lp, ent = sequence_logprobs(tiny_model, ids, mask, 4, grad=True, return_entropy=True,
+                                        chunk_logits=chunk_tokens * tiny_model.config.vocab_size)
+        ((lp * weights).sum() + ent.sum()).backward()
+        results[name] = (lp.detach(), ent.detach(), tiny_model.model.layers[0].mlp.up_proj.weight.grad.clone(),
+                         tiny_model.lm_head.weight.grad.clone())
+    for a, b in zip(results["full"], results["chunked"]):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
