@@ -115,11 +115,17 @@ class _Decoder:
         h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
         return weight * h.to(dtype)
 
-    def rope(self, positions: torch.Tensor, dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos/sin of shape (rows, 1, seq, head_dim) for integer ``positions`` (rows, seq)."""
-        freqs = positions[..., None].float() * self.inv_freq.float()
+    def rope_table(self, length: int) -> None:
+        """Precompute cos/sin for positions [0, length) (as transformers' rotary embedding does per call)."""
+        dtype = self.embed.dtype
+        positions = torch.arange(length, device=self.embed.device).float()
+        freqs = positions[:, None] * self.inv_freq.float()[None]
         emb = torch.cat([freqs, freqs], dim=-1)
-        return ((emb.cos() * self.rope_scale).to(dtype)[:, None], (emb.sin() * self.rope_scale).to(dtype)[:, None])
+        self.cos, self.sin = (emb.cos() * self.rope_scale).to(dtype), (emb.sin() * self.rope_scale).to(dtype)
+
+    def rope(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos/sin of shape (rows, 1, seq, head_dim) for integer ``positions`` (rows, seq)."""
+        return self.cos[positions][:, None], self.sin[positions][:, None]
 
     @staticmethod
     def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -134,7 +140,7 @@ class _Decoder:
         True where a query may attend a key; None: attend every cached key (no padding, seq 1)."""
         rows, seq = ids.shape
         x = F.embedding(ids, self.embed)
-        cos, sin = self.rope(positions, x.dtype)
+        cos, sin = self.rope(positions)
         end = start + seq
         for (ln1, w_qkv, b_qkv, w_o, b_o, ln2, w_gu, b_gu, w_down, b_down), (k_cache, v_cache) in zip(self.layers, caches):
             h = self.norm(x, ln1)
@@ -239,6 +245,7 @@ def _sample_batch(decoder: _Decoder, prompts: Sequence[Sequence[int]], budget: i
     positions = (key_valid.long().cumsum(-1) - 1).clamp(min=0)
     total = width + budget
     dtype = decoder.embed.dtype
+    decoder.rope_table(total)
     caches = [(torch.zeros(rows, decoder.n_kv, total, decoder.head_dim, dtype=dtype, device=device),
                torch.zeros(rows, decoder.n_kv, total, decoder.head_dim, dtype=dtype, device=device))
               for _ in decoder.layers]
