@@ -49,7 +49,7 @@ class PrimeConfig:
     reuse_sampling_logprobs: bool = True
     """Use the rollout engine's sampling log-probs as the old-policy log-probs, skipping that scoring
     pass, when they are the policy's own (temperature 1, top-p 1, engine ``fast``). Each iteration
-    first checks them against a teacher-forced forward pass on one micro-batch; beyond
+    first checks them against a teacher-forced forward pass over its 16 longest rows; beyond
     ``logprob_reuse_tol`` the full pass runs and a warning says so."""
     logprob_reuse_tol: float = 1e-3
     """Largest |sampling - teacher-forced| log-prob accepted by that check."""

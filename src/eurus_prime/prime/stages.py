@@ -298,11 +298,15 @@ def compute_process_rewards(policy, prm, reference, rollouts: pd.DataFrame, repo
     })
 
 
+#: Rows of the teacher-forced check before the sampling log-probs are reused.
+REUSE_CHECK_ROWS = 16
+
+
 def _sampling_logprobs(policy, rows: pd.DataFrame, cfg: PrimeConfig) -> list[np.ndarray] | None:
     """The rollouts' sampling log-probs as the old policy's, when they are its own: temperature 1,
     top-p 1, present for every row, and within ``cfg.logprob_reuse_tol`` of a teacher-forced pass
-    over one micro-batch (the longest rows, where cache drift would show first). None otherwise:
-    the caller scores the policy."""
+    over the ``REUSE_CHECK_ROWS`` longest rows (where cache drift would show first). None
+    otherwise: the caller scores the policy."""
     if not cfg.reuse_sampling_logprobs or len(rows) == 0:
         return None
     if cfg.temperature != 1.0 or cfg.top_p != 1.0:
@@ -315,7 +319,7 @@ def _sampling_logprobs(policy, rows: pd.DataFrame, cfg: PrimeConfig) -> list[np.
         log.warning("compute_process_rewards: sampling_logprobs and response_ids differ in length; "
                     "scoring the old policy instead")
         return None
-    longest = sorted(range(len(rows)), key=lambda i: -len(r_ids[i]))[: cfg.micro_batch]
+    longest = sorted(range(len(rows)), key=lambda i: -len(r_ids[i]))[: min(cfg.micro_batch, REUSE_CHECK_ROWS)]
     p_ids = list(rows["prompt_ids"])
     check = score_responses(policy.model, [p_ids[i] for i in longest], [r_ids[i] for i in longest],
                             policy.tokenizer.pad_token_id, cfg.micro_batch)
@@ -413,7 +417,10 @@ def update_prm(prm, rollouts: pd.DataFrame, process_rewards: pd.DataFrame, outco
     for step, mb in enumerate(micro_batches(order, cfg.prm_mini_batch)):
         opt.zero_grad(set_to_none=True)
         total = 0.0
-        for micro in micro_batches(mb, cfg.micro_batch):
+        # The loss is a mean over sequences, so how the mini-batch splits into micro-batches does
+        # not change it: split by length, so that each micro-batch pads to rows like its own.
+        by_length = sorted(mb, key=lambda i: len(data.prompt_ids[i]) + len(data.response_ids[i]))
+        for micro in micro_batches(by_length, cfg.micro_batch):
             packed, logp = forward_rows(model, data.prompt_ids, data.response_ids, micro, pad, grad=True)
             ref = pad_values([data.ref_logprobs[i] for i in micro], packed.response_width)
             acc = torch.tensor(data.score.to_numpy()[micro], dtype=torch.float32)
