@@ -1,8 +1,10 @@
-"""Project hooks: dataset I/O timing, and the stage guard (manifests, watchdogs, fault points).
+"""Project hooks: dataset I/O timing, per-node peak memory, and the stage guard (manifests,
+watchdogs, fault points).
 
 Nodes time their own work (``time/<node>`` metrics). What a run spends around them, in the
 catalog, is measured here, so that the training loop can report the framework and I/O share of
-an iteration (``time/io_load``, ``time/io_save``).
+an iteration (``time/io_load``, ``time/io_save``), and each node's peak resident memory
+(``memory/<node>_peak_rss_mb``, ``memory/<node>_rss_before_mb``, ``memory/peak_rss_mb``).
 """
 
 from __future__ import annotations
@@ -62,6 +64,119 @@ class IOTimingHooks:
 
 #: The instance registered in settings.py; the training loop reads it after each session.
 IO_TIMING = IOTimingHooks()
+
+
+#: Linux: writing "5" here resets the process's peak RSS (VmHWM) to its current RSS (Linux >= 4.0).
+CLEAR_REFS = Path("/proc/self/clear_refs")
+#: Linux: VmRSS (resident now) and VmHWM (peak resident since start or the last reset), in kB.
+PROC_STATUS = Path("/proc/self/status")
+
+
+def read_rss_kb(path: Path | None = None) -> dict[str, int]:
+    """``{"VmRSS": kB, "VmHWM": kB}`` of this process; empty where /proc is not there."""
+    out: dict[str, int] = {}
+    try:
+        with open(path or PROC_STATUS) as f:
+            for line in f:
+                key, _, rest = line.partition(":")
+                if key in ("VmRSS", "VmHWM"):
+                    out[key] = int(rest.split()[0])
+    except (OSError, ValueError, IndexError):
+        return {}
+    return out
+
+
+def reset_peak_rss(path: Path | None = None) -> bool:
+    """Reset VmHWM to the current RSS; False where that is not possible (not Linux, a read-only
+    /proc, a kernel or sandbox that refuses the write)."""
+    try:
+        with open(path or CLEAR_REFS, "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+class MemoryHooks:
+    """Peak resident memory (RSS) of each node, Linux only.
+
+    Before a node runs (its inputs are loaded by then) the process's peak-RSS counter is reset;
+    after it returns (before its outputs are saved) the peak is read. So
+    ``memory/<node>_peak_rss_mb`` is the highest RSS of the whole process while the node function
+    ran, ``memory/<node>_rss_before_mb`` the RSS it started from (loaded inputs and whatever the
+    process already held), and ``memory/peak_rss_mb`` the highest RSS of the pipeline run, loads
+    and saves included. RSS counts memory touched, in this process only (not in sandboxed
+    verifier subprocesses). Where the counter cannot be reset (no writable
+    ``/proc/self/clear_refs``), nothing is recorded: the peak since the process started would
+    be wrong for every node but the first.
+    """
+
+    def __init__(self) -> None:
+        self.before: dict[str, float] = {}
+        self.peak: dict[str, float] = {}
+        self.run_peak: float | None = None
+        self._warned = False
+
+    def _reset(self) -> bool:
+        if reset_peak_rss():
+            return True
+        if not self._warned:
+            log.debug("memory hooks: cannot reset the peak RSS (%s is not writable); no memory/ metrics",
+                      CLEAR_REFS)
+            self._warned = True
+        return False
+
+    def _note_run_peak(self, hwm_kb: int | None) -> None:
+        if hwm_kb is not None and self.run_peak is not None:
+            self.run_peak = max(self.run_peak, hwm_kb / 1024)
+
+    @hook_impl
+    def before_pipeline_run(self) -> None:
+        self.before.clear()
+        self.peak.clear()
+        self.run_peak = 0.0 if self._reset() and read_rss_kb() else None
+
+    @hook_impl(trylast=True)  # the last hook before the node: other hooks' work is not counted
+    def before_node_run(self, node) -> None:
+        # The peak since the last reset covers the previous node's saves and this node's loads.
+        self._note_run_peak(read_rss_kb().get("VmHWM"))
+        self.before.pop(node.name, None)
+        rss = read_rss_kb().get("VmRSS")
+        if rss is not None and self._reset():
+            self.before[node.name] = rss / 1024
+
+    @hook_impl(tryfirst=True)
+    def after_node_run(self, node) -> None:
+        if node.name not in self.before:
+            return
+        hwm = read_rss_kb().get("VmHWM")
+        if hwm is None:
+            self.before.pop(node.name)
+            return
+        self.peak[node.name] = hwm / 1024
+        self._note_run_peak(hwm)
+
+    @hook_impl
+    def on_node_error(self, node) -> None:
+        self.before.pop(node.name, None)
+
+    @hook_impl
+    def after_pipeline_run(self) -> None:
+        self._note_run_peak(read_rss_kb().get("VmHWM"))
+
+    def totals(self) -> dict[str, float]:
+        """The metrics of the last pipeline run (nodes that ran to completion only)."""
+        out: dict[str, float] = {}
+        for name, peak in self.peak.items():
+            out[f"memory/{name}_peak_rss_mb"] = round(peak, 2)
+            out[f"memory/{name}_rss_before_mb"] = round(self.before[name], 2)
+        if self.peak and self.run_peak:
+            out["memory/peak_rss_mb"] = round(self.run_peak, 2)
+        return out
+
+
+#: Registered in settings.py; the training loop reads it after each session.
+MEMORY = MemoryHooks()
 
 
 class StageGuardHooks:

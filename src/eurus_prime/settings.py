@@ -3,11 +3,12 @@ from the Kedro defaults. For further information, including these default values
 https://docs.kedro.org/en/stable/configure/configuration_basics/#configuration"""
 
 # Instantiated project hooks (executed in Last-In-First-Out order): dataset load/save timing,
-# which the training loop reports as time/io_load and time/io_save, and the stage guard.
-from eurus_prime.hooks import IO_TIMING, STAGE_GUARD  # noqa: E402
+# which the training loop reports as time/io_load and time/io_save, per-node peak RSS
+# (memory/<node>_peak_rss_mb), and the stage guard.
+from eurus_prime.hooks import IO_TIMING, MEMORY, STAGE_GUARD  # noqa: E402
 
 # STAGE_GUARD: completion manifests (data/09_manifests), stage watchdogs, fault-injection points.
-HOOKS = (IO_TIMING, STAGE_GUARD)
+HOOKS = (IO_TIMING, MEMORY, STAGE_GUARD)
 
 # Installed plugins for which to disable hook auto-registration.
 # DISABLE_HOOKS_FOR_PLUGINS = ("kedro-viz",)

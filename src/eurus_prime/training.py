@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from eurus_prime.hooks import IO_TIMING
+from eurus_prime.hooks import IO_TIMING, MEMORY
 from eurus_prime.lock import data_lock
 from eurus_prime.prime.config import PrimeConfig
 from eurus_prime.prime.progress import iter_dir
@@ -335,7 +335,8 @@ def _train(project: Path, env: str | None, iterations: int, echo: Callable[[str]
                     echo(f"  {err}; resampling (attempt {resample} of {max_resamples})")
                     first = "sample_prompts"
             seconds = time.perf_counter() - start
-            metrics = campaign.copy_iteration_metrics(i, {"time/iteration_wall": seconds, **IO_TIMING.totals()})
+            metrics = campaign.copy_iteration_metrics(
+                i, {"time/iteration_wall": seconds, **IO_TIMING.totals(), **MEMORY.totals()})
             report = load_dataset(project, env, "eval_report", i)
             if report is not None and len(report):
                 campaign.log_text(report.to_string(index=False), f"eval/{iter_dir(i)}_eval_report.txt")
