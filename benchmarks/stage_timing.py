@@ -1,9 +1,13 @@
-"""Where an iteration's wall time goes: each node's own work, dataset I/O, and the rest of Kedro.
+"""Where an iteration's wall time and memory go: each node's own work, dataset I/O, the rest of
+Kedro, and each node's peak resident memory, at the default batch and at K times it.
 
-    python benchmarks/stage_timing.py --iterations 4        # ~2-3 minutes on 2 cores
+    python benchmarks/stage_timing.py --iterations 4            # 1x and 4x the batch, ~6-8 min on 2 cores
+    python benchmarks/stage_timing.py --iterations 3 --scale 1  # the default size only, ~1-2 min
+    python benchmarks/stage_timing.py --params prime.rollout_engine=hf   # any prime params, every size
 
-Runs ``eurus-prime train --iterations N`` (default config) on a fresh copy of the project that has
-this checkout's SFT model, then reads ``data/08_reporting/train_log.jsonl``:
+For each scale K (default 1 and 4) it runs ``eurus-prime train --iterations N`` on a fresh copy of
+the project that has this checkout's SFT model, with ``prime.prompts_per_step`` = K x its default
+(64), and reads ``data/08_reporting/train_log.jsonl``:
 
 - ``time/<node>``: seconds inside each node function (the algorithm's work);
 - ``time/io_load`` / ``time/io_save``: seconds in dataset loads and saves (Parquet tables, HF
@@ -11,10 +15,22 @@ this checkout's SFT model, then reads ``data/08_reporting/train_log.jsonl``:
 - ``seconds``: the whole Kedro session of the iteration. What is left after nodes and I/O is
   Kedro itself (session, config, catalog, hooks, kedro-mlflow logging);
 - the loop's own bookkeeping between iterations (stage checks, MLflow campaign copy) is the gap
-  between consecutive ``elapsed`` values and ``seconds``.
+  between consecutive ``elapsed`` values and ``seconds``;
+- ``memory/<node>_peak_rss_mb`` / ``memory/<node>_rss_before_mb``: the process's peak RSS while
+  the node ran and its RSS when it started (``hooks.MemoryHooks``, Linux), and
+  ``memory/peak_rss_mb``, the peak of the whole iteration (loads and saves included).
 
-Iteration 0 is reported but excluded from the means (first-call warm-up). Results:
-``benchmarks/results/stage_timing.{json,md}``.
+Scaling the batch keeps ``oversample_factor`` (2: 2B prompts drawn), ``samples_per_prompt`` (4)
+and the chunk sizes: ``generation_batch_size`` (256 sequences per ``generate`` call), and
+``micro_batch`` (64 rows per forward/backward), so the activation memory of one chunk does not
+grow; the mini-batches (``ppo_mini_batch`` 64, ``prm_mini_batch`` 256) stay too, so Kx the batch
+takes Kx the optimizer steps (``--scale-mini-batches`` multiplies them instead, same steps).
+
+Iteration 0 is reported but excluded from the means (first-call warm-up). ``evaluate_policy``
+only evaluates at iteration 0 and every ``prime.eval_every`` (5) iterations; its mean is over the
+iterations measured, evaluating or not (the table says which). Results, all sizes side by side:
+``benchmarks/results/stage_timing.{json,md}`` (the JSON's top-level keys are the first size's,
+as before; ``by_scale`` holds every size).
 """
 
 from __future__ import annotations
@@ -25,51 +41,136 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
+
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _project import ROOT, fresh_project  # noqa: E402
 
 NODES = ("generate_rollouts", "verify_outcomes", "filter_prompts", "compute_process_rewards", "update_prm",
          "estimate_advantages", "update_policy", "evaluate_policy")
+#: sample_prompts times nothing of its own (its seconds are in "Kedro other"), but has a peak RSS.
+MEMORY_NODES = ("sample_prompts",) + NODES
+OVERHEAD_PARTS = (("io_load_seconds", "dataset loads (Parquet, checkpoints)"),
+                  ("io_save_seconds", "dataset saves (Parquet, checkpoints)"),
+                  ("kedro_other_seconds", "Kedro session, catalog, hooks, kedro-mlflow"),
+                  ("loop_bookkeeping_seconds", "training loop: stage checks, MLflow campaign"))
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--iterations", type=int, default=4)
-    ap.add_argument("--params", default="", help="prime params, a=1,b=2")
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/stage_timing")
-    args = ap.parse_args()
-    project = fresh_project(Path(tempfile.mkdtemp(prefix="eurus_prime_timing_")), with_sft_from=ROOT)
+class LoadMonitor:
+    """Samples the 1-minute load average every few seconds while a run goes on: other work on the
+    machine inflates wall times (this benchmark itself accounts for about its torch threads)."""
+
+    def __init__(self, every: float = 5.0) -> None:
+        import threading
+
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(every,), daemon=True)
+
+    def _run(self, every: float) -> None:
+        while not self._stop.wait(every):
+            self.samples.append(os.getloadavg()[0])
+
+    def __enter__(self) -> "LoadMonitor":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def summary(self) -> dict:
+        s = self.samples or [os.getloadavg()[0]]
+        return {"load_mean": round(sum(s) / len(s), 2), "load_max": round(max(s), 2), "cpus": os.cpu_count()}
+
+
+def split_params(text: str) -> list[str]:
+    return [x.strip() for x in (text or "").split(",") if x.strip()]
+
+
+def default_prime(project: Path = ROOT) -> dict:
+    return yaml.safe_load((project / "conf/base/parameters.yml").read_text())["prime"]
+
+
+def scaled_params(user: str, scale: int, scale_mini_batches: bool = False, base: dict | None = None) -> str:
+    """``--params`` for scale K: the user's items, with ``prime.prompts_per_step`` (and, with
+    ``scale_mini_batches``, the PPO/PRM mini-batches) multiplied by K. A value the user sets is the
+    one multiplied."""
+    base = dict(base or default_prime())
+    items = split_params(user)
+    scaled = ["prompts_per_step"] + (["ppo_mini_batch", "prm_mini_batch"] if scale_mini_batches else [])
+    keep = []
+    for item in items:
+        key, _, value = item.partition("=")
+        name = key.strip().removeprefix("prime.")
+        if key.strip().startswith("prime.") and name in scaled:
+            base[name] = yaml.safe_load(value)
+        else:
+            keep.append(item)
+    return ",".join(keep + [f"prime.{name}={int(base[name]) * scale}" for name in scaled])
+
+
+def run_train(project: Path, iterations: int, params: str) -> tuple[float, dict]:
     cmd = [str(Path(sys.executable).with_name("eurus-prime")), "train", "--project", str(project),
-           "--iterations", str(args.iterations)] + (["--params", args.params] if args.params else [])
+           "--iterations", str(iterations)] + (["--params", params] if params else [])
     env = {**os.environ, "TQDM_DISABLE": "1", "KEDRO_DISABLE_TELEMETRY": "1"}
-    with open(project / "train.log", "w") as log:
-        subprocess.run(cmd, cwd=project, stdout=log, stderr=subprocess.STDOUT, env=env, check=True)
-    rows = [json.loads(x) for x in (project / "data/08_reporting/train_log.jsonl").read_text().splitlines()]
-    per_iter = []
+    start = time.perf_counter()
+    with open(project / "train.log", "w") as log, LoadMonitor() as load:
+        done = subprocess.run(cmd, cwd=project, stdout=log, stderr=subprocess.STDOUT, env=env)
+    if done.returncode:
+        tail = "\n".join((project / "train.log").read_text().splitlines()[-40:])
+        raise SystemExit(f"{' '.join(cmd)} failed ({done.returncode}); the end of {project / 'train.log'}:\n{tail}")
+    return time.perf_counter() - start, load.summary()
+
+
+def per_iteration(rows: list[dict]) -> list[dict]:
+    out = []
     prev_elapsed = 0.0
     for r in rows:
         nodes = {n: r.get(f"time/{n}", 0.0) for n in NODES}
         io = r.get("time/io_load", 0.0) + r.get("time/io_save", 0.0)
-        per_iter.append({
+        out.append({
             "iteration": r["iteration"], "session_seconds": r["seconds"], "nodes": nodes,
             "node_seconds": sum(nodes.values()), "io_load": r.get("time/io_load", 0.0),
             "io_save": r.get("time/io_save", 0.0),
             "kedro_other": r["seconds"] - sum(nodes.values()) - io,
             "loop_bookkeeping": r["elapsed"] - prev_elapsed - r["seconds"],
+            "evaluated": "eval/all" in r,
+            "rollouts": r.get("rollout/responses"),
+            "response_length_mean": r.get("rollout/response_length_mean"),
+            "groups_drawn": r.get("filter/drawn"),
+            "groups_selected": r.get("filter/selected"),
+            "resamples": r.get("resamples", 0),
+            "peak_rss_mb": r.get("memory/peak_rss_mb"),
+            "node_peak_rss_mb": {n: r[f"memory/{n}_peak_rss_mb"] for n in MEMORY_NODES
+                                 if f"memory/{n}_peak_rss_mb" in r},
+            "node_rss_before_mb": {n: r[f"memory/{n}_rss_before_mb"] for n in MEMORY_NODES
+                                   if f"memory/{n}_rss_before_mb" in r},
         })
         prev_elapsed = r["elapsed"]
-    steady = per_iter[1:] or per_iter
+    return out
+
+
+def summarise(iters: list[dict]) -> dict:
+    """Means over the iterations after the first (all of them when there is only one); peaks are
+    the largest over the same iterations."""
+    steady = iters[1:] or iters
 
     def mean(key, sub=None):
         vals = [(p[key][sub] if sub else p[key]) for p in steady]
-        return sum(vals) / len(vals)
+        vals = [v for v in vals if v is not None]
+        return sum(vals) / len(vals) if vals else None
+
+    def peak(key, sub=None):
+        vals = [(p[key].get(sub) if sub else p[key]) for p in steady]
+        vals = [v for v in vals if v is not None]
+        return round(max(vals), 1) if vals else None
 
     wall = mean("session_seconds") + mean("loop_bookkeeping")
-    summary = {
-        "command": "python benchmarks/stage_timing.py " + " ".join(sys.argv[1:]),
-        "iterations": args.iterations,
+    s = {
         "mean_iteration_wall_seconds": round(wall, 2),
         "node_seconds": {n: round(mean("nodes", n), 2) for n in NODES},
         "io_load_seconds": round(mean("io_load"), 2),
@@ -77,25 +178,150 @@ def main() -> None:
         "kedro_other_seconds": round(mean("kedro_other"), 2),
         "loop_bookkeeping_seconds": round(mean("loop_bookkeeping"), 2),
     }
-    overhead = summary["io_load_seconds"] + summary["io_save_seconds"] + summary["kedro_other_seconds"] \
-        + summary["loop_bookkeeping_seconds"]
-    summary["overhead_share"] = round(overhead / wall, 4)
-    summary["per_iteration"] = per_iter
+    s["node_share"] = {n: round(v / wall, 4) for n, v in s["node_seconds"].items()}
+    overhead = sum(s[k] for k, _ in OVERHEAD_PARTS)
+    s["overhead_share"] = round(overhead / wall, 4)
+    s["kedro_parquet_overhead_share"] = round(
+        (s["io_load_seconds"] + s["io_save_seconds"] + s["kedro_other_seconds"]) / wall, 4)
+    s["node_peak_rss_mb"] = {n: peak("node_peak_rss_mb", n) for n in MEMORY_NODES}
+    s["node_rss_before_mb"] = {n: peak("node_rss_before_mb", n) for n in MEMORY_NODES}
+    s["peak_rss_mb"] = peak("peak_rss_mb")
+    # Iteration 0: each node's first run, before the heap holds what earlier iterations freed.
+    s["iteration0_node_peak_rss_mb"] = dict(iters[0]["node_peak_rss_mb"]) if iters else {}
+    s["iteration0_node_rss_before_mb"] = dict(iters[0]["node_rss_before_mb"]) if iters else {}
+    s["iteration0_peak_rss_mb"] = iters[0]["peak_rss_mb"] if iters else None
+    for key, name in (("rollouts", "mean_rollouts"), ("response_length_mean", "mean_response_length"),
+                      ("groups_drawn", "mean_groups_drawn"), ("groups_selected", "mean_groups_selected")):
+        v = mean(key)
+        s[name] = round(v, 1) if v is not None else None
+    s["measured_iterations"] = [p["iteration"] for p in steady]
+    s["evaluated_iterations"] = [p["iteration"] for p in steady if p["evaluated"]]
+    s["resamples"] = sum(p["resamples"] or 0 for p in steady)
+    return s
+
+
+def _num(v, fmt: str = "{:.0f}") -> str:
+    return "–" if v is None else fmt.format(v)
+
+
+def _fmt_mem(summary: dict, node: str, prefix: str = "") -> str:
+    peak = summary.get(f"{prefix}node_peak_rss_mb", {}).get(node)
+    before = summary.get(f"{prefix}node_rss_before_mb", {}).get(node)
+    if peak is None:
+        return "–"
+    return f"{peak:.0f} (+{max(0.0, peak - before):.0f})" if before is not None else f"{peak:.0f}"
+
+
+def render_markdown(result: dict) -> str:
+    runs = result["by_scale"]
+    labels = list(runs)
+    lines = ["# Stage timing and memory (tiny world)", "", f"Command: `{result['command']}`", ""]
+    lines.append(f"`eurus-prime train --iterations {result['iterations']}` on a fresh project copy per size "
+                 f"(extra params: `{result['params'] or 'none'}`). Means over iterations "
+                 f"1..{result['iterations'] - 1} (iteration 0 is warm-up). Peak RSS: the process's "
+                 "highest resident memory while the node ran, in MB (in brackets: above its RSS when "
+                 "the node started), the largest over the measured iterations; \"it. 0\": the same in "
+                 "iteration 0. RSS includes heap that earlier nodes freed but the allocator kept (a node "
+                 "reuses it without growing RSS), so a node's own need shows best in its bracket at "
+                 "iteration 0, and the iteration's peak is what the process needs.")
+    lines.append("")
+    for lab in labels:
+        r = runs[lab]
+        lines.append(f"- **{lab}** (`{r['params']}`): {r['mean_iteration_wall_seconds']:.1f} s per iteration; "
+                     f"{_num(r['mean_rollouts'])} rollouts generated from {_num(r['mean_groups_drawn'])} prompts, "
+                     f"{_num(r['mean_groups_selected'])} groups trained on, mean response "
+                     f"{_num(r['mean_response_length'], '{:.1f}')} tokens; iteration peak RSS "
+                     f"{_num(r['peak_rss_mb'])} MB; "
+                     f"evaluated iterations among the measured: {r['evaluated_iterations'] or 'none'}"
+                     + (f"; {r['resamples']} resample(s)" if r["resamples"] else "")
+                     + (f"; 1-min load average during the run {r['load']['load_mean']:.1f} (max "
+                        f"{r['load']['load_max']:.1f}) on {r['load']['cpus']} CPUs" if r.get("load") else ""))
+    busy = [lab for lab in labels if runs[lab].get("load") and
+            runs[lab]["load"]["load_mean"] > (runs[lab]["load"]["cpus"] or 2) + 0.5]
+    if busy:
+        lines += ["", f"**Warning:** the machine was busy with other work during {', '.join(busy)} (load average "
+                  "above its CPU count; this benchmark alone keeps it near the count): wall times are "
+                  "inflated, compare shares rather than seconds, and rerun on a quiet machine."]
+    lines.append("")
+    head = "| part |" + "".join(f" {lab} s | {lab} share | {lab} peak RSS MB | {lab} it. 0 peak RSS MB |"
+                                for lab in labels)
+    if len(labels) > 1:
+        head += f" {labels[-1]} / {labels[0]} time |"
+    lines += [head, "|---|" + "---|---|---|---|" * len(labels) + ("---|" if len(labels) > 1 else "")]
+
+    def ratio(a, b):
+        return f" {a / b:.2f}x |" if b and b > 0.005 else " – |"
+
+    for n in MEMORY_NODES:
+        row = f"| node `{n}` |"
+        for lab in labels:
+            r = runs[lab]
+            sec = r["node_seconds"].get(n)
+            row += (f" {sec:.2f} | {100 * sec / r['mean_iteration_wall_seconds']:.1f}% |" if sec is not None
+                    else " (in Kedro other) | – |") + f" {_fmt_mem(r, n)} | {_fmt_mem(r, n, 'iteration0_')} |"
+        if len(labels) > 1:
+            row += ratio(runs[labels[-1]]["node_seconds"].get(n) or 0, runs[labels[0]]["node_seconds"].get(n) or 0)
+        lines.append(row)
+    for key, label in OVERHEAD_PARTS:
+        row = f"| {label} |"
+        for lab in labels:
+            r = runs[lab]
+            row += f" {r[key]:.2f} | {100 * r[key] / r['mean_iteration_wall_seconds']:.1f}% | | |"
+        if len(labels) > 1:
+            row += ratio(runs[labels[-1]][key], runs[labels[0]][key])
+        lines.append(row)
+    row = "| **iteration** |"
+    for lab in labels:
+        r = runs[lab]
+        row += (f" **{r['mean_iteration_wall_seconds']:.2f}** | 100% | {_num(r['peak_rss_mb'])} | "
+                f"{_num(r.get('iteration0_peak_rss_mb'))} |")
+    if len(labels) > 1:
+        row += ratio(runs[labels[-1]]["mean_iteration_wall_seconds"], runs[labels[0]]["mean_iteration_wall_seconds"])
+    lines += [row, ""]
+    for lab in labels:
+        r = runs[lab]
+        lines.append(f"- {lab}: Kedro + Parquet/checkpoint I/O overhead (loads, saves, session/catalog/hooks/"
+                     f"kedro-mlflow) {100 * r['kedro_parquet_overhead_share']:.1f}% of an iteration; with the "
+                     f"training loop's bookkeeping, everything but the nodes: {100 * r['overhead_share']:.1f}%.")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--iterations", type=int, default=4)
+    ap.add_argument("--params", default="", help="params for every size, as `kedro run --params`: "
+                    "prime.a=1,prime.b=2 (e.g. prime.rollout_engine=hf)")
+    ap.add_argument("--scale", type=int, nargs="+", default=[1, 4], metavar="K",
+                    help="batch multipliers of prime.prompts_per_step, one fresh project each (default: 1 4)")
+    ap.add_argument("--scale-mini-batches", action="store_true",
+                    help="also multiply prime.ppo_mini_batch and prime.prm_mini_batch (same optimizer steps)")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/stage_timing")
+    args = ap.parse_args(argv)
+    result: dict = {"command": "python benchmarks/stage_timing.py " + " ".join(sys.argv[1:] if argv is None else argv),
+                    "iterations": args.iterations, "params": args.params, "scales": args.scale,
+                    "scale_mini_batches": args.scale_mini_batches, "by_scale": {}}
+    for k in args.scale:
+        label = f"{k}x"
+        params = scaled_params(args.params, k, args.scale_mini_batches)
+        project = fresh_project(Path(tempfile.mkdtemp(prefix=f"eurus_prime_timing_{label}_")), with_sft_from=ROOT)
+        print(f"[{label}] eurus-prime train --iterations {args.iterations} --params {params}  ({project})", flush=True)
+        seconds, load = run_train(project, args.iterations, params)
+        rows = [json.loads(x) for x in (project / "data/08_reporting/train_log.jsonl").read_text().splitlines()]
+        iters = per_iteration(rows)
+        summary = {"scale": k, "params": params, "project": str(project), "run_seconds": round(seconds, 1),
+                   "load": load, **summarise(iters), "per_iteration": iters}
+        result["by_scale"][label] = summary
+        print(f"[{label}] {summary['mean_iteration_wall_seconds']:.1f} s per iteration, peak RSS "
+              f"{summary['peak_rss_mb']} MB ({seconds:.0f} s in all)", flush=True)
+    first = next(iter(result["by_scale"].values()))
+    legacy = {k: v for k, v in first.items() if k not in ("scale", "project")}
+    out = {"command": result["command"], "iterations": args.iterations, **legacy, **result}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(summary, indent=1) + "\n")
-    lines = ["# Stage timing (tiny world, default config)", "", f"Command: `{summary['command']}`", "",
-             f"Mean over iterations 1..{args.iterations - 1} (iteration 0 is warm-up): "
-             f"{wall:.1f} s per iteration.", "", "| part | seconds | share |", "|---|---|---|"]
-    for n in NODES:
-        lines.append(f"| node `{n}` | {summary['node_seconds'][n]:.2f} | {100 * summary['node_seconds'][n] / wall:.1f}% |")
-    for key, label in (("io_load_seconds", "dataset loads (Parquet, checkpoints)"),
-                       ("io_save_seconds", "dataset saves (Parquet, checkpoints)"),
-                       ("kedro_other_seconds", "Kedro session, catalog, hooks, kedro-mlflow"),
-                       ("loop_bookkeeping_seconds", "training loop: stage checks, MLflow campaign")):
-        lines.append(f"| {label} | {summary[key]:.2f} | {100 * summary[key] / wall:.1f}% |")
-    lines += ["", f"Overhead (everything but the nodes): {100 * summary['overhead_share']:.1f}% of an iteration.", ""]
-    args.out.with_suffix(".md").write_text("\n".join(lines))
-    print("\n".join(lines))
+    args.out.with_suffix(".json").write_text(json.dumps(out, indent=1) + "\n")
+    md = render_markdown(result)
+    args.out.with_suffix(".md").write_text(md)
+    print(md)
 
 
 if __name__ == "__main__":
