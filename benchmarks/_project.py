@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import threading
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,3 +35,29 @@ def fresh_project(dest: Path, with_sft_from: Path | None = None) -> Path:
                 raise FileNotFoundError(f"{src} is missing: run `make train` (the bootstrap) in {with_sft_from} first")
             shutil.copytree(src, dest / rel)
     return dest
+
+
+class LoadMonitor:
+    """Samples the 1-minute load average every few seconds while a run goes on: other work on the
+    machine inflates wall times (this benchmark itself accounts for about its torch threads)."""
+
+    def __init__(self, every: float = 5.0) -> None:
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(every,), daemon=True)
+
+    def _run(self, every: float) -> None:
+        while not self._stop.wait(every):
+            self.samples.append(os.getloadavg()[0])
+
+    def __enter__(self) -> "LoadMonitor":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def summary(self) -> dict:
+        s = self.samples or [os.getloadavg()[0]]
+        return {"load_mean": round(sum(s) / len(s), 2), "load_max": round(max(s), 2), "cpus": os.cpu_count()}

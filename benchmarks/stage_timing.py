@@ -47,7 +47,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _project import ROOT, fresh_project  # noqa: E402
+from _project import ROOT, LoadMonitor, fresh_project  # noqa: E402
 
 NODES = ("generate_rollouts", "verify_outcomes", "filter_prompts", "compute_process_rewards", "update_prm",
          "estimate_advantages", "update_policy", "evaluate_policy")
@@ -57,34 +57,6 @@ OVERHEAD_PARTS = (("io_load_seconds", "dataset loads (Parquet, checkpoints)"),
                   ("io_save_seconds", "dataset saves (Parquet, checkpoints)"),
                   ("kedro_other_seconds", "Kedro session, catalog, hooks, kedro-mlflow"),
                   ("loop_bookkeeping_seconds", "training loop: stage checks, MLflow campaign"))
-
-
-class LoadMonitor:
-    """Samples the 1-minute load average every few seconds while a run goes on: other work on the
-    machine inflates wall times (this benchmark itself accounts for about its torch threads)."""
-
-    def __init__(self, every: float = 5.0) -> None:
-        import threading
-
-        self.samples: list[float] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(every,), daemon=True)
-
-    def _run(self, every: float) -> None:
-        while not self._stop.wait(every):
-            self.samples.append(os.getloadavg()[0])
-
-    def __enter__(self) -> "LoadMonitor":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def summary(self) -> dict:
-        s = self.samples or [os.getloadavg()[0]]
-        return {"load_mean": round(sum(s) / len(s), 2), "load_max": round(max(s), 2), "cpus": os.cpu_count()}
 
 
 def split_params(text: str) -> list[str]:
