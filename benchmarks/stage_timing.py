@@ -206,14 +206,15 @@ def render_markdown(result: dict) -> str:
                      f"{_num(r['peak_rss_mb'])} MB; "
                      f"evaluated iterations among the measured: {r['evaluated_iterations'] or 'none'}"
                      + (f"; {r['resamples']} resample(s)" if r["resamples"] else "")
-                     + (f"; 1-min load average during the run {r['load']['load_mean']:.1f} (max "
-                        f"{r['load']['load_max']:.1f}) on {r['load']['cpus']} CPUs" if r.get("load") else ""))
-    busy = [lab for lab in labels if runs[lab].get("load") and
-            runs[lab]["load"]["load_mean"] > (runs[lab]["load"]["cpus"] or 2) + 0.5]
+                     + (f"; other work on the machine used {_num(r['load'].get('other_cores'), '{:.2f}')} cores "
+                        f"on average (1-min load average {r['load']['load_mean']:.1f}, max {r['load']['load_max']:.1f}, "
+                        f"{r['load']['cpus']} CPUs)" if r.get("load") else ""))
+    busy = [lab for lab in labels if (runs[lab].get("load") or {}).get("other_cores") is not None
+            and runs[lab]["load"]["other_cores"] > 0.25]
     if busy:
-        lines += ["", f"**Warning:** the machine was busy with other work during {', '.join(busy)} (load average "
-                  "above its CPU count; this benchmark alone keeps it near the count): wall times are "
-                  "inflated, compare shares rather than seconds, and rerun on a quiet machine."]
+        lines += ["", f"**Warning:** the machine was busy with other work during {', '.join(busy)} (other "
+                  "processes used more than a quarter of a core on average): wall times are inflated, "
+                  "compare shares rather than seconds, and rerun on a quiet machine."]
     lines.append("")
     head = "| part |" + "".join(f" {lab} s | {lab} share | {lab} peak RSS MB | {lab} it. 0 peak RSS MB |"
                                 for lab in labels)

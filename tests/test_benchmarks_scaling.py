@@ -50,7 +50,7 @@ def synthetic_points(quadratic: float = 0.0, noise: float = 0.01, seed: int = 0)
              "trained_rollouts": trained_rollouts, "trained_response_tokens": trained_rollouts * resp,
              "trained_tokens": trained_rollouts * (prompt + resp),
              "trained_sq_tokens": trained_rollouts * (prompt + resp) ** 2,
-             "io_seconds": 0.5, "kedro_other_seconds": 0.4, "resamples": 0, "peak_rss_mb": 900.0,
+             "io_seconds": 0.5, "kedro_other_seconds": 0.4, "resamples": 0, "peak_rss_mb": 900.0, "run_seconds": 30.0,
              "node_peak_rss_mb": {n: 800.0 for n in scaling.NODES}}
         scaling.add_derived(m)
         nodes = {}
@@ -79,6 +79,11 @@ def test_grid_varies_one_axis_at_a_time_around_the_default():
         (axis,) = p["axes"]
         assert [k for k in scaling.DEFAULT if p[k] != scaling.DEFAULT[k]] == [axis]
     assert [scaling.label(p) for p in scaling.grid(quick=True)] == ["16x4x128", "32x4x128", "64x4x128"]
+    # a budget too short for any answer: the regenerate filter would select nothing, so fixed_batch
+    short = [p for p in points if p["max_response_length"] < 64]
+    assert [scaling.label(p) for p in short] == ["64x4x32", "128x4x32"]
+    assert all("prime.filter_mode=fixed_batch" in scaling.point_params(p, "") for p in short)
+    assert all("extra" not in p for p in points if p["max_response_length"] >= 64)
     assert scaling.parse_points("8x2x32, 16x4x64") == [
         {"prompts_per_step": 8, "samples_per_prompt": 2, "max_response_length": 32, "axes": ["custom"]},
         {"prompts_per_step": 16, "samples_per_prompt": 4, "max_response_length": 64, "axes": ["custom"]}]
@@ -231,3 +236,43 @@ def test_stage_timing_summary_and_markdown():
             "| 4x it. 0 peak RSS MB | 4x / 1x time |") in md
     assert "| node `update_policy` | 1.00 | 9.5% | 852 (+52) | 850 (+50) |" in md
     assert "Kedro + Parquet/checkpoint I/O overhead" in md
+
+
+@pytest.mark.parametrize("retries, runs_seen, kept, runs", [
+    (1, [(0.9, 30.0), (0.1, 10.0)], 10.0, 2),   # busy, rerun, quiet: keep the quiet one
+    (0, [(0.9, 30.0)], 30.0, 1),                # no retries
+    (1, [(0.1, 10.0)], 10.0, 1),                # quiet at once
+    (2, [(0.9, 30.0), (0.8, 12.0), (0.9, 20.0)], 12.0, 3),  # busy throughout: keep the fastest
+])
+def test_busy_points_are_rerun_keeping_the_fastest(monkeypatch, tmp_path, retries, runs_seen, kept, runs):
+    template = synthetic_points()
+    calls = []
+
+    def fake_run_point(point, params, iterations):
+        calls.append(scaling.label(point))
+        other, seconds = runs_seen[min(len(calls) - 1, len(runs_seen) - 1)]
+        m = json.loads(json.dumps(next(p for p in template if p["label"] == scaling.label(point))))
+        m["load"] = {"load_mean": 3.0, "load_max": 7.0, "cpus": 2, "other_cores": other}
+        m["iteration_seconds"] = seconds
+        return m
+
+    monkeypatch.setattr(scaling, "run_point", fake_run_point)
+    out = tmp_path / "scaling"
+    scaling.main(["--points", "64x4x128,16x4x128", "--retries", str(retries), "--out", str(out)])
+    result = json.loads(out.with_suffix(".json").read_text())
+    first = result["points"][0]
+    assert first["iteration_seconds"] == kept and first["attempts"] == runs
+    assert calls[:runs] == ["64x4x128"] * runs
+    assert ("**Warning:**" in out.with_suffix(".md").read_text()) == (kept != 10.0)
+
+
+def test_load_monitor_counts_other_work_not_its_own_children():
+    import subprocess
+
+    from _project import LoadMonitor
+
+    with LoadMonitor(every=0.05) as mon:
+        subprocess.run([sys.executable, "-c", "x = 0\nfor i in range(3_000_000): x += i"], check=True)
+    s = mon.summary()
+    assert s["other_cores"] is not None and 0 <= s["other_cores"] < s["cpus"]
+    assert s["cpus"] >= 1 and s["load_max"] >= 0
