@@ -1,7 +1,7 @@
 """How the cost of a PRIME iteration grows: prompts per step, samples per prompt, response length.
 
-    python benchmarks/scaling.py                # one axis at a time + 3 diagonal points, ~15-20 min on 2 cores
-    python benchmarks/scaling.py --quick        # 3 points (16, 32, 64 prompts per step), ~2-3 min
+    python benchmarks/scaling.py                # one axis at a time + 3 diagonal points, ~12 min on 2 quiet cores
+    python benchmarks/scaling.py --quick        # 3 points (16, 32, 64 prompts per step), ~1.5 min
     python benchmarks/scaling.py --params prime.rollout_engine=fast   # any params, every point
     python benchmarks/scaling.py --points 64x4x128,128x2x128           # your own points: PxNxL
     python benchmarks/scaling.py --from-json benchmarks/results/scaling.json   # refit and replot only
@@ -32,6 +32,11 @@ processes (generation and verification: generated tokens; the reward and update 
 tokens; the iteration: both together), with R^2, the residuals along each axis, the intercept's
 share at the default point (a fixed per-iteration cost), and a second fit with a squared-length
 term (attention). Results: ``benchmarks/results/scaling.{json,md,png}``.
+
+Other work on the machine slows a run down a lot (torch's threads wait for a core): each point
+records how many cores other processes used meanwhile (``_project.LoadMonitor``) and one taken
+while they used over a quarter of a core is run again (``--retries``, default 1), keeping the
+fastest; points still disturbed are flagged in the results.
 """
 
 from __future__ import annotations
@@ -73,6 +78,8 @@ NODE_X = {"generate_rollouts": "generated_tokens", "verify_outcomes": "generated
 NODE_SQ = {"generate_rollouts": "generated_sq_tokens", "compute_process_rewards": "trained_sq_tokens",
            "update_prm": "trained_sq_tokens", "update_policy": "trained_sq_tokens",
            "iteration": "sq_tokens_processed"}
+#: A second fit for nodes whose work is per response rather than per token.
+ALT_X = {"verify_outcomes": "distinct_responses"}
 EURUS_PRIME = str(Path(sys.executable).with_name("eurus-prime"))
 
 
@@ -299,6 +306,10 @@ def analyse(points: list[dict]) -> dict:
             if len(members) >= 3:
                 entry["residual_trend"][axis] = _spearman([points[i][axis] for i in members],
                                                           [lin["residuals"][i] for i in members])
+        if name in ALT_X:
+            alt = fit_linear([p[ALT_X[name]] for p in points], y)
+            entry["alt_fit"] = {"x": ALT_X[name], "a_seconds": alt["a"], "b_seconds_per_1k": 1000 * alt["b"],
+                                "r2": alt["r2"]}
         if name in NODE_SQ:
             sq = np.array([p.get(NODE_SQ[name], 0) for p in points], dtype=float)
             quad = fit_quadratic_term(x, sq, y)
@@ -324,6 +335,8 @@ def analyse(points: list[dict]) -> dict:
                 row[name] = 1000 * (yv - e["a_seconds"]) / xv if xv else math.nan
             rows.append(row)
         out["marginal_ms_per_token"][axis] = rows
+    seq = [p["trained_tokens"] / p["trained_rollouts"] for p in points if p.get("trained_rollouts")]
+    out["trained_sequence_length_range"] = [min(seq), max(seq)] if seq else None
     out["conclusions"] = conclusions(out)
     return out
 
@@ -346,15 +359,28 @@ def conclusions(a: dict) -> list[str]:
                   if not math.isnan(rho) and abs(rho) >= 0.8]
         if trends:
             s += "; residuals trend with " + ", ".join(trends)
+        alt = e.get("alt_fit")
+        if alt and not math.isnan(alt["r2"]):
+            s += (f"; against {alt['x'].replace('_', ' ')} R^2 {alt['r2']:.3f} ({alt['b_seconds_per_1k']:.2f} s per "
+                  f"1k + {alt['a_seconds']:.2f} s)")
         quad = e.get("squared_length_fit")
         if quad and not math.isnan(quad.get("c", math.nan)):
             gain = quad["adj_r2"] - quad["linear_adj_r2"]
             if quad["c"] > 0 and gain > 0.005:
-                s += (f"; a squared-length (attention) term improves the fit (adj. R^2 {quad['linear_adj_r2']:.3f} -> "
-                      f"{quad['adj_r2']:.3f}) and is {100 * quad['share_at_default']:.0f}% of it at the default")
+                s += (f"; a squared-length term improves the fit (adj. R^2 {quad['linear_adj_r2']:.3f} -> "
+                      f"{quad['adj_r2']:.3f}{', with a negative linear term' if quad['b'] <= 0 else ''}): "
+                      "longer sequences cost more per token, from attention or padding (see below)")
             else:
-                s += "; no attention (squared-length) term shows"
+                s += "; no squared-length (attention) term shows"
         lines.append(s + ".")
+    rng = a.get("trained_sequence_length_range")
+    if rng:
+        lines.append(
+            f"Trained sequences (prompt + response) average {rng[0]:.0f} to {rng[1]:.0f} tokens over these points: "
+            "the tiny world's answers are short whatever the budget, so sequence length hardly varies, and a "
+            "squared-length term cannot tell attention from padding (update_prm and update_policy pad each "
+            "shuffled micro-batch to its longest row; the points cut at a short budget have equal lengths and "
+            "no padding). Treat it as a hint, not a measurement of attention.")
     return lines
 
 
@@ -391,15 +417,16 @@ def plot(points: list[dict], analysis: dict, path: Path) -> None:
             e = analysis["nodes"][name]
             if name != "iteration" and e["seconds_at_default"] < 0.05:
                 continue
-            x = np.array([p[e["x"]] for p in members], dtype=float) / 1000
-            y = series(members, name)
+            ordered = sorted(members, key=lambda p: p[e["x"]])  # a line along x, not along the axis value
+            x = np.array([p[e["x"]] for p in ordered], dtype=float) / 1000
+            y = series(ordered, name)
             style = {"color": "black", "lw": 2} if name == "iteration" else {"color": colors[i % len(colors)]}
             ax.plot(x, y, "o-", label=f"{name} (x: {e['x'].replace('_', ' ')})", **style)
             if not math.isnan(e["b_seconds_per_1k_tokens"]) and len(x):
                 xs = np.linspace(0, x.max() * 1.05, 20)
                 ax.plot(xs, e["a_seconds"] + e["b_seconds_per_1k_tokens"] * xs, "--", alpha=0.5, **style)
             if panel in AXES and name == "iteration":
-                for p, xv, yv in zip(members, x, y):
+                for p, xv, yv in zip(ordered, x, y):
                     ax.annotate(str(p[panel]), (xv, yv), textcoords="offset points", xytext=(4, 4), fontsize=8)
         ax.set_title(title)
         ax.set_xlabel("thousand tokens processed by the node")
@@ -465,16 +492,20 @@ def render_markdown(result: dict) -> str:
               "trained tokens (prompt + response of the selected groups) for the reward and update nodes; "
               "their sum for the iteration (the Kedro session's seconds, I/O included).", "",
               "| node | x | a (s) | b (s per 1k tokens) | R^2 | intercept share at default | "
-              "residual trend (Spearman) per axis | squared-length fit: adj. R^2 linear -> with term, term's share |",
+              "residual trend (Spearman) per axis | adj. R^2: linear -> with a squared-length term |",
               "|---|---|---|---|---|---|---|---|"]
     for name, e in a["nodes"].items():
         trend = ", ".join(f"{AXIS_LABELS[k]} {_f(v, '{:+.2f}')}" for k, v in e["residual_trend"].items()) or "–"
         q = e.get("squared_length_fit")
-        qs = (f"{_f(q['linear_adj_r2'], '{:.3f}')} -> {_f(q['adj_r2'], '{:.3f}')}, {_f(100 * q['share_at_default'], '{:.0f}')}%"
-              if q else "–")
+        qs = (f"{_f(q['linear_adj_r2'], '{:.3f}')} -> {_f(q['adj_r2'], '{:.3f}')}"
+              + (" (linear term < 0)" if q.get("b", 1) <= 0 else "") if q else "–")
         lines.append(f"| `{name}` | {e['x'].replace('_', ' ')} | {_f(e['a_seconds'])} | "
                      f"{_f(e['b_seconds_per_1k_tokens'], '{:.3f}')} | {_f(e['r2'], '{:.3f}')} | "
                      f"{_f(100 * e['intercept_share_at_default'], '{:.0f}')}% | {trend} | {qs} |")
+        if e.get("alt_fit"):
+            alt = e["alt_fit"]
+            lines.append(f"| `{name}` | {alt['x'].replace('_', ' ')} (per 1k) | {_f(alt['a_seconds'])} | "
+                         f"{_f(alt['b_seconds_per_1k'], '{:.3f}')} | {_f(alt['r2'], '{:.3f}')} | | | |")
     lines += ["", "Residuals (measured - fit, % of fit):", "",
               "| node | " + " | ".join(p["label"] for p in points) + " |", "|---" * (len(points) + 1) + "|"]
     for name, e in a["nodes"].items():
@@ -531,9 +562,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--from-json", type=Path, help="refit and replot the points of an earlier result; runs nothing")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/scaling")
     args = ap.parse_args(argv)
-    command = "python benchmarks/scaling.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = " ".join(["python benchmarks/scaling.py", *(sys.argv[1:] if argv is None else argv)])
     if args.from_json:
         result = json.loads(args.from_json.read_text())
+        result["command"] = result["command"].strip()
         result["analysis"] = analyse(result["points"])
         write(result, args.out)
         print(render_markdown(result))

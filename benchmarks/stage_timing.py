@@ -1,8 +1,8 @@
 """Where an iteration's wall time and memory go: each node's own work, dataset I/O, the rest of
 Kedro, and each node's peak resident memory, at the default batch and at K times it.
 
-    python benchmarks/stage_timing.py --iterations 4            # 1x and 4x the batch, ~6-8 min on 2 cores
-    python benchmarks/stage_timing.py --iterations 3 --scale 1  # the default size only, ~1-2 min
+    python benchmarks/stage_timing.py --iterations 4            # 1x and 4x the batch, ~4 min on 2 quiet cores
+    python benchmarks/stage_timing.py --iterations 3 --scale 1  # the default size only, ~1 min
     python benchmarks/stage_timing.py --params prime.rollout_engine=hf   # any prime params, every size
 
 For each scale K (default 1 and 4) it runs ``eurus-prime train --iterations N`` on a fresh copy of
@@ -30,7 +30,9 @@ Iteration 0 is reported but excluded from the means (first-call warm-up). ``eval
 only evaluates at iteration 0 and every ``prime.eval_every`` (5) iterations; its mean is over the
 iterations measured, evaluating or not (the table says which). Results, all sizes side by side:
 ``benchmarks/results/stage_timing.{json,md}`` (the JSON's top-level keys are the first size's,
-as before; ``by_scale`` holds every size).
+as before; ``by_scale`` holds every size). A size measured while other processes used over a
+quarter of a core (``_project.LoadMonitor``) is run again (``--retries``, default 1), keeping the
+faster run. ``--from-json`` re-renders the Markdown of an earlier result.
 """
 
 from __future__ import annotations
@@ -172,6 +174,14 @@ def summarise(iters: list[dict]) -> dict:
     return s
 
 
+def _busy(load: dict | None) -> bool:
+    if not load:
+        return False
+    if load.get("other_cores") is not None:
+        return load["other_cores"] > 0.25
+    return load["load_mean"] > (load.get("cpus") or 2) + 0.5  # results from before other_cores
+
+
 def _num(v, fmt: str = "{:.0f}") -> str:
     return "–" if v is None else fmt.format(v)
 
@@ -207,14 +217,15 @@ def render_markdown(result: dict) -> str:
                      f"evaluated iterations among the measured: {r['evaluated_iterations'] or 'none'}"
                      + (f"; {r['resamples']} resample(s)" if r["resamples"] else "")
                      + (f"; other work on the machine used {_num(r['load'].get('other_cores'), '{:.2f}')} cores "
-                        f"on average (1-min load average {r['load']['load_mean']:.1f}, max {r['load']['load_max']:.1f}, "
-                        f"{r['load']['cpus']} CPUs)" if r.get("load") else ""))
-    busy = [lab for lab in labels if (runs[lab].get("load") or {}).get("other_cores") is not None
-            and runs[lab]["load"]["other_cores"] > 0.25]
+                        f"on average (1-min load average {r['load']['load_mean']:.1f}, max "
+                        f"{r['load']['load_max']:.1f}, {r['load']['cpus']} CPUs)" if r.get("load") else "")
+                     + (f"; runs: {r['attempts']}, the fastest kept" if r.get("attempts", 1) > 1 else ""))
+    busy = [lab for lab in labels if _busy(runs[lab].get("load"))]
     if busy:
         lines += ["", f"**Warning:** the machine was busy with other work during {', '.join(busy)} (other "
-                  "processes used more than a quarter of a core on average): wall times are inflated, "
-                  "compare shares rather than seconds, and rerun on a quiet machine."]
+                  "processes used more than a quarter of a core on average, or the load average stayed above "
+                  "the CPU count): wall times are inflated, compare shares rather than seconds, and rerun on "
+                  "a quiet machine."]
     lines.append("")
     head = "| part |" + "".join(f" {lab} s | {lab} share | {lab} peak RSS MB | {lab} it. 0 peak RSS MB |"
                                 for lab in labels)
@@ -269,24 +280,46 @@ def main(argv: list[str] | None = None) -> None:
                     help="batch multipliers of prime.prompts_per_step, one fresh project each (default: 1 4)")
     ap.add_argument("--scale-mini-batches", action="store_true",
                     help="also multiply prime.ppo_mini_batch and prime.prm_mini_batch (same optimizer steps)")
+    ap.add_argument("--retries", type=int, default=1,
+                    help="rerun a size measured while other work used the machine (over 0.25 cores on "
+                         "average) up to this many times, keeping the fastest run (default 1)")
+    ap.add_argument("--from-json", type=Path, help="re-render the tables of an earlier result; runs nothing")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/stage_timing")
     args = ap.parse_args(argv)
-    result: dict = {"command": "python benchmarks/stage_timing.py " + " ".join(sys.argv[1:] if argv is None else argv),
+    if args.from_json:
+        result = json.loads(args.from_json.read_text())
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        md = render_markdown(result)
+        args.out.with_suffix(".md").write_text(md)
+        print(md)
+        return
+    command = " ".join(["python benchmarks/stage_timing.py", *(sys.argv[1:] if argv is None else argv)])
+    result: dict = {"command": command,
                     "iterations": args.iterations, "params": args.params, "scales": args.scale,
                     "scale_mini_batches": args.scale_mini_batches, "by_scale": {}}
     for k in args.scale:
         label = f"{k}x"
         params = scaled_params(args.params, k, args.scale_mini_batches)
-        project = fresh_project(Path(tempfile.mkdtemp(prefix=f"eurus_prime_timing_{label}_")), with_sft_from=ROOT)
-        print(f"[{label}] eurus-prime train --iterations {args.iterations} --params {params}  ({project})", flush=True)
-        seconds, load = run_train(project, args.iterations, params)
-        rows = [json.loads(x) for x in (project / "data/08_reporting/train_log.jsonl").read_text().splitlines()]
-        iters = per_iteration(rows)
-        summary = {"scale": k, "params": params, "project": str(project), "run_seconds": round(seconds, 1),
-                   "load": load, **summarise(iters), "per_iteration": iters}
-        result["by_scale"][label] = summary
-        print(f"[{label}] {summary['mean_iteration_wall_seconds']:.1f} s per iteration, peak RSS "
-              f"{summary['peak_rss_mb']} MB ({seconds:.0f} s in all)", flush=True)
+        best = None
+        for attempt in range(1 + max(0, args.retries)):
+            project = fresh_project(Path(tempfile.mkdtemp(prefix=f"eurus_prime_timing_{label}_")), with_sft_from=ROOT)
+            print(f"[{label}]{' (again: busy machine)' if attempt else ''} eurus-prime train --iterations "
+                  f"{args.iterations} --params {params}  ({project})", flush=True)
+            seconds, load = run_train(project, args.iterations, params)
+            rows = [json.loads(x) for x in (project / "data/08_reporting/train_log.jsonl").read_text().splitlines()]
+            iters = per_iteration(rows)
+            summary = {"scale": k, "params": params, "project": str(project), "run_seconds": round(seconds, 1),
+                       "load": load, **summarise(iters), "per_iteration": iters}
+            print(f"[{label}] {summary['mean_iteration_wall_seconds']:.1f} s per iteration, peak RSS "
+                  f"{summary['peak_rss_mb']} MB ({seconds:.0f} s in all; other work used "
+                  f"{_num(load.get('other_cores'), '{:.2f}')} cores)", flush=True)
+            # other work only ever slows a run down: the fastest is the least disturbed
+            if best is None or summary["mean_iteration_wall_seconds"] < best["mean_iteration_wall_seconds"]:
+                best = summary
+            if not _busy(load):
+                break
+        best["attempts"] = attempt + 1
+        result["by_scale"][label] = best
     first = next(iter(result["by_scale"].values()))
     legacy = {k: v for k, v in first.items() if k not in ("scale", "project")}
     out = {"command": result["command"], "iterations": args.iterations, **legacy, **result}

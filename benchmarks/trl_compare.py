@@ -46,6 +46,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -62,37 +63,95 @@ PHASES = ("generate", "reward", "score_other", "update")
 
 # ----------------------------------------------------------------------------------- machine load
 class ForeignLoad:
-    """CPU time the rest of the machine used while one of our child processes ran: the busy time of
-    every core (``/proc/stat``) minus the CPU time of the children we waited for. On a shared
-    2-core machine this is what says whether a timing is trustworthy."""
+    """CPU time that processes *outside* this script's process tree used while a timed run ran
+    (sampled from ``/proc`` every second; kernel threads included). On a shared 2-core machine
+    this is what says whether a timing can be trusted."""
 
     def __enter__(self):
-        self.busy, self.ours, self.t = _busy_seconds(), _children_cpu(), time.perf_counter()
+        self.tick = os.sysconf("SC_CLK_TCK")
+        self.start_uptime = _uptime()
+        self.seen: dict[tuple[int, int], float] = {}
+        self.by_key: dict[tuple[int, int], float] = {}
+        self.names: dict[int, str] = {}
+        self.foreign = 0.0
+        self._sample(initial=True)
+        self.t = time.perf_counter()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
         return self
 
+    def _loop(self):
+        while not self.stop.wait(1.0):
+            self._sample()
+
+    def _sample(self, initial: bool = False) -> None:
+        procs = {}
+        for name in os.listdir("/proc"):
+            if not name.isdigit():
+                continue
+            try:
+                text = Path(f"/proc/{name}/stat").read_text()
+            except OSError:
+                continue
+            f = text[text.rindex(")") + 2:].split()
+            procs[int(name)] = (int(f[1]), (int(f[11]) + int(f[12])) / self.tick, int(f[19]))
+            self.names[int(name)] = text[text.index("(") + 1:text.rindex(")")]
+        children: dict[int, list[int]] = {}
+        for pid, (ppid, _, _) in procs.items():
+            children.setdefault(ppid, []).append(pid)
+        ours, todo = set(), [os.getpid()]
+        while todo:
+            pid = todo.pop()
+            ours.add(pid)
+            todo += children.get(pid, [])
+        for pid, (_, cpu, started) in procs.items():
+            if pid in ours:
+                continue
+            key = (pid, started)
+            if key not in self.seen:  # new: count all of it only if it started during the window
+                base = 0.0 if not initial and started / self.tick >= self.start_uptime else cpu
+                self.seen[key] = base
+            self.foreign += cpu - self.seen[key]
+            self.by_key[key] = self.by_key.get(key, 0.0) + cpu - self.seen[key]
+            self.seen[key] = cpu
+
     def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+        self._sample()
         wall = time.perf_counter() - self.t
-        busy = _busy_seconds() - self.busy if self.busy is not None else float("nan")
-        foreign = max(0.0, busy - (_children_cpu() - self.ours))
-        self.result = {"wall_seconds": wall, "foreign_cpu_seconds": foreign,
-                       "foreign_share_of_machine": foreign / wall / (os.cpu_count() or 1)}
+        self.result = {"wall_seconds": wall, "foreign_cpu_seconds": self.foreign,
+                       "foreign_share_of_machine": self.foreign / wall / (os.cpu_count() or 1),
+                       "top_foreign": [f"{self.names.get(k[0], '?')} (pid {k[0]}): {v:.1f} s" for k, v in
+                                       sorted(self.by_key.items(), key=lambda kv: -kv[1])[:3] if v > 0.5]}
         return False
+
+
+def _uptime() -> float:
+    return float(Path("/proc/uptime").read_text().split()[0])
+
+
+def wait_idle(limit_s: float, window_s: float = 10.0, threshold: float = 0.1) -> float:
+    """Wait (at most ``limit_s``) until the machine's CPUs are idle for ``window_s`` (busy share below
+    ``threshold``) before a timed run; returns the seconds waited."""
+    start = time.perf_counter()
+    while time.perf_counter() - start < limit_s:
+        b0 = _busy_seconds()
+        time.sleep(window_s)
+        b1 = _busy_seconds()
+        if b0 is None or (b1 - b0) / window_s / (os.cpu_count() or 1) < threshold:
+            break
+    return time.perf_counter() - start
 
 
 def _busy_seconds() -> float | None:
     try:
-        user, nice, system, _idle, _iowait, irq, softirq, steal = map(
-            int, Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9])
+        user, nice, system, _idle, _iowait, irq, softirq = map(
+            int, Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8])
     except (OSError, ValueError):
         return None
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-
-
-def _children_cpu() -> float:
-    import resource
-
-    r = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return r.ru_utime + r.ru_stime
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
 # ----------------------------------------------------------------------------------- config
@@ -371,9 +430,16 @@ def mean(xs):
     return sum(xs) / len(xs) if xs else float("nan")
 
 
+def median(xs):
+    import statistics
+
+    return statistics.median(xs) if xs else float("nan")
+
+
 def summarise_trl(res: dict) -> dict:
     steady = res["rl_steps"][1:] or res["rl_steps"]
     return {"seconds_per_rl_step": mean([s["seconds"] for s in steady]),
+            "median_seconds_per_rl_step": median([s["seconds"] for s in steady]),
             "seconds_per_optimizer_step": mean(res["optimizer_step_seconds"][res["steps_per_generation"]:]
                                                or res["optimizer_step_seconds"]),
             "phases": {p: mean([s[p] for s in steady]) for p in PHASES},
@@ -383,6 +449,7 @@ def summarise_trl(res: dict) -> dict:
 def summarise_eurus(res: dict) -> dict:
     steady = res["per_iteration"][1:] or res["per_iteration"]
     return {"seconds_per_iteration": mean([p["seconds"] for p in steady]),
+            "median_seconds_per_iteration": median([p["seconds"] for p in steady]),
             "nodes": {n: mean([p["nodes"][n] for p in steady]) for n in NODES},
             "io": mean([p["io"] for p in steady]), "kedro_other": mean([p["kedro_other"] for p in steady]),
             "loop_bookkeeping": mean([p["loop_bookkeeping"] for p in steady]),
@@ -429,10 +496,18 @@ def main() -> None:
     ap.add_argument("--trainer", choices=("grpo", "rloo"), default="grpo")
     ap.add_argument("--accuracy-minutes", type=float, default=0.0,
                     help="also train both for this many minutes and compare held-out accuracy (0: skip)")
+    ap.add_argument("--wait-idle", type=float, default=60.0, help="before each timed run, wait up to this many "
+                    "seconds for idle CPUs (0: don't wait)")
+    ap.add_argument("--retries", type=int, default=0, help="rerun a timed run this many times when other "
+                    "processes took more than 5%% of the machine during it (the least disturbed one is kept)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary projects and TRL output")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/trl_compare")
+    ap.add_argument("--render", action="store_true", help="only rewrite the .md from the existing .json")
     ap.add_argument("--trl-worker", nargs=2, metavar=("SPEC", "OUT"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.render:
+        render(args.out)
+        return
     if args.trl_worker:
         spec = json.loads(Path(args.trl_worker[0]).read_text())
         Path(args.trl_worker[1]).write_text(json.dumps(run_trl(spec), default=float))
@@ -467,26 +542,52 @@ def main() -> None:
                 "prompts": str(path), "output_dir": str(tmp / out), "max_prompt_length": cfg.max_prompt_length,
                 "budget_s": budget_s, "save_to": str(save_to) if save_to else None}
 
-    projects = {name: fresh_project(tmp / f"eurus_{name}", with_sft_from=ROOT) for name in ("matched", "default")}
-    print(f"TRL {args.trainer}: {args.trl_steps} RL steps ...", flush=True)
-    trl_res = trl_child(trl_spec(projects["matched"], args.trl_steps, "trl"), tmp, "trl")
+    def timed_run(label: str, run):
+        """``run(attempt)`` after waiting for idle CPUs; again (up to --retries) when other processes
+        took more than 5% of the machine meanwhile. Keeps the least disturbed attempt."""
+        best = None
+        for attempt in range(args.retries + 1):
+            waited = wait_idle(args.wait_idle) if args.wait_idle else 0.0
+            print(f"{label} (attempt {attempt + 1}, waited {waited:.0f} s for idle CPUs) ...", flush=True)
+            res = run(attempt)
+            res["machine_load"]["waited_for_idle_seconds"] = waited
+            share = res["machine_load"]["foreign_share_of_machine"]
+            print(f"  other processes used {100 * share:.1f}% of the machine", flush=True)
+            if best is None or share < best["machine_load"]["foreign_share_of_machine"]:
+                best = res
+            if share <= 0.05:
+                break
+        best["attempts"] = attempt + 1
+        return best
+
+    def copy(name: str, attempt: int) -> Path:
+        return fresh_project(tmp / f"eurus_{name}_{attempt}", with_sft_from=ROOT)
+
+    trl_res = timed_run(f"TRL {args.trainer}: {args.trl_steps} RL steps",
+                        lambda a: trl_child(trl_spec(ROOT, args.trl_steps, f"trl_{a}"), tmp, f"trl_{a}"))
     runs = {}
     for name, params in (("matched", MATCHED), ("default", "")):
-        print(f"eurus_prime {name}: {args.iterations} iterations ...", flush=True)
-        runs[name] = run_eurus(projects[name], args.iterations, params)
+        runs[name] = timed_run(f"eurus_prime {name}: {args.iterations} iterations",
+                               lambda a, name=name, params=params: run_eurus(copy(name, a), args.iterations, params))
 
     trl_sum = summarise_trl(trl_res)
     eurus_sum = {k: summarise_eurus(v) for k, v in runs.items()}
     ratios = {k: v["seconds_per_iteration"] / trl_sum["seconds_per_rl_step"] for k, v in eurus_sum.items()}
+    ratios_median = {k: v["median_seconds_per_iteration"] / trl_sum["median_seconds_per_rl_step"]
+                     for k, v in eurus_sum.items()}
 
     accuracy = None
     if args.accuracy_minutes > 0:
         budget = args.accuracy_minutes * 60
         acc_project = fresh_project(tmp / "eurus_accuracy", with_sft_from=ROOT)
         trl_dir = tmp / f"trl_{args.trainer}_policy"
+        if args.wait_idle:
+            wait_idle(args.wait_idle)
         print(f"accuracy: TRL for {args.accuracy_minutes} min ...", flush=True)
         steps_cap = int(budget // 2) + 10  # more than fit (a step takes seconds): the callback stops at the budget
         acc_trl = trl_child(trl_spec(acc_project, steps_cap, "trl_accuracy", budget, trl_dir), tmp, "trl_accuracy")
+        if args.wait_idle:
+            wait_idle(args.wait_idle)
         print(f"accuracy: eurus_prime for {args.accuracy_minutes} min ...", flush=True)
         acc_eurus = run_eurus(acc_project, 100000, "prime.eval_every=0", time_budget=budget)
         print("accuracy: evaluating ...", flush=True)
@@ -496,6 +597,7 @@ def main() -> None:
                     "eurus_iterations": len(acc_eurus["per_iteration"]),
                     "eurus_train_wall_seconds": sum(p["seconds"] for p in acc_eurus["per_iteration"]),
                     "eurus_command": acc_eurus["command"], **evaluate_both(acc_project, trl_dir),
+                    "machine_load": {"trl": acc_trl["machine_load"], "eurus_prime": acc_eurus["machine_load"]},
                     "trl_label": trl_dir.name}
 
     summary = {
@@ -508,16 +610,26 @@ def main() -> None:
         "trl": {**trl_sum, "raw": trl_res},
         "eurus_prime": {k: {**eurus_sum[k], "raw": runs[k]} for k in runs},
         "ratio_eurus_over_trl": ratios,
+        "ratio_eurus_over_trl_median": ratios_median,
         "accuracy": accuracy,
         "script_wall_seconds": time.perf_counter() - started,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(summary, indent=1, default=float) + "\n")
-    md = markdown(summary, mapping, cfg)
-    args.out.with_suffix(".md").write_text(md)
-    print(md)
+    render(args.out)
     if not args.keep:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def render(out: Path) -> None:
+    """Write ``out``.md from ``out``.json (also on its own: ``--render``, after changing the report)."""
+    from eurus_prime.prime.config import PrimeConfig
+
+    summary = json.loads(out.with_suffix(".json").read_text())
+    cfg = PrimeConfig(**summary["prime_defaults"])
+    md = markdown(summary, trl_settings(cfg, summary["trainer"])[1], cfg)
+    out.with_suffix(".md").write_text(md)
+    print(md)
 
 
 def markdown(s: dict, mapping, cfg) -> str:
@@ -535,17 +647,19 @@ def markdown(s: dict, mapping, cfg) -> str:
         "optimizer settings on both sides (mapping below). Run one after the other in one invocation; the "
         f"first TRL RL step and eurus_prime iteration 0 are warm-up and excluded.", "",
         "## Seconds per RL step", "",
-        "| run | rollouts generated / trained per step | s per step (mean) | eurus_prime / TRL |",
-        "|---|---|---|---|",
+        "| run | rollouts generated / trained per step | s per step (mean) | eurus_prime / TRL (mean) "
+        "| s per step (median) | eurus_prime / TRL (median) |",
+        "|---|---|---|---|---|---|",
         f"| TRL `{trainer}` ({t['measured_rl_steps']} steps: B={b} prompts x n={n}, {spg} optimizer steps) | "
-        f"{b * n} / {b * n} | {t['seconds_per_rl_step']:.2f} | 1.00 |",
+        f"{b * n} / {b * n} | {t['seconds_per_rl_step']:.2f} | 1.00 | {t['median_seconds_per_rl_step']:.2f} | 1.00 |",
     ]
+    rm = s["ratio_eurus_over_trl_median"]
     labels = {"matched": f"eurus_prime matched (`{s['matched_params']}`)", "default": "eurus_prime defaults"}
     for k in ("matched", "default"):
         x = e[k]
         trained = x["groups_selected"] * n
         lines.append(f"| {labels[k]} ({x['measured_iterations']} iterations) | {x['rollouts']:.0f} / {trained:.0f} | "
-                     f"{x['seconds_per_iteration']:.2f} | {r[k]:.2f} |")
+                     f"{x['seconds_per_iteration']:.2f} | {r[k]:.2f} | {x['median_seconds_per_iteration']:.2f} | {rm[k]:.2f} |")
     lines += ["", f"TRL per optimizer step: {t['seconds_per_optimizer_step']:.2f} s (the step that generates "
               f"carries the generation; {spg} optimizer steps per RL step). Per step (s): TRL "
               + ", ".join(f"{x['seconds']:.2f}" for x in t["raw"]["rl_steps"])
@@ -554,10 +668,12 @@ def markdown(s: dict, mapping, cfg) -> str:
               + " (the first of each is warm-up).", ""]
     loads = [("TRL", t["raw"]["machine_load"])] + [(labels[k], e[k]["raw"]["machine_load"]) for k in ("matched", "default")]
     busy = max(x["foreign_share_of_machine"] for _, x in loads)
-    lines += ["Machine load from other processes during each run (busy CPU time of all cores minus our own "
-              "children's, as a share of the machine): " + "; ".join(
+    lines += ["Machine load from other processes during each run (CPU time of processes outside this script's "
+              "process tree, sampled from `/proc` every second, as a share of the whole machine): " + "; ".join(
                   f"{name.split(' (')[0]} {100 * x['foreign_share_of_machine']:.1f}%" for name, x in loads) + "."
-              + (" **Other work competed for the CPUs: these timings are not clean.**" if busy > 0.05 else ""), ""]
+              + (" **Other work competed for the CPUs: these timings are not clean** (busiest: "
+                 + "; ".join(f"{name.split(' (')[0]}: {', '.join(x['top_foreign'])}" for name, x in loads
+                             if x["top_foreign"]) + ")." if busy > 0.05 else ""), ""]
     eval_iters = [p["iteration"] for p in e["default"]["raw"]["per_iteration"][1:] if p["nodes"]["evaluate_policy"] > 0]
     lines += [f"eurus_prime defaults evaluate 500 held-out prompts every {cfg.eval_every} iterations "
               f"(among the measured ones: iteration(s) {eval_iters or 'none'}), which is in their mean; the "
@@ -624,6 +740,8 @@ def markdown(s: dict, mapping, cfg) -> str:
                   f"{a['trl_rl_steps']} RL steps ({a['trl_train_wall_seconds']:.0f} s in `trainer.train()`). "
                   "Neither starts a new step after the budget. Greedy pass@1 on the first 500 test prompts: "
                   f"`{a['command']}`", "",
+                  "Other processes used " + ", ".join(f"{100 * x['foreign_share_of_machine']:.1f}% ({k})" for k, x in
+                                                      a["machine_load"].items()) + " of the machine meanwhile.", "",
                   "| checkpoint | all | math | code |", "|---|---|---|---|"]
         acc = a["accuracy"]
         for ck, label in [(k, k) for k in acc]:
