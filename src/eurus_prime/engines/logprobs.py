@@ -37,8 +37,9 @@ def _body_and_head(model):
     return body, head
 
 
-def _chunk_stats(hidden: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor, bias, want_entropy: bool):
-    logits = torch.nn.functional.linear(hidden, weight, bias).float()
+def _chunk_stats(hidden: torch.Tensor, targets: torch.Tensor, head, want_entropy: bool):
+    # ``head(...)``, not its weight: under ZeRO-3 the weight is gathered only inside a module call.
+    logits = head(hidden).float()
     lse = logits.logsumexp(-1)
     logp = logits.gather(-1, targets[:, None]).squeeze(-1) - lse
     if not want_entropy:
@@ -58,9 +59,9 @@ def _head_logprobs(hidden: torch.Tensor, targets: torch.Tensor, head, chunk_toke
     for start in range(0, flat_t.numel(), chunk_tokens):
         h, t = flat_h[start : start + chunk_tokens], flat_t[start : start + chunk_tokens]
         if recompute:
-            lp, ent = checkpoint(_chunk_stats, h, t, head.weight, head.bias, want_entropy, use_reentrant=False)
+            lp, ent = checkpoint(_chunk_stats, h, t, head, want_entropy, use_reentrant=False)
         else:
-            lp, ent = _chunk_stats(h, t, head.weight, head.bias, want_entropy)
+            lp, ent = _chunk_stats(h, t, head, want_entropy)
         logps.append(lp)
         ents.append(ent)
     logp = torch.cat(logps).view(rows, width)
@@ -104,7 +105,7 @@ def sequence_logprobs(
             if split is not None:
                 body, head = split
                 hidden = body(**inputs).last_hidden_state[:, -response_len - 1 : -1]
-                chunk_tokens = max(1, chunk_logits // head.weight.shape[0])
+                chunk_tokens = max(1, chunk_logits // head.out_features)
                 logp, ent = _head_logprobs(hidden, targets, head, chunk_tokens, grad, return_entropy)
             else:
                 logits = model(**inputs).logits[:, -response_len - 1 : -1].float()

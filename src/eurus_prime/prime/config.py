@@ -8,7 +8,7 @@ values are in ``conf/eurus7b/parameters.yml`` (PRIME_REFERENCE.md).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 FILTER_MODES = ("regenerate", "fixed_batch")
 PRM_TIMINGS = ("after", "before")
@@ -16,7 +16,8 @@ REF_TYPES = ("freeze", "policy")
 GRANULARITIES = ("token", "whole")
 NORMALISATIONS = ("batch_norm", "none")
 NONFINITE_ACTIONS = ("skip", "stop")
-ROLLOUT_ENGINES = ("fast", "hf")  # eurus_prime.engines.generation.ENGINES
+ROLLOUT_ENGINES = ("fast", "hf", "vllm")  # eurus_prime.engines.generation.ENGINES
+TRAINER_BACKENDS = ("torch", "deepspeed")  # eurus_prime.engines.trainer.TRAINER_BACKENDS
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,12 @@ class PrimeConfig:
     """Responses per policy optimizer step (1 epoch over B*n responses = B*n/this steps)."""
     micro_batch: int = 64
     """Rows per forward/backward pass (gradient accumulation inside a mini-batch)."""
+    trainer_backend: str = "torch"
+    """What takes the PRM and policy optimizer steps (``engines/trainer.py``): ``torch`` (one
+    process, AdamW) or ``deepspeed`` (ZeRO 0-3, CPU offload, bf16, several ranks; ``deepspeed``)."""
+    deepspeed: dict = field(default_factory=dict)
+    """``engines.trainer.DeepSpeedOptions`` for ``trainer_backend: deepspeed``: zero_stage,
+    offload_optimizer, offload_param, bf16, extra_config."""
     nonfinite: str = "skip"
     """A PRM or policy mini-batch whose loss or gradient norm is NaN/inf: ``skip`` zeroes its
     gradients, takes no optimizer step (weights and AdamW moments untouched), marks the stats row
@@ -138,7 +145,7 @@ class PrimeConfig:
         for name, allowed in (("filter_mode", FILTER_MODES), ("prm_update", PRM_TIMINGS),
                               ("ref_type", REF_TYPES), ("granularity", GRANULARITIES),
                               ("normalisation", NORMALISATIONS), ("nonfinite", NONFINITE_ACTIONS),
-                              ("rollout_engine", ROLLOUT_ENGINES)):
+                              ("rollout_engine", ROLLOUT_ENGINES), ("trainer_backend", TRAINER_BACKENDS)):
             if getattr(self, name) not in allowed:
                 bad(name, f"valid values are {list(allowed)}")
         for name in ("beta", "prm_lr", "policy_lr", "clip_ratio", "logprob_reuse_tol"):
@@ -150,6 +157,9 @@ class PrimeConfig:
                 bad(name, "must be >= 0")
         if self.process_coef == 0 and self.outcome_coef == 0:
             raise ValueError("prime.process_coef and prime.outcome_coef are both 0: nothing to learn from")
+        from eurus_prime.engines.trainer import DeepSpeedOptions  # noqa: PLC0415
+
+        DeepSpeedOptions.coerce(self.deepspeed)  # names the bad key or value
         if self.eval_every < 0:
             bad("eval_every", "must be >= 0 (0: never evaluate)")
         if self.eval_max_items is not None and self.eval_max_items < 1:

@@ -27,6 +27,7 @@ from eurus_prime.core.rewards import implicit_process_rewards, prm_loss, prm_pai
 from eurus_prime.core.masked import masked_mean
 from eurus_prime import monitor
 from eurus_prime.engines.generation import generate
+from eurus_prime.engines.trainer import Trainer, make_trainer
 from eurus_prime.prime.batch import forward_rows, micro_batches, pad_ragged, pad_values, score_responses, unpad
 from eurus_prime.prime.config import PrimeConfig, stage_seed
 from eurus_prime.prompting import render_prompt
@@ -376,20 +377,29 @@ def _nonfinite_step(stage: str, cfg: PrimeConfig, iteration: int, step: int, los
     return True
 
 
-def _assert_finite(model, opt: torch.optim.Optimizer, stage: str, iteration: int) -> None:
+def _poisoned(stage: str, iteration: int, what: str) -> None:
     """Refuse to hand on a checkpoint with a NaN/inf weight or AdamW moment."""
-    names = {}
-    for name, p in model.named_parameters():
-        names[p] = name
-        if not bool(torch.isfinite(p.detach()).all()):
-            raise NonFiniteError(f"{stage}: iteration {iteration}: parameter {name} is not finite after "
-                                 "the update; refusing to return a poisoned checkpoint")
-    for p, state in opt.state.items():
-        for key, v in state.items():
-            if torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all()):
-                raise NonFiniteError(f"{stage}: iteration {iteration}: optimizer state {key} of parameter "
-                                     f"{names.get(p, '?')} is not finite after the update; refusing to "
-                                     "return a poisoned checkpoint")
+    raise NonFiniteError(f"{stage}: iteration {iteration}: {what}; refusing to return a poisoned checkpoint")
+
+
+def _trainer(checkpoint, cfg: PrimeConfig, lr: float, weight_decay: float, grad_clip: float) -> Trainer:
+    """The ``prime.trainer_backend`` trainer of ``checkpoint``, continuing the AdamW moments stored
+    with it when there are any (the state belongs to the run, not to one iteration: resetting it
+    every step would change the method); the config, not the stored state, sets lr and decay."""
+    return make_trainer(cfg.trainer_backend, checkpoint.model, getattr(checkpoint, "optimizer_state", None),
+                        lr=lr, weight_decay=weight_decay, grad_clip=grad_clip, micro_batch=cfg.micro_batch,
+                        deepspeed=cfg.deepspeed)
+
+
+def _rank_micro_batches(trainer: Trainer, micros: list[list[int]]) -> list[tuple[list[int], float]]:
+    """This rank's share of a mini-batch's micro-batches, each with a weight for its loss. The
+    micro-batches are those of one process, dealt out whole (k-th to rank k mod world), so the
+    objective, a token mean per micro-batch weighted by rows, is the same on any number of ranks.
+    Every rank runs the same number of micro-batches (each backward is a collective): a rank
+    short of one repeats the first, weighted 0."""
+    mine = trainer.shard(micros)
+    rounds = -(-len(micros) // trainer.world_size)
+    return [(m, 1.0) for m in mine] + [(micros[0], 0.0)] * (rounds - len(mine))
 
 
 def update_prm(prm, rollouts: pd.DataFrame, process_rewards: pd.DataFrame, outcomes: pd.DataFrame,
@@ -404,9 +414,9 @@ def update_prm(prm, rollouts: pd.DataFrame, process_rewards: pd.DataFrame, outco
     """
     data = _joined(rollouts, process_rewards, outcomes)
     _check_groups(data, cfg.samples_per_prompt, "update_prm")
-    model = prm.model
     pad = prm.tokenizer.pad_token_id
-    opt = _optimizer(model, prm, cfg.prm_lr, cfg.prm_weight_decay)
+    trainer = _trainer(prm, cfg, cfg.prm_lr, cfg.prm_weight_decay, cfg.prm_grad_clip)
+    model = trainer.model
     n_rows = len(data)
     order = list(range(n_rows))
     random.Random(stage_seed(cfg, iteration, "prm")).shuffle(order)
@@ -415,20 +425,21 @@ def update_prm(prm, rollouts: pd.DataFrame, process_rewards: pd.DataFrame, outco
     taken = 0  # optimizer steps actually taken (a skipped mini-batch leaves the PRM as it was)
     model.train()
     for step, mb in enumerate(micro_batches(order, cfg.prm_mini_batch)):
-        opt.zero_grad(set_to_none=True)
+        trainer.zero_grad()
         total = 0.0
-        # The loss is a mean over sequences, so how the mini-batch splits into micro-batches does
-        # not change it: split by length, so that each micro-batch pads to rows like its own.
+        # The loss is a mean over sequences, so how the mini-batch splits into micro-batches (and
+        # ranks) does not change it: split by length, so that each micro-batch pads to rows like its own.
         by_length = sorted(mb, key=lambda i: len(data.prompt_ids[i]) + len(data.response_ids[i]))
-        for micro in micro_batches(by_length, cfg.micro_batch):
+        micros = _rank_micro_batches(trainer, list(micro_batches(by_length, cfg.micro_batch)))
+        for k, (micro, weight) in enumerate(micros):
             packed, logp = forward_rows(model, data.prompt_ids, data.response_ids, micro, pad, grad=True)
             ref = pad_values([data.ref_logprobs[i] for i in micro], packed.response_width)
             acc = torch.tensor(data.score.to_numpy()[micro], dtype=torch.float32)
             mask = packed.response_mask.float()
-            loss = prm_loss(logp, ref, mask, acc, beta=cfg.beta) * len(micro) / len(mb)
-            loss.backward()
+            loss = prm_loss(logp, ref, mask, acc, beta=cfg.beta) * (len(micro) / len(mb)) * weight
+            trainer.backward(loss * trainer.loss_scale, last=k == len(micros) - 1)
             total += float(loss.detach())
-            if cfg.prm_update == "after":
+            if cfg.prm_update == "after" and weight:
                 # Before the first optimizer step the PRM is the one compute_process_rewards
                 # scored: reuse those values (at iteration 0 they equal the reference's exactly,
                 # so the rewards are exactly 0 as in the reference, not float noise that
@@ -436,21 +447,24 @@ def update_prm(prm, rollouts: pd.DataFrame, process_rewards: pd.DataFrame, outco
                 fresh = unpad(logp, [len(data.response_ids[i]) for i in micro])
                 for i, v in zip(micro, fresh):
                     used[i] = np.asarray(data.prm_logprobs[i], dtype=np.float32) if taken == 0 else v
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.prm_grad_clip))
-        skipped = _nonfinite_step("update_prm", cfg, iteration, step, total, grad_norm)
-        if skipped:
-            opt.zero_grad(set_to_none=True)
-        else:
-            opt.step()
+        total = trainer.all_sum([total])[0]
+        grad_norm, skipped = trainer.step(
+            total, lambda loss, norm: _nonfinite_step("update_prm", cfg, iteration, step, loss, norm))
+        if not skipped:
             taken += 1
         stats.append({"iteration": iteration, "step": step, "responses": len(mb),
                       "loss": total, "grad_norm": grad_norm, "skipped": skipped})
         monitor.step(step + 1, -(-n_rows // cfg.prm_mini_batch), "PRM optimizer steps")
-    _assert_finite(model, opt, "update_prm", iteration)
+    trainer.assert_finite(lambda what: _poisoned("update_prm", iteration, what))
+    if cfg.prm_update == "after" and trainer.world_size > 1:
+        for part in trainer.all_gather({i: v for i, v in enumerate(used) if v is not None}):
+            for i, v in part.items():
+                used[i] = v
+    model, prm.optimizer_state = trainer.finish()
+    prm.model = model
     if cfg.prm_update == "before" and n_rows:
         used = score_responses(model, list(data.prompt_ids), list(data.response_ids), pad, cfg.micro_batch)
     rewards = _normalised_rewards(used, list(data.ref_logprobs), cfg) if n_rows else []
-    prm.optimizer_state = opt.state_dict()
     table = pd.DataFrame({
         "prompt_id": data["prompt_id"].to_numpy(),
         "sample_idx": data["sample_idx"].to_numpy(),
@@ -526,18 +540,6 @@ def advantage_metrics(adv: pd.DataFrame) -> dict[str, float]:
 
 
 # --------------------------------------------------------------------------- policy update
-def _optimizer(model, checkpoint, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    """AdamW, continuing the moments stored with the checkpoint when there are any (the state
-    belongs to the run, not to one iteration: resetting it every step would change the method)."""
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    state = getattr(checkpoint, "optimizer_state", None)
-    if state:
-        opt.load_state_dict(state)
-        for group in opt.param_groups:  # the config, not the stored state, sets the hyperparameters
-            group["lr"], group["weight_decay"] = lr, weight_decay
-    return opt
-
-
 def check_policy_versions(rollouts: pd.DataFrame, n: int, policy_version: str) -> None:
     """Refuse to train on groups whose samples came from different policies, or from a policy
     other than the one being updated (PPO's ratio would be against the wrong old policy)."""
@@ -569,8 +571,9 @@ def update_policy(policy, rollouts: pd.DataFrame, process_rewards: pd.DataFrame,
                       validate="one_to_one")
     _check_groups(data, cfg.samples_per_prompt, "update_policy")
     check_policy_versions(data, cfg.samples_per_prompt, getattr(policy, "version", ""))
-    model, pad = policy.model, policy.tokenizer.pad_token_id
-    opt = _optimizer(model, policy, cfg.policy_lr, cfg.policy_weight_decay)
+    pad = policy.tokenizer.pad_token_id
+    trainer = _trainer(policy, cfg, cfg.policy_lr, cfg.policy_weight_decay, cfg.policy_grad_clip)
+    model = trainer.model
     rng = random.Random(stage_seed(cfg, iteration, "ppo"))
     stats = []
     model.train()
@@ -578,10 +581,11 @@ def update_policy(policy, rollouts: pd.DataFrame, process_rewards: pd.DataFrame,
         order = list(range(len(data)))
         rng.shuffle(order)
         for mb in micro_batches(order, cfg.ppo_mini_batch):
-            opt.zero_grad(set_to_none=True)
+            trainer.zero_grad()
             sums = {"pg_loss": 0.0, "pg_clipfrac": 0.0, "ppo_kl": 0.0, "entropy": 0.0}
             total = 0.0  # the objective backpropagated: pg_loss - entropy_coef * entropy
-            for micro in micro_batches(mb, cfg.micro_batch):
+            micros = _rank_micro_batches(trainer, list(micro_batches(mb, cfg.micro_batch)))
+            for k, (micro, scale) in enumerate(micros):
                 packed, logp, entropy = forward_rows(model, data.prompt_ids, data.response_ids, micro, pad,
                                                      grad=True, return_entropy=True)
                 width = packed.response_width
@@ -590,26 +594,25 @@ def update_policy(policy, rollouts: pd.DataFrame, process_rewards: pd.DataFrame,
                 adv = pad_values([data.advantages[i] for i in micro], width)
                 pg_loss, diag = ppo_policy_loss(logp, old, adv, mask, clip_ratio=cfg.clip_ratio)
                 ent = masked_mean(entropy, mask)
-                weight = len(micro) / len(mb)
+                weight = len(micro) / len(mb) * scale
                 objective = (pg_loss - cfg.entropy_coef * ent) * weight
-                objective.backward()
+                trainer.backward(objective * trainer.loss_scale, last=k == len(micros) - 1)
                 total += float(objective.detach())
-                for k, v in (("pg_loss", pg_loss), ("entropy", ent), *diag.items()):
-                    sums[k] += float(v.detach()) * weight
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.policy_grad_clip))
-            skipped = _nonfinite_step("update_policy", cfg, iteration, len(stats), total, grad_norm, epoch)
-            if skipped:
-                opt.zero_grad(set_to_none=True)
-            else:
-                opt.step()
+                for key, v in (("pg_loss", pg_loss), ("entropy", ent), *diag.items()):
+                    sums[key] += float(v.detach()) * weight
+            total, *summed = trainer.all_sum([total, *sums.values()])
+            sums = dict(zip(sums, summed))
+            grad_norm, skipped = trainer.step(
+                total, lambda loss, norm: _nonfinite_step("update_policy", cfg, iteration, len(stats), loss, norm,
+                                                          epoch))
             stats.append({"iteration": iteration, "epoch": epoch, "step": len(stats), "responses": len(mb),
                           **sums, "grad_norm": grad_norm, "skipped": skipped})
             monitor.step(len(stats), cfg.ppo_epochs * -(-len(data) // cfg.ppo_mini_batch), "PPO optimizer steps")
     if not len(data):
         log.warning("update_policy: iteration %d has no selected prompt groups; the policy is "
                     "passed on unchanged (the step is skipped)", iteration)
-    _assert_finite(model, opt, "update_policy", iteration)
-    policy.optimizer_state = opt.state_dict()
+    trainer.assert_finite(lambda what: _poisoned("update_policy", iteration, what))
+    policy.model, policy.optimizer_state = trainer.finish()
     cols = ["iteration", "epoch", "step", "responses", "pg_loss", "pg_clipfrac", "ppo_kl", "entropy", "grad_norm",
             "skipped"]
     return policy, pd.DataFrame(stats, columns=cols).astype({"skipped": bool})

@@ -1,0 +1,169 @@
+"""The ``deepspeed`` trainer backend against the ``torch`` one (``engines/trainer.py``).
+
+DeepSpeed runs on CPU here (``DS_ACCELERATOR=cpu``, gloo): one rank inside this process for each
+ZeRO stage, and two ranks on loopback under torchrun. The same PRM and PPO updates, two iterations in
+a row (so the AdamW moments saved with the checkpoint are continued), must leave the same weights.
+
+Tolerance: the largest |w_deepspeed - w_torch| over all parameters must be under 1e-5 (one rank:
+the same micro-batches, only summation order differs; two ranks: different padding per
+micro-batch and an all-reduce), while the updates themselves move weights by > 1e-3.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from eurus_prime.engines import trainer as trainer_mod
+from eurus_prime.prime import stages
+from eurus_prime.prime.config import PrimeConfig
+from tests.prime.test_degenerate import _tables
+from tests.prime.test_stages import CFG, _ckpt
+
+deepspeed = pytest.importorskip("deepspeed", reason="needs deepspeed (pip install -e '.[deepspeed]')")
+
+ROOT = Path(__file__).resolve().parents[1]
+TOL = 1e-5
+BASE = dataclasses.replace(CFG, policy_lr=2e-3, prm_lr=2e-3, micro_batch=2, prm_mini_batch=6, ppo_mini_batch=6)
+
+
+def _inputs(tok):
+    rollouts, outcomes, report = _tables(tok, [5, 7, 3, 6, 4, 8, 2, 9, 5, 6, 3, 7, 4, 4, 6], seed=3)
+    ckpt = _ckpt(tok)
+    rewards = stages.compute_process_rewards(ckpt, ckpt, ckpt, rollouts, report, BASE)
+    # Fixed advantages for both backends: batch-normalised process rewards would amplify the PRM
+    # updates' float-level differences (1e-7) into 1e-5 differences of the policy's inputs.
+    rng = np.random.default_rng(0)
+    adv = rollouts[["prompt_id", "sample_idx"]].assign(
+        advantages=[rng.normal(size=n).astype(np.float32) for n in rollouts["response_length"]])
+    return ckpt, rollouts, outcomes, rewards, adv
+
+
+def _two_iterations(ckpt, rollouts, outcomes, rewards, adv, cfg: PrimeConfig):
+    """update_prm and update_policy, twice, the second continuing the first's optimizer state."""
+    prm, policy = copy.deepcopy(ckpt), copy.deepcopy(ckpt)
+    stats = []
+    for iteration in (0, 1):
+        prm, prm_rewards, prm_stats = stages.update_prm(prm, rollouts, rewards, outcomes, cfg, iteration)
+        policy, ppo_stats = stages.update_policy(policy, rollouts, rewards, adv, cfg, iteration)
+        stats.append((prm_stats, ppo_stats, prm_rewards))
+    return prm, policy, stats
+
+
+def _max_diff(a, b) -> float:
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    return max(float((sa[k].float() - sb[k].float()).abs().max()) for k in sa)
+
+
+@pytest.fixture(scope="module")
+def torch_result(tiny_tokenizer):
+    inputs = _inputs(tiny_tokenizer)
+    return inputs, _two_iterations(*inputs, BASE)
+
+
+@pytest.mark.parametrize("stage", [0, 1, 2, 3])
+def test_deepspeed_one_rank_matches_torch(torch_result, stage):
+    inputs, (prm_t, policy_t, stats_t) = torch_result
+    cfg = dataclasses.replace(BASE, trainer_backend="deepspeed", deepspeed={"zero_stage": stage})
+    prm_d, policy_d, stats_d = _two_iterations(*inputs, cfg)
+    start = inputs[0].model
+    moved = max(_max_diff(policy_t.model, start), _max_diff(prm_t.model, start))
+    assert moved > 1e-3, moved
+    assert _max_diff(policy_d.model, policy_t.model) < TOL
+    assert _max_diff(prm_d.model, prm_t.model) < TOL
+    for (prm_s_t, ppo_s_t, _), (prm_s_d, ppo_s_d, _) in zip(stats_t, stats_d):
+        np.testing.assert_allclose(ppo_s_d["pg_loss"], ppo_s_t["pg_loss"], atol=1e-5)
+        np.testing.assert_allclose(ppo_s_d["grad_norm"], ppo_s_t["grad_norm"], rtol=1e-4)
+        np.testing.assert_allclose(prm_s_d["loss"], prm_s_t["loss"], atol=1e-5)
+    # the optimizer state saved with the checkpoint is DeepSpeed's, per rank
+    assert policy_d.optimizer_state["deepspeed"]["zero_stage"] == stage
+    assert len(policy_d.optimizer_state["deepspeed"]["ranks"]) == 1
+    # a plain module comes back: its own storage, no engine, fp32, saveable
+    assert all(p.dtype == torch.float32 for p in policy_d.model.parameters())
+    assert not hasattr(next(policy_d.model.parameters()), "ds_id")
+
+
+def test_optimizer_state_from_another_world_is_refused(torch_result):
+    inputs, _ = torch_result
+    ckpt = copy.deepcopy(inputs[0])
+    ckpt.optimizer_state = {"deepspeed": {"world_size": 8, "zero_stage": 2, "ranks": []}}
+    cfg = dataclasses.replace(BASE, trainer_backend="deepspeed", deepspeed={"zero_stage": 2})
+    with pytest.raises(ValueError, match=r"saved by 8 rank\(s\) at ZeRO stage 2; this update runs 1 rank\(s\)"):
+        stages.update_policy(ckpt, inputs[1], inputs[3], inputs[4], cfg, 0)
+
+
+WORKER = r"""
+import os, pickle, sys
+os.environ["DS_ACCELERATOR"] = "cpu"
+import torch.distributed as dist
+dist.init_process_group("gloo")
+sys.path.insert(0, os.environ["EP_ROOT"])
+from tests.test_trainer_backends import _two_iterations
+with open(sys.argv[1], "rb") as f:
+    inputs, cfg = pickle.load(f)
+prm, policy, _ = _two_iterations(*inputs, cfg)
+if dist.get_rank() == 0:
+    with open(sys.argv[2], "wb") as f:
+        pickle.dump((prm.model.state_dict(), policy.model.state_dict(), policy.optimizer_state), f)
+dist.barrier()
+dist.destroy_process_group()
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", [2, 3])
+def test_deepspeed_two_ranks_on_loopback_match_torch(torch_result, tmp_path, stage):
+    inputs, (prm_t, policy_t, _) = torch_result
+    cfg = dataclasses.replace(BASE, trainer_backend="deepspeed", deepspeed={"zero_stage": stage})
+    (tmp_path / "worker.py").write_text(WORKER)
+    with open(tmp_path / "in.pkl", "wb") as f:
+        pickle.dump((inputs, cfg), f)
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or "torchrun"
+    env = {**os.environ, "EP_ROOT": str(ROOT), "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([torchrun, "--nproc_per_node", "2", "--master_port", str(_free_port()),
+                           str(tmp_path / "worker.py"), str(tmp_path / "in.pkl"), str(tmp_path / "out.pkl")],
+                          capture_output=True, text=True, timeout=900, env=env, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    with open(tmp_path / "out.pkl", "rb") as f:
+        prm_sd, policy_sd, opt_state = pickle.load(f)
+    assert opt_state["deepspeed"]["world_size"] == 2 and len(opt_state["deepspeed"]["ranks"]) == 2
+    for sd, ref in ((policy_sd, policy_t.model.state_dict()), (prm_sd, prm_t.model.state_dict())):
+        diff = max(float((sd[k].float() - ref[k].float()).abs().max()) for k in ref)
+        assert diff < TOL, diff
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_config_errors_name_the_parameter():
+    with pytest.raises(ValueError, match=r"prime.trainer_backend = 'fsdp' is invalid: valid values are \['torch', "
+                                         r"'deepspeed'\]"):
+        PrimeConfig(trainer_backend="fsdp")
+    with pytest.raises(ValueError, match=r"prime.deepspeed.zero_stage = 4 is invalid"):
+        PrimeConfig(deepspeed={"zero_stage": 4})
+    with pytest.raises(ValueError, match=r"prime.deepspeed has unknown keys \['stage'\]"):
+        PrimeConfig(deepspeed={"stage": 2})
+    with pytest.raises(ValueError, match="offload_param needs zero_stage 3"):
+        PrimeConfig(deepspeed={"zero_stage": 2, "offload_param": True})
+
+
+def test_missing_deepspeed_names_the_install_command(monkeypatch):
+    monkeypatch.setitem(sys.modules, "deepspeed", None)  # import deepspeed -> ImportError
+    with pytest.raises(ImportError, match=r'pip install -c constraints-cpu.txt -e "\.\[deepspeed\]"'):
+        trainer_mod.require_deepspeed()
