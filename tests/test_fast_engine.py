@@ -168,5 +168,5 @@ def test_unsupported_models_fall_back_to_hf_generate(tiny_tokenizer, prompts, ca
     assert [g.token_ids for g in out] == [g.token_ids for g in hf] and out[0].logprobs is None
     with pytest.raises(ValueError, match="fast engine cannot run this model: model_type 'gpt2'"):
         fast.sample(gpt2, [[1, 2]], max_new_tokens=2, eos_token_id=None, pad_token_id=0)
-    with pytest.raises(ValueError, match="engine 'vllm' is not one of"):
-        generate(gpt2, tiny_tokenizer, prompts[:1], max_new_tokens=2, engine="vllm")
+    with pytest.raises(ValueError, match="engine 'sglang' is not one of"):
+        generate(gpt2, tiny_tokenizer, prompts[:1], max_new_tokens=2, engine="sglang")

@@ -37,7 +37,7 @@ class EvalConfig:
     seed: int = 0
     """Seed of sampling (unused when greedy)."""
     engine: str = "fast"
-    """Generation engine: ``fast`` or ``hf`` (``eurus_prime.engines.generation``)."""
+    """Generation engine: ``fast``, ``hf`` or ``vllm`` (``eurus_prime.engines.generation``)."""
 
     def __post_init__(self) -> None:
         _check_engine("evaluation", self.engine)
@@ -134,7 +134,7 @@ class SuiteEvalConfig:
     micro_batch: int = 32
     seed: int = 0
     engine: str = "fast"
-    """Generation engine: ``fast`` or ``hf`` (``eurus_prime.engines.generation``)."""
+    """Generation engine: ``fast``, ``hf`` or ``vllm`` (``eurus_prime.engines.generation``)."""
 
     def __post_init__(self) -> None:
         def bad(field_: str, why: str) -> ValueError:

@@ -5,7 +5,9 @@ Two engines behind one function, :func:`generate`:
 - ``fast`` (the default): :mod:`eurus_prime.engines.fast`, a sampler with a preallocated KV cache
   for Llama/Qwen2-family models that also returns each sampled token's log-prob;
 - ``hf``: Hugging Face ``model.generate``, for every other architecture (``fast`` falls back to
-  it, with a warning naming why).
+  it, with a warning naming why);
+- ``vllm``: :mod:`eurus_prime.engines.vllm_engine`, a long-lived vLLM engine per model folder that
+  receives each new policy's weights in place (GPU machines, the ``gpu`` extra).
 
 Prompts are sorted by length and batched with left padding, so each batch wastes little compute on
 padding; results come back in input order. Greedy decoding when ``temperature == 0``.
@@ -25,7 +27,7 @@ from tqdm.auto import tqdm
 from eurus_prime import monitor
 from eurus_prime.engines import fast
 
-ENGINES = ("fast", "hf")
+ENGINES = ("fast", "hf", "vllm")
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +79,7 @@ def generate(
     progress: bool = True,
     engine: str = "fast",
     hf_kwargs: dict | None = None,
+    engine_options: dict | None = None,
 ) -> list[Generation]:
     """Complete every prompt (already rendered with the chat template).
 
@@ -88,6 +91,7 @@ def generate(
             torch's global RNG, ``fast`` a private generator).
         engine: ``fast`` or ``hf`` (module docstring).
         hf_kwargs: extra ``model.generate`` arguments for ``hf`` (e.g. ``cache_implementation``).
+        engine_options: ``vllm_engine.VllmOptions`` for ``vllm``.
     Returns:
         N ``Generation`` in the order of ``prompts``.
     """
@@ -96,6 +100,14 @@ def generate(
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}")
     encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    if engine == "vllm":
+        from eurus_prime.engines import vllm_engine  # noqa: PLC0415
+
+        samples = vllm_engine.sample(model, encoded, max_new_tokens=max_new_tokens,
+                                     eos_token_id=tokenizer.eos_token_id, temperature=temperature, top_p=top_p,
+                                     seed=seed, options=engine_options)
+        return [Generation(text=tokenizer.decode(s.token_ids, skip_special_tokens=True), token_ids=s.token_ids,
+                           finish_reason=s.finish_reason, logprobs=s.logprobs) for s in samples]
     if engine == "fast":
         reason = fast.unsupported_reason(model)
         if reason is None:

@@ -46,7 +46,8 @@ class PrimeConfig:
     rollout_engine: str = "fast"
     """``fast``: the KV-cache sampler of ``engines/fast.py`` (Llama/Qwen2 models; it returns the
     sampling log-probs); ``hf``: Hugging Face ``generate`` (any causal LM; ``fast`` falls back to it
-    for other architectures, with a warning)."""
+    for other architectures, with a warning); ``vllm``: vLLM (GPU machines, ``engines/vllm_engine.py``,
+    options in ``prime.vllm``; it returns the sampling log-probs at temperature 1)."""
     reuse_sampling_logprobs: bool = True
     """Use the rollout engine's sampling log-probs as the old-policy log-probs, skipping that scoring
     pass, when they are the policy's own (temperature 1, top-p 1, engine ``fast``). Each iteration
@@ -97,6 +98,9 @@ class PrimeConfig:
     """Responses per policy optimizer step (1 epoch over B*n responses = B*n/this steps)."""
     micro_batch: int = 64
     """Rows per forward/backward pass (gradient accumulation inside a mini-batch)."""
+    vllm: dict = field(default_factory=dict)
+    """``engines.vllm_engine.VllmOptions`` for ``rollout_engine: vllm``: gpu_memory_utilization,
+    tensor_parallel_size, dtype, max_model_len, enforce_eager, extra."""
     trainer_backend: str = "torch"
     """What takes the PRM and policy optimizer steps (``engines/trainer.py``): ``torch`` (one
     process, AdamW) or ``deepspeed`` (ZeRO 0-3, CPU offload, bf16, several ranks; ``deepspeed``)."""
@@ -159,7 +163,13 @@ class PrimeConfig:
             raise ValueError("prime.process_coef and prime.outcome_coef are both 0: nothing to learn from")
         from eurus_prime.engines.trainer import DeepSpeedOptions  # noqa: PLC0415
 
+        from eurus_prime.engines.vllm_engine import VllmOptions  # noqa: PLC0415
+
         DeepSpeedOptions.coerce(self.deepspeed)  # names the bad key or value
+        try:
+            VllmOptions.coerce(self.vllm)
+        except ValueError as err:
+            raise ValueError(f"prime.{err}") from err
         if self.eval_every < 0:
             bad("eval_every", "must be >= 0 (0: never evaluate)")
         if self.eval_max_items is not None and self.eval_max_items < 1:

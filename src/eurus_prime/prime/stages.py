@@ -122,7 +122,7 @@ def generate_rollouts(checkpoint, drawn: pd.DataFrame, cfg: PrimeConfig, iterati
     rep = np.repeat(np.arange(len(drawn)), n)
     gens = generate(model, tok, [texts[i] for i in rep], max_new_tokens=cfg.max_response_length,
                     temperature=cfg.temperature, top_p=cfg.top_p, batch_size=cfg.generation_batch_size,
-                    seed=stage_seed(cfg, iteration, "rollout"), engine=cfg.rollout_engine)
+                    seed=stage_seed(cfg, iteration, "rollout"), engine=cfg.rollout_engine, engine_options=cfg.vllm)
     sampling_logprobs = ([np.asarray(g.logprobs, dtype=np.float32) for g in gens]
                          if gens and all(g.logprobs is not None for g in gens) else None)
     return pd.DataFrame({
