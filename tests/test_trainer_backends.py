@@ -94,6 +94,14 @@ def test_deepspeed_one_rank_matches_torch(torch_result, stage):
     assert not hasattr(next(policy_d.model.parameters()), "ds_id")
 
 
+def test_gradient_checkpointing_changes_memory_not_the_update(torch_result):
+    inputs, (prm_t, policy_t, _) = torch_result
+    prm_c, policy_c, _ = _two_iterations(*inputs, dataclasses.replace(BASE, gradient_checkpointing=True))
+    assert _max_diff(policy_c.model, policy_t.model) < 1e-6
+    assert _max_diff(prm_c.model, prm_t.model) < 1e-6
+    assert not policy_c.model.is_gradient_checkpointing
+
+
 def test_optimizer_state_from_another_world_is_refused(torch_result):
     inputs, _ = torch_result
     ckpt = copy.deepcopy(inputs[0])

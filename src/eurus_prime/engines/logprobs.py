@@ -95,6 +95,11 @@ def sequence_logprobs(
         padding are meaningless, mask them.
     """
     outs, entropies = [], []
+    # The model may sit on a GPU while the tables' tensors are on CPU: compute where the model
+    # is, return where the inputs were (the losses are small tensors; ``.to`` keeps the graph).
+    home = input_ids.device
+    device = next(model.parameters()).device
+    input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
     position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
     split = _body_and_head(model)
     with torch.set_grad_enabled(grad):
@@ -116,5 +121,5 @@ def sequence_logprobs(
             if return_entropy:
                 entropies.append(ent)
     if return_entropy:
-        return torch.cat(outs), torch.cat(entropies)
-    return torch.cat(outs)
+        return torch.cat(outs).to(home), torch.cat(entropies).to(home)
+    return torch.cat(outs).to(home)

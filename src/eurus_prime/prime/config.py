@@ -98,6 +98,9 @@ class PrimeConfig:
     """Responses per policy optimizer step (1 epoch over B*n responses = B*n/this steps)."""
     micro_batch: int = 64
     """Rows per forward/backward pass (gradient accumulation inside a mini-batch)."""
+    gradient_checkpointing: bool = False
+    """Recompute each transformer layer in the backward pass of the PRM and policy updates (HF
+    ``gradient_checkpointing_enable``): activations of one layer instead of all; needed at 7B."""
     vllm: dict = field(default_factory=dict)
     """``engines.vllm_engine.VllmOptions`` for ``rollout_engine: vllm``: gpu_memory_utilization,
     tensor_parallel_size, dtype, max_model_len, enforce_eager, extra."""

@@ -386,9 +386,18 @@ def _trainer(checkpoint, cfg: PrimeConfig, lr: float, weight_decay: float, grad_
     """The ``prime.trainer_backend`` trainer of ``checkpoint``, continuing the AdamW moments stored
     with it when there are any (the state belongs to the run, not to one iteration: resetting it
     every step would change the method); the config, not the stored state, sets lr and decay."""
+    if cfg.gradient_checkpointing and hasattr(checkpoint.model, "gradient_checkpointing_enable"):
+        checkpoint.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return make_trainer(cfg.trainer_backend, checkpoint.model, getattr(checkpoint, "optimizer_state", None),
                         lr=lr, weight_decay=weight_decay, grad_clip=grad_clip, micro_batch=cfg.micro_batch,
                         deepspeed=cfg.deepspeed)
+
+
+def _plain(model, cfg: PrimeConfig):
+    """The updated model as the next stage expects it: no layer recomputation switched on."""
+    if cfg.gradient_checkpointing and getattr(model, "is_gradient_checkpointing", False):
+        model.gradient_checkpointing_disable()
+    return model
 
 
 def _rank_micro_batches(trainer: Trainer, micros: list[list[int]]) -> list[tuple[list[int], float]]:
@@ -461,7 +470,7 @@ def update_prm(prm, rollouts: pd.DataFrame, process_rewards: pd.DataFrame, outco
             for i, v in part.items():
                 used[i] = v
     model, prm.optimizer_state = trainer.finish()
-    prm.model = model
+    prm.model = _plain(model, cfg)
     if cfg.prm_update == "before" and n_rows:
         used = score_responses(model, list(data.prompt_ids), list(data.response_ids), pad, cfg.micro_batch)
     rewards = _normalised_rewards(used, list(data.ref_logprobs), cfg) if n_rows else []
@@ -613,6 +622,7 @@ def update_policy(policy, rollouts: pd.DataFrame, process_rewards: pd.DataFrame,
                     "passed on unchanged (the step is skipped)", iteration)
     trainer.assert_finite(lambda what: _poisoned("update_policy", iteration, what))
     policy.model, policy.optimizer_state = trainer.finish()
+    policy.model = _plain(policy.model, cfg)
     cols = ["iteration", "epoch", "step", "responses", "pg_loss", "pg_clipfrac", "ppo_kl", "entropy", "grad_norm",
             "skipped"]
     return policy, pd.DataFrame(stats, columns=cols).astype({"skipped": bool})
