@@ -482,6 +482,26 @@ def convert_gguf(gguf: Path | None, out: Path | None, overwrite: bool, dtype: st
     raise SystemExit(convert.main(argv + (["--overwrite"] if overwrite else [])))
 
 
+@main.command()
+@click.option("--env", default=None, help="Kedro config environment, e.g. eurus7b (default: base + local).")
+@click.option("--params", "params_text", default=None, help="Overrides, as kedro run --params: prime.micro_batch=2,...")
+@click.option("--project", type=click.Path(path_type=Path), default=None,
+              help="The Kedro project (default: the one in the current directory).")
+def plan(env: str | None, params_text: str | None, project: Path | None) -> None:
+    """Estimated peak memory per GPU (policy, PRM, reference, optimizer, KV cache) and GPU-hours per
+    step and epoch, from the config alone (eurus_prime.plan)."""
+    from eurus_prime.plan import make_plan
+
+    params = project_params(_project(project), env, parse_params(params_text) if params_text else None)
+    if "plan" not in params:
+        raise click.ClickException(f"conf/{env or 'base'}/parameters.yml has no `plan:` block (model shape, GPUs, "
+                                   "throughput assumptions); see conf/eurus7b/parameters.yml")
+    try:
+        result = make_plan(params["prime"], params["plan"])
+    except ValueError as err:
+        raise click.ClickException(str(err)) from err
+    click.echo(result.render())
+
 #: Kedro loads ``<package>.cli.cli`` as the project's command group, so ``kedro train`` works too.
 cli = main
 
