@@ -107,6 +107,7 @@ def trained(smollm2, tmp_path_factory):
         start = time.perf_counter()
         proc = run(cmd, cwd, env=env)
         seconds[name] = time.perf_counter() - start
+        print(f"\n{name}: {seconds[name]:.1f} s", flush=True)
         return proc
 
     project = make_project(tmp_path_factory.mktemp("smollm2_project"))
@@ -122,6 +123,11 @@ def trained(smollm2, tmp_path_factory):
     sft = project / "data/06_models/sft_model" / generate_timestamp() / "sft_model"
     shutil.copytree(smollm2, sft)
     weights = _sha256(sft / "model.safetensors")
+    # ... and its tokenizer the project's `tokenizer` (what the rollout report decodes ids with).
+    from transformers import AutoTokenizer
+
+    AutoTokenizer.from_pretrained(smollm2).save_pretrained(
+        project / "data/06_models/tokenizer" / generate_timestamp() / "tokenizer")
     step("sft_eval", [KEDRO, "run", "--pipelines=sft_eval"], project)
     out = step("train", [EURUS_PRIME, "train", "--iterations", "1", "--project", str(project)], project).stdout
     print(f"\nSmolLM2 iteration wall times: " + ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items()))
@@ -152,7 +158,8 @@ def test_train_takes_smollm2_as_the_sft_model_and_completes_one_iteration(traine
     assert "iteration 1/1 (iter_0000)" in out and "Held-out greedy pass@1 on the same 2 test prompts" in out
     versions = list((project / "data/06_models/sft_model").iterdir())
     assert len(versions) == 1  # ... and nothing replaced it
-    assert not (project / "data/06_models/tokenizer").exists()  # no tiny-world bootstrap ran
+    assert len(list((project / "data/06_models/tokenizer").iterdir())) == 1  # no tiny-world bootstrap ran
+    assert "Reports: data/08_reporting/" in out
     for name in ROLLOUT_TABLES:
         assert len(list((project / f"data/05_rollouts/{ITER}/{name}.parquet").iterdir())) == 1, name
     for name in REPORT_TABLES:

@@ -198,3 +198,28 @@ def test_quarantine_sets_a_bad_row_aside_and_splits_the_rest(project):
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
     metrics = [r.data.metrics for r in runs if "data_prep/quarantined" in r.data.metrics]
     assert metrics == [{"data_prep/rows_in": 40.0, "data_prep/quarantined": 1.0, "data_prep/rows_kept": 39.0}]
+
+
+@pytest.mark.slow
+def test_prime_iteration_with_the_deepspeed_backend_reruns_identically_and_continues_its_optimizer(project):
+    """The nodes do not change with the trainer backend: ``prime.trainer_backend=deepspeed`` (ZeRO-2,
+    one rank inside the Kedro process, DS_ACCELERATOR=cpu) runs iteration 0, a rerun of
+    update_policy is bit-identical, and iteration 1 continues the AdamW state saved with the
+    checkpoint (DeepSpeed's, per rank)."""
+    from eurus_prime.datasets.checkpoint import load_optimizer_state
+
+    _run([KEDRO, "run", "--pipelines=bootstrap"], project)
+    params = "--params=prime.trainer_backend=deepspeed,prime.deepspeed.zero_stage=2"
+    _run([KEDRO, "run", "--pipelines=prime_iteration", params], project)
+    data = project / "data"
+    _run([KEDRO, "run", "--pipelines=prime_iteration", "--nodes=update_policy", "--params=iteration=0,"
+          "prime.trainer_backend=deepspeed,prime.deepspeed.zero_stage=2"], project)
+    policies = _versions(data / "06_models/policy/iter_0001")
+    assert len(policies) == 2
+    assert len({(p / "model.safetensors").read_bytes() for p in policies}) == 1
+    state = load_optimizer_state(policies[-1] / "optimizer.pt")  # weights-only, DeepSpeed's 3 classes allowed
+    assert state["deepspeed"]["zero_stage"] == 2 and len(state["deepspeed"]["ranks"]) == 1
+    _run([KEDRO, "run", "--pipelines=prime_iteration", params], project)
+    stats = pd.read_parquet(latest_version(data / "08_reporting/iter_0001/ppo_stats.parquet"))
+    assert len(stats) and stats["grad_norm"].notna().all() and not stats["skipped"].any()
+    assert len(_versions(data / "06_models/prm/iter_0002")) == 1

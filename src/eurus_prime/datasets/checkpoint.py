@@ -136,7 +136,7 @@ class HFCheckpointDataset(_HFFolderDataset):
         if (Path(source) / OPTIMIZER_FILE).exists():
             import torch
 
-            state = torch.load(Path(source) / OPTIMIZER_FILE, weights_only=True)
+            state = load_optimizer_state(Path(source) / OPTIMIZER_FILE)
         return Checkpoint(model=model, tokenizer=tokenizer, version=self._version_label(),
                           optimizer_state=state)
 
@@ -174,3 +174,22 @@ class HFCheckpointDataset(_HFFolderDataset):
                 torch.save(checkpoint.optimizer_state, tmp / OPTIMIZER_FILE)
 
         write_dir_atomically(Path(str(self._get_save_path())), write)
+
+
+def load_optimizer_state(path: Path) -> dict:
+    """``optimizer.pt`` with ``weights_only=True`` (no arbitrary code on load). The deepspeed
+    backend's state carries three plain DeepSpeed classes, allowed by name when it does."""
+    import pickle
+
+    import torch
+
+    try:
+        return torch.load(path, weights_only=True)
+    except pickle.UnpicklingError as err:
+        if "GLOBAL deepspeed." not in str(err):
+            raise
+    from eurus_prime.engines.trainer import deepspeed_state_globals
+
+    with torch.serialization.safe_globals(deepspeed_state_globals()):
+        return torch.load(path, weights_only=True)
+

@@ -86,6 +86,17 @@ def require_deepspeed():
     return deepspeed
 
 
+def deepspeed_state_globals() -> list:
+    """The DeepSpeed classes inside a ZeRO optimizer state dict (a loss-scaler record, the stage
+    enum, parameter-fragment addresses): allowed when ``optimizer.pt`` is loaded weights-only."""
+    require_deepspeed()
+    from deepspeed.runtime.fp16.loss_scaler import LossScaler  # noqa: PLC0415
+    from deepspeed.runtime.zero.config import ZeroStageEnum  # noqa: PLC0415
+    from deepspeed.utils.tensor_fragment import fragment_address  # noqa: PLC0415
+
+    return [LossScaler, ZeroStageEnum, fragment_address]
+
+
 def world() -> tuple[int, int]:
     """(rank, world size) of the initialised process group, else (0, 1)."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
