@@ -1,7 +1,8 @@
 """The ``deepspeed`` trainer backend against the ``torch`` one (``engines/trainer.py``).
 
 DeepSpeed runs on CPU here (``DS_ACCELERATOR=cpu``, gloo): one rank inside this process for each
-ZeRO stage, and two ranks on loopback under torchrun. The same PRM and PPO updates, two iterations in
+ZeRO stage, and two ranks on loopback under torchrun (``prime.deepspeed.num_procs: 2``,
+``engines/launch.py``). The same PRM and PPO updates, two iterations in
 a row (so the AdamW moments saved with the checkpoint are continued), must leave the same weights.
 
 Tolerance: the largest |w_deepspeed - w_torch| over all parameters must be under 1e-5 (one rank:
@@ -13,12 +14,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import os
-import pickle
-import shutil
-import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -32,7 +28,6 @@ from tests.prime.test_stages import CFG, _ckpt
 
 deepspeed = pytest.importorskip("deepspeed", reason="needs deepspeed (pip install -e '.[deepspeed]')")
 
-ROOT = Path(__file__).resolve().parents[1]
 TOL = 1e-5
 BASE = dataclasses.replace(CFG, policy_lr=2e-3, prm_lr=2e-3, micro_batch=2, prm_mini_batch=6, ppo_mini_batch=6)
 
@@ -111,52 +106,23 @@ def test_optimizer_state_from_another_world_is_refused(torch_result):
         stages.update_policy(ckpt, inputs[1], inputs[3], inputs[4], cfg, 0)
 
 
-WORKER = r"""
-import os, pickle, sys
-os.environ["DS_ACCELERATOR"] = "cpu"
-import torch.distributed as dist
-dist.init_process_group("gloo")
-sys.path.insert(0, os.environ["EP_ROOT"])
-from tests.test_trainer_backends import _two_iterations
-with open(sys.argv[1], "rb") as f:
-    inputs, cfg = pickle.load(f)
-prm, policy, _ = _two_iterations(*inputs, cfg)
-if dist.get_rank() == 0:
-    with open(sys.argv[2], "wb") as f:
-        pickle.dump((prm.model.state_dict(), policy.model.state_dict(), policy.optimizer_state), f)
-dist.barrier()
-dist.destroy_process_group()
-"""
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("stage", [2, 3])
-def test_deepspeed_two_ranks_on_loopback_match_torch(torch_result, tmp_path, stage):
-    inputs, (prm_t, policy_t, _) = torch_result
-    cfg = dataclasses.replace(BASE, trainer_backend="deepspeed", deepspeed={"zero_stage": stage})
-    (tmp_path / "worker.py").write_text(WORKER)
-    with open(tmp_path / "in.pkl", "wb") as f:
-        pickle.dump((inputs, cfg), f)
-    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or "torchrun"
-    env = {**os.environ, "EP_ROOT": str(ROOT), "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([torchrun, "--nproc_per_node", "2", "--master_port", str(_free_port()),
-                           str(tmp_path / "worker.py"), str(tmp_path / "in.pkl"), str(tmp_path / "out.pkl")],
-                          capture_output=True, text=True, timeout=900, env=env, cwd=ROOT)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
-    with open(tmp_path / "out.pkl", "rb") as f:
-        prm_sd, policy_sd, opt_state = pickle.load(f)
-    assert opt_state["deepspeed"]["world_size"] == 2 and len(opt_state["deepspeed"]["ranks"]) == 2
-    for sd, ref in ((policy_sd, policy_t.model.state_dict()), (prm_sd, prm_t.model.state_dict())):
-        diff = max(float((sd[k].float() - ref[k].float()).abs().max()) for k in ref)
-        assert diff < TOL, diff
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def test_deepspeed_on_two_ranks_matches_torch(torch_result, stage):
+    """``num_procs: 2``: each update starts two ranks under torchrun on loopback (gloo) and
+    returns what the in-process call returns; two iterations, the optimizer partitions saved by
+    rank and handed back."""
+    inputs, (prm_t, policy_t, stats_t) = torch_result
+    cfg = dataclasses.replace(BASE, trainer_backend="deepspeed", deepspeed={"zero_stage": stage, "num_procs": 2})
+    prm_d, policy_d, stats_d = _two_iterations(*inputs, cfg)
+    assert policy_d.optimizer_state["deepspeed"]["world_size"] == 2
+    assert len(policy_d.optimizer_state["deepspeed"]["ranks"]) == 2
+    assert _max_diff(policy_d.model, policy_t.model) < TOL
+    assert _max_diff(prm_d.model, prm_t.model) < TOL
+    for (prm_s_t, ppo_s_t, rewards_t), (prm_s_d, ppo_s_d, rewards_d) in zip(stats_t, stats_d):
+        np.testing.assert_allclose(ppo_s_d["pg_loss"], ppo_s_t["pg_loss"], atol=1e-5)
+        np.testing.assert_allclose(prm_s_d["loss"], prm_s_t["loss"], atol=1e-5)
+        assert list(rewards_d["prompt_id"]) == list(rewards_t["prompt_id"])
 
 
 def test_config_errors_name_the_parameter():

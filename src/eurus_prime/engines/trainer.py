@@ -49,6 +49,16 @@ class DeepSpeedOptions:
     """Keep the parameters on CPU between uses (ZeRO-3 only)."""
     bf16: bool = False
     """bf16 weights and gradients with fp32 master weights (GPU); fp32 otherwise."""
+    num_procs: int = 1
+    """Ranks of each update: 1 runs DeepSpeed inside the Kedro process; N > 1 runs the update stage
+    on N ranks per node (``engines/launch.py``: torchrun, or DeepSpeed's launcher with a hostfile)."""
+    hostfile: str | None = None
+    """Several nodes: a DeepSpeed hostfile (``host slots=N`` per line); the ranks start with
+    DeepSpeed's launcher and ``work_dir`` must be on a filesystem every node sees."""
+    master_port: int | None = None
+    """The rendezvous port (None: a free one on this host)."""
+    work_dir: str | None = None
+    """Where a multi-rank update exchanges its inputs and outputs (None: the system temp folder)."""
     extra_config: dict = field(default_factory=dict)
     """Merged last into the DeepSpeed config (e.g. ``{"zero_optimization": {"overlap_comm": true}}``)."""
 
@@ -59,6 +69,8 @@ class DeepSpeedOptions:
             raise ValueError("prime.deepspeed.offload_param needs zero_stage 3 (only ZeRO-3 partitions parameters)")
         if self.offload_optimizer and self.zero_stage == 0:
             raise ValueError("prime.deepspeed.offload_optimizer needs zero_stage >= 1")
+        if int(self.num_procs) < 1:
+            raise ValueError(f"prime.deepspeed.num_procs = {self.num_procs!r} is invalid: must be >= 1")
 
     @classmethod
     def coerce(cls, value) -> DeepSpeedOptions:
@@ -264,6 +276,14 @@ class DeepSpeedTrainer(Trainer):
         torch.distributed.all_gather_object(out, obj)
         return out
 
+    def _gather_to_first(self, obj) -> list:
+        """Every rank's ``obj`` on rank 0 (the others get Nones: only rank 0 saves)."""
+        if self.world_size == 1:
+            return [obj]
+        out = [None] * self.world_size if self.rank == 0 else None
+        torch.distributed.gather_object(obj, out, dst=0)
+        return out if self.rank == 0 else [None] * self.world_size
+
     def zero_grad(self) -> None:
         self.engine.zero_grad()
 
@@ -324,7 +344,7 @@ class DeepSpeedTrainer(Trainer):
 
     def finish(self):
         weights = self._full_state_dict()
-        states = self.all_gather(_cpu(self.opt.state_dict()))
+        states = self._gather_to_first(_cpu(self.opt.state_dict()))
         module = self.engine.module
         self.engine.destroy()
         if self.options.zero_stage == 3:

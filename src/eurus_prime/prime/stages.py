@@ -27,7 +27,8 @@ from eurus_prime.core.rewards import implicit_process_rewards, prm_loss, prm_pai
 from eurus_prime.core.masked import masked_mean
 from eurus_prime import monitor
 from eurus_prime.engines.generation import generate
-from eurus_prime.engines.trainer import Trainer, make_trainer
+from eurus_prime.engines.launch import run_distributed
+from eurus_prime.engines.trainer import DeepSpeedOptions, Trainer, make_trainer, world
 from eurus_prime.prime.batch import forward_rows, micro_batches, pad_ragged, pad_values, score_responses, unpad
 from eurus_prime.prime.config import PrimeConfig, stage_seed
 from eurus_prime.prompting import render_prompt
@@ -393,6 +394,12 @@ def _trainer(checkpoint, cfg: PrimeConfig, lr: float, weight_decay: float, grad_
                         deepspeed=cfg.deepspeed)
 
 
+def _on_ranks(cfg: PrimeConfig) -> bool:
+    """True where this call should start ``prime.deepspeed.num_procs`` ranks (not inside one)."""
+    return (cfg.trainer_backend == "deepspeed" and int(DeepSpeedOptions.coerce(cfg.deepspeed).num_procs) > 1
+            and world()[1] == 1)
+
+
 def _plain(model, cfg: PrimeConfig):
     """The updated model as the next stage expects it: no layer recomputation switched on."""
     if cfg.gradient_checkpointing and getattr(model, "is_gradient_checkpointing", False):
@@ -421,6 +428,8 @@ def update_prm(prm, rollouts: pd.DataFrame, process_rewards: pd.DataFrame, outco
     ``sequence_score``; one row per mini-batch with ``loss``, ``grad_norm`` and ``skipped`` (a
     non-finite loss or gradient norm: no optimizer step, see ``prime.nonfinite``).
     """
+    if _on_ranks(cfg):
+        return run_distributed("update_prm", prm, (rollouts, process_rewards, outcomes), cfg, iteration)
     data = _joined(rollouts, process_rewards, outcomes)
     _check_groups(data, cfg.samples_per_prompt, "update_prm")
     pad = prm.tokenizer.pad_token_id
@@ -575,6 +584,8 @@ def update_policy(policy, rollouts: pd.DataFrame, process_rewards: pd.DataFrame,
     ``pg_clipfrac``, ``ppo_kl``, ``entropy``, ``grad_norm``, ``skipped`` (a non-finite loss or
     gradient norm: no optimizer step, see ``prime.nonfinite``).
     """
+    if _on_ranks(cfg):
+        return run_distributed("update_policy", policy, (rollouts, process_rewards, advantages), cfg, iteration)
     data = advantages.merge(process_rewards[KEY + ["old_logprobs"]], on=KEY, validate="one_to_one")
     data = data.merge(rollouts[KEY + ["prompt_ids", "response_ids", "policy_version"]], on=KEY,
                       validate="one_to_one")

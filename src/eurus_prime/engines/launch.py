@@ -1,0 +1,156 @@
+"""Run a PRM or policy update on several ranks: ``prime.deepspeed.num_procs`` > 1.
+
+The Kedro node stays one call in one process. ``update_prm`` / ``update_policy`` see
+``num_procs`` > 1 outside a process group and hand the call to :func:`run_distributed`, which
+
+1. writes the call's inputs to a private work folder: the checkpoint (``save_pretrained`` +
+   tokenizer), each rank's DeepSpeed optimizer partition (``optimizer/rank_<k>.pt``) and the tables,
+   config and iteration (``job.pkl``);
+2. starts the ranks with ``torchrun`` (one node) or DeepSpeed's launcher (``hostfile``: several
+   nodes; the work folder must then be on a filesystem every node sees, ``work_dir``);
+3. each rank (:func:`main`) joins the process group (NCCL on GPUs, gloo on CPU), loads the inputs,
+   calls the same stage function, which now sees a world of N ranks and deals out micro-batches
+   (``engines/trainer.py``); rank 0 writes the updated model, every partition of the optimizer
+   state and the stage's tables;
+4. reads the outputs back and returns exactly what the in-process call returns.
+
+The weights make a round trip through the work folder on every update (at 7B: 15 GB in bf16,
+written and read once each way). A failed rank fails the node with the launcher's output.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+from eurus_prime.datasets.checkpoint import load_optimizer_state
+
+log = logging.getLogger(__name__)
+
+STAGES = ("update_prm", "update_policy")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch_command(options, work: Path) -> list[str]:
+    """The command that starts ``options.num_procs`` ranks per node running :func:`main` on ``work``."""
+    bin_dir = Path(sys.executable).parent
+    if options.hostfile:
+        deepspeed = shutil.which("deepspeed", path=str(bin_dir)) or "deepspeed"
+        return [deepspeed, "--hostfile", str(options.hostfile), "--num_gpus", str(options.num_procs),
+                "--master_port", str(options.master_port or _free_port()),
+                "--module", "eurus_prime.engines.launch", str(work)]
+    torchrun = shutil.which("torchrun", path=str(bin_dir)) or "torchrun"
+    return [torchrun, "--nproc_per_node", str(options.num_procs), "--master_port",
+            str(options.master_port or _free_port()), "-m", "eurus_prime.engines.launch", str(work)]
+
+
+def run_distributed(stage: str, checkpoint, args: tuple, cfg, iteration: int):
+    """``stages.<stage>(checkpoint, *args, cfg, iteration)`` on ``num_procs`` ranks (module docstring)."""
+    from eurus_prime.engines.trainer import DeepSpeedOptions  # noqa: PLC0415
+
+    if stage not in STAGES:
+        raise ValueError(f"run_distributed: stage {stage!r} is not one of {STAGES}")
+    options = DeepSpeedOptions.coerce(cfg.deepspeed)
+    root = Path(options.work_dir) if options.work_dir else None
+    if root is not None:
+        root.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f"eurus_prime_{stage}_", dir=root))
+    try:
+        checkpoint.model.save_pretrained(work / "model")
+        checkpoint.tokenizer.save_pretrained(work / "model")
+        state = checkpoint.optimizer_state or {}
+        if "deepspeed" in state:
+            saved = state["deepspeed"]
+            (work / "optimizer").mkdir()
+            for k, rank_state in enumerate(saved["ranks"]):
+                torch.save(rank_state, work / "optimizer" / f"rank_{k}.pt")
+            meta = {key: saved[key] for key in ("world_size", "zero_stage")}
+        else:
+            if state:
+                log.warning("%s: the checkpoint's optimizer state comes from the torch backend; the deepspeed "
+                            "backend starts fresh AdamW moments", stage)
+            meta = None
+        with open(work / "job.pkl", "wb") as f:
+            pickle.dump({"stage": stage, "args": args, "cfg": cfg, "iteration": iteration,
+                         "version": checkpoint.version, "optimizer": meta}, f)
+        cmd = launch_command(options, work)
+        log.info("%s: %d rank(s): %s", stage, options.num_procs, " ".join(cmd))
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        if not torch.cuda.is_available():
+            env.setdefault("DS_ACCELERATOR", "cpu")
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{stage} on {options.num_procs} ranks failed (exit {proc.returncode}): "
+                               f"{' '.join(cmd)}\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}")
+        from transformers import AutoModelForCausalLM  # noqa: PLC0415
+
+        out = work / "out"
+        with open(out / "result.pkl", "rb") as f:
+            result = pickle.load(f)
+        checkpoint.model = AutoModelForCausalLM.from_pretrained(out / "model", dtype=torch.float32)
+        ranks = [load_optimizer_state(out / "optimizer" / f"rank_{k}.pt")
+                 for k in range(result["optimizer"]["world_size"])]
+        checkpoint.optimizer_state = {"deepspeed": {**result["optimizer"], "ranks": ranks}}
+        return (checkpoint, *result["tables"])
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """One rank: ``python -m eurus_prime.engines.launch WORK`` under torchrun or deepspeed."""
+    argv = sys.argv[1:] if argv is None else argv
+    work = Path(argv[0])
+    if not torch.cuda.is_available():
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    import torch.distributed as dist  # noqa: PLC0415
+    from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: PLC0415
+
+    from eurus_prime.datasets.checkpoint import Checkpoint  # noqa: PLC0415
+    from eurus_prime.prime import stages  # noqa: PLC0415
+
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    rank = dist.get_rank()
+    with open(work / "job.pkl", "rb") as f:
+        job = pickle.load(f)
+    model = AutoModelForCausalLM.from_pretrained(work / "model", dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(work / "model")
+    state = None
+    if job["optimizer"] is not None:
+        meta = job["optimizer"]
+        own = work / "optimizer" / f"rank_{rank}.pt"
+        ranks = [load_optimizer_state(own) if k == rank else None for k in range(meta["world_size"])]
+        state = {"deepspeed": {**meta, "ranks": ranks}}
+    checkpoint = Checkpoint(model=model, tokenizer=tokenizer, version=job["version"], optimizer_state=state)
+    result = getattr(stages, job["stage"])(checkpoint, *job["args"], job["cfg"], job["iteration"])
+    if rank == 0:
+        updated, tables = result[0], result[1:]
+        out = work / "out"
+        (out / "optimizer").mkdir(parents=True)
+        updated.model.save_pretrained(out / "model")
+        saved = updated.optimizer_state["deepspeed"]
+        for k, rank_state in enumerate(saved["ranks"]):
+            torch.save(rank_state, out / "optimizer" / f"rank_{k}.pt")
+        with open(out / "result.pkl", "wb") as f:
+            pickle.dump({"tables": tables, "optimizer": {k: saved[k] for k in ("world_size", "zero_stage")}}, f)
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()
