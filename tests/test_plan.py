@@ -35,6 +35,17 @@ def test_memory_lines_are_the_sums_they_claim():
     assert plan.gpu_hours_per_step == pytest.approx(plan.step_hours * 8)
 
 
+def test_zero_shards_over_the_ranks():
+    for stage, sharded in ((1, {"fp32 master"}), (2, {"fp32 master", "bf16 gradients"}),
+                           (3, {"fp32 master", "bf16 gradients", "bf16 weights"})):
+        one = make_plan(dataclasses.replace(SEVEN_B, deepspeed={"zero_stage": stage}), {})
+        eight = make_plan(dataclasses.replace(SEVEN_B, deepspeed={"zero_stage": stage, "num_procs": 8}), {})
+        for item in ("fp32 master", "bf16 gradients", "bf16 weights"):
+            ratio = _line(one, "update", item).gib / _line(eight, "update", item).gib
+            assert ratio == pytest.approx(8 if item in sharded else 1), (stage, item)
+        assert eight.seconds != one.seconds and eight.step_hours < one.step_hours
+
+
 def test_what_does_not_fit_is_named():
     no_offload = dataclasses.replace(SEVEN_B, deepspeed={"zero_stage": 2, "offload_optimizer": False})
     plan = make_plan(no_offload, {})
@@ -61,7 +72,7 @@ def test_plan_command_on_the_eurus7b_environment(monkeypatch):
     for text in ("vLLM KV cache", "fp32 master weights + AdamW moments", "GPU-hours per step", "Steps per epoch: 445",
                  "Fits: every phase is under the GPU's memory."):
         assert text in out, out
-    result = CliRunner().invoke(cli.main, ["plan", "--env", "eurus7b", "--params", "prime.deepspeed.offload_optimizer=false"])
+    result = CliRunner().invoke(cli.main, ["plan", "--env", "eurus7b", "--params", "prime.deepspeed.num_procs=1"])
     assert result.exit_code == 0 and "WARNING: update:" in result.output, result.output
     result = CliRunner().invoke(cli.main, ["plan"])
     assert result.exit_code != 0 and "has no `plan:` block" in result.output

@@ -8,17 +8,19 @@ Nothing is loaded or launched.
 **Memory.** The pipeline is one process: a long-lived vLLM engine spans ``vllm.tensor_parallel_size``
 GPUs and holds ``gpu_memory_utilization`` of each for the whole run; the trainer (policy and PRM
 updates, one after the other) and the scoring passes (reference, PRM, old policy) run on GPU 0
-with whatever vLLM leaves there. Per phase:
+with whatever vLLM leaves there; with ``deepspeed.num_procs`` N the updates run on GPUs 0..N-1
+(``engines/launch.py``). Per phase:
 
 - generation: vLLM's share = weights (2 bytes x params / TP) + KV cache (the rest of its share);
 - scoring: one model's bf16 weights + one micro-batch's activations + one chunk of logits;
-- update (DeepSpeed, one rank): bf16 weights and gradients on the GPU; the fp32 master weights
-  and AdamW moments (12 bytes per parameter) on the GPU, or in CPU RAM with ``offload_optimizer``;
+- update (DeepSpeed on ``num_procs`` ranks, GPUs 0..N-1; torch: GPU 0): bf16 weights (sharded
+  over the ranks at ZeRO-3), bf16 gradients (sharded at ZeRO >= 2), fp32 master weights and AdamW
+  moments (12 bytes per parameter, sharded at ZeRO >= 1; in CPU RAM with ``offload_optimizer``);
   activations: per layer input only with ``gradient_checkpointing``, else the full stack.
 
 **Time.** Generation: generated tokens / (``rollout_tokens_per_s_per_gpu`` x TP GPUs). Scoring
 and updates: 2 x params FLOPs per token forward, 4 x backward (+2 recompute with checkpointing),
-at ``train_mfu`` of the GPUs' bf16 peak, on the one trainer GPU. GPU-hours count every GPU the
+at ``train_mfu`` of the GPUs' bf16 peak: scoring on GPU 0, updates on the ranks. GPU-hours count every GPU the
 job holds, idle or not.
 """
 
@@ -173,22 +175,30 @@ def make_plan(prime: PrimeConfig | dict, plan: dict | PlanConfig | None) -> Plan
               Line("scoring", "one chunk of logits", chunk)]
     score_peak = vllm_share + bf16 + act_fwd + chunk + p.activation_overhead_gib
 
-    # --- update: DeepSpeed one rank (or torch) on GPU 0
-    grads = bf16
-    optimizer = 12 * m.params / gib  # fp32 master + exp_avg + exp_avg_sq
-    offload = cfg.trainer_backend == "deepspeed" and ds.offload_optimizer
+    # --- update: DeepSpeed on `ranks` GPUs (ZeRO shards what its stage says), or torch on GPU 0
+    use_ds = cfg.trainer_backend == "deepspeed"
+    ranks = (int(ds.num_procs) * (p.nodes if ds.hostfile else 1)) if use_ds else 1
+    if ranks > gpus:
+        warnings.append(f"prime.deepspeed.num_procs gives {ranks} ranks, more than the {gpus} GPUs in plan")
+    stage = ds.zero_stage if use_ds else 0
+    weights_u = bf16 / (ranks if stage >= 3 else 1)
+    grads = bf16 / (ranks if stage >= 2 else 1)
+    optimizer = 12 * m.params / gib / (ranks if stage >= 1 else 1)  # fp32 master + exp_avg + exp_avg_sq
+    offload = use_ds and ds.offload_optimizer
     if cfg.gradient_checkpointing:
         act = m.layers * cfg.micro_batch * longest * m.hidden * 2 / gib + act_fwd * 4
     else:
         act = m.layers * cfg.micro_batch * longest * (34 * m.hidden + 5 * m.heads * longest) / gib
+    where = f"GPUs 0-{ranks - 1}" if ranks > 1 else "GPU 0"
     lines += [Line("update", "vLLM (resident)", vllm_share),
-              Line("update", "bf16 weights", bf16), Line("update", "bf16 gradients", grads),
+              Line("update", f"bf16 weights (ZeRO-{stage}, {ranks} rank(s))", weights_u, where),
+              Line("update", "bf16 gradients", grads, where),
               Line("update", "fp32 master weights + AdamW moments", 0.0 if offload else optimizer,
-                   "CPU RAM" if offload else "GPU 0"),
+                   "CPU RAM" if offload else where),
               Line("update", "activations" + (" (layer inputs: checkpointing)" if cfg.gradient_checkpointing
-                                               else " (no checkpointing)"), act),
-              Line("update", "logits chunk (recomputed in backward)", chunk)]
-    update_peak = vllm_share + bf16 + grads + (0.0 if offload else optimizer) + act + chunk + p.activation_overhead_gib
+                                               else " (no checkpointing)"), act, where),
+              Line("update", "logits chunk (recomputed in backward)", chunk, where)]
+    update_peak = vllm_share + weights_u + grads + (0.0 if offload else optimizer) + act + chunk + p.activation_overhead_gib
     peaks = {"generation": gen_peak, "scoring": score_peak, "update": update_peak}
     for phase, peak in peaks.items():
         if peak > p.gpu_memory_gib:
@@ -198,7 +208,7 @@ def make_plan(prime: PrimeConfig | dict, plan: dict | PlanConfig | None) -> Plan
                         "offload_optimizer")
     # CPU: offloaded optimizer (one model at a time) + the checkpoints Kedro holds (policy, PRM,
     # reference in bf16) + the updated model being saved
-    cpu = (optimizer if offload else 0.0) + 4 * bf16
+    cpu = (optimizer * ranks if offload else 0.0) + 4 * bf16
     if cpu > p.cpu_memory_gib:
         warnings.append(f"CPU RAM: {cpu:.0f} GiB > {p.cpu_memory_gib:.0f} GiB")
 
@@ -214,8 +224,9 @@ def make_plan(prime: PrimeConfig | dict, plan: dict | PlanConfig | None) -> Plan
     seconds = {
         "generation (vLLM)": gen_tokens / (p.rollout_tokens_per_s_per_gpu * max(tp, 1)),
         f"scoring ({passes} forward passes)": passes * fwd / flops_rate,
-        "PRM update (forward + backward)": (fwd + bwd / 2 * fwd) / flops_rate,
-        f"policy update ({cfg.ppo_epochs} epoch(s))": cfg.ppo_epochs * (fwd + bwd / 2 * fwd) / flops_rate,
+        f"PRM update (forward + backward, {ranks} rank(s))": (fwd + bwd / 2 * fwd) / flops_rate / ranks,
+        f"policy update ({cfg.ppo_epochs} epoch(s), {ranks} rank(s))":
+            cfg.ppo_epochs * (fwd + bwd / 2 * fwd) / flops_rate / ranks,
     }
     step_h = sum(seconds.values()) / 3600
     steps = math.ceil(p.train_prompts / cfg.prompts_drawn)
