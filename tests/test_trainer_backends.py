@@ -141,3 +141,18 @@ def test_missing_deepspeed_names_the_install_command(monkeypatch):
     monkeypatch.setitem(sys.modules, "deepspeed", None)  # import deepspeed -> ImportError
     with pytest.raises(ImportError, match=r'pip install -c constraints-cpu.txt -e "\.\[deepspeed\]"'):
         trainer_mod.require_deepspeed()
+
+
+def test_score_device_moves_each_model_for_its_pass_and_back(torch_result, tiny_tokenizer):
+    """``prime.score_device`` (cuda:0 at 7B; cpu here, the only device): the same rewards, and
+    each model is back where it was."""
+    inputs, _ = torch_result
+    ckpt, rollouts = inputs[0], inputs[1]
+    report = rollouts[["prompt_id"]].drop_duplicates().assign(selected=True)
+    plain = stages.compute_process_rewards(ckpt, ckpt, ckpt, rollouts, report, BASE)
+    moved = stages.compute_process_rewards(ckpt, ckpt, ckpt, rollouts, report,
+                                           dataclasses.replace(BASE, score_device="cpu"))
+    for col in ("ref_logprobs", "prm_logprobs", "implicit_reward"):
+        for a, b in zip(plain[col], moved[col]):
+            np.testing.assert_array_equal(a, b)
+    assert next(ckpt.model.parameters()).device.type == "cpu"

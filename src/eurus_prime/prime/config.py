@@ -98,6 +98,10 @@ class PrimeConfig:
     """Responses per policy optimizer step (1 epoch over B*n responses = B*n/this steps)."""
     micro_batch: int = 64
     """Rows per forward/backward pass (gradient accumulation inside a mini-batch)."""
+    score_device: str | None = None
+    """Where the scoring passes (old policy, reference, PRM) run: None where each model is (the
+    CPU default); e.g. ``cuda:0`` moves each model there for its pass and back to host memory
+    after, so the GPU holds one model at a time (``eurus-prime plan``'s scoring phase)."""
     gradient_checkpointing: bool = False
     """Recompute each transformer layer in the backward pass of the PRM and policy updates (HF
     ``gradient_checkpointing_enable``): activations of one layer instead of all; needed at 7B."""

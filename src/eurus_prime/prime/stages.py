@@ -15,6 +15,7 @@ import logging
 import math
 import random
 from collections.abc import Sequence
+from contextlib import contextmanager
 
 import numpy as np
 import pandas as pd
@@ -280,7 +281,8 @@ def compute_process_rewards(policy, prm, reference, rollouts: pd.DataFrame, repo
         # Iteration 0 starts policy, PRM and reference from the same checkpoint: score it once.
         key = getattr(ckpt, "version", None) or str(id(ckpt))
         if key not in cache:
-            cache[key] = score_responses(ckpt.model, p_ids, r_ids, pad, cfg.micro_batch)
+            with _on_device(ckpt.model, cfg.score_device):
+                cache[key] = score_responses(ckpt.model, p_ids, r_ids, pad, cfg.micro_batch)
         return cache[key]
 
     old = _sampling_logprobs(policy, rows, cfg)
@@ -298,6 +300,23 @@ def compute_process_rewards(policy, prm, reference, rollouts: pd.DataFrame, repo
         "implicit_reward": q,
         "sequence_score": [float(x.sum()) for x in q],
     })
+
+
+@contextmanager
+def _on_device(model, device: str | None):
+    """Run the block with ``model`` on ``device`` (``prime.score_device``), then put it back: the
+    checkpoints stay in host memory and the GPU holds one model at a time."""
+    if device is None:
+        yield
+        return
+    home = next(model.parameters()).device
+    model.to(device)
+    try:
+        yield
+    finally:
+        model.to(home)
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
 
 #: Rows of the teacher-forced check before the sampling log-probs are reused.
@@ -323,8 +342,9 @@ def _sampling_logprobs(policy, rows: pd.DataFrame, cfg: PrimeConfig) -> list[np.
         return None
     longest = sorted(range(len(rows)), key=lambda i: -len(r_ids[i]))[: min(cfg.micro_batch, REUSE_CHECK_ROWS)]
     p_ids = list(rows["prompt_ids"])
-    check = score_responses(policy.model, [p_ids[i] for i in longest], [r_ids[i] for i in longest],
-                            policy.tokenizer.pad_token_id, cfg.micro_batch)
+    with _on_device(policy.model, cfg.score_device):
+        check = score_responses(policy.model, [p_ids[i] for i in longest], [r_ids[i] for i in longest],
+                                policy.tokenizer.pad_token_id, cfg.micro_batch)
     drift = max((float(np.abs(c - sampled[i]).max()) for c, i in zip(check, longest) if len(c)), default=0.0)
     if drift > cfg.logprob_reuse_tol:
         log.warning("compute_process_rewards: sampling log-probs differ from the policy's teacher-forced "
