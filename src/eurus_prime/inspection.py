@@ -96,13 +96,16 @@ def load_rollouts(project: Path, iteration: int, env: str | None = None) -> tupl
     (what the terminal view and the HTML report need, and no more)."""
     with _catalog(project, env, iteration) as catalog:
         tables = _load_tables(catalog, project, iteration, ROLLOUT_TABLES)
-        return rollout_frame(tables), catalog.load("tokenizer")
+        # The sampler's own tokenizer (the iteration's policy_in), not the tiny world's `tokenizer`
+        # dataset, which a project on another model (SmolLM2, Eurus-2-7B) does not have.
+        return rollout_frame(tables), catalog["policy_in"].load_tokenizer()
 
 
 def load_tokenizer(project: Path, env: str | None = None) -> Any:
-    """The project's tokenizer (catalog dataset ``tokenizer``), which decodes ``response_ids``."""
+    """The tokenizer of the project's model (the reference's, i.e. the SFT model's), which decodes
+    ``response_ids``."""
     with _catalog(project, env) as catalog:
-        return catalog.load("tokenizer")
+        return catalog["reference_model"].load_tokenizer()
 
 
 # ------------------------------------------------------------------------------------- joining

@@ -43,8 +43,12 @@ class _HFFolderDataset(AbstractVersionedDataset):
         version: Version | None = None,
         load_args: dict[str, Any] | None = None,
         metadata: dict[str, Any] | None = None,
+        hub_id: str | None = None,
     ) -> None:
+        if hub_id is not None and not _HUB_ID.match(hub_id):
+            raise DatasetError(f"hub_id {hub_id!r} is not a Hugging Face hub id (owner/name)")
         self._raw = filepath
+        self._hub_id = hub_id
         self._load_args = dict(load_args or {})
         self.metadata = metadata
         super().__init__(filepath=PurePosixPath(filepath), version=version)
@@ -57,6 +61,8 @@ class _HFFolderDataset(AbstractVersionedDataset):
             path = None
         if path is not None and path.exists():
             return str(path)
+        if self._hub_id is not None:
+            return self._hub_id  # no local copy: the hub (Kedro makes `filepath` absolute, so a hub id goes here)
         if self._version is None and _HUB_ID.match(self._raw):
             return self._raw
         where = self._raw if path is None else str(path)
@@ -68,7 +74,8 @@ class _HFFolderDataset(AbstractVersionedDataset):
         )
 
     def _describe(self) -> dict[str, Any]:
-        return {"filepath": self._raw, "version": self._version, "load_args": self._load_args}
+        return {"filepath": self._raw, "hub_id": self._hub_id, "version": self._version,
+                "load_args": self._load_args}
 
     def _exists(self) -> bool:
         try:
@@ -100,8 +107,8 @@ class HFCheckpointDataset(_HFFolderDataset):
 
     def __init__(self, filepath: str, version: Version | None = None, load_args: dict[str, Any] | None = None,
                  metadata: dict[str, Any] | None = None, initial: str | None = None,
-                 iteration: int | None = None) -> None:
-        super().__init__(filepath=filepath, version=version, load_args=load_args, metadata=metadata)
+                 iteration: int | None = None, hub_id: str | None = None) -> None:
+        super().__init__(filepath=filepath, version=version, load_args=load_args, metadata=metadata, hub_id=hub_id)
         self._initial = initial
         self._iteration = None if iteration is None else int(iteration)
 
@@ -121,7 +128,7 @@ class HFCheckpointDataset(_HFFolderDataset):
             )
         versioned = has_version(self._initial)
         return HFCheckpointDataset(self._initial, version=Version(None, None) if versioned else None,
-                                   load_args=self._load_args)
+                                   load_args=self._load_args, hub_id=self._hub_id)
 
     def load(self) -> Checkpoint:
         fallback = self._fallback()
@@ -134,8 +141,6 @@ class HFCheckpointDataset(_HFFolderDataset):
         model = AutoModelForCausalLM.from_pretrained(source, **self._load_args)
         state = None
         if (Path(source) / OPTIMIZER_FILE).exists():
-            import torch
-
             state = load_optimizer_state(Path(source) / OPTIMIZER_FILE)
         return Checkpoint(model=model, tokenizer=tokenizer, version=self._version_label(),
                           optimizer_state=state)
@@ -153,7 +158,18 @@ class HFCheckpointDataset(_HFFolderDataset):
         tail = "/".join(Path(self._raw).parts[-2:])
         if self._version is None:
             return self._raw if _HUB_ID.match(self._raw) and not Path(self._raw).exists() else tail
+        if self._hub_id is not None and self._source() == self._hub_id:
+            return self._hub_id
         return f"{tail}@{self.resolve_load_version()}"
+
+    def load_tokenizer(self):
+        """The checkpoint's tokenizer alone (no weights loaded)."""
+        fallback = self._fallback()
+        if fallback is not None:
+            return fallback.load_tokenizer()
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(self._source())
 
     def _exists(self) -> bool:
         fallback = self._fallback() if self._iteration == 0 else None
