@@ -76,3 +76,20 @@ def test_plan_command_on_the_eurus7b_environment(monkeypatch):
     assert result.exit_code == 0 and "WARNING: update:" in result.output, result.output
     result = CliRunner().invoke(cli.main, ["plan"])
     assert result.exit_code != 0 and "has no `plan:` block" in result.output
+
+
+def test_a_token_cap_plans_the_worst_micro_batch_it_allows():
+    """``micro_batch_tokens``: the activations are those of the most rows of the longest sequence
+    the cap lets through, not of ``micro_batch`` rows."""
+    rows16 = make_plan(dataclasses.replace(SEVEN_B, micro_batch=16), {})
+    capped = make_plan(dataclasses.replace(SEVEN_B, micro_batch=16, micro_batch_tokens=4 * 4096), {})
+    rows4 = make_plan(SEVEN_B, {})
+    act = "activations ("
+    assert _line(capped, "scoring", act).item == "activations (4 rows x 4096 tokens)"
+    assert _line(capped, "scoring", act).gib == pytest.approx(_line(rows4, "scoring", act).gib)
+    assert _line(rows16, "scoring", act).gib == pytest.approx(4 * _line(rows4, "scoring", act).gib)
+    assert capped.peaks["update"] == pytest.approx(rows4.peaks["update"])
+    assert capped.peaks["update"] < rows16.peaks["update"]
+    # a cap under one sequence still plans one row
+    assert _line(make_plan(dataclasses.replace(SEVEN_B, micro_batch_tokens=100), {}), "scoring", act).item.startswith(
+        "activations (1 row x")

@@ -167,11 +167,14 @@ def make_plan(prime: PrimeConfig | dict, plan: dict | PlanConfig | None) -> Plan
     gen_peak = vllm_share + p.activation_overhead_gib
 
     # --- scoring: one bf16 model on GPU 0, a micro-batch, one logits chunk
-    act_fwd = cfg.micro_batch * longest * m.hidden * 2 * 4 / gib  # a few live (rows, len, hidden) bf16 tensors
+    # The worst micro-batch: micro_batch rows of the longest sequence, or fewer under a token cap.
+    mb_rows = cfg.micro_batch if cfg.micro_batch_tokens is None else max(1, min(cfg.micro_batch,
+                                                                             cfg.micro_batch_tokens // longest))
+    act_fwd = mb_rows * longest * m.hidden * 2 * 4 / gib  # a few live (rows, len, hidden) bf16 tensors
     chunk = 2**24 * 4 * 2 / gib  # engines.logprobs chunk_logits floats, logits and softmax
     lines += [Line("scoring", "vLLM (resident)", vllm_share),
               Line("scoring", "one model's bf16 weights (ref, PRM or policy)", bf16),
-              Line("scoring", f"activations (micro_batch {cfg.micro_batch} x {longest} tokens)", act_fwd),
+              Line("scoring", f"activations ({mb_rows} row{'s' * (mb_rows != 1)} x {longest} tokens)", act_fwd),
               Line("scoring", "one chunk of logits", chunk)]
     score_peak = vllm_share + bf16 + act_fwd + chunk + p.activation_overhead_gib
 
@@ -186,9 +189,9 @@ def make_plan(prime: PrimeConfig | dict, plan: dict | PlanConfig | None) -> Plan
     optimizer = 12 * m.params / gib / (ranks if stage >= 1 else 1)  # fp32 master + exp_avg + exp_avg_sq
     offload = use_ds and ds.offload_optimizer
     if cfg.gradient_checkpointing:
-        act = m.layers * cfg.micro_batch * longest * m.hidden * 2 / gib + act_fwd * 4
+        act = m.layers * mb_rows * longest * m.hidden * 2 / gib + act_fwd * 4
     else:
-        act = m.layers * cfg.micro_batch * longest * (34 * m.hidden + 5 * m.heads * longest) / gib
+        act = m.layers * mb_rows * longest * (34 * m.hidden + 5 * m.heads * longest) / gib
     where = f"GPUs 0-{ranks - 1}" if ranks > 1 else "GPU 0"
     lines += [Line("update", "vLLM (resident)", vllm_share),
               Line("update", f"bf16 weights (ZeRO-{stage}, {ranks} rank(s))", weights_u, where),

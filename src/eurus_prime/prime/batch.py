@@ -80,6 +80,48 @@ def micro_batches(indices: Sequence[int], size: int) -> list[list[int]]:
     return [indices[i : i + size] for i in range(0, len(indices), size)]
 
 
+def packed_tokens(prompt_ids: Sequence[Sequence[int]], response_ids: Sequence[Sequence[int]],
+                  rows: Sequence[int]) -> int:
+    """Tokens ``pack`` makes of ``rows``: rows x (longest prompt + longest response), padding included."""
+    if not rows:
+        return 0
+    return len(rows) * (max(len(prompt_ids[i]) for i in rows) + max(1, max(len(response_ids[i]) for i in rows)))
+
+
+def budget_micro_batches(order: Sequence[int], prompt_ids: Sequence[Sequence[int]],
+                         response_ids: Sequence[Sequence[int]], max_rows: int,
+                         max_tokens: int | None = None) -> list[list[int]]:
+    """Cut ``order`` into consecutive micro-batches of at most ``max_rows`` rows and, with
+    ``max_tokens``, at most that many packed tokens (``packed_tokens``: padding counts, since the
+    forward pass computes it). Memory per pass follows tokens, not rows: at a fixed row count a
+    micro-batch of 3k-token responses needs 30x what one of 100-token responses does, so a token
+    budget lets short rows go through many at a time and long rows few at a time. Give ``order``
+    sorted by length, or the padding of one long row spreads over its neighbours.
+
+    A row longer than the budget on its own still gets its micro-batch (one row is the least a
+    forward pass takes); ``max_tokens=None`` is plain ``micro_batches(order, max_rows)``.
+    """
+    if max_rows < 1:
+        raise ValueError(f"max_rows = {max_rows}: must be >= 1")
+    if max_tokens is None:
+        return micro_batches(order, max_rows)
+    if max_tokens < 1:
+        raise ValueError(f"max_tokens = {max_tokens}: must be >= 1 (or None for no budget)")
+    out: list[list[int]] = []
+    current: list[int] = []
+    p_width = r_width = 0
+    for i in order:
+        p, r = max(p_width, len(prompt_ids[i])), max(r_width, len(response_ids[i]), 1)
+        if current and (len(current) == max_rows or (len(current) + 1) * (p + r) > max_tokens):
+            out.append(current)
+            current, p, r = [], len(prompt_ids[i]), max(1, len(response_ids[i]))
+        current.append(i)
+        p_width, r_width = p, r
+    if current:
+        out.append(current)
+    return out
+
+
 def forward_rows(model, prompt_ids: Sequence[Sequence[int]], response_ids: Sequence[Sequence[int]],
                  rows: Sequence[int], pad_id: int, grad: bool = False, return_entropy: bool = False):
     """Pack ``rows`` into one micro-batch and return ``(packed, logprobs)`` (and the entropies
@@ -97,19 +139,23 @@ def score_responses(
     response_ids: Sequence[Sequence[int]],
     pad_id: int,
     micro_batch: int,
+    max_tokens: int | None = None,
 ) -> list[np.ndarray]:
     """Log-prob of every response token under ``model`` (teacher forcing), one array per row.
 
-    Rows are processed in micro-batches of similar length (sorted), so padding stays small.
+    Rows are processed in micro-batches of similar length (sorted), so padding stays small: at
+    most ``micro_batch`` rows and, with ``max_tokens``, at most that many packed tokens each
+    (``budget_micro_batches``).
     """
     was_training = model.training
     model.eval()
     order = sorted(range(len(response_ids)), key=lambda i: (len(prompt_ids[i]) + len(response_ids[i])))
     out: list[np.ndarray | None] = [None] * len(response_ids)
-    for done, rows in enumerate(micro_batches(order, micro_batch), 1):
+    micros = budget_micro_batches(order, prompt_ids, response_ids, micro_batch, max_tokens)
+    for done, rows in enumerate(micros, 1):
         _, logp = forward_rows(model, prompt_ids, response_ids, rows, pad_id)
         for row, values in zip(rows, unpad(logp, [len(response_ids[i]) for i in rows])):
             out[row] = values
-        monitor.step(done, -(-len(order) // micro_batch), "scoring micro-batches")
+        monitor.step(done, len(micros), "scoring micro-batches")
     model.train(was_training)
     return out  # type: ignore[return-value]

@@ -98,6 +98,15 @@ class PrimeConfig:
     """Responses per policy optimizer step (1 epoch over B*n responses = B*n/this steps)."""
     micro_batch: int = 64
     """Rows per forward/backward pass (gradient accumulation inside a mini-batch)."""
+    micro_batch_tokens: int | None = None
+    """Memory-aware micro-batching: also cap each forward/backward pass (scoring and updates) at
+    this many packed tokens, rows x (longest prompt + longest response), padding included; rows
+    are sorted by length and cut where the next one would pass the cap, so short responses go
+    many at a time and long ones few (``prime.batch.budget_micro_batches``). None: rows only.
+    The scoring passes and the PRM update (a mean over sequences) do not depend on the split, so
+    for them the cap changes memory and time only. The PPO loss is, as in the reference, a token
+    mean per micro-batch weighted by rows, so there (as with ``micro_batch`` itself) a different
+    split weighs tokens slightly differently; its micro-batches keep the shuffled order."""
     score_device: str | None = None
     """Where the scoring passes (old policy, reference, PRM) run: None where each model is (the
     CPU default); e.g. ``cuda:0`` moves each model there for its pass and back to host memory
@@ -135,6 +144,8 @@ class PrimeConfig:
                      "micro_batch"):
             if int(getattr(self, name)) < 1:
                 bad(name, "must be an integer >= 1")
+        if self.micro_batch_tokens is not None and int(self.micro_batch_tokens) < 1:
+            bad("micro_batch_tokens", "must be an integer >= 1, or null for no token cap")
         if self.samples_per_prompt < 2:
             bad("samples_per_prompt", "RLOO needs at least 2 samples per prompt")
         if self.max_resamples < 0:

@@ -30,7 +30,7 @@ from eurus_prime import monitor
 from eurus_prime.engines.generation import generate
 from eurus_prime.engines.launch import run_distributed
 from eurus_prime.engines.trainer import DeepSpeedOptions, Trainer, make_trainer, world
-from eurus_prime.prime.batch import forward_rows, micro_batches, pad_ragged, pad_values, score_responses, unpad
+from eurus_prime.prime.batch import budget_micro_batches, forward_rows, micro_batches, pad_ragged, pad_values, score_responses, unpad
 from eurus_prime.prime.config import PrimeConfig, stage_seed
 from eurus_prime.prompting import render_prompt
 from eurus_prime.verifiers import verify_all
@@ -282,7 +282,8 @@ def compute_process_rewards(policy, prm, reference, rollouts: pd.DataFrame, repo
         key = getattr(ckpt, "version", None) or str(id(ckpt))
         if key not in cache:
             with _on_device(ckpt.model, cfg.score_device):
-                cache[key] = score_responses(ckpt.model, p_ids, r_ids, pad, cfg.micro_batch)
+                cache[key] = score_responses(ckpt.model, p_ids, r_ids, pad, cfg.micro_batch,
+                                             cfg.micro_batch_tokens)
         return cache[key]
 
     old = _sampling_logprobs(policy, rows, cfg)
@@ -344,7 +345,7 @@ def _sampling_logprobs(policy, rows: pd.DataFrame, cfg: PrimeConfig) -> list[np.
     p_ids = list(rows["prompt_ids"])
     with _on_device(policy.model, cfg.score_device):
         check = score_responses(policy.model, [p_ids[i] for i in longest], [r_ids[i] for i in longest],
-                                policy.tokenizer.pad_token_id, cfg.micro_batch)
+                                policy.tokenizer.pad_token_id, cfg.micro_batch, cfg.micro_batch_tokens)
     drift = max((float(np.abs(c - sampled[i]).max()) for c, i in zip(check, longest) if len(c)), default=0.0)
     if drift > cfg.logprob_reuse_tol:
         log.warning("compute_process_rewards: sampling log-probs differ from the policy's teacher-forced "
@@ -468,7 +469,8 @@ def update_prm(prm, rollouts: pd.DataFrame, process_rewards: pd.DataFrame, outco
         # The loss is a mean over sequences, so how the mini-batch splits into micro-batches (and
         # ranks) does not change it: split by length, so that each micro-batch pads to rows like its own.
         by_length = sorted(mb, key=lambda i: len(data.prompt_ids[i]) + len(data.response_ids[i]))
-        micros = _rank_micro_batches(trainer, list(micro_batches(by_length, cfg.micro_batch)))
+        micros = _rank_micro_batches(trainer, budget_micro_batches(by_length, data.prompt_ids, data.response_ids,
+                                                                   cfg.micro_batch, cfg.micro_batch_tokens))
         for k, (micro, weight) in enumerate(micros):
             packed, logp = forward_rows(model, data.prompt_ids, data.response_ids, micro, pad, grad=True)
             ref = pad_values([data.ref_logprobs[i] for i in micro], packed.response_width)
@@ -501,7 +503,8 @@ def update_prm(prm, rollouts: pd.DataFrame, process_rewards: pd.DataFrame, outco
     model, prm.optimizer_state = trainer.finish()
     prm.model = _plain(model, cfg)
     if cfg.prm_update == "before" and n_rows:
-        used = score_responses(model, list(data.prompt_ids), list(data.response_ids), pad, cfg.micro_batch)
+        used = score_responses(model, list(data.prompt_ids), list(data.response_ids), pad, cfg.micro_batch,
+                               cfg.micro_batch_tokens)
     rewards = _normalised_rewards(used, list(data.ref_logprobs), cfg) if n_rows else []
     table = pd.DataFrame({
         "prompt_id": data["prompt_id"].to_numpy(),
@@ -624,7 +627,11 @@ def update_policy(policy, rollouts: pd.DataFrame, process_rewards: pd.DataFrame,
             trainer.zero_grad()
             sums = {"pg_loss": 0.0, "pg_clipfrac": 0.0, "ppo_kl": 0.0, "entropy": 0.0}
             total = 0.0  # the objective backpropagated: pg_loss - entropy_coef * entropy
-            micros = _rank_micro_batches(trainer, list(micro_batches(mb, cfg.micro_batch)))
+            # Not sorted by length: pg_loss is a token mean per micro-batch (as in the reference),
+            # so length-sorted micro-batches would weigh a long response's tokens less than random
+            # ones do. A token cap cuts the shuffled order where the next row would pass it.
+            micros = _rank_micro_batches(trainer, budget_micro_batches(mb, data.prompt_ids, data.response_ids,
+                                                                       cfg.micro_batch, cfg.micro_batch_tokens))
             for k, (micro, scale) in enumerate(micros):
                 packed, logp, entropy = forward_rows(model, data.prompt_ids, data.response_ids, micro, pad,
                                                      grad=True, return_entropy=True)
