@@ -18,8 +18,9 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from click.testing import CliRunner
 
-from eurus_prime import convert
+from eurus_prime import cli, convert
 
 slow = pytest.mark.slow
 
@@ -72,11 +73,16 @@ def test_bogus_gguf_path_names_the_install_command(tmp_path):
     assert not out.exists() and _siblings(out) == []
 
 
-def test_main_reports_a_missing_gguf_and_fails(tmp_path, capsys):
+def _convert_gguf(*args: str):
+    """``eurus-prime convert-gguf ARGS`` in process."""
+    return CliRunner().invoke(cli.main, ["convert-gguf", *args])
+
+
+def test_command_reports_a_missing_gguf_and_fails(tmp_path):
     out = tmp_path / "out"
-    assert convert.main(["--gguf", str(tmp_path / "nope.gguf"), "--out", str(out)]) == 1
-    err = capsys.readouterr().err
-    assert "error: no GGUF file at" in err and convert.INSTALL_COMMAND in err
+    result = _convert_gguf("--gguf", str(tmp_path / "nope.gguf"), "--out", str(out))
+    assert result.exit_code == 1
+    assert "Error: no GGUF file at" in result.output and convert.INSTALL_COMMAND in result.output
     assert not out.exists()
 
 
@@ -88,7 +94,7 @@ def test_refuses_to_overwrite_a_non_empty_folder_before_loading(monkeypatch, tmp
     with pytest.raises(FileExistsError, match="not empty.*overwrite"):
         convert.gguf_to_hf(tmp_path / "any.gguf", out)
     assert (out / "keep.txt").read_text() == "mine"
-    assert convert.main(["--gguf", str(tmp_path / "any.gguf"), "--out", str(out)]) == 1
+    assert _convert_gguf("--gguf", str(tmp_path / "any.gguf"), "--out", str(out)).exit_code == 1
 
 
 @pytest.fixture()
@@ -117,7 +123,8 @@ def test_writes_a_verified_folder_and_replaces_it_only_with_overwrite(fake_gguf,
     with pytest.raises(FileExistsError):
         convert.gguf_to_hf(fake_gguf, out)
     assert (out / "stale.txt").exists()
-    assert convert.main(["--gguf", str(fake_gguf), "--out", str(out), "--overwrite"]) == 0
+    result = _convert_gguf("--gguf", str(fake_gguf), "--out", str(out), "--overwrite")
+    assert result.exit_code == 0 and f"wrote {out}" in result.output, result.output
     assert not (out / "stale.txt").exists() and (out / "model.safetensors").exists()
     assert _siblings(out) == []
 
@@ -141,15 +148,22 @@ def test_a_failed_verification_leaves_no_folder(fake_gguf, monkeypatch, tmp_path
 # --- the real SmolLM2-135M-Instruct GGUF ---------------------------------------------------------
 
 
+def installed_smollm2_gguf() -> Path:
+    """The installed SmolLM2 GGUF, or skip (naming the install command) without it or the
+    packages transformers reads it with."""
+    missing = convert.missing_packages()
+    if missing:
+        pytest.skip(f"needs {missing}: {convert.INSTALL_COMMAND}")
+    try:
+        return convert.find_smollm2_gguf()
+    except FileNotFoundError as err:
+        pytest.skip(str(err))
+
+
 @pytest.fixture(scope="module")
 def smollm2(tmp_path_factory):
     """Load the GGUF once, convert it once: ``(folder, gguf_model, gguf_tokenizer)``."""
-    if convert.missing_packages():
-        pytest.skip(f"needs {convert.missing_packages()}: {convert.INSTALL_COMMAND}")
-    try:
-        path = convert.find_smollm2_gguf()
-    except FileNotFoundError as err:
-        pytest.skip(str(err))
+    path = installed_smollm2_gguf()
     start = time.perf_counter()
     model, tokenizer = convert.load_gguf(path)
     folder = convert.save_hf(model, tokenizer, tmp_path_factory.mktemp("smollm2") / "smollm2-135m-instruct")

