@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -116,7 +117,7 @@ def world() -> tuple[int, int]:
     return 0, 1
 
 
-class Trainer:
+class Trainer(ABC):
     """One stage's optimizer steps. ``model`` is what forward passes run on."""
 
     rank: int = 0
@@ -144,26 +145,27 @@ class Trainer:
         return [obj]
 
     # --- steps ---
+    @abstractmethod
     def zero_grad(self) -> None:
-        raise NotImplementedError
+        """Clear the accumulated gradients before a mini-batch."""
 
+    @abstractmethod
     def backward(self, loss: torch.Tensor, last: bool) -> None:
         """Accumulate the gradient of ``loss``; ``last``: the mini-batch's final micro-batch."""
-        raise NotImplementedError
 
+    @abstractmethod
     def step(self, loss: float, check: Callable[[float, float], bool]) -> tuple[float, bool]:
         """Clip, then take the optimizer step unless ``check(loss, grad_norm)`` says skip.
         Returns ``(grad_norm, skipped)``."""
-        raise NotImplementedError
 
+    @abstractmethod
     def assert_finite(self, fail: Callable[[str], None]) -> None:
         """Call ``fail(message)`` for the first non-finite parameter or optimizer moment."""
-        raise NotImplementedError
 
+    @abstractmethod
     def finish(self) -> tuple[torch.nn.Module, dict]:
         """``(model, optimizer_state)``: the updated model as a plain module (full weights, no
         engine attached) and the state to store with the checkpoint."""
-        raise NotImplementedError
 
 
 def _check_tensors(named, fail: Callable[[str], None], what: str) -> None:
