@@ -45,6 +45,23 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _write_partitions(state: dict, folder: Path) -> dict:
+    """Each rank's DeepSpeed optimizer partition of ``state`` (``optimizer_state["deepspeed"]``) to
+    ``folder/rank_<k>.pt``; returns the rest of it (world size, ZeRO stage) for :func:`_read_partitions`."""
+    folder.mkdir(parents=True)
+    for k, rank_state in enumerate(state["ranks"]):
+        torch.save(rank_state, folder / f"rank_{k}.pt")
+    return {key: state[key] for key in ("world_size", "zero_stage")}
+
+
+def _read_partitions(folder: Path, meta: dict, rank: int | None = None) -> dict:
+    """The optimizer state :func:`_write_partitions` wrote; with ``rank``, only that rank's
+    partition is read (the others are None: a rank needs its own)."""
+    ranks = [load_optimizer_state(folder / f"rank_{k}.pt") if rank is None or k == rank else None
+             for k in range(meta["world_size"])]
+    return {"deepspeed": {**meta, "ranks": ranks}}
+
+
 def launch_command(options, work: Path) -> list[str]:
     """The command that starts ``options.num_procs`` ranks per node running :func:`main` on ``work``."""
     bin_dir = Path(sys.executable).parent
@@ -74,11 +91,7 @@ def run_distributed(stage: str, checkpoint, args: tuple, cfg, iteration: int):
         checkpoint.tokenizer.save_pretrained(work / "model")
         state = checkpoint.optimizer_state or {}
         if "deepspeed" in state:
-            saved = state["deepspeed"]
-            (work / "optimizer").mkdir()
-            for k, rank_state in enumerate(saved["ranks"]):
-                torch.save(rank_state, work / "optimizer" / f"rank_{k}.pt")
-            meta = {key: saved[key] for key in ("world_size", "zero_stage")}
+            meta = _write_partitions(state["deepspeed"], work / "optimizer")
         else:
             if state:
                 log.warning("%s: the checkpoint's optimizer state comes from the torch backend; the deepspeed "
@@ -102,9 +115,7 @@ def run_distributed(stage: str, checkpoint, args: tuple, cfg, iteration: int):
         with open(out / "result.pkl", "rb") as f:
             result = pickle.load(f)
         checkpoint.model = AutoModelForCausalLM.from_pretrained(out / "model", dtype=torch.float32)
-        ranks = [load_optimizer_state(out / "optimizer" / f"rank_{k}.pt")
-                 for k in range(result["optimizer"]["world_size"])]
-        checkpoint.optimizer_state = {"deepspeed": {**result["optimizer"], "ranks": ranks}}
+        checkpoint.optimizer_state = _read_partitions(out / "optimizer", result["optimizer"])
         return (checkpoint, *result["tables"])
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -130,24 +141,16 @@ def main(argv: list[str] | None = None) -> None:
         job = pickle.load(f)
     model = AutoModelForCausalLM.from_pretrained(work / "model", dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(work / "model")
-    state = None
-    if job["optimizer"] is not None:
-        meta = job["optimizer"]
-        own = work / "optimizer" / f"rank_{rank}.pt"
-        ranks = [load_optimizer_state(own) if k == rank else None for k in range(meta["world_size"])]
-        state = {"deepspeed": {**meta, "ranks": ranks}}
+    state = None if job["optimizer"] is None else _read_partitions(work / "optimizer", job["optimizer"], rank)
     checkpoint = Checkpoint(model=model, tokenizer=tokenizer, version=job["version"], optimizer_state=state)
     result = getattr(stages, job["stage"])(checkpoint, *job["args"], job["cfg"], job["iteration"])
     if rank == 0:
         updated, tables = result[0], result[1:]
         out = work / "out"
-        (out / "optimizer").mkdir(parents=True)
+        meta = _write_partitions(updated.optimizer_state["deepspeed"], out / "optimizer")
         updated.model.save_pretrained(out / "model")
-        saved = updated.optimizer_state["deepspeed"]
-        for k, rank_state in enumerate(saved["ranks"]):
-            torch.save(rank_state, out / "optimizer" / f"rank_{k}.pt")
         with open(out / "result.pkl", "wb") as f:
-            pickle.dump({"tables": tables, "optimizer": {k: saved[k] for k in ("world_size", "zero_stage")}}, f)
+            pickle.dump({"tables": tables, "optimizer": meta}, f)
     dist.barrier()
     dist.destroy_process_group()
 
