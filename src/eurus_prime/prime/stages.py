@@ -281,9 +281,7 @@ def compute_process_rewards(policy, prm, reference, rollouts: pd.DataFrame, repo
         # Iteration 0 starts policy, PRM and reference from the same checkpoint: score it once.
         key = getattr(ckpt, "version", None) or str(id(ckpt))
         if key not in cache:
-            with _on_device(ckpt.model, cfg.score_device):
-                cache[key] = score_responses(ckpt.model, p_ids, r_ids, pad, cfg.micro_batch,
-                                             cfg.micro_batch_tokens)
+            cache[key] = _score(ckpt.model, p_ids, r_ids, pad, cfg)
         return cache[key]
 
     old = _sampling_logprobs(policy, rows, cfg)
@@ -301,6 +299,12 @@ def compute_process_rewards(policy, prm, reference, rollouts: pd.DataFrame, repo
         "implicit_reward": q,
         "sequence_score": [float(x.sum()) for x in q],
     })
+
+
+def _score(model, prompt_ids: list, response_ids: list, pad_id: int, cfg: PrimeConfig) -> list[np.ndarray]:
+    """A scoring pass (``score_responses``) on ``prime.score_device`` with the config's micro-batching."""
+    with _on_device(model, cfg.score_device):
+        return score_responses(model, prompt_ids, response_ids, pad_id, cfg.micro_batch, cfg.micro_batch_tokens)
 
 
 @contextmanager
@@ -343,9 +347,8 @@ def _sampling_logprobs(policy, rows: pd.DataFrame, cfg: PrimeConfig) -> list[np.
         return None
     longest = sorted(range(len(rows)), key=lambda i: -len(r_ids[i]))[: min(cfg.micro_batch, REUSE_CHECK_ROWS)]
     p_ids = list(rows["prompt_ids"])
-    with _on_device(policy.model, cfg.score_device):
-        check = score_responses(policy.model, [p_ids[i] for i in longest], [r_ids[i] for i in longest],
-                                policy.tokenizer.pad_token_id, cfg.micro_batch, cfg.micro_batch_tokens)
+    check = _score(policy.model, [p_ids[i] for i in longest], [r_ids[i] for i in longest],
+                   policy.tokenizer.pad_token_id, cfg)
     drift = max((float(np.abs(c - sampled[i]).max()) for c, i in zip(check, longest) if len(c)), default=0.0)
     if drift > cfg.logprob_reuse_tol:
         log.warning("compute_process_rewards: sampling log-probs differ from the policy's teacher-forced "
