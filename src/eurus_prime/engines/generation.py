@@ -89,7 +89,7 @@ def generate(
         temperature: 0 for greedy decoding, else the sampling temperature.
         seed: the samples are reproducible for a fixed seed, engine and batch size (``hf`` seeds
             torch's global RNG, ``fast`` a private generator).
-        engine: ``fast`` or ``hf`` (module docstring).
+        engine: ``fast``, ``hf`` or ``vllm`` (module docstring).
         hf_kwargs: extra ``model.generate`` arguments for ``hf`` (e.g. ``cache_implementation``).
         engine_options: ``vllm_engine.VllmOptions`` for ``vllm``.
     Returns:

@@ -132,10 +132,11 @@ def engine_for(model, options: VllmOptions | dict | None = None):
             kwargs["max_model_len"] = options.max_model_len
         kwargs.update(options.extra)
         entry = _ENGINES[folder] = _Engine(llm=vllm.LLM(**kwargs))
-    if entry.synced != id(model) or entry.fingerprint != _fingerprint(model):
+    fingerprint = _fingerprint(model)
+    if entry.synced != id(model) or entry.fingerprint != fingerprint:
         # Also right after the start: the model object may have changed since it was saved.
         push_weights(entry.llm, model)
-        entry.synced, entry.fingerprint = id(model), _fingerprint(model)
+        entry.synced, entry.fingerprint = id(model), fingerprint
     return entry.llm
 
 
