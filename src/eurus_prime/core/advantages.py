@@ -63,3 +63,19 @@ def prime_advantages(
     returns = returns + outcome_coef * reverse_cumsum(rloo_rescale(outcome_rewards, last, n))
     returns = returns * mask
     return returns, masked_whiten(returns, mask)
+
+
+def rft_advantages(outcome: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rejection-sampling fine-tuning (STaR, ReST, expert iteration) as a policy-gradient weight:
+    1 on every token of a response the verifier accepts, 0 on every other token; no baseline, no
+    whitening. Under PPO's surrogate (one epoch, ratio 1 at the first step) the gradient is that of
+    the log-likelihood of the accepted responses: SFT on the policy's own verified samples.
+
+    Args:
+        outcome: (batch,) verifier scores; a response counts as accepted when its score is 1.
+        mask: (batch, response_len) response tokens.
+    Returns:
+        ``returns`` and ``advantages``, both (batch, response_len) and equal.
+    """
+    accepted = (outcome >= 1.0).to(torch.float32)[:, None] * mask.to(torch.float32)
+    return accepted, accepted.clone()

@@ -53,6 +53,22 @@ def implicit_process_rewards(
     return q
 
 
+def oracle_process_rewards(blame: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The best process reward any PRM could give: -1 spread evenly over the tokens of each
+    response's first wrong step (known from re-executing its steps), 0 elsewhere and on responses
+    with no wrong step. Fed through the same RLOO and returns as the implicit rewards, it bounds
+    what dense credit assignment can add over the outcome reward.
+
+    Args:
+        blame: (batch, response_len) 1 on the tokens of the first wrong step.
+        mask: (batch, response_len) 1 on response tokens.
+    Returns:
+        (batch, response_len) rewards; each row sums to -1 or 0.
+    """
+    blame = blame.to(torch.float32) * mask.to(torch.float32)
+    return -blame / blame.sum(-1, keepdim=True).clamp(min=1)
+
+
 def last_token_mask(mask: torch.Tensor) -> torch.Tensor:
     """(batch, response_len) one-hot of each row's last valid token (all 0 for an empty row)."""
     mask = mask.to(torch.float32) if not mask.is_floating_point() else mask

@@ -16,6 +16,8 @@ REF_TYPES = ("freeze", "policy")
 GRANULARITIES = ("token", "whole")
 NORMALISATIONS = ("batch_norm", "none")
 NONFINITE_ACTIONS = ("skip", "stop")
+PROCESS_REWARDS = ("implicit", "oracle")
+ADVANTAGE_ESTIMATORS = ("rloo", "rft")
 ROLLOUT_ENGINES = ("fast", "hf", "vllm")  # eurus_prime.engines.generation.ENGINES
 TRAINER_BACKENDS = ("torch", "deepspeed")  # eurus_prime.engines.trainer.TRAINER_BACKENDS
 
@@ -82,7 +84,21 @@ class PrimeConfig:
     prm_grad_clip: float = 10.0
     prm_mini_batch: int = 256
     """Responses per PRM optimizer step."""
+    prm_freeze_after: int | None = None
+    """None: an online PRM, updated every iteration (the paper's default). k: the PRM updates in
+    iterations 0..k-1 only, then stays frozen (the paper's offline-PRM ablation, section 5.2: a PRM
+    trained on the early policy's rollouts, then fixed)."""
     # --- advantages ---
+    advantage_estimator: str = "rloo"
+    """``rloo``: PRIME's leave-one-out returns on process and outcome rewards, whitened;
+    ``rft``: rejection-sampling fine-tuning, weight 1 on accepted responses' tokens and 0 elsewhere
+    (use with ``filter_low`` just above 0 and ``filter_high: 1`` to keep every group with an
+    accepted sample; process rewards are ignored)."""
+    process_reward: str = "implicit"
+    """The process rewards the advantages use: ``implicit`` (the PRM's, PRIME) or ``oracle``: -1
+    spread over the tokens of each rollout's ground-truth first wrong step
+    (``core.rewards.oracle_process_rewards``), for worlds with a step checker (the chains world).
+    The PRM is still scored and trained, so its quality is measured either way."""
     process_coef: float = 1.0
     """Weight of the process (implicit PRM) returns; 0 gives the outcome-only RLOO baseline."""
     outcome_coef: float = 1.0
@@ -167,7 +183,9 @@ class PrimeConfig:
         for name, allowed in (("filter_mode", FILTER_MODES), ("prm_update", PRM_TIMINGS),
                               ("ref_type", REF_TYPES), ("granularity", GRANULARITIES),
                               ("normalisation", NORMALISATIONS), ("nonfinite", NONFINITE_ACTIONS),
-                              ("rollout_engine", ROLLOUT_ENGINES), ("trainer_backend", TRAINER_BACKENDS)):
+                              ("rollout_engine", ROLLOUT_ENGINES), ("trainer_backend", TRAINER_BACKENDS),
+                              ("process_reward", PROCESS_REWARDS),
+                              ("advantage_estimator", ADVANTAGE_ESTIMATORS)):
             if getattr(self, name) not in allowed:
                 bad(name, f"valid values are {list(allowed)}")
         for name in ("beta", "prm_lr", "policy_lr", "clip_ratio", "logprob_reuse_tol"):
@@ -188,6 +206,8 @@ class PrimeConfig:
             VllmOptions.coerce(self.vllm)
         except ValueError as err:
             raise ValueError(f"prime.{err}") from err
+        if self.prm_freeze_after is not None and self.prm_freeze_after < 0:
+            bad("prm_freeze_after", "must be >= 0 (the iterations the PRM trains in), or null for an online PRM")
         if self.eval_every < 0:
             bad("eval_every", "must be >= 0 (0: never evaluate)")
         if self.eval_max_items is not None and self.eval_max_items < 1:
@@ -197,6 +217,10 @@ class PrimeConfig:
     def coerce(cls, value: PrimeConfig | dict) -> PrimeConfig:
         """``params:prime`` as Kedro hands it over: already typed, or the raw mapping."""
         return cls(**value) if isinstance(value, dict) else value
+
+    def prm_frozen(self, iteration: int) -> bool:
+        """Whether the PRM takes no update at ``iteration`` (``prm_freeze_after``)."""
+        return self.prm_freeze_after is not None and iteration >= self.prm_freeze_after
 
     @property
     def prompts_drawn(self) -> int:

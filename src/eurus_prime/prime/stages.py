@@ -21,10 +21,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from eurus_prime.core.advantages import prime_advantages
+from eurus_prime.core.advantages import prime_advantages, rft_advantages
 from eurus_prime.core.filtering import accuracy_band_keep
 from eurus_prime.core.ppo import ppo_policy_loss
-from eurus_prime.core.rewards import implicit_process_rewards, prm_loss, prm_pairwise_accuracy
+from eurus_prime.chainworld.steps import span_tokens, token_steps
+from eurus_prime.core.prm_eval import first_error_localisation, roc_auc
+from eurus_prime.core.rewards import implicit_process_rewards, oracle_process_rewards, prm_loss, prm_pairwise_accuracy
+from eurus_prime.inspection import token_pieces
 from eurus_prime.core.masked import masked_mean
 from eurus_prime import monitor
 from eurus_prime.engines.generation import generate
@@ -34,6 +37,7 @@ from eurus_prime.prime.batch import budget_micro_batches, forward_rows, micro_ba
 from eurus_prime.prime.config import PrimeConfig, stage_seed
 from eurus_prime.prompting import render_prompt
 from eurus_prime.verifiers import verify_all
+from eurus_prime.verifiers.process import process_columns
 
 log = logging.getLogger(__name__)
 
@@ -170,8 +174,10 @@ def verify_rollouts(rollouts: pd.DataFrame) -> pd.DataFrame:
     """Grade every rollout with the outcome verifier.
 
     Returns one row per rollout: the key (``prompt_id``, ``sample_idx``), ``data_source``,
-    ``ability`` and the verdict (``score``, ``correct``, ``reason``, ``extracted``, ``error``,
-    ``isolation``).
+    ``ability``, the verdict (``score``, ``correct``, ``reason``, ``extracted``, ``error``,
+    ``isolation``, ...) and the ground-truth process label where the world has a step checker
+    (``verifiers.process.process_columns``: ``first_wrong_step``, ``n_steps``, ``step_spans``,
+    ``wrong_span``; null elsewhere).
     """
     # A low-entropy policy often samples the same response several times: grade each distinct
     # (ability, response, ground truth) once. Verifiers are pure functions of these three.
@@ -180,8 +186,11 @@ def verify_rollouts(rollouts: pd.DataFrame) -> pd.DataFrame:
     verdicts = verify_all(*map(list, zip(*distinct))) if distinct else []
     by_triple = dict(zip(distinct, verdicts))
     out = rollouts[KEY + ["data_source", "ability"]].reset_index(drop=True)
+    labels = pd.DataFrame(process_columns(rollouts["data_source"], rollouts["prompt_text"], rollouts["response"]))
+    labels["first_wrong_step"] = labels["first_wrong_step"].astype("Int64")
+    labels["n_steps"] = labels["n_steps"].astype("Int64")
     return pd.concat([out, pd.DataFrame([by_triple[t].as_row() for t in triples],
-                                        columns=VERDICT_COLUMNS)],
+                                        columns=VERDICT_COLUMNS), labels],
                      axis=1)
 
 
@@ -452,6 +461,13 @@ def update_prm(prm, rollouts: pd.DataFrame, process_rewards: pd.DataFrame, outco
     ``sequence_score``; one row per mini-batch with ``loss``, ``grad_norm`` and ``skipped`` (a
     non-finite loss or gradient norm: no optimizer step, see ``prime.nonfinite``).
     """
+    stats_columns = ["iteration", "step", "responses", "loss", "grad_norm", "skipped"]
+    if cfg.prm_frozen(iteration):
+        log.info("update_prm: iteration %d: the PRM is frozen (prime.prm_freeze_after=%s); its rewards are "
+                 "those compute_process_rewards scored", iteration, cfg.prm_freeze_after)
+        data = _joined(rollouts, process_rewards, outcomes)
+        return prm, _prm_table(data, [np.asarray(x, dtype=np.float32) for x in data.prm_logprobs], cfg), \
+            pd.DataFrame(columns=stats_columns).astype({"skipped": bool})
     if _on_ranks(cfg):
         return run_distributed("update_prm", prm, (rollouts, process_rewards, outcomes), cfg, iteration)
     data = _joined(rollouts, process_rewards, outcomes)
@@ -508,18 +524,21 @@ def update_prm(prm, rollouts: pd.DataFrame, process_rewards: pd.DataFrame, outco
     if cfg.prm_update == "before" and n_rows:
         used = score_responses(model, list(data.prompt_ids), list(data.response_ids), pad, cfg.micro_batch,
                                cfg.micro_batch_tokens)
-    rewards = _normalised_rewards(used, list(data.ref_logprobs), cfg) if n_rows else []
-    table = pd.DataFrame({
+    return prm, _prm_table(data, used, cfg), pd.DataFrame(stats, columns=stats_columns).astype({"skipped": bool})
+
+
+def _prm_table(data: pd.DataFrame, used: list, cfg: PrimeConfig) -> pd.DataFrame:
+    """The ``prm_rewards`` table from the PRM log-probs the rewards use."""
+    return pd.DataFrame({
         "prompt_id": data["prompt_id"].to_numpy(),
         "sample_idx": data["sample_idx"].to_numpy(),
         "prm_update": cfg.prm_update,
         "prm_logprobs": used,
-        "token_rewards": rewards,
+        "token_rewards": _normalised_rewards(used, list(data.ref_logprobs), cfg) if len(data) else [],
         "sequence_score": [float(cfg.beta * (np.asarray(u) - np.asarray(r)).sum())
                            for u, r in zip(used, data.ref_logprobs)],
+        "process_reward": "implicit",  # stages.oracle_rewards replaces the rewards and says so here
     })
-    return prm, table, pd.DataFrame(stats, columns=["iteration", "step", "responses", "loss", "grad_norm",
-                                                    "skipped"]).astype({"skipped": bool})
 
 
 def _normalised_rewards(prm_lp: Sequence[np.ndarray], ref_lp: Sequence[np.ndarray],
@@ -553,9 +572,73 @@ def prm_metrics(process_rewards: pd.DataFrame, prm_rewards: pd.DataFrame, outcom
     return metrics
 
 
+def _labelled(table: pd.DataFrame, rollouts: pd.DataFrame, outcomes: pd.DataFrame, what: str) -> pd.DataFrame:
+    """``table`` joined with each rollout's response tokens and ground-truth process label."""
+    data = table.merge(rollouts[KEY + ["response_ids", "data_source"]], on=KEY, how="left", validate="one_to_one")
+    cols = [c for c in ("score", "first_wrong_step", "step_spans", "wrong_span") if c in outcomes]
+    data = data.merge(outcomes[KEY + cols], on=KEY, how="left", validate="one_to_one")
+    if "first_wrong_step" not in data or data["first_wrong_step"].isna().any():
+        bad = data[data["first_wrong_step"].isna()].iloc[0] if "first_wrong_step" in data else data.iloc[0]
+        raise ValueError(f"{what} needs ground-truth step labels, but rollout ({bad.prompt_id}, {bad.sample_idx}) of "
+                         f"data_source {bad.data_source!r} has none: only worlds with a step checker have them "
+                         "(verifiers/process.py: the chains world, conf/chains)")
+    return data
+
+
+def oracle_rewards(prm_rewards: pd.DataFrame, rollouts: pd.DataFrame, outcomes: pd.DataFrame,
+                   tokenizer) -> pd.DataFrame:
+    """``prm_rewards`` with ``token_rewards`` replaced by the oracle process reward
+    (``prime.process_reward: oracle``): -1 spread over the tokens of each rollout's ground-truth
+    first wrong step (``core.rewards.oracle_process_rewards``). Its returns are at most 1 in size
+    already, so no batch normalisation follows. ``sequence_score`` stays the PRM's."""
+    if len(prm_rewards) == 0:
+        return prm_rewards.assign(process_reward="oracle")
+    data = _labelled(prm_rewards, rollouts, outcomes, "prime.process_reward: oracle")
+    blame = []
+    for ids, k, span in zip(data["response_ids"], data["first_wrong_step"], data["wrong_span"]):
+        row = np.zeros(len(ids), dtype=np.float32)
+        if k >= 0 and span is not None:
+            row[span_tokens(token_pieces(tokenizer, ids), tuple(span))] = 1.0
+        blame.append(row)
+    padded, mask, lengths = pad_ragged(blame)
+    rewards = unpad(oracle_process_rewards(padded, mask), lengths)
+    return prm_rewards.assign(token_rewards=rewards, process_reward="oracle")
+
+
+def prm_quality(process_rewards: pd.DataFrame, rollouts: pd.DataFrame, outcomes: pd.DataFrame,
+                tokenizer, cfg: PrimeConfig) -> dict[str, float]:
+    """The PRM as loaded, on this iteration's fresh rollouts (before it trains on them):
+    ``prm/ce_before`` (its cross-entropy against the outcome), ``prm/auc_before`` (ROC AUC of the
+    sequence score) and, where the rollouts have ground-truth step labels, first-error
+    localisation (``core.prm_eval``): ``prm/localisation`` (argmin step = first wrong step, share
+    of wrong rollouts), ``prm/error_acc``, ``prm/correct_acc`` and ``prm/localisation_f1``."""
+    if len(process_rewards) == 0:
+        return {}
+    data = process_rewards.merge(outcomes[KEY + ["score"]], on=KEY, validate="one_to_one")
+    z = torch.tensor(data["sequence_score"].to_numpy(dtype=np.float64))
+    y = torch.tensor(data["score"].to_numpy(dtype=np.float64))
+    ce = -(y * torch.nn.functional.logsigmoid(z) + (1 - y) * torch.nn.functional.logsigmoid(-z)).mean()
+    metrics = {"prm/ce_before": float(ce), "prm/auc_before": roc_auc(z.numpy(), y.numpy())}
+    if "first_wrong_step" not in outcomes or outcomes["first_wrong_step"].isna().all():
+        return metrics
+    data = _labelled(process_rewards[KEY + ["implicit_reward"]], rollouts, outcomes, "localisation")
+    step_rewards = []
+    for ids, reward, spans in zip(data["response_ids"], data["implicit_reward"], data["step_spans"]):
+        spans = tuple(tuple(s) for s in spans)
+        owner = np.asarray(token_steps(token_pieces(tokenizer, ids), spans))
+        reward = np.asarray(reward, dtype=np.float64)
+        step_rewards.append([float(reward[owner == k].sum()) for k in range(len(spans))])
+    loc = first_error_localisation(step_rewards, data["first_wrong_step"].astype(int).tolist())
+    metrics.update({"prm/localisation": loc["argmin_share"], "prm/error_acc": loc["error_acc"],
+                    "prm/correct_acc": loc["correct_acc"], "prm/localisation_f1": loc["f1"]})
+    return metrics
+
+
 # --------------------------------------------------------------------------- advantages
 def estimate_advantages(prm_rewards: pd.DataFrame, outcomes: pd.DataFrame, cfg: PrimeConfig) -> pd.DataFrame:
-    """RLOO returns and whitened advantages (``core.prime_advantages``).
+    """RLOO returns and whitened advantages (``core.prime_advantages``), or with
+    ``prime.advantage_estimator: rft`` the rejection-sampling fine-tuning weights
+    (``core.rft_advantages``).
 
     Returns one row per selected rollout: the key, ``outcome`` (verifier score), ``process_return``
     (the sum of the token rewards), ``returns`` and ``advantages`` (per token).
@@ -567,6 +650,10 @@ def estimate_advantages(prm_rewards: pd.DataFrame, outcomes: pd.DataFrame, cfg: 
     if len(data) == 0:
         return pd.DataFrame({**cols, "process_return": [], "returns": [], "advantages": []})
     rewards, mask, lengths = pad_ragged(list(data["token_rewards"]))
+    if cfg.advantage_estimator == "rft":
+        returns, adv = rft_advantages(torch.tensor(cols["outcome"], dtype=torch.float32), mask)
+        return pd.DataFrame({**cols, "process_return": [float(np.sum(x)) for x in data["token_rewards"]],
+                             "returns": unpad(returns, lengths), "advantages": unpad(adv, lengths)})
     returns, adv = prime_advantages(
         rewards, torch.tensor(cols["outcome"], dtype=torch.float32), mask, cfg.samples_per_prompt, process_coef=cfg.process_coef, outcome_coef=cfg.outcome_coef)
     return pd.DataFrame({**cols, "process_return": [float(np.sum(x)) for x in data["token_rewards"]],

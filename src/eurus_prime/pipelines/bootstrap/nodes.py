@@ -1,4 +1,4 @@
-"""bootstrap (tiny world): tasks -> tokenizer -> model -> SFT checkpoint."""
+"""bootstrap (tiny and chains worlds): tasks -> tokenizer -> model -> SFT checkpoint."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import time
 
 import pandas as pd
 
+from eurus_prime.chainworld.world import ChainWorldConfig, generate_chain_world
 from eurus_prime.datasets import Checkpoint
 from eurus_prime.engines.sft import SFTConfig, split_examples, tokenize_demonstrations, train_sft
 from eurus_prime.prompting import render_prompt
@@ -17,9 +18,19 @@ from eurus_prime.tinyworld.world import TinyWorldConfig, generate_world
 log = logging.getLogger(__name__)
 
 
-def make_tiny_world(tinyworld: TinyWorldConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Generate the tiny world's prompts (train/val/test) and SFT demonstrations."""
-    return generate_world(tinyworld)
+#: ``params:world`` -> the generator of that world's prompts and demonstrations.
+WORLDS = ("tiny", "chains")
+
+
+def make_world(world: str, tinyworld: TinyWorldConfig, chainworld: ChainWorldConfig
+               ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Generate the prompts (train/val/test) and SFT demonstrations of the world named by
+    ``params:world``: ``tiny`` (``params:tinyworld``) or ``chains`` (``params:chainworld``)."""
+    if world == "tiny":
+        return generate_world(tinyworld)
+    if world == "chains":
+        return generate_chain_world(chainworld)
+    raise ValueError(f"params:world = {world!r} is invalid: valid worlds are {list(WORLDS)}")
 
 
 def build_tiny_tokenizer(sft_demonstrations: pd.DataFrame, tokenizer: TokenizerConfig):

@@ -3,20 +3,20 @@ from kedro.pipeline import Pipeline, node, pipeline
 from eurus_prime.pipelines.bootstrap.nodes import (
     build_initial_model,
     build_tiny_tokenizer,
-    make_tiny_world,
+    make_world,
     supervised_finetune,
 )
 
 
 def create_world_pipeline(**kwargs) -> Pipeline:
-    """Generate the tiny world's raw prompts and demonstrations."""
+    """Generate the world's raw prompts and demonstrations (``params:world``)."""
     return pipeline(
         [
             node(
-                make_tiny_world,
-                "params:tinyworld",
+                make_world,
+                ["params:world", "params:tinyworld", "params:chainworld"],
                 ["raw_prompts", "sft_demonstrations"],
-                name="make_tiny_world",
+                name="make_world",
             )
         ]
     )

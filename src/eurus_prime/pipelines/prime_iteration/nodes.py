@@ -77,12 +77,17 @@ def compute_process_rewards(policy_in: Checkpoint, prm_in: Checkpoint, reference
 
 def update_prm(prm_in: Checkpoint, rollouts: pd.DataFrame, process_rewards: pd.DataFrame,
                outcomes: pd.DataFrame, prime: PrimeConfig, iteration: int):
-    """Cross-entropy update of the implicit PRM; the process rewards the advantages use."""
+    """Cross-entropy update of the implicit PRM; the process rewards the advantages use (the
+    PRM's, or with ``prime.process_reward: oracle`` the ground-truth first wrong step's); the
+    PRM's quality on these fresh rollouts before its update."""
     m: dict[str, float] = {}
     with _timed(m, "update_prm"):
         prm_out, prm_rewards, prm_stats = stages.update_prm(prm_in, rollouts, process_rewards, outcomes,
                                                             prime, iteration)
     m.update(stages.prm_metrics(process_rewards, prm_rewards, outcomes, prm_stats, prime))
+    m.update(stages.prm_quality(process_rewards, rollouts, outcomes, prm_out.tokenizer, prime))
+    if prime.process_reward == "oracle":
+        prm_rewards = stages.oracle_rewards(prm_rewards, rollouts, outcomes, prm_out.tokenizer)
     return prm_out, prm_rewards, prm_stats, _stepped(m, iteration)
 
 

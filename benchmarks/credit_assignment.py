@@ -1,0 +1,263 @@
+"""Does dense credit assignment pay in the chains world? Oracle, PRIME and RFT against outcome-only RLOO.
+
+    python benchmarks/credit_assignment.py --sft-from /path/to/chains/project --minutes 8 --seeds 0 1 2
+
+``--sft-from`` is a project where ``kedro run --env chains --pipelines=bootstrap`` has run (default:
+this checkout). For each seed and arm, on a fresh copy of the project with that bootstrap:
+``eurus-prime train --env chains --time-budget T`` (the real training command) with
+
+- ``rloo``: ``prime.process_coef=0`` (the paper's outcome-only RLOO baseline);
+- ``oracle``: ``prime.process_reward=oracle``: -1 on the ground-truth first wrong step's tokens,
+  through the same RLOO and returns (the best any PRM could do);
+- ``prime``: the implicit PRM, online (the defaults of conf/chains);
+- ``prime_offline``: the PRM trains in the first ``--offline-after`` iterations, then is frozen;
+- ``rft``: rejection-sampling fine-tuning, same sampler, verifier and optimizer:
+  ``prime.advantage_estimator=rft`` (weight 1 on accepted samples), every group with an accepted
+  sample kept.
+
+Per iteration, the training log gives the training verify score (before filtering, as the paper's
+Fig. 3), the rollouts and the PRM's quality on fresh rollouts. At ``--points`` equally spaced
+times, the newest checkpoint finished by then is evaluated afterwards: greedy pass@1 on the first
+``--eval-items`` test prompts, in-distribution and novel separately. In-loop evaluation is off.
+Results: ``benchmarks/results/credit_assignment.{csv,json,md,png}`` (+ ``_iterations.csv``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _project import ROOT, LoadMonitor, fresh_project  # noqa: E402
+
+EURUS_PRIME = str(Path(sys.executable).with_name("eurus-prime"))
+RFT = "prime.advantage_estimator=rft,prime.process_coef=0.0,prime.filter_low=0.01,prime.filter_high=1.0"
+ARMS = {"rloo": "prime.process_coef=0.0", "oracle": "prime.process_reward=oracle", "prime": "",
+        "prime_offline": "prime.prm_freeze_after={offline_after}", "rft": RFT}
+LABELS = {"rloo": "RLOO (outcome only)", "oracle": "oracle process reward", "prime": "PRIME (online PRM)",
+          "prime_offline": "PRIME (offline PRM)", "rft": "RFT (rejection sampling)"}
+MA = 10  # moving-average window of the training verify score, in iterations (the paper's Fig. 3)
+
+
+def _test_prompts(project: Path, env: str):
+    from kedro.framework.session import KedroSession
+    from kedro.framework.startup import bootstrap_project
+
+    bootstrap_project(project)
+    with KedroSession.create(project_path=project, env=env) as session:
+        catalog = session.load_context().catalog
+        return catalog.load("sft_model"), catalog.load("prompts_test")
+
+
+def _evaluate(model, tok, test, n_items: int, max_new_tokens: int) -> dict:
+    from eurus_prime.evaluation import EvalConfig, evaluate_prompts
+
+    items = evaluate_prompts(model, tok, test.head(n_items), EvalConfig(max_new_tokens=max_new_tokens, batch_size=128))
+    novel = items["data_source"].str.contains("_novel")
+    return {"acc_all": float(items["correct"].mean()), "acc_id": float(items["correct"][~novel].mean()),
+            "acc_novel": float(items["correct"][novel].mean()), "n_id": int((~novel).sum()), "n_novel": int(novel.sum())}
+
+
+def _train(arm: str, seed: int, project: Path, env: str, seconds: float, params: str) -> tuple[list[dict], dict]:
+    cmd = [EURUS_PRIME, "train", "--project", str(project), "--env", env, "--iterations", "100000",
+           "--time-budget", str(seconds), "--params",
+           ",".join(p for p in (f"prime.seed={seed},prime.eval_every=0,train.keep_checkpoints=null", params) if p)]
+    env_vars = {**os.environ, "TQDM_DISABLE": "1", "KEDRO_DISABLE_TELEMETRY": "1"}
+    with open(project / "train.log", "w") as log, LoadMonitor() as load:
+        proc = subprocess.run(cmd, cwd=project, stdout=log, stderr=subprocess.STDOUT, env=env_vars)
+    if proc.returncode:
+        raise RuntimeError(f"{arm} seed {seed} failed; see {project / 'train.log'}")
+    lines = (project / "data/08_reporting/train_log.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines], load.summary()
+
+
+def _policy(project: Path, iteration: int):
+    from transformers import AutoModelForCausalLM
+
+    from eurus_prime.datasets.versions import latest_version
+    from eurus_prime.prime.progress import next_iter_dir
+
+    return AutoModelForCausalLM.from_pretrained(latest_version(project / "data/06_models/policy" / next_iter_dir(iteration)))
+
+
+ITER_KEYS = ("train_verify_score/all", "rollout/responses", "filter/selected", "prm/acc_before", "prm/auc_before",
+             "prm/ce_before", "prm/loss", "prm/localisation", "prm/localisation_f1", "prm/error_acc",
+             "prm/correct_acc", "rollout/response_length_mean")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sft-from", type=Path, default=ROOT, help="a project bootstrapped with --env chains")
+    ap.add_argument("--env", default="chains")
+    ap.add_argument("--minutes", type=float, default=8.0, help="training wall time of each arm and seed")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--arms", nargs="+", default=["rloo", "oracle", "prime"], choices=list(ARMS))
+    ap.add_argument("--points", type=int, default=4, help="held-out evaluations per arm, equally spaced in time")
+    ap.add_argument("--eval-items", type=int, default=1000)
+    ap.add_argument("--max-new-tokens", type=int, default=192)
+    ap.add_argument("--offline-after", type=int, default=3, help="prime_offline: PRM training iterations")
+    ap.add_argument("--params", default="", help="extra params for every arm, a=1,b=2")
+    ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/credit_assignment")
+    ap.add_argument("--summarise-only", action="store_true", help="rebuild json/md/png from the csv files")
+    args = ap.parse_args()
+    import pandas as pd
+
+    csv, iters_csv = args.out.with_suffix(".csv"), args.out.with_name(args.out.name + "_iterations.csv")
+    if args.summarise_only:
+        summarise(pd.read_csv(csv), pd.read_csv(iters_csv), args)
+        return
+    os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="eurus_prime_credit_"))
+    seconds = args.minutes * 60
+    sft, test = _test_prompts(args.sft_from, args.env)
+    tok = sft.tokenizer
+    base = {"arm": "sft_checkpoint", "seed": -1, "point": 0, "seconds": 0.0, "iteration": -1, "rollouts": 0,
+            **_evaluate(sft.model, tok, test, args.eval_items, args.max_new_tokens)}
+    rows, iters = [base], []
+    print(json.dumps(base), flush=True)
+    csv.parent.mkdir(parents=True, exist_ok=True)
+    times = [seconds * k / args.points for k in range(1, args.points + 1)]
+    for seed in args.seeds:
+        for arm in args.arms:
+            t0 = time.perf_counter()
+            project = fresh_project(workdir / f"{arm}_s{seed}", with_sft_from=args.sft_from)
+            log, load = _train(arm, seed, project, args.env, seconds,
+                               ",".join(p for p in (ARMS[arm].format(offline_after=args.offline_after), args.params) if p))
+            rollouts, done = 0, []
+            for entry in log:
+                rollouts += int(entry.get("rollout/responses", 0))
+                done.append((entry["elapsed"], entry["iteration"], rollouts))
+                iters.append({"arm": arm, "seed": seed, "iteration": entry["iteration"], "elapsed": entry["elapsed"],
+                              "rollouts": rollouts, **{k: entry.get(k) for k in ITER_KEYS}})
+            for k, t in enumerate(times, start=1):
+                finished = [d for d in done if d[0] <= t + 1e-6]
+                if not finished:
+                    metrics, it, ro = {k2: v for k2, v in base.items() if k2.startswith(("acc_", "n_"))}, -1, 0
+                else:
+                    _, it, ro = finished[-1]
+                    metrics = _evaluate(_policy(project, it), tok, test, args.eval_items, args.max_new_tokens)
+                rows.append({"arm": arm, "seed": seed, "point": k, "seconds": t, "iteration": it, "rollouts": ro,
+                             "other_cores": load.get("other_cores"), **metrics})
+                print(json.dumps(rows[-1]), flush=True)
+            print(f"# {arm} seed {seed}: {time.perf_counter() - t0:.0f} s including evaluation", flush=True)
+            pd.DataFrame(rows).to_csv(csv, index=False)
+            pd.DataFrame(iters).to_csv(iters_csv, index=False)
+    summarise(pd.DataFrame(rows), pd.DataFrame(iters), args)
+
+
+def _reach(xs, ys, level: float) -> float:
+    """The first x at which ys reaches ``level`` (NaN if never)."""
+    import numpy as np
+
+    hit = np.flatnonzero(np.asarray(ys) >= level)
+    return float(np.asarray(xs)[hit[0]]) if len(hit) else float("nan")
+
+
+def summarise(df, iters, args) -> None:
+    """Final held-out accuracy per arm; the rollouts (and seconds) each arm needs to reach RLOO's
+    final training reward; PRM quality over the run; plots."""
+    import numpy as np
+
+    base = df[df["arm"] == "sft_checkpoint"].iloc[0]
+    final = df[(df["arm"] != "sft_checkpoint") & (df["point"] == df["point"].max())]
+    iters = iters.sort_values(["arm", "seed", "iteration"]).copy()
+    iters["train_ma"] = iters.groupby(["arm", "seed"])["train_verify_score/all"].transform(
+        lambda s: s.rolling(MA, min_periods=1).mean())
+    summary = {
+        "command": "python benchmarks/credit_assignment.py " + " ".join(a for a in sys.argv[1:] if a != "--summarise-only"),
+        "minutes_per_arm": args.minutes, "eval_items": args.eval_items, "seeds": sorted(int(s) for s in df["seed"].unique() if s >= 0),
+        "sft_checkpoint": {k: round(float(base[k]), 4) for k in ("acc_all", "acc_id", "acc_novel")},
+        "final_heldout": {}, "training_reward": {}, "prm_quality": {},
+    }
+    for arm, g in final.groupby("arm"):
+        summary["final_heldout"][arm] = {
+            k: {"mean": round(float(g[k].mean()), 4), "per_seed": [round(float(v), 4) for v in g[k]]}
+            for k in ("acc_all", "acc_id", "acc_novel")}
+        summary["final_heldout"][arm]["iterations"] = [int(v) for v in g["iteration"]]
+    last = iters.groupby(["arm", "seed"]).tail(1)
+    if "rloo" in set(iters["arm"]):
+        target = float(last[last["arm"] == "rloo"]["train_ma"].mean())
+        rloo_rollouts = float(last[last["arm"] == "rloo"]["rollouts"].mean())
+        rloo_seconds = float(last[last["arm"] == "rloo"]["elapsed"].mean())
+        summary["training_reward"]["rloo_final_ma"] = round(target, 4)
+        for arm, g in iters.groupby("arm"):
+            need_r, need_s = [], []
+            for _, s in g.groupby("seed"):
+                need_r.append(_reach(s["rollouts"], s["train_ma"], target))
+                need_s.append(_reach(s["elapsed"], s["train_ma"], target))
+            summary["training_reward"][arm] = {
+                "final_ma_mean": round(float(last[last["arm"] == arm]["train_ma"].mean()), 4),
+                "rollouts_to_reach_per_seed": [None if x != x else round(x) for x in need_r],
+                "rollouts_ratio_to_rloo": None if np.isnan(need_r).any() else round(float(np.mean(need_r) / rloo_rollouts), 3),
+                "seconds_ratio_to_rloo": None if np.isnan(need_s).any() else round(float(np.mean(need_s) / rloo_seconds), 3),
+            }
+    for arm, g in iters.groupby("arm"):
+        n = g.groupby("seed")["iteration"].transform("max") + 1
+        third = g[g["iteration"] >= (2 * n) // 3]
+        summary["prm_quality"][arm] = {
+            k.split("/")[1]: {"all": round(float(g[k].mean()), 3), "last_third": round(float(third[k].mean()), 3)}
+            for k in ("prm/acc_before", "prm/auc_before", "prm/localisation", "prm/localisation_f1", "prm/ce_before")
+            if k in g and g[k].notna().any()}
+    args.out.with_suffix(".json").write_text(json.dumps(summary, indent=1) + "\n")
+    lines = ["# Credit assignment in the chains world", "", f"Command: `{summary['command']}`", "",
+             f"SFT checkpoint greedy pass@1 on the first {args.eval_items} test prompts: "
+             f"{100 * base['acc_all']:.1f}% (in-distribution {100 * base['acc_id']:.1f}%, novel {100 * base['acc_novel']:.1f}%).",
+             "", "| arm | point | seconds | iteration (mean) | rollouts (mean) | all | in-distribution | novel | seeds |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    curves = (df[df["arm"] != "sft_checkpoint"].groupby(["arm", "point"])
+              .agg(seconds=("seconds", "first"), it=("iteration", "mean"), ro=("rollouts", "mean"),
+                   all=("acc_all", "mean"), idd=("acc_id", "mean"), nov=("acc_novel", "mean"), seeds=("seed", "nunique"))
+              .reset_index())
+    for r in curves.itertuples():
+        lines.append(f"| {r.arm} | {r.point} | {r.seconds:.0f} | {r.it:.1f} | {r.ro:.0f} | {100 * r.all:.1f} | "
+                     f"{100 * r.idd:.1f} | {100 * r.nov:.1f} | {r.seeds} |")
+    lines += ["", "```json", json.dumps(summary, indent=1), "```", ""]
+    args.out.with_suffix(".md").write_text("\n".join(lines))
+    _plot(iters, curves, base, args)
+
+
+def _plot(iters, curves, base, args) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for arm, g in iters.groupby("arm"):
+        # Mean over seeds at each iteration index both reached.
+        m = g.groupby("iteration").agg(ro=("rollouts", "mean"), ma=("train_ma", "mean"),
+                                       acc=("prm/acc_before", "mean"), loc=("prm/localisation", "mean"),
+                                       seeds=("seed", "nunique"))
+        m = m[m["seeds"] == m["seeds"].max()]
+        axes[0].plot(m["ro"], 100 * m["ma"], label=LABELS.get(arm, arm))
+        if arm != "rloo" and m["acc"].notna().any():
+            axes[2].plot(m.index, m["acc"], label=f"{LABELS.get(arm, arm)}: pairwise acc")
+            if m["loc"].notna().any():
+                axes[2].plot(m.index, m["loc"], linestyle="--", label=f"{LABELS.get(arm, arm)}: localisation")
+    axes[0].set_xlabel("rollouts")
+    axes[0].set_ylabel(f"training verify score, %, {MA}-iteration moving average")
+    for arm, g in curves.groupby("arm"):
+        x = np.concatenate([[0], g["seconds"] / 60])
+        axes[1].plot(x, 100 * np.concatenate([[base["acc_novel"]], g["nov"]]), marker="o", label=LABELS.get(arm, arm))
+    axes[1].set_xlabel("training wall time (minutes, 2 CPU cores)")
+    axes[1].set_ylabel(f"held-out greedy pass@1 on the novel split, %")
+    axes[2].axhline(0.5, color="grey", linewidth=0.5)
+    axes[2].set_xlabel("iteration")
+    axes[2].set_ylabel("PRM on fresh rollouts (before its update)")
+    for ax in axes:
+        ax.legend(fontsize=7)
+    fig.suptitle("chains world: mean over seeds")
+    fig.tight_layout()
+    fig.savefig(args.out.with_suffix(".png"), dpi=110)
+
+
+if __name__ == "__main__":
+    main()
