@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SFT_ARTIFACTS = (
     "data/01_raw", "data/02_primary", "data/06_models/sft_model", "data/06_models/tokenizer",
     "data/07_model_output/sft_eval_items.parquet", "data/08_reporting/sft_eval_report.parquet",
+    "data/05_rollouts/prm_eval_set.parquet",
 )
 
 

@@ -86,9 +86,9 @@ def _policy(project: Path, iteration: int):
     return AutoModelForCausalLM.from_pretrained(latest_version(project / "data/06_models/policy" / next_iter_dir(iteration)))
 
 
-ITER_KEYS = ("train_verify_score/all", "rollout/responses", "filter/selected", "prm/acc_before", "prm/auc_before",
-             "prm/ce_before", "prm/loss", "prm/localisation", "prm/localisation_f1", "prm/error_acc",
-             "prm/correct_acc", "rollout/response_length_mean")
+ITER_KEYS = ("train_verify_score/all", "rollout/responses", "filter/selected", "prm/loss", "rollout/response_length_mean",
+             *(f"prm_eval/{s}_{k}" for s in ("fresh", "fixed")
+               for k in ("ce", "pairwise_acc", "auc", "localisation", "localisation_f1")))
 
 
 def main() -> None:
@@ -203,8 +203,7 @@ def summarise(df, iters, args) -> None:
         third = g[g["iteration"] >= (2 * n) // 3]
         summary["prm_quality"][arm] = {
             k.split("/")[1]: {"all": round(float(g[k].mean()), 3), "last_third": round(float(third[k].mean()), 3)}
-            for k in ("prm/acc_before", "prm/auc_before", "prm/localisation", "prm/localisation_f1", "prm/ce_before")
-            if k in g and g[k].notna().any()}
+            for k in ITER_KEYS if k.startswith("prm_eval/") and k in g and g[k].notna().any()}
     args.out.with_suffix(".json").write_text(json.dumps(summary, indent=1) + "\n")
     lines = ["# Credit assignment in the chains world", "", f"Command: `{summary['command']}`", "",
              f"SFT checkpoint greedy pass@1 on the first {args.eval_items} test prompts: "
@@ -234,7 +233,8 @@ def _plot(iters, curves, base, args) -> None:
     for arm, g in iters.groupby("arm"):
         # Mean over seeds at each iteration index both reached.
         m = g.groupby("iteration").agg(ro=("rollouts", "mean"), ma=("train_ma", "mean"),
-                                       acc=("prm/acc_before", "mean"), loc=("prm/localisation", "mean"),
+                                       acc=("prm_eval/fresh_pairwise_acc", "mean"),
+                                       loc=("prm_eval/fresh_localisation", "mean"),
                                        seeds=("seed", "nunique"))
         m = m[m["seeds"] == m["seeds"].max()]
         axes[0].plot(m["ro"], 100 * m["ma"], label=LABELS.get(arm, arm))

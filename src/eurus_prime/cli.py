@@ -71,6 +71,9 @@ def train(iterations: int | None, params_text: str | None, time_budget: float | 
         run_pipeline(project, env, "bootstrap")
     else:
         click.echo("SFT model found (data/06_models/sft_model); skipping the bootstrap.")
+        if load_dataset(project, env, "prm_eval_set") is None:  # a bootstrap from before the PRM evaluation
+            click.echo("No fixed PRM evaluation set yet: running `kedro run --pipelines=prm_eval_set` ...")
+            run_pipeline(project, env, "prm_eval_set")
     sft_report = load_dataset(project, env, "sft_eval_report")
     click.echo("\nHeld-out greedy pass@1 of the SFT model (before PRIME):")
     click.echo(_format_report(sft_report))

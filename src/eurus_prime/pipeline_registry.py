@@ -18,7 +18,7 @@ from eurus_prime.pipelines.prime_iteration import pipeline as prime_iteration
 
 def register_pipelines() -> dict[str, Pipeline]:
     """``bootstrap`` makes the tiny world and its SFT model and evaluates it; ``tinyworld``,
-    ``data_prep``, ``sft`` and ``sft_eval`` are its stages, runnable alone once their inputs exist.
+    ``data_prep``, ``sft``, ``sft_eval`` and ``prm_eval_set`` are its stages, runnable alone once their inputs exist.
     ``prime_iteration`` is one PRIME step; training runs it again and again (``eurus-prime train``).
     ``evaluation`` compares checkpoints on suites (``eurus-prime evaluate``); ``inference`` answers a
     file of questions (``eurus-prime chat`` answers one, streaming)."""
@@ -26,14 +26,16 @@ def register_pipelines() -> dict[str, Pipeline]:
     prep = data_prep.create_pipeline()
     sft = bootstrap.create_pipeline()
     sft_eval = evaluation.create_sft_pipeline()
+    prm_set = evaluation.create_prm_eval_set_pipeline()
     return {
         "tinyworld": world,
         "data_prep": prep,
         "sft": sft,
         "sft_eval": sft_eval,
+        "prm_eval_set": prm_set,
         "prime_iteration": prime_iteration.create_pipeline(),
         "evaluation": evaluation.create_pipeline(),
         "inference": inference.create_pipeline(),
-        "bootstrap": world + prep + sft + sft_eval,
-        "__default__": world + prep + sft + sft_eval,
+        "bootstrap": world + prep + sft + sft_eval + prm_set,
+        "__default__": world + prep + sft + sft_eval + prm_set,
     }

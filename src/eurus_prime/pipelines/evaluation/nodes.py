@@ -10,6 +10,9 @@ import pandas as pd
 from eurus_prime.datasets import Checkpoint
 from eurus_prime import evaluation
 from eurus_prime.checkpoints import current_project
+from eurus_prime.prime import prm_eval as prm_eval_lib
+from eurus_prime.prime.config import PrimeConfig
+from eurus_prime.prime.prm_eval import PrmEvalConfig
 from eurus_prime.evaluation import SPLIT_SUITES, EvalConfig, SuiteEvalConfig, accuracy_report, evaluate_prompts, suite_name
 
 log = logging.getLogger(__name__)
@@ -33,6 +36,16 @@ def evaluate_checkpoint(
         for row in report.itertuples()
     }
     return items, report, metrics
+
+
+def build_prm_eval_set(sft_model: Checkpoint, prompts_val: pd.DataFrame, prm_eval: PrmEvalConfig,
+                       prime: PrimeConfig) -> pd.DataFrame:
+    """The fixed set the PRM is measured on at every evaluation: SFT samples of validation prompts,
+    graded, step-labelled where the world can, with the reference log-probs (``prime.prm_eval``)."""
+    table = prm_eval_lib.build_eval_set(sft_model, prompts_val, prm_eval, prime)
+    log.info("prm_eval_set: %d samples of %d validation prompts, %.1f%% correct", len(table),
+             len(table) // prm_eval.samples, 100 * float(table["correct"].mean()) if len(table) else 0.0)
+    return table
 
 
 def load_eval_suites(prompts_test: pd.DataFrame, prompts_val: pd.DataFrame, evaluation_suites: SuiteEvalConfig) -> pd.DataFrame:

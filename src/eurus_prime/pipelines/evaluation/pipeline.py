@@ -11,6 +11,14 @@ def create_sft_pipeline(**kwargs) -> Pipeline:
     ])
 
 
+def create_prm_eval_set_pipeline(**kwargs) -> Pipeline:
+    """The fixed set every iteration's PRM is measured on (the bootstrap's, after the SFT)."""
+    return pipeline([
+        node(nodes.build_prm_eval_set, ["sft_model", "prompts_val", "params:prm_eval", "params:prime"],
+             "prm_eval_set", name="build_prm_eval_set"),
+    ])
+
+
 def create_pipeline(**kwargs) -> Pipeline:
     """Compare checkpoints (``params:evaluation_suites.checkpoints``, default SFT vs the latest
     policy) on suites (the held-out splits, benchmark files): greedy pass@1 and, with ``best_of``,

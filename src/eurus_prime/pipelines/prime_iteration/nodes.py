@@ -15,8 +15,10 @@ import pandas as pd
 
 from eurus_prime.datasets import Checkpoint
 from eurus_prime.evaluation import EvalConfig, accuracy_report, evaluate_prompts
+from eurus_prime.prime import prm_eval as prm_eval_lib
 from eurus_prime.prime import stages
 from eurus_prime.prime.config import PrimeConfig
+from eurus_prime.prime.prm_eval import PrmEvalConfig
 
 log = logging.getLogger(__name__)
 
@@ -78,17 +80,29 @@ def compute_process_rewards(policy_in: Checkpoint, prm_in: Checkpoint, reference
 def update_prm(prm_in: Checkpoint, rollouts: pd.DataFrame, process_rewards: pd.DataFrame,
                outcomes: pd.DataFrame, prime: PrimeConfig, iteration: int):
     """Cross-entropy update of the implicit PRM; the process rewards the advantages use (the
-    PRM's, or with ``prime.process_reward: oracle`` the ground-truth first wrong step's); the
-    PRM's quality on these fresh rollouts before its update."""
+    PRM's, or with ``prime.process_reward: oracle`` the ground-truth first wrong step's)."""
     m: dict[str, float] = {}
     with _timed(m, "update_prm"):
         prm_out, prm_rewards, prm_stats = stages.update_prm(prm_in, rollouts, process_rewards, outcomes,
                                                             prime, iteration)
     m.update(stages.prm_metrics(process_rewards, prm_rewards, outcomes, prm_stats, prime))
-    m.update(stages.prm_quality(process_rewards, rollouts, outcomes, prm_out.tokenizer, prime))
     if prime.process_reward == "oracle":
         prm_rewards = stages.oracle_rewards(prm_rewards, rollouts, outcomes, prm_out.tokenizer)
     return prm_out, prm_rewards, prm_stats, _stepped(m, iteration)
+
+
+def evaluate_prm(prm_out: Checkpoint, prm_eval_set: pd.DataFrame, process_rewards: pd.DataFrame,
+                 rollouts: pd.DataFrame, outcomes: pd.DataFrame, prm_eval: PrmEvalConfig, prime: PrimeConfig,
+                 iteration: int) -> tuple[pd.DataFrame, dict]:
+    """The PRM on its own: on this iteration's fresh rollouts (as loaded, before its update) and,
+    every ``prm_eval.every`` iterations, the updated PRM on the fixed set (``prime/prm_eval.py``)."""
+    m: dict[str, float] = {}
+    with _timed(m, "evaluate_prm"):
+        table = prm_eval_lib.evaluate(prm_out, prm_eval_set, process_rewards, rollouts, outcomes, prime,
+                                      prm_eval.samples, prm_eval.should_score(iteration))
+    for row in table.to_dict("records"):
+        m.update({f"prm_eval/{row['set']}_{k}": float(row[k]) for k in prm_eval_lib.METRICS if row[k] == row[k]})
+    return table.assign(iteration=iteration), _stepped(m, iteration)
 
 
 def estimate_advantages(prm_rewards: pd.DataFrame, outcomes: pd.DataFrame, prime: PrimeConfig,

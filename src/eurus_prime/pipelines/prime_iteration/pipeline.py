@@ -1,8 +1,8 @@
-"""prime_iteration: one PRIME step as nine named nodes, every boundary a stored table.
+"""prime_iteration: one PRIME step as ten named nodes, every boundary a stored table.
 
     sample_prompts -> generate_rollouts -> verify_outcomes -> filter_prompts
-      -> compute_process_rewards -> update_prm -> estimate_advantages -> update_policy
-      -> evaluate_policy
+      -> compute_process_rewards -> update_prm -> estimate_advantages (and evaluate_prm)
+      -> update_policy -> evaluate_policy
 
 Rerun one stage with ``kedro run --pipelines=prime_iteration --nodes=<name> --params=iteration=N``;
 it reads that iteration's stored inputs (their latest versions) and writes new versions.
@@ -18,7 +18,7 @@ IT = "params:iteration"
 #: The node names, in pipeline order (the resume logic walks them in this order).
 STAGES = (
     "sample_prompts", "generate_rollouts", "verify_outcomes", "filter_prompts",
-    "compute_process_rewards", "update_prm", "estimate_advantages", "update_policy",
+    "compute_process_rewards", "update_prm", "estimate_advantages", "evaluate_prm", "update_policy",
     "evaluate_policy",
 )
 
@@ -38,6 +38,9 @@ def create_pipeline(**kwargs) -> Pipeline:
              ["process_rewards", "prime_reward_metrics"], name="compute_process_rewards"),
         node(nodes.update_prm, ["prm_in", "rollouts", "process_rewards", "outcomes", CFG, IT],
              ["prm_out", "prm_rewards", "prm_stats", "prime_prm_metrics"], name="update_prm"),
+        node(nodes.evaluate_prm, ["prm_out", "prm_eval_set", "process_rewards", "rollouts", "outcomes",
+                                  "params:prm_eval", CFG, IT],
+             ["prm_eval", "prime_prm_eval_metrics"], name="evaluate_prm"),
         node(nodes.estimate_advantages, ["prm_rewards", "outcomes", CFG, IT],
              ["advantages", "prime_adv_metrics"], name="estimate_advantages"),
         node(nodes.update_policy, ["policy_in", "rollouts", "process_rewards", "advantages", CFG, IT],
