@@ -28,8 +28,8 @@ def test_frame_has_one_row_per_iteration_and_the_sft_baseline(frame):
     assert frame["iteration"].tolist() == [BASELINE, 0, 1]
     assert set(CORE_COLUMNS) <= set(frame.columns)
     baseline = frame[frame["iteration"] == BASELINE].iloc[0]
-    assert baseline.filter(like="eval/").notna().all()
-    assert baseline.drop("iteration").drop(baseline.filter(like="eval/").index).isna().all()
+    assert baseline.filter(regex="^eval/").notna().all()
+    assert baseline.drop("iteration").drop(baseline.filter(regex="^eval/").index).isna().all()
 
 
 def test_frame_values_match_the_tables(trained_project, frame):

@@ -26,7 +26,7 @@ import pandas as pd
 from eurus_prime import manifests
 from eurus_prime.datasets.atomic import write_file_atomically
 from eurus_prime.datasets.versions import latest_version
-from eurus_prime.prime import stages
+from eurus_prime.prime import prm_eval, stages
 from eurus_prime.prime.config import PrimeConfig
 from eurus_prime.prime.progress import LAST_STAGE, completed_iterations, iter_dir
 
@@ -37,6 +37,8 @@ CORE_COLUMNS = (
     "eval/all", "eval/math", "eval/code",
     "train_verify_score/all", "train_verify_score/math", "train_verify_score/code",
     "prm/loss", "prm/acc_before", "prm/acc_after",
+    "prm_eval/fresh_pairwise_acc", "prm_eval/fixed_pairwise_acc", "prm_eval/fresh_auc", "prm_eval/fixed_auc",
+    "prm_eval/fresh_localisation", "prm_eval/fixed_localisation",
     "filter/in_band_share", "filter/selected_share",
     "rollout/response_length_mean", "rollout/response_length_max", "rollout/truncated_share",
     "ppo/pg_loss", "ppo/pg_clipfrac", "ppo/ppo_kl", "ppo/entropy", "ppo/grad_norm", "prm/grad_norm",
@@ -74,6 +76,14 @@ def _prm_metrics(project: Path, iteration: int, outcomes: pd.DataFrame, report: 
     return stages.prm_metrics(process, rewards, outcomes, stats, cfg)
 
 
+def _prm_eval_metrics(project: Path, iteration: int) -> dict[str, float]:
+    """``prm_eval/<set>_<metric>`` from the iteration's ``prm_eval`` table ({} for iterations run
+    before the PRM evaluation existed)."""
+    if latest_version(project / "data/08_reporting" / iter_dir(iteration) / "prm_eval.parquet") is None:
+        return {}
+    return prm_eval.table_metrics(_table(project, "08_reporting", iteration, "prm_eval"))
+
+
 def _eval_metrics(report: pd.DataFrame) -> dict[str, float]:
     """``eval/<name>`` from an accuracy report (``eval/all``, per ability and data source)."""
     return {f"eval/{row.name}": float(row.accuracy) for row in report.itertuples()}
@@ -101,6 +111,7 @@ def _iteration_row(project: Path, iteration: int) -> dict[str, float]:
         **stages.outcome_metrics(outcomes),
         **stages.filter_metrics(report),
         **_prm_metrics(project, iteration, outcomes, report),
+        **_prm_eval_metrics(project, iteration),
         **stages.advantage_metrics(_table(project, "05_rollouts", iteration, "advantages",
                                           ["advantages", "returns"])),
         **stages.ppo_metrics(_table(project, "08_reporting", iteration, "ppo_stats")),
@@ -228,6 +239,11 @@ PANELS: tuple[tuple[str, str, tuple[tuple[str, str], ...], str], ...] = (
     ("PRM loss (cross-entropy)", "", (("prm/loss", "loss"),), "plain"),
     ("PRM pairwise accuracy", "", (("prm/acc_before", "before update"), ("prm/acc_after", "after update")),
      "chance"),
+    ("PRM quality: fresh rollouts / fixed set", "", (("prm_eval/fresh_auc", "AUC, fresh"),
+                                                   ("prm_eval/fixed_auc", "AUC, fixed"),
+                                                   ("prm_eval/fixed_pairwise_acc", "pairwise, fixed")), "chance"),
+    ("PRM first-error localisation", "share of wrong rollouts",
+     (("prm_eval/fresh_localisation", "fresh"), ("prm_eval/fixed_localisation", "fixed")), "plain"),
     ("filter keep-rate", "%", (("filter/in_band_share", "in band"), ("filter/selected_share", "selected / drawn")),
      "percent"),
     ("response length", "tokens", (("rollout/response_length_mean", "mean"),

@@ -17,7 +17,7 @@ from __future__ import annotations
 import html
 import math
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from eurus_prime.chainworld.steps import span_tokens
 from eurus_prime.datasets.atomic import write_file_atomically
 from eurus_prime.prime.progress import iter_dir
 
@@ -249,7 +250,7 @@ def ansi_tokens(pieces: Sequence[str], values: Sequence[float | None], scale: fl
     _check_aligned(pieces, values)
     scale = _scale(values, scale)
     out = []
-    for piece, value in zip(pieces, values):
+    for i, (piece, value) in enumerate(zip(pieces, values)):
         colors = _colors(value, scale)
         if colors is None:
             out.append(piece)
@@ -306,7 +307,30 @@ def _header_fields(row: pd.Series) -> list[list[tuple[str, str]]]:
          ("sequence score", _fmt(row.get("sequence_score"), "+.4g"))],
         [("extracted", _clip(row.get("extracted"))),
          ("ground truth", _clip(row.get("ground_truth")))],
+        *([[("first wrong step", _first_wrong(row))]] if _labelled(row) else []),
     ]
+
+
+def _labelled(row: pd.Series) -> bool:
+    """Whether the rollout has a ground-truth process label (worlds with a step checker)."""
+    k = row.get("first_wrong_step")
+    return k is not None and not pd.isna(k)
+
+
+def _first_wrong(row: pd.Series) -> str:
+    """``2 of 11: '5 - 7 = 2'`` (steps count from 0; the boxed answer is the last), or that none is."""
+    k = int(row["first_wrong_step"])
+    if k < 0:
+        return "none: every step re-executes correctly"
+    span = row.get("wrong_span")
+    text = "" if span is None else f": {_clip(str(row['response'])[int(span[0]):int(span[1])], 60)!r}"
+    return f"{k} of {_fmt(row.get('n_steps'), 'd')} (outlined){text}"
+
+
+def _wrong_tokens(row: pd.Series, pieces: list[str]) -> set[int]:
+    """The tokens the first wrong step is blamed on (outlined in the HTML report)."""
+    span = row.get("wrong_span") if _labelled(row) else None
+    return set() if span is None else set(span_tokens(pieces, (int(span[0]), int(span[1]))))
 
 
 def format_rollout(row: pd.Series, tokenizer: Any, color: bool = True,
@@ -366,6 +390,7 @@ STYLE = """
 .ep-tokens { border: 1px solid #eaeef2; border-radius: 6px; padding: 6px 8px; }
 .ep-tokens span { border-radius: 2px; }
 .ep-tokens .ep-nl { opacity: 0.45; }
+.ep-tokens .ep-wrong { outline: 2px solid #c00; outline-offset: -1px; }
 .ep-legend { display: inline-block; font-family: ui-monospace, monospace; font-size: 12px;
   margin-left: 8px; vertical-align: middle; }
 .ep-legend span { padding: 1px 4px; }
@@ -377,23 +402,26 @@ def _css_color(rgb: tuple[int, int, int]) -> str:
     return "#{:02x}{:02x}{:02x}".format(*rgb)
 
 
-def heatmap_html(pieces: Sequence[str], values: Sequence[float | None], scale: float | None = None) -> str:
+def heatmap_html(pieces: Sequence[str], values: Sequence[float | None], scale: float | None = None,
+                 marked: Collection[int] = ()) -> str:
     """The tokens as ``<span>``s whose background is their value's colour (the scale of
     ``ansi_tokens``) and whose tooltip gives the token and its value. Whitespace is the token's
     own (show it inside a ``white-space: pre-wrap`` element such as ``.ep-tokens``); a token that
     ends a line shows a faded ``↵`` before the newline, so a newline's colour is visible and can
-    be hovered; text is HTML-escaped."""
+    be hovered; text is HTML-escaped. Tokens whose index is in ``marked`` are outlined (class
+    ``ep-wrong``: the ground-truth first wrong step)."""
     _check_aligned(pieces, values)
     scale = _scale(values, scale)
     spans = []
     newline = f'<span class="ep-nl">{_NEWLINE_MARK}</span>\n'
-    for piece, value in zip(pieces, values):
+    for i, (piece, value) in enumerate(zip(pieces, values)):
         colors = _colors(value, scale)
         text = newline.join(html.escape(line) for line in piece.split("\n"))
         tip = html.escape(f"{piece!r} = {float(value):+.4g}" if _finite(value) else repr(piece))
         style = (f' style="background:{_css_color(colors[0])};color:{_css_color(colors[1])}"'
                  if colors else "")
-        spans.append(f'<span{style} title="{tip}">{text}</span>')
+        mark = ' class="ep-wrong"' if i in marked else ""
+        spans.append(f'<span{mark}{style} title="{tip}">{text}</span>')
     return "".join(spans)
 
 
@@ -402,10 +430,10 @@ def _legend_html(scale: float) -> str:
     return f'<span class="ep-legend">{heatmap_html(labels, values, scale)}</span>'
 
 
-def _heatmap_block(pieces: list[str], values: list[float], label: str) -> str:
+def _heatmap_block(pieces: list[str], values: list[float], label: str, marked: Collection[int] = ()) -> str:
     scale = _scale(values, None)
     return (f'<div class="ep-label">{html.escape(label)} {_legend_html(scale)}</div>'
-            f'<div class="ep-tokens">{heatmap_html(pieces, values, scale)}</div>')
+            f'<div class="ep-tokens">{heatmap_html(pieces, values, scale, marked)}</div>')
 
 
 def rollout_card(row: pd.Series, tokenizer: Any) -> str:
@@ -419,13 +447,15 @@ def rollout_card(row: pd.Series, tokenizer: Any) -> str:
                 for label, text in line if label != "correct")  # the badge says it
         for line in _header_fields(row))
     pieces = token_pieces(tokenizer, row["response_ids"])
+    wrong = _wrong_tokens(row, pieces)
     body = [f'<div class="ep-label">question</div><div class="ep-text">{html.escape(str(row["question"]))}</div>']
     rewards, advantages = _token_values(row, "implicit_reward"), _token_values(row, "advantages")
     if rewards is None:
         body.append('<div class="ep-label">response (prompt group not selected: no process rewards)</div>'
-                    f'<div class="ep-tokens">{html.escape("".join(pieces))}</div>')
+                    f'<div class="ep-tokens">{heatmap_html(pieces, [None] * len(pieces), 1.0, wrong) if wrong else html.escape("".join(pieces))}</div>')
     else:
-        body.append(_heatmap_block(pieces, rewards, "implicit process reward per token, β·(log π_prm − log π_ref)"))
+        body.append(_heatmap_block(pieces, rewards, "implicit process reward per token, β·(log π_prm − log π_ref)",
+                                   wrong))
     if advantages is not None:
         body.append(f"<details><summary>advantages per token</summary>"
                     f"{_heatmap_block(pieces, advantages, 'advantage')}</details>")

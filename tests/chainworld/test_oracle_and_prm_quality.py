@@ -101,3 +101,26 @@ def test_prm_quality_localises_a_reward_dip_on_the_wrong_step(chain_batch):
     assert m["prm/localisation_f1"] == 1.0
     z, y = torch.tensor([float(r.sum()) for r in implicit]), torch.tensor([1.0, 0, 0, 1])
     assert m["prm/ce_before"] == pytest.approx(float(torch.nn.functional.binary_cross_entropy_with_logits(z, y)))
+
+
+def test_html_card_outlines_the_first_wrong_step(chain_batch):
+    from eurus_prime.inspection import rollout_card
+
+    tok, rollouts, outcomes = chain_batch
+    frame = rollouts.merge(outcomes.drop(columns=["data_source", "ability"]), on=["prompt_id", "sample_idx"])
+    row = frame.iloc[1].copy()
+    row["iteration"], row["status"], row["prompt_accuracy"], row["question"] = 0, "selected", 0.5, Q
+    row["response_length"], row["finish_reason"] = len(row["response_ids"]), "stop"
+    row["sequence_score"], row["advantages"] = 0.0, None
+    row["implicit_reward"] = np.zeros(len(row["response_ids"]), np.float32)
+    card = rollout_card(row, tok)
+    assert "first wrong step" in card and "1 of 4 (outlined): &#x27;5 - 7 = 2&#x27;" in card
+    outlined = "".join(part.split(">", 1)[1].split("</span>", 1)[0]
+                       for part in card.split('<span class="ep-wrong"')[1:])
+    assert outlined.strip() == "5 - 7 = 2"
+    right = frame.iloc[0].copy()
+    for key in ("iteration", "status", "prompt_accuracy", "question", "response_length", "finish_reason",
+                "sequence_score", "advantages", "implicit_reward"):
+        right[key] = row[key] if key != "implicit_reward" else None
+    card = rollout_card(right, tok)
+    assert "none: every step re-executes correctly" in card and "ep-wrong" not in card

@@ -118,3 +118,9 @@ def evaluate(prm, eval_set: pd.DataFrame, process_rewards: pd.DataFrame, rollout
         if key not in table:
             table[key] = np.nan
     return table[["set", "responses", *METRICS]]
+
+
+def table_metrics(table: pd.DataFrame) -> dict[str, float]:
+    """The ``prm_eval`` table as MLflow metrics, ``prm_eval/<set>_<metric>`` (NaN left out)."""
+    return {f"prm_eval/{row['set']}_{k}": float(row[k])
+            for row in table.to_dict("records") for k in METRICS if row[k] == row[k]}

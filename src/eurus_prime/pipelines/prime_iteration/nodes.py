@@ -100,8 +100,7 @@ def evaluate_prm(prm_out: Checkpoint, prm_eval_set: pd.DataFrame, process_reward
     with _timed(m, "evaluate_prm"):
         table = prm_eval_lib.evaluate(prm_out, prm_eval_set, process_rewards, rollouts, outcomes, prime,
                                       prm_eval.samples, prm_eval.should_score(iteration))
-    for row in table.to_dict("records"):
-        m.update({f"prm_eval/{row['set']}_{k}": float(row[k]) for k in prm_eval_lib.METRICS if row[k] == row[k]})
+    m.update(prm_eval_lib.table_metrics(table))
     return table.assign(iteration=iteration), _stepped(m, iteration)
 
 
