@@ -1,10 +1,12 @@
 """Does dense credit assignment pay in the chains world? Oracle, PRIME and RFT against outcome-only RLOO.
 
     python benchmarks/credit_assignment.py --sft-from /path/to/chains/project --minutes 8 --seeds 0 1 2
+    python benchmarks/credit_assignment.py --sft-from ... --iterations 18 --seeds 0 1 2   # equal rollouts
 
 ``--sft-from`` is a project where ``kedro run --env chains --pipelines=bootstrap`` has run (default:
 this checkout). For each seed and arm, on a fresh copy of the project with that bootstrap:
-``eurus-prime train --env chains --time-budget T`` (the real training command) with
+``eurus-prime train --env chains --time-budget T`` (the real training command; or ``--iterations N``
+for the same number of iterations, hence rollouts drawn, per arm) with
 
 - ``rloo``: ``prime.process_coef=0`` (the paper's outcome-only RLOO baseline);
 - ``oracle``: ``prime.process_reward=oracle``: -1 on the ground-truth first wrong step's tokens,
@@ -64,9 +66,10 @@ def _evaluate(model, tok, test, n_items: int, max_new_tokens: int) -> dict:
             "acc_novel": float(items["correct"][novel].mean()), "n_id": int((~novel).sum()), "n_novel": int(novel.sum())}
 
 
-def _train(arm: str, seed: int, project: Path, env: str, seconds: float, params: str) -> tuple[list[dict], dict]:
-    cmd = [EURUS_PRIME, "train", "--project", str(project), "--env", env, "--iterations", "100000",
-           "--time-budget", str(seconds), "--params",
+def _train(arm: str, seed: int, project: Path, env: str, seconds: float | None, iterations: int | None,
+           params: str) -> tuple[list[dict], dict]:
+    budget = ["--iterations", str(iterations)] if iterations else ["--iterations", "100000", "--time-budget", str(seconds)]
+    cmd = [EURUS_PRIME, "train", "--project", str(project), "--env", env, *budget, "--params",
            ",".join(p for p in (f"prime.seed={seed},prime.eval_every=0,train.keep_checkpoints=null", params) if p)]
     env_vars = {**os.environ, "TQDM_DISABLE": "1", "KEDRO_DISABLE_TELEMETRY": "1"}
     with open(project / "train.log", "w") as log, LoadMonitor() as load:
@@ -96,6 +99,9 @@ def main() -> None:
     ap.add_argument("--sft-from", type=Path, default=ROOT, help="a project bootstrapped with --env chains")
     ap.add_argument("--env", default="chains")
     ap.add_argument("--minutes", type=float, default=8.0, help="training wall time of each arm and seed")
+    ap.add_argument("--iterations", type=int, default=None,
+                    help="instead of --minutes: this many iterations per arm and seed (equal rollouts drawn; "
+                         "immune to a busy machine, whose wall times are still recorded)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--arms", nargs="+", default=["rloo", "oracle", "prime"], choices=list(ARMS))
     ap.add_argument("--points", type=int, default=4, help="held-out evaluations per arm, equally spaced in time")
@@ -128,7 +134,7 @@ def main() -> None:
         for arm in args.arms:
             t0 = time.perf_counter()
             project = fresh_project(workdir / f"{arm}_s{seed}", with_sft_from=args.sft_from)
-            log, load = _train(arm, seed, project, args.env, seconds,
+            log, load = _train(arm, seed, project, args.env, seconds, args.iterations,
                                ",".join(p for p in (ARMS[arm].format(offline_after=args.offline_after), args.params) if p))
             rollouts, done = 0, []
             for entry in log:
@@ -137,7 +143,12 @@ def main() -> None:
                 iters.append({"arm": arm, "seed": seed, "iteration": entry["iteration"], "elapsed": entry["elapsed"],
                               "rollouts": rollouts, **{k: entry.get(k) for k in ITER_KEYS}})
             for k, t in enumerate(times, start=1):
-                finished = [d for d in done if d[0] <= t + 1e-6]
+                if args.iterations:  # evaluation points at equal shares of the iterations
+                    last_it = round(args.iterations * k / args.points) - 1
+                    finished = [d for d in done if d[1] <= last_it]
+                    t = finished[-1][0] if finished else 0.0
+                else:
+                    finished = [d for d in done if d[0] <= t + 1e-6]
                 if not finished:
                     metrics, it, ro = {k2: v for k2, v in base.items() if k2.startswith(("acc_", "n_"))}, -1, 0
                 else:
@@ -172,7 +183,8 @@ def summarise(df, iters, args) -> None:
         lambda s: s.rolling(MA, min_periods=1).mean())
     summary = {
         "command": "python benchmarks/credit_assignment.py " + " ".join(a for a in sys.argv[1:] if a != "--summarise-only"),
-        "minutes_per_arm": args.minutes, "eval_items": args.eval_items, "seeds": sorted(int(s) for s in df["seed"].unique() if s >= 0),
+        "budget_per_arm": f"{args.iterations} iterations" if args.iterations else f"{args.minutes} minutes",
+        "eval_items": args.eval_items, "seeds": sorted(int(s) for s in df["seed"].unique() if s >= 0),
         "sft_checkpoint": {k: round(float(base[k]), 4) for k in ("acc_all", "acc_id", "acc_novel")},
         "final_heldout": {}, "training_reward": {}, "prm_quality": {},
     }
@@ -211,7 +223,7 @@ def summarise(df, iters, args) -> None:
              "", "| arm | point | seconds | iteration (mean) | rollouts (mean) | all | in-distribution | novel | seeds |",
              "|---|---|---|---|---|---|---|---|---|"]
     curves = (df[df["arm"] != "sft_checkpoint"].groupby(["arm", "point"])
-              .agg(seconds=("seconds", "first"), it=("iteration", "mean"), ro=("rollouts", "mean"),
+              .agg(seconds=("seconds", "mean"), it=("iteration", "mean"), ro=("rollouts", "mean"),
                    all=("acc_all", "mean"), idd=("acc_id", "mean"), nov=("acc_novel", "mean"), seeds=("seed", "nunique"))
               .reset_index())
     for r in curves.itertuples():
@@ -247,7 +259,7 @@ def _plot(iters, curves, base, args) -> None:
     for arm, g in curves.groupby("arm"):
         x = np.concatenate([[0], g["seconds"] / 60])
         axes[1].plot(x, 100 * np.concatenate([[base["acc_novel"]], g["nov"]]), marker="o", label=LABELS.get(arm, arm))
-    axes[1].set_xlabel("training wall time (minutes, 2 CPU cores)")
+    axes[1].set_xlabel("training wall time (minutes, 2 CPU cores; mean over seeds)")
     axes[1].set_ylabel(f"held-out greedy pass@1 on the novel split, %")
     axes[2].axhline(0.5, color="grey", linewidth=0.5)
     axes[2].set_xlabel("iteration")

@@ -255,3 +255,15 @@ def test_rft_estimator_trains_on_accepted_samples_only(iteration0, tiny_tokenize
     adv = stages.estimate_advantages(rewards, outcomes, cfg)
     for score, a in zip(adv["outcome"], adv["advantages"]):
         assert set(np.unique(a)) <= ({1.0} if score >= 1 else {0.0})
+
+
+def test_a_draw_across_an_epoch_boundary_holds_each_prompt_once(small_world):
+    prompts, _ = small_world
+    train = prompts[[e["split"] == "train" for e in prompts["extra_info"]]].reset_index(drop=True)
+    cfg = dataclasses.replace(CFG, prompts_per_step=40, oversample_factor=1.0)  # 2/3 of the 60 prompts
+    n = len(train)
+    for iteration in range(3 * n // 40 + 2):  # every window of three epochs, boundaries included
+        drawn = stages.sample_prompts(train, cfg, iteration)
+        assert drawn["prompt_id"].is_unique and len(drawn) == 40
+    with pytest.raises(ValueError, match="prompts_train has only"):
+        stages.sample_prompts(train.head(5), cfg, 0)

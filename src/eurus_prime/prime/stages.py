@@ -64,7 +64,9 @@ class NothingSelected(ValueError):
 def sample_prompts(prompts: pd.DataFrame, cfg: PrimeConfig, iteration: int, resample: int = 0) -> pd.DataFrame:
     """Draw this iteration's prompts: ``cfg.prompts_drawn`` rows of an endless sequence of seeded
     epochs (a fresh permutation of the training prompts per epoch). Iteration i takes positions
-    [i*M, (i+1)*M), so the draw depends only on (seed, iteration), never on earlier runs.
+    [i*M, (i+1)*M), so the draw depends only on (seed, iteration), never on earlier runs; where
+    that window crosses into the next epoch, a prompt already drawn is skipped and the window
+    extends by one, so an iteration never holds one prompt twice.
     ``resample`` k > 0 (the training loop's retry when every group was filtered out) draws from
     positions ``k * RESAMPLE_STRIDE`` iterations further along instead.
 
@@ -76,16 +78,26 @@ def sample_prompts(prompts: pd.DataFrame, cfg: PrimeConfig, iteration: int, resa
     if resample < 0:
         raise ValueError(f"resample = {resample} is invalid: must be >= 0")
     m, n = cfg.prompts_drawn, len(prompts)
+    if m > n:
+        raise ValueError(f"prime draws {m} prompts per iteration (prompts_per_step x oversample_factor) but "
+                         f"prompts_train has only {n}: lower prime.prompts_per_step or prime.oversample_factor")
     perms: dict[int, list[int]] = {}
-    picks = []
-    first = (iteration + resample * RESAMPLE_STRIDE) * m
-    for pos in range(first, first + m):
+    picks: list[tuple[int, int]] = []
+    taken: set[int] = set()
+    pos = (iteration + resample * RESAMPLE_STRIDE) * m
+    while len(picks) < m:
         epoch = pos // n
         if epoch not in perms:
             perm = list(range(n))
             random.Random(cfg.seed * 1_000_003 + epoch).shuffle(perm)
             perms[epoch] = perm
-        picks.append((epoch, perms[epoch][pos % n]))
+        index = perms[epoch][pos % n]
+        pos += 1
+        # A draw that crosses into the next epoch may meet a prompt it already holds: skip it, so
+        # that every prompt group of an iteration is a distinct prompt.
+        if index not in taken:
+            taken.add(index)
+            picks.append((epoch, index))
     rows = prompts.iloc[[i for _, i in picks]]
     ids = [prompt_id(e) for e in rows["extra_info"]]
     return pd.DataFrame({
@@ -619,9 +631,16 @@ def prm_quality(process_rewards: pd.DataFrame, rollouts: pd.DataFrame, outcomes:
     y = torch.tensor(data["score"].to_numpy(dtype=np.float64))
     ce = -(y * torch.nn.functional.logsigmoid(z) + (1 - y) * torch.nn.functional.logsigmoid(-z)).mean()
     metrics = {"prm/ce_before": float(ce), "prm/auc_before": roc_auc(z.numpy(), y.numpy())}
-    if "first_wrong_step" not in outcomes or outcomes["first_wrong_step"].isna().all():
+    if "first_wrong_step" not in outcomes:
         return metrics
-    data = _labelled(process_rewards[KEY + ["implicit_reward"]], rollouts, outcomes, "localisation")
+    labelled = outcomes.loc[outcomes["first_wrong_step"].notna(), KEY]
+    if labelled.empty:
+        return metrics
+    # Only the rows whose world has a step checker (all or none, in the worlds so far).
+    data = _labelled(process_rewards[KEY + ["implicit_reward"]].merge(labelled, on=KEY), rollouts, outcomes,
+                     "localisation")
+    if data.empty:
+        return metrics
     step_rewards = []
     for ids, reward, spans in zip(data["response_ids"], data["implicit_reward"], data["step_spans"]):
         spans = tuple(tuple(s) for s in spans)
