@@ -322,9 +322,10 @@ def _first_wrong(row: pd.Series) -> str:
     k = int(row["first_wrong_step"])
     if k < 0:
         return "none: every step re-executes correctly"
-    span = row.get("wrong_span")
-    text = "" if span is None else f": {_clip(str(row['response'])[int(span[0]):int(span[1])], 60)!r}"
-    return f"{k} of {_fmt(row.get('n_steps'), 'd')} (outlined){text}"
+    response, spans, span = str(row["response"]), row.get("step_spans"), row.get("wrong_span")
+    line = f": {_clip(response[int(spans[k][0]):int(spans[k][1])], 60)!r}" if spans is not None and k < len(spans) else ""
+    blamed = "" if span is None else f" (outlined: {_clip(response[int(span[0]):int(span[1])], 30)!r})"
+    return f"{k} of {_fmt(row.get('n_steps'), 'd')}{line}{blamed}"
 
 
 def _wrong_tokens(row: pd.Series, pieces: list[str]) -> set[int]:

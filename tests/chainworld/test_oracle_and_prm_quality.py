@@ -61,7 +61,7 @@ def test_outcomes_carry_the_ground_truth_first_wrong_step(chain_batch):
     assert outcomes["first_wrong_step"].tolist() == [-1, 1, 1, -1]
     assert outcomes["correct"].tolist() == [True, False, False, True]
     s, e = outcomes["wrong_span"][1]
-    assert WRONG[s:e] == "5 - 7 = 2"
+    assert WRONG[s:e] == "2"  # the result without its sign
 
 
 def test_oracle_rewards_sit_on_the_first_wrong_step(chain_batch):
@@ -73,7 +73,7 @@ def test_oracle_rewards_sit_on_the_first_wrong_step(chain_batch):
     for ids, r, k in zip(rollouts["response_ids"], out["token_rewards"], outcomes["first_wrong_step"]):
         assert r.sum() == pytest.approx(-1.0 if k >= 0 else 0.0)
         blamed = "".join(p for p, v in zip(token_pieces(tok, ids), r) if v < 0)
-        assert blamed.strip() == ("5 - 7 = 2" if k >= 0 else "")
+        assert blamed.strip() == ("2" if k >= 0 else "")
 
 
 def test_oracle_refuses_rows_without_step_labels(chain_batch):
@@ -114,10 +114,10 @@ def test_html_card_outlines_the_first_wrong_step(chain_batch):
     row["sequence_score"], row["advantages"] = 0.0, None
     row["implicit_reward"] = np.zeros(len(row["response_ids"]), np.float32)
     card = rollout_card(row, tok)
-    assert "first wrong step" in card and "1 of 4 (outlined): &#x27;5 - 7 = 2&#x27;" in card
+    assert "first wrong step" in card and "1 of 4: &#x27;5 - 7 = 2&#x27; (outlined: &#x27;2&#x27;)" in card
     outlined = "".join(part.split(">", 1)[1].split("</span>", 1)[0]
                        for part in card.split('<span class="ep-wrong"')[1:])
-    assert outlined.strip() == "5 - 7 = 2"
+    assert outlined.strip() == "2"
     right = frame.iloc[0].copy()
     for key in ("iteration", "status", "prompt_accuracy", "question", "response_length", "finish_reason",
                 "sequence_score", "advantages", "implicit_reward"):

@@ -53,11 +53,22 @@ def test_first_wrong_step(lines, boxed, first):
     assert label.wrong_span is not None and label.wrong_span[1] > label.wrong_span[0]
 
 
-def test_blamed_span_is_the_wrong_line():
-    r = _resp(["4 + 1 = 5", "5 - 7 = 2", "2 + 7 = 9", "9 - 9 = 0"], 0)
+@pytest.mark.parametrize(("lines", "boxed", "blamed"), [
+    (["4 + 1 = 5", "5 - 7 = 2", "2 + 7 = 9", "9 - 9 = 0"], 0, "2"),       # the result's missing sign
+    (["4 + 1 = 5", "5 - 7 = -2", "-2 + 8 = 6", "6 - 9 = -3"], -3, "8"),   # the miscopied term
+    (["4 + 1 = 5", "5 + 7 = 12", "12 + 7 = 19", "19 - 9 = 10"], 10, "+"),  # the miscopied operator
+    (["4 + 1 = 5", "3 - 7 = -4", "-4 + 7 = 3", "3 - 9 = -6"], -6, "3"),   # the start value
+    (RIGHT, 4, "4"),                                                      # the boxed answer
+    (RIGHT + ["-4 + 1 = -3"], -3, "-4 + 1 = -3"),                         # an extra step: its line
+])
+def test_blamed_span_is_the_first_wrong_field(lines, boxed, blamed):
+    r = _resp(lines, boxed)
     label = label_steps(parse_expression(Q), r)
     s, e = label.wrong_span
-    assert r[s:e] == "5 - 7 = 2"
+    assert r[s:e] == blamed
+    k = label.first_wrong_step
+    if blamed != "-4 + 1 = -3":  # an extra line is no step of the chain's: it has no span of its own
+        assert label.spans[k][0] <= s and e <= label.spans[k][1]  # inside the wrong step's line
 
 
 def test_no_answer_blames_the_tail():

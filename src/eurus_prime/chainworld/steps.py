@@ -85,8 +85,10 @@ class StepLabel:
     """Character span ``[start, end)`` in the response of each step the response wrote, in step
     order (arithmetic lines, then the boxed line); a missing step has no span."""
     wrong_span: tuple[int, int] | None
-    """Characters to blame for the first wrong step: its own line, or for a missing step the
-    boxed line (else the response's last 20 characters); None when no step is wrong."""
+    """Characters to blame for the first wrong step: its first wrong field (start value,
+    operator, term or result; the boxed answer of the output step), the whole line of an extra
+    step, or for a missing step the boxed line (else the response's last 20 characters); None
+    when no step is wrong."""
 
 
 def label_steps(chain: Chain, response: str) -> StepLabel:
@@ -110,14 +112,19 @@ def label_steps(chain: Chain, response: str) -> StepLabel:
     for k, (op, term) in enumerate(chain.ops):
         if k >= len(lines):  # a missing step: blame the output line (else the tail)
             return wrong(k, None)
-        a, line_op, b, c = lines[k].groups()
-        if int(a) != value or line_op != op or int(b) != term or int(c) != apply(value, op, term):
-            return wrong(k, (lines[k].start(), lines[k].end()))
+        line = lines[k]
+        a, line_op, b, c = line.groups()
+        # The first field that is wrong (start value, operator, term, result): the token(s) where
+        # the step went wrong, not the whole line, whose other tokens are right.
+        for field, ok in enumerate((int(a) == value, line_op == op, int(b) == term,
+                                    int(c) == apply(value, op, term)), start=1):
+            if not ok:
+                return wrong(k, line.span(field))
         value = int(c)
     if len(lines) > n_arith:  # an extra step: blame it
         return wrong(n_arith, (lines[n_arith].start(), lines[n_arith].end()))
     if not boxed or boxed[-1].group(1).strip() != str(value):
-        return wrong(n_arith, out_span)
+        return wrong(n_arith, boxed[-1].span(1) if boxed and boxed[-1].group(1) else out_span)
     return StepLabel(-1, n_arith + 1, tuple(spans), None)
 
 
