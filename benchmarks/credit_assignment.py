@@ -9,8 +9,10 @@ this checkout). For each seed and arm, on a fresh copy of the project with that 
 for the same number of iterations, hence rollouts drawn, per arm) with
 
 - ``rloo``: ``prime.process_coef=0`` (the paper's outcome-only RLOO baseline);
-- ``oracle``: ``prime.process_reward=oracle``: -1 on the ground-truth first wrong step's tokens,
-  through the same RLOO and returns (the best any PRM could do);
+- ``oracle``: ``prime.process_reward=oracle``: -1 on the tokens of the ground-truth first wrong
+  step's first wrong field, through the same RLOO and returns;
+- ``oracle_progress``: ``prime.process_reward=oracle_progress``: +1/n_steps on each step before
+  the first wrong one;
 - ``prime``: the implicit PRM, online (the defaults of conf/chains);
 - ``prime_offline``: the PRM trains in the first ``--offline-after`` iterations, then is frozen;
 - ``rft``: rejection-sampling fine-tuning, same sampler, verifier and optimizer:
@@ -40,9 +42,11 @@ from _project import ROOT, LoadMonitor, fresh_project  # noqa: E402
 
 EURUS_PRIME = str(Path(sys.executable).with_name("eurus-prime"))
 RFT = "prime.advantage_estimator=rft,prime.process_coef=0.0,prime.filter_low=0.01,prime.filter_high=1.0"
-ARMS = {"rloo": "prime.process_coef=0.0", "oracle": "prime.process_reward=oracle", "prime": "",
+ARMS = {"rloo": "prime.process_coef=0.0", "oracle": "prime.process_reward=oracle",
+        "oracle_progress": "prime.process_reward=oracle_progress", "prime": "",
         "prime_offline": "prime.prm_freeze_after={offline_after}", "rft": RFT}
-LABELS = {"rloo": "RLOO (outcome only)", "oracle": "oracle process reward", "prime": "PRIME (online PRM)",
+LABELS = {"rloo": "RLOO (outcome only)", "oracle": "oracle: -1 at the first error",
+          "oracle_progress": "oracle: progress before the first error", "prime": "PRIME (online PRM)",
           "prime_offline": "PRIME (offline PRM)", "rft": "RFT (rejection sampling)"}
 MA = 10  # moving-average window of the training verify score, in iterations (the paper's Fig. 3)
 

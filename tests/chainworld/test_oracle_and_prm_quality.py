@@ -124,3 +124,25 @@ def test_html_card_outlines_the_first_wrong_step(chain_batch):
         right[key] = row[key] if key != "implicit_reward" else None
     card = rollout_card(right, tok)
     assert "none: every step re-executes correctly" in card and "ep-wrong" not in card
+
+
+def test_progress_process_rewards_by_hand():
+    from eurus_prime.core.rewards import progress_process_rewards
+
+    step = torch.tensor([[1, 1, 2, 0, 0], [1, 2, 2, 3, 0], [0, 0, 0, 0, 0]])
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
+    r = progress_process_rewards(step, mask, torch.tensor([4, 3, 4]))
+    assert torch.allclose(r, torch.tensor([[0.125, 0.125, 0.25, 0, 0], [1 / 3, 1 / 6, 1 / 6, 1 / 3, 0], [0, 0, 0, 0, 0]]))
+
+
+def test_progress_oracle_pays_the_steps_before_the_first_error(chain_batch):
+    tok, rollouts, outcomes = chain_batch
+    prm_rewards = pd.DataFrame({"prompt_id": "train/0", "sample_idx": range(4), "sequence_score": 0.0,
+                                "token_rewards": [np.zeros(len(i), np.float32) for i in rollouts["response_ids"]]})
+    out = stages.oracle_rewards(prm_rewards, rollouts, outcomes, tok, "oracle_progress")
+    assert (out["process_reward"] == "oracle_progress").all()
+    for ids, r, k in zip(rollouts["response_ids"], out["token_rewards"], outcomes["first_wrong_step"]):
+        # 4 steps (3 lines and the boxed answer); the wrong rollouts got step 0 right, then erred
+        assert r.sum() == pytest.approx(1.0 if k < 0 else 0.25)
+        paid = "".join(p for p, v in zip(token_pieces(tok, ids), r) if v > 0)
+        assert paid.strip() == ("4 + 1 = 5" if k >= 0 else paid.strip())

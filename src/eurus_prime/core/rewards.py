@@ -69,6 +69,28 @@ def oracle_process_rewards(blame: torch.Tensor, mask: torch.Tensor) -> torch.Ten
     return -blame / blame.sum(-1, keepdim=True).clamp(min=1)
 
 
+def progress_process_rewards(step: torch.Tensor, mask: torch.Tensor, n_steps: torch.Tensor) -> torch.Tensor:
+    """A ground-truth progress reward: each step a response got right before its first wrong step
+    is worth 1/n_steps, spread evenly over that step's tokens, so a response earns the share of
+    its steps it got right before erring (1 when every step holds).
+
+    Args:
+        step: (batch, response_len) j + 1 on the tokens of step j when that step precedes the
+            first wrong one, 0 elsewhere.
+        mask: (batch, response_len) 1 on response tokens.
+        n_steps: (batch,) steps each response is graded on.
+    Returns:
+        (batch, response_len) rewards; row b sums to (steps right before the first error) / n_steps[b].
+    """
+    step = step * mask.to(step.dtype)
+    width = int(step.max()) if step.numel() else 0
+    out = torch.zeros(step.shape, dtype=torch.float32)
+    for j in range(1, width + 1):
+        on = (step == j).to(torch.float32)
+        out += on / on.sum(-1, keepdim=True).clamp(min=1)
+    return out / n_steps.to(torch.float32).clamp(min=1)[:, None]
+
+
 def last_token_mask(mask: torch.Tensor) -> torch.Tensor:
     """(batch, response_len) one-hot of each row's last valid token (all 0 for an empty row)."""
     mask = mask.to(torch.float32) if not mask.is_floating_point() else mask

@@ -16,7 +16,7 @@ REF_TYPES = ("freeze", "policy")
 GRANULARITIES = ("token", "whole")
 NORMALISATIONS = ("batch_norm", "none")
 NONFINITE_ACTIONS = ("skip", "stop")
-PROCESS_REWARDS = ("implicit", "oracle")
+PROCESS_REWARDS = ("implicit", "oracle", "oracle_progress")
 ADVANTAGE_ESTIMATORS = ("rloo", "rft")
 ROLLOUT_ENGINES = ("fast", "hf", "vllm")  # eurus_prime.engines.generation.ENGINES
 TRAINER_BACKENDS = ("torch", "deepspeed")  # eurus_prime.engines.trainer.TRAINER_BACKENDS
@@ -95,10 +95,11 @@ class PrimeConfig:
     (use with ``filter_low`` just above 0 and ``filter_high: 1`` to keep every group with an
     accepted sample; process rewards are ignored)."""
     process_reward: str = "implicit"
-    """The process rewards the advantages use: ``implicit`` (the PRM's, PRIME) or ``oracle``: -1
-    spread over the tokens of each rollout's ground-truth first wrong step
-    (``core.rewards.oracle_process_rewards``), for worlds with a step checker (the chains world).
-    The PRM is still scored and trained, so its quality is measured either way."""
+    """The process rewards the advantages use: ``implicit`` (the PRM's, PRIME) or, for worlds with
+    a step checker (the chains world), a ground-truth one from each rollout's first wrong step:
+    ``oracle`` (-1 on the tokens blamed for it) or ``oracle_progress`` (+1/n_steps on each step
+    before it); see ``stages.oracle_rewards``. The PRM is still scored and trained, so its quality
+    is measured either way."""
     process_coef: float = 1.0
     """Weight of the process (implicit PRM) returns; 0 gives the outcome-only RLOO baseline."""
     outcome_coef: float = 1.0

@@ -26,7 +26,8 @@ from eurus_prime.core.filtering import accuracy_band_keep
 from eurus_prime.core.ppo import ppo_policy_loss
 from eurus_prime.chainworld.steps import span_tokens, token_steps
 from eurus_prime.core.prm_eval import first_error_localisation, roc_auc
-from eurus_prime.core.rewards import implicit_process_rewards, oracle_process_rewards, prm_loss, prm_pairwise_accuracy
+from eurus_prime.core.rewards import (implicit_process_rewards, oracle_process_rewards, progress_process_rewards,
+                                      prm_loss, prm_pairwise_accuracy)
 from eurus_prime.inspection import token_pieces
 from eurus_prime.core.masked import masked_mean
 from eurus_prime import monitor
@@ -587,7 +588,7 @@ def prm_metrics(process_rewards: pd.DataFrame, prm_rewards: pd.DataFrame, outcom
 def _labelled(table: pd.DataFrame, rollouts: pd.DataFrame, outcomes: pd.DataFrame, what: str) -> pd.DataFrame:
     """``table`` joined with each rollout's response tokens and ground-truth process label."""
     data = table.merge(rollouts[KEY + ["response_ids", "data_source"]], on=KEY, how="left", validate="one_to_one")
-    cols = [c for c in ("score", "first_wrong_step", "step_spans", "wrong_span") if c in outcomes]
+    cols = [c for c in ("score", "first_wrong_step", "n_steps", "step_spans", "wrong_span") if c in outcomes]
     data = data.merge(outcomes[KEY + cols], on=KEY, how="left", validate="one_to_one")
     if "first_wrong_step" not in data or data["first_wrong_step"].isna().any():
         bad = data[data["first_wrong_step"].isna()].iloc[0] if "first_wrong_step" in data else data.iloc[0]
@@ -598,23 +599,40 @@ def _labelled(table: pd.DataFrame, rollouts: pd.DataFrame, outcomes: pd.DataFram
 
 
 def oracle_rewards(prm_rewards: pd.DataFrame, rollouts: pd.DataFrame, outcomes: pd.DataFrame,
-                   tokenizer) -> pd.DataFrame:
-    """``prm_rewards`` with ``token_rewards`` replaced by the oracle process reward
-    (``prime.process_reward: oracle``): -1 spread over the tokens of each rollout's ground-truth
-    first wrong step (``core.rewards.oracle_process_rewards``). Its returns are at most 1 in size
-    already, so no batch normalisation follows. ``sequence_score`` stays the PRM's."""
+                   tokenizer, kind: str = "oracle") -> pd.DataFrame:
+    """``prm_rewards`` with ``token_rewards`` replaced by a ground-truth process reward
+    (``prime.process_reward``), from each rollout's first wrong step:
+
+    - ``oracle``: -1 spread over the tokens blamed for the first wrong step (its first wrong
+      field, ``core.rewards.oracle_process_rewards``);
+    - ``oracle_progress``: +1/n_steps spread over the tokens of every step before the first wrong
+      one (all steps of a right rollout), so a rollout earns the share of its steps it got right
+      before erring (``core.rewards.progress_process_rewards``).
+
+    Their returns are at most 1 in size already, so no batch normalisation follows.
+    ``sequence_score`` stays the PRM's."""
     if len(prm_rewards) == 0:
-        return prm_rewards.assign(process_reward="oracle")
-    data = _labelled(prm_rewards, rollouts, outcomes, "prime.process_reward: oracle")
-    blame = []
-    for ids, k, span in zip(data["response_ids"], data["first_wrong_step"], data["wrong_span"]):
+        return prm_rewards.assign(process_reward=kind)
+    data = _labelled(prm_rewards, rollouts, outcomes, f"prime.process_reward: {kind}")
+    marks = []
+    for ids, k, span, spans, n_steps in zip(data["response_ids"], data["first_wrong_step"], data["wrong_span"],
+                                            data["step_spans"], data["n_steps"]):
+        pieces = token_pieces(tokenizer, ids)
         row = np.zeros(len(ids), dtype=np.float32)
-        if k >= 0 and span is not None:
-            row[span_tokens(token_pieces(tokenizer, ids), tuple(span))] = 1.0
-        blame.append(row)
-    padded, mask, lengths = pad_ragged(blame)
-    rewards = unpad(oracle_process_rewards(padded, mask), lengths)
-    return prm_rewards.assign(token_rewards=rewards, process_reward="oracle")
+        if kind == "oracle":
+            if k >= 0 and span is not None:
+                row[span_tokens(pieces, tuple(span))] = 1.0
+        else:
+            right = len(spans) if k < 0 else min(int(k), len(spans))
+            owner = np.asarray(token_steps(pieces, tuple(tuple(x) for x in spans[:right])))
+            row[owner >= 0] = owner[owner >= 0] + 1  # step j's tokens carry j + 1
+        marks.append(row)
+    padded, mask, lengths = pad_ragged(marks)
+    if kind == "oracle":
+        rewards = oracle_process_rewards(padded, mask)
+    else:
+        rewards = progress_process_rewards(padded.long(), mask, torch.tensor(data["n_steps"].to_numpy(np.int64)))
+    return prm_rewards.assign(token_rewards=unpad(rewards, lengths), process_reward=kind)
 
 
 def prm_quality(process_rewards: pd.DataFrame, rollouts: pd.DataFrame, outcomes: pd.DataFrame,

@@ -86,8 +86,8 @@ def update_prm(prm_in: Checkpoint, rollouts: pd.DataFrame, process_rewards: pd.D
         prm_out, prm_rewards, prm_stats = stages.update_prm(prm_in, rollouts, process_rewards, outcomes,
                                                             prime, iteration)
     m.update(stages.prm_metrics(process_rewards, prm_rewards, outcomes, prm_stats, prime))
-    if prime.process_reward == "oracle":
-        prm_rewards = stages.oracle_rewards(prm_rewards, rollouts, outcomes, prm_out.tokenizer)
+    if prime.process_reward != "implicit":
+        prm_rewards = stages.oracle_rewards(prm_rewards, rollouts, outcomes, prm_out.tokenizer, prime.process_reward)
     return prm_out, prm_rewards, prm_stats, _stepped(m, iteration)
 
 
