@@ -12,8 +12,8 @@ from tests.pipelines.helpers import EURUS_PRIME, KEDRO, make_project, run
 
 TINY_CHAINS = {
     "world": "chains",
-    "chainworld": {"n_sft": 300, "n_train": 40, "n_val": 20, "n_test": 40, "min_terms": 5, "max_terms": 7,
-                   "novel_terms": [6], "seed": 1},
+    "chainworld": {"n_sft": 300, "n_train": 40, "n_val": 20, "n_test": 40, "min_terms": 6, "max_terms": 8,
+                   "novel_terms": [7], "max_traps": 2, "seed": 1},
     "tokenizer": {"vocab_size": 320},
     "model": {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1,
               "intermediate_size": 64},
@@ -49,4 +49,7 @@ def test_chains_world_bootstraps_and_trains_with_the_oracle(tmp_path):
     for k, r in zip(merged["first_wrong_step"], merged["token_rewards"]):
         assert r.sum() == pytest.approx(-1.0 if k >= 0 else 0.0, abs=1e-5)
     log = [json.loads(line) for line in (project / "data/08_reporting/train_log.jsonl").read_text().splitlines()]
-    assert len(log) == 2 and all("prm/auc_before" in entry and "prm/localisation" in entry for entry in log)
+    assert len(log) == 2 and all("prm_eval/fresh_ce" in e and "prm_eval/fresh_localisation" in e for e in log)
+    assert "prm_eval/fixed_ce" in log[0]  # the fixed set is scored at iteration 0 (prm_eval.every)
+    prm_eval = pd.read_parquet(latest_version(project / "data/08_reporting/iter_0000/prm_eval.parquet"))
+    assert prm_eval["set"].tolist() == ["fresh", "fixed"]
