@@ -375,7 +375,7 @@ def config_digest(values: dict, resample: int) -> str:
 
 def _run_iteration(project: Path, env: str | None, campaign: Campaign, iteration: int, params: dict,
                    first: str, config: str) -> None:
-    """One session of ``prime_iteration`` from stage ``first``, logging to the iteration's MLflow
+    """One session of ``prime_iteration`` from stage ``first`` (and every later stage), logging to the iteration's MLflow
     run: the existing one with the same parameters (``config``) when there is one (a resumed
     iteration continues its run)."""
     params = {**params, "iteration": iteration}
@@ -383,8 +383,12 @@ def _run_iteration(project: Path, env: str | None, campaign: Campaign, iteration
     existing = campaign.iteration_run(iteration, config)
     if existing:
         os.environ["MLFLOW_RUN_ID"] = existing
+    from eurus_prime.pipelines.prime_iteration.pipeline import STAGES
+
     try:
-        run_pipeline(project, env, PIPELINE, params, from_nodes=[first])
+        # Every stage from ``first`` on, not just what lies downstream of it: evaluate_prm is a
+        # sibling of estimate_advantages, and Kedro's --from-nodes would leave it out.
+        run_pipeline(project, env, PIPELINE, params, from_nodes=list(STAGES[STAGES.index(first):]))
     finally:
         os.environ.pop("MLFLOW_RUN_CONTEXT", None)
         os.environ.pop("MLFLOW_RUN_ID", None)
