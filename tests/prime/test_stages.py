@@ -192,7 +192,7 @@ def test_no_selected_group_skips_the_update_and_says_so(iteration0, tiny_tokeniz
     ({"filter_high": 1.5}, "prime.filter_high = 1.5 is invalid: must be in [0, 1]"),
     ({"prm_update": "during"}, "valid values are ['after', 'before']"),
     ({"process_coef": 0.0, "outcome_coef": 0.0}, "nothing to learn from"),
-    ({"process_reward": "gold"}, "prime.process_reward = 'gold' is invalid: valid values are ['implicit', 'oracle']"),
+    ({"process_reward": "gold"}, "prime.process_reward = 'gold' is invalid: valid values are ['implicit', 'oracle', 'oracle_progress']"),
     ({"advantage_estimator": "ppo"}, "prime.advantage_estimator = 'ppo' is invalid: valid values are ['rloo', 'rft']"),
     ({"prm_freeze_after": -1}, "prime.prm_freeze_after = -1 is invalid"),
 ])

@@ -199,7 +199,9 @@ def verify_rollouts(rollouts: pd.DataFrame) -> pd.DataFrame:
     verdicts = verify_all(*map(list, zip(*distinct))) if distinct else []
     by_triple = dict(zip(distinct, verdicts))
     out = rollouts[KEY + ["data_source", "ability"]].reset_index(drop=True)
-    labels = pd.DataFrame(process_columns(rollouts["data_source"], rollouts["prompt_text"], rollouts["response"]))
+    # The step checkers read the question from the prompt (worlds without one never look).
+    prompts = rollouts["prompt_text"] if "prompt_text" in rollouts else [""] * len(rollouts)
+    labels = pd.DataFrame(process_columns(rollouts["data_source"], prompts, rollouts["response"]))
     labels["first_wrong_step"] = labels["first_wrong_step"].astype("Int64")
     labels["n_steps"] = labels["n_steps"].astype("Int64")
     return pd.concat([out, pd.DataFrame([by_triple[t].as_row() for t in triples],
