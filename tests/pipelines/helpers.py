@@ -18,6 +18,7 @@ TINY_PARAMS = {
               "num_key_value_heads": 1, "intermediate_size": 64},
     "sft": {"epochs": 1, "eval_every": 3, "batch_size": 32},
     "evaluation": {"max_new_tokens": 24},
+    "prm_eval": {"prompts": 6, "samples": 2},
     "prime": {"prompts_per_step": 3, "oversample_factor": 1.0, "samples_per_prompt": 2,
               "max_response_length": 24, "filter_low": 0.0, "filter_high": 1.0, "generation_batch_size": 8,
               "prm_mini_batch": 4, "ppo_mini_batch": 4, "micro_batch": 4, "eval_max_items": 10},
