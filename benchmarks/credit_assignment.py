@@ -46,7 +46,8 @@ ARMS = {"rloo": "prime.process_coef=0.0", "oracle": "prime.process_reward=oracle
         "oracle_progress": "prime.process_reward=oracle_progress", "prime": "",
         "prime_offline": "prime.prm_freeze_after={offline_after}", "rft": RFT}
 LABELS = {"rloo": "RLOO (outcome only)", "oracle": "oracle: -1 at the first error",
-          "oracle_progress": "oracle: progress before the first error", "prime": "PRIME (online PRM)",
+          "oracle_progress": "oracle: progress before the first error",
+          "oracle_line": "oracle: -1 on the first wrong step's line", "prime": "PRIME (online PRM)",
           "prime_offline": "PRIME (offline PRM)", "rft": "RFT (rejection sampling)"}
 MA = 10  # moving-average window of the training verify score, in iterations (the paper's Fig. 3)
 
@@ -75,7 +76,9 @@ def _train(arm: str, seed: int, project: Path, env: str, seconds: float | None, 
     budget = ["--iterations", str(iterations)] if iterations else ["--iterations", "100000", "--time-budget", str(seconds)]
     cmd = [EURUS_PRIME, "train", "--project", str(project), "--env", env, *budget, "--params",
            ",".join(p for p in (f"prime.seed={seed},prime.eval_every=0,train.keep_checkpoints=null", params) if p)]
-    env_vars = {**os.environ, "TQDM_DISABLE": "1", "KEDRO_DISABLE_TELEMETRY": "1"}
+    # PYTHONPATH: the arm runs the code copied into its project, not the --sft-from project's
+    # (Kedro's bootstrap_project puts that one's src/ on this process's PYTHONPATH).
+    env_vars = {**os.environ, "TQDM_DISABLE": "1", "KEDRO_DISABLE_TELEMETRY": "1", "PYTHONPATH": str(project / "src")}
     with open(project / "train.log", "w") as log, LoadMonitor() as load:
         proc = subprocess.run(cmd, cwd=project, stdout=log, stderr=subprocess.STDOUT, env=env_vars)
     if proc.returncode:
