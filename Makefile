@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 export KEDRO_DISABLE_TELEMETRY := 1
 
-.PHONY: setup train test
+.PHONY: setup train test test-fast
 
 $(VENV)/.installed: pyproject.toml constraints-cpu.txt
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -23,3 +23,7 @@ train: setup
 
 test: setup
 	$(VENV)/bin/python -m pytest
+
+# The edit-test loop: everything but the end-to-end runs of real pipelines (marked slow).
+test-fast: setup
+	$(VENV)/bin/python -m pytest -m "not slow"
