@@ -649,7 +649,7 @@ def prm_quality(process_rewards: pd.DataFrame, rollouts: pd.DataFrame, outcomes:
     data = process_rewards.merge(outcomes[KEY + ["score"]], on=KEY, validate="one_to_one")
     z = torch.tensor(data["sequence_score"].to_numpy(dtype=np.float64))
     y = torch.tensor(data["score"].to_numpy(dtype=np.float64))
-    ce = -(y * torch.nn.functional.logsigmoid(z) + (1 - y) * torch.nn.functional.logsigmoid(-z)).mean()
+    ce = torch.nn.functional.binary_cross_entropy_with_logits(z, y)
     metrics = {"prm/ce_before": float(ce), "prm/auc_before": roc_auc(z.numpy(), y.numpy())}
     if "first_wrong_step" not in outcomes:
         return metrics
@@ -689,12 +689,12 @@ def estimate_advantages(prm_rewards: pd.DataFrame, outcomes: pd.DataFrame, cfg: 
     if len(data) == 0:
         return pd.DataFrame({**cols, "process_return": [], "returns": [], "advantages": []})
     rewards, mask, lengths = pad_ragged(list(data["token_rewards"]))
+    outcome = torch.tensor(cols["outcome"], dtype=torch.float32)
     if cfg.advantage_estimator == "rft":
-        returns, adv = rft_advantages(torch.tensor(cols["outcome"], dtype=torch.float32), mask)
-        return pd.DataFrame({**cols, "process_return": [float(np.sum(x)) for x in data["token_rewards"]],
-                             "returns": unpad(returns, lengths), "advantages": unpad(adv, lengths)})
-    returns, adv = prime_advantages(
-        rewards, torch.tensor(cols["outcome"], dtype=torch.float32), mask, cfg.samples_per_prompt, process_coef=cfg.process_coef, outcome_coef=cfg.outcome_coef)
+        returns, adv = rft_advantages(outcome, mask)
+    else:
+        returns, adv = prime_advantages(rewards, outcome, mask, cfg.samples_per_prompt,
+                                        process_coef=cfg.process_coef, outcome_coef=cfg.outcome_coef)
     return pd.DataFrame({**cols, "process_return": [float(np.sum(x)) for x in data["token_rewards"]],
                          "returns": unpad(returns, lengths), "advantages": unpad(adv, lengths)})
 
