@@ -118,6 +118,8 @@ def main() -> None:
     ap.add_argument("--params", default="", help="extra params for every arm, a=1,b=2")
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/credit_assignment")
+    ap.add_argument("--fresh", action="store_true",
+                    help="discard the results already in --out (default: keep the arms and seeds this run does not redo)")
     ap.add_argument("--summarise-only", action="store_true", help="rebuild json/md/png from the csv files")
     args = ap.parse_args()
     import pandas as pd
@@ -134,6 +136,11 @@ def main() -> None:
     base = {"arm": "sft_checkpoint", "seed": -1, "point": 0, "seconds": 0.0, "iteration": -1, "rollouts": 0,
             **_evaluate(sft.model, tok, test, args.eval_items, args.max_new_tokens)}
     rows, iters = [base], []
+    if csv.exists() and not args.fresh:  # keep the other arms and seeds already measured
+        rerun = {(a, s) for a in args.arms for s in args.seeds}
+        old_rows, old_iters = pd.read_csv(csv), pd.read_csv(iters_csv)
+        keep = lambda d: [r for r in d.to_dict("records") if (r["arm"], r["seed"]) not in rerun and r["arm"] != "sft_checkpoint"]
+        rows, iters = rows + keep(old_rows), keep(old_iters)
     print(json.dumps(base), flush=True)
     csv.parent.mkdir(parents=True, exist_ok=True)
     times = [seconds * k / args.points for k in range(1, args.points + 1)]
