@@ -171,14 +171,21 @@ def verify(input_path: Path, output_path: Path, workers: int | None) -> None:
     timeouts, errors, the code sandbox in force)."""
     import time
 
-    import pandas as pd
-
     from eurus_prime.datasets.atomic import write_file_atomically, write_stream_atomically
-    from eurus_prime.verifiers import summarise, verify_table
+    from eurus_prime.verifiers import missing_values, summarise, verify_table
 
-    rows = _read_rows(input_path)
+    rows, lines = _read_rows(input_path)
     if "ground_truth" not in rows.columns and "reward_model" in rows.columns:
-        rows = rows.assign(ground_truth=[rm["ground_truth"] for rm in rows["reward_model"]])
+        rows = rows.assign(ground_truth=[rm.get("ground_truth") if isinstance(rm, dict) else None
+                                         for rm in rows["reward_model"]])
+    where = (lambda pos: f"line {lines[pos]}") if lines else (lambda pos: f"row {pos}")
+    if {"response", "ability", "ground_truth"} <= set(rows.columns):
+        empty = missing_values(rows)
+        if empty:
+            shown = "; ".join(f"{where(pos)}: no {field}" for pos, field in empty[:5])
+            more = f" (and {len(empty) - 5} more)" if len(empty) > 5 else ""
+            raise click.ClickException(f"{input_path}: {len(empty)} row(s) cannot be graded: {shown}{more}. "
+                                       "Nothing was scored.")
     try:
         start = time.perf_counter()
         scored = verify_table(rows, workers=workers)
@@ -194,15 +201,34 @@ def verify(input_path: Path, output_path: Path, workers: int | None) -> None:
 
 
 def _read_rows(path: Path):
+    """The table in ``path`` and, for JSON lines, the line number of each row (else None)."""
+    import json
+
     import pandas as pd
 
     if path.suffix == ".parquet":
-        return pd.read_parquet(path)
-    if path.suffix in (".jsonl", ".json"):
+        return pd.read_parquet(path), None
+    if path.suffix == ".jsonl":
+        records, lines = [], []
+        with open(path, encoding="utf-8") as fh:
+            for number, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except ValueError as err:
+                    raise click.ClickException(f"{path}, line {number}: not valid JSON ({err})") from err
+                if not isinstance(record, dict):
+                    raise click.ClickException(f"{path}, line {number}: expected a JSON object, got "
+                                               f"{type(record).__name__}")
+                records.append(record)
+                lines.append(number)
+        return pd.DataFrame.from_records(records), lines
+    if path.suffix == ".json":
         try:
-            return pd.read_json(path, lines=path.suffix == ".jsonl")
+            return pd.read_json(path), None
         except ValueError as err:
-            raise click.ClickException(f"{path}: not valid JSON lines ({err})") from err
+            raise click.ClickException(f"{path}: not valid JSON ({err})") from err
     raise click.ClickException(f"{path}: expected a .parquet or .jsonl file")
 
 

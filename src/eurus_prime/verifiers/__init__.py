@@ -133,10 +133,29 @@ def verify_table(rows, workers: int | None = None):
     missing = [c for c in ("response", "ability", "ground_truth") if c not in rows.columns]
     if missing:
         raise ValueError(f"verify_table: the table lacks column(s) {missing}; it has {list(rows.columns)}")
+    empty = missing_values(rows)
+    if empty:
+        shown = "; ".join(f"row {pos}: {field}" for pos, field in empty[:5])
+        more = f" (and {len(empty) - 5} more)" if len(empty) > 5 else ""
+        raise ValueError(f"verify_table: {len(empty)} row(s) lack a value: {shown}{more} "
+                         "(rows counted from 0; nothing was scored)")
     verdicts = verify_all(list(rows["ability"]), [str(r) for r in rows["response"]],
                           [str(g) for g in rows["ground_truth"]], workers=workers)
     scored = pd.DataFrame([v.as_row() for v in verdicts], index=rows.index)
     return pd.concat([rows.drop(columns=[c for c in scored.columns if c in rows.columns]), scored], axis=1)
+
+
+def missing_values(rows, fields=("response", "ability", "ground_truth")) -> list[tuple[int, str]]:
+    """``(row position, field)`` for every null value, and every empty ``ability`` or
+    ``ground_truth``: rows that cannot be graded (an empty response can: it scores 0)."""
+    out = []
+    for field in fields:
+        for pos, value in enumerate(rows[field]):
+            null = value is None or (isinstance(value, float) and value != value)
+            blank = field != "response" and isinstance(value, str) and not value.strip()
+            if null or blank:
+                out.append((pos, field))
+    return sorted(out)
 
 
 def summarise(scored) -> str:

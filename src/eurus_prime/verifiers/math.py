@@ -8,16 +8,30 @@ Extraction
 
 Equivalence, cheapest first (``Verdict.rule`` names the rule that decided):
     ``normaliser``  the MATH-style normalised strings are equal (:func:`normalize`).
-    ``numeric``     both sides evaluate to numbers within relative ``REL_TOL`` (1e-4): plain
-                    integers/decimals/fractions/percentages are read exactly with ``Fraction``;
-                    closed forms with ``\\sqrt``, ``\\pi``, ``^``, ``\\frac`` by a small float
-                    evaluator; anything else, after math-verify said "not equal", from sympy's
-                    ``evalf``. Two integers (|n| < 2**53) must be exactly equal: 1000001 != 1000000.
+    ``numeric``     both sides are numbers (:class:`Num`), compared EXACT WHERE EXACT:
+                    * integers, fractions, terminating decimals, mixed numbers (``2\\frac{1}{3}``,
+                      ``2 1/3``), repeating decimals (``0.\\overline{3}``, ``0.1\\dot{6}``, ``0.(3)``),
+                      scientific notation (``1.5\\times10^{6}``, ``1.5e6``) and closed forms with
+                      rational arithmetic are read as ``Fraction`` and must be EQUAL: ``1.0001`` !=
+                      ``1``, ``-27971/2`` != ``-13986``, and no integer is ever off by 1;
+                    * a tolerance only where a side is inexact, and only as wide as the digits a
+                      decimal states: a decimal stands for an irrational value (``\\pi``,
+                      ``\\sqrt{2}``, by a small float evaluator or sympy) or a fraction that does not
+                      terminate when it is within half a unit of its last digit - the reference's
+                      decimal when it states ``MIN_REFERENCE_DIGITS`` (3) significant digits (``0.143``
+                      == ``\\frac{1}{7}``, ``18.85`` == ``6\\pi``), the answer's when it states
+                      ``MIN_ANSWER_DIGITS`` (5) (``0.33333`` == ``\\frac{1}{3}``, ``3.14`` !=
+                      ``\\pi``); two terminating decimals are always compared exactly;
+                    * otherwise an irrational side equals a value only up to evaluation noise
+                      (``FLOAT_NOISE`` / ``SYMPY_NOISE``, relative): ``\\sqrt{8}`` == ``2\\sqrt{2}``.
     ``symbolic``    math-verify (latex2sympy2_extended + sympy) says equal: expressions
                     (``\\frac{1}{2}x`` == ``x/2``), equations, tuples and intervals (order and
                     bracket type matter), sets (order does not), matrices.
     ``none``        nothing matched (reason ``wrong``), or there was no usable answer.
-    When both sides are plain numbers the fast path's "not equal" is final (sympy is not run).
+    When both sides are numbers the fast path's "not equal" is final (sympy is not run). Numbers
+    the fast path cannot read (``\\log_2 8``) are evaluated by sympy and compared by the same
+    rule, never by math-verify's own number comparison, which rounds to 6 decimal places. Numbers
+    inside tuples, intervals, sets and matrices are compared by math-verify (that rounding applies).
 
 Percent (decision): MATH's convention holds - the percent sign is dropped, so ``50\\%`` == ``50``.
     The PRIME reference allows "percent variants", so when either side carries a percent sign its
@@ -58,6 +72,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
 from fractions import Fraction
 from collections import OrderedDict
+from dataclasses import dataclass
 
 from eurus_prime.verifiers.verdict import Verdict
 
@@ -68,7 +83,6 @@ CHECK_TIMEOUT_S = 2.0  #: hard limit of one slow (sympy) check, in seconds
 POOL_GRACE_S = 2.0  #: extra wait for a pool worker before it is killed
 POOL_START_TIMEOUT_S = 120.0  #: a fresh worker pool must answer a ping within this
 POOL_WORKERS = 1
-REL_TOL = 1e-4
 SLOW_CACHE_SIZE = 4096  #: results of slow checks, keyed by the two cleaned answers
 MATH_VERIFY_TIMEOUT_S = None  # kept for callers that read it: math-verify's own timeout is off
 
@@ -199,17 +213,54 @@ def _strip_common(answer: str) -> str:
     return s
 
 
+_MIXED_SPACED = re.compile(r"([-+]?)(\d+)\s+(\d+)/(\d+)")
+_MIXED_FRAC = re.compile(r"([-+]?)(\d+)\\frac\{(\d+)\}\{(\d+)\}")
+_REPEATING = re.compile(r"([-+]?)(\d*)\.(\d*)(?:\\overline\{(\d+)\}|\\overline(\d)|\\dot\{(\d)\}|\\dot(\d)|\((\d+)\))")
+
+
+def _frac_text(sign: str, q: Fraction) -> str:
+    q = -q if sign == "-" else q
+    if q.denominator == 1:
+        return str(q.numerator)
+    return f"{'-' if q < 0 else ''}\\frac{{{abs(q.numerator)}}}{{{q.denominator}}}"
+
+
+def _mixed(m: re.Match) -> str | None:
+    """``2\\frac{1}{3}`` / ``2 1/3``: a whole number and a proper fraction, as one fraction."""
+    whole, num, den = int(m.group(2)), int(m.group(3)), int(m.group(4))
+    if den == 0 or num >= den:
+        return None
+    return _frac_text(m.group(1), whole + Fraction(num, den))
+
+
+def _repeating(m: re.Match) -> str:
+    """``0.1\\overline{6}``, ``0.\\dot{3}``, ``0.(3)``: a repeating decimal, as a fraction."""
+    whole, fixed = m.group(2) or "0", m.group(3) or ""
+    rep = next(g for g in m.groups()[3:] if g is not None)
+    tail = Fraction(int(fixed + rep) - int(fixed or "0"), 10 ** len(fixed) * (10 ** len(rep) - 1))
+    return _frac_text(m.group(1), int(whole) + tail)
+
+
 def normalize(answer: str) -> str:
     """MATH-style normaliser: drop LaTeX wrappers (``\\text{}``, ``\\left``/``\\right``,
     ``\\displaystyle``, spacing commands), ``$``, all spaces, unit words, degrees, the percent sign,
     a trailing ".", thousands separators; ``\\dfrac``/``\\tfrac`` -> ``\\frac``; ``\\frac12`` ->
     ``\\frac{1}{2}``; ``a/b`` (integers) -> ``\\frac{a}{b}``; ``.5`` -> ``0.5``; ``x=3`` -> ``3``."""
     s = _strip_common(answer)
+    m = _MIXED_SPACED.fullmatch(s)
+    if m and _mixed(m) is not None:
+        s = _mixed(m)
     s = re.sub(r"\s+", "", s)
     s = s.replace("\\%", "").replace("%", "")
     s = _FRAC_SHORT.sub(r"\\frac{\1}{\2}", s)
     s = _FRAC_HALF.sub(r"\\frac\1{\2}", s)
     s = _SQRT_SHORT.sub(r"\\sqrt{\1}", s)
+    m = _MIXED_FRAC.fullmatch(s)
+    if m and _mixed(m) is not None:
+        s = _mixed(m)
+    m = _REPEATING.fullmatch(s)
+    if m:
+        s = _repeating(m)
     if s.count("=") == 1 and _EQ_LEFT.match(s):
         s = s.split("=", 1)[1]
     if _THOUSANDS.fullmatch(s):
@@ -227,31 +278,135 @@ def _has_percent(answer: str) -> bool:
     return "%" in answer or "percent" in answer
 
 
-# ---------------------------------------------------------------------------------- fast numbers
-
-_PLAIN_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d{1,3})?")
-_PLAIN_FRAC = re.compile(r"([-+]?)\\frac\{([-+]?\d{1,50})\}\{([-+]?\d{1,50})\}|([-+]?\d{1,50})/(\d{1,50})")
+# ---------------------------------------------------------------------------------- numbers
 
 
-def _exact_number(s: str) -> Fraction | None:
-    """An integer, decimal or integer fraction (after :func:`normalize`) read exactly."""
-    if len(s) > 60:
+@dataclass(frozen=True)
+class Num:
+    """A number read from an answer.
+
+    ``value``  exact (a ``Fraction``) when ``noise`` is 0; otherwise a rational approximation of
+               an irrational value (``\\sqrt{2}``, ``\\pi``) with relative error at most ``noise``.
+    ``unit``   for a decimal literal, the place of its last stated digit (``0.01`` for ``3.14``,
+               ``10**5`` for ``1.5\\times10^{6}``): the precision the writer stated. None otherwise.
+    ``digits`` a decimal literal's significant digits (0 otherwise)."""
+
+    value: Fraction
+    noise: float = 0.0
+    unit: Fraction | None = None
+    digits: int = 0
+
+    @property
+    def exact(self) -> bool:
+        return self.noise == 0.0
+
+    def scaled(self, k: Fraction) -> "Num":
+        return Num(self.value * k, self.noise, None if self.unit is None else self.unit * k, self.digits)
+
+
+_DECIMAL = re.compile(r"([-+]?)(\d*)(?:\.(\d*))?(?:[eE]([-+]?\d{1,4}))?")
+_SCI = re.compile(r"([-+]?\d+(?:\.\d*)?)(?:\\times|\\cdot|\*|×|x)10\^(?:\{([-+]?\d{1,4})\}|([-+]?\d))")
+_PLAIN_FRAC = re.compile(r"([-+]?)\\frac\{([-+]?\d{1,60})\}\{([-+]?\d{1,60})\}|([-+]?\d{1,60})/(\d{1,60})")
+FLOAT_NOISE = 1e-12  #: relative error allowed for the float evaluator's irrational values
+SYMPY_NOISE = 1e-25  #: relative error allowed for sympy's 30-digit evaluation
+MIN_REFERENCE_DIGITS = 3  #: a reference decimal with this many significant digits may be a rounding
+MIN_ANSWER_DIGITS = 5  #: an answer's decimal with this many significant digits may be a rounding
+
+
+def _decimal(text: str) -> Num | None:
+    """A decimal literal (``12``, ``-0.50``, ``1.5e6``, ``1.5\\times10^{6}``) read exactly; an
+    integer literal has no ``unit`` (it is exact, not a rounding)."""
+    exp = 0
+    m = _SCI.fullmatch(text)
+    if m:
+        text, exp = m.group(1), int(m.group(2) or m.group(3))
+    m = _DECIMAL.fullmatch(text)
+    if not m or not (m.group(2) or m.group(3)):
         return None
-    if _PLAIN_NUMBER.fullmatch(s):
-        try:
-            return Fraction(s)
-        except (ValueError, ZeroDivisionError):
-            return None
+    sign, whole, frac, e = m.group(1), m.group(2) or "", m.group(3), m.group(4)
+    exp += int(e) if e else 0
+    if abs(exp) > 400:
+        return None
+    digits = whole + (frac or "")
+    value = Fraction(int(digits or "0"), 10 ** len(frac or "")) * Fraction(10) ** exp
+    value = -value if sign == "-" else value
+    if frac is None and exp >= 0:
+        return Num(value)  # an integer (also 3e5, 3\times10^{5}): exact, never a rounding
+    place = Fraction(10) ** (exp - len(frac or ""))
+    significant = len(digits.lstrip("0")) or 1
+    return Num(value, unit=place, digits=significant)
+
+
+def _exact_number(s: str) -> Num | None:
+    """An integer, decimal (also in scientific notation) or integer fraction, after
+    :func:`normalize`, read exactly."""
+    if len(s) > 80:
+        return None
+    number = _decimal(s)
+    if number is not None:
+        return number
     m = _PLAIN_FRAC.fullmatch(s)
     if m:
         try:
             if m.group(2) is not None:
                 value = Fraction(int(m.group(2)), int(m.group(3)))
-                return -value if m.group(1) == "-" else value
-            return Fraction(int(m.group(4)), int(m.group(5)))
+                return Num(-value if m.group(1) == "-" else value)
+            return Num(Fraction(int(m.group(4)), int(m.group(5))))
         except ZeroDivisionError:
             return None
     return None
+
+
+def _terminates(q: Fraction) -> bool:
+    """Whether ``q`` has a finite decimal expansion (its denominator is 2^a 5^b)."""
+    d = q.denominator
+    for p in (2, 5):
+        while d % p == 0:
+            d //= p
+    return d == 1
+
+
+def _is_rounding_of(decimal: Num, other: Num, min_digits: int) -> bool | None:
+    """Whether ``decimal`` may be read as a rounding of ``other`` (an irrational value or a
+    rational whose expansion does not end), and if so whether it is one: within half a unit of its
+    last stated digit. None when ``decimal`` is not such a rounding."""
+    if decimal.unit is None or not decimal.exact or decimal.digits < min_digits:
+        return None
+    if other.exact and _terminates(other.value):
+        return None  # two terminating decimals are compared exactly
+    slack = abs(other.value) * Fraction(other.noise) if other.noise else 0
+    return abs(decimal.value - other.value) <= decimal.unit / 2 + slack
+
+
+def _same_number(a: Num, b: Num) -> bool | None:
+    """``a`` (the answer) equals ``b`` (the reference)? Exact where both are exact; a tolerance only
+    where a side is inexact, tied to the digits a decimal states. None: floats cannot decide."""
+    if a.exact and b.exact and a.value == b.value:
+        return True
+    for decimal, other, min_digits in ((b, a, MIN_REFERENCE_DIGITS), (a, b, MIN_ANSWER_DIGITS)):
+        verdict = _is_rounding_of(decimal, other, min_digits)
+        if verdict is not None:
+            return verdict
+    if a.exact and b.exact:
+        return False
+    # An irrational side, compared with an exact or irrational value: equal up to evaluation noise.
+    scale = max(abs(a.value), abs(b.value), Fraction(1))
+    tol = scale * Fraction(max(a.noise, b.noise))
+    if tol >= Fraction(1, 4):
+        return None  # too large to tell an integer from its neighbour: the symbolic path decides
+    return abs(a.value - b.value) <= tol
+
+
+def _numbers_equal(a: Num, b: Num, pct_a: bool, pct_b: bool) -> bool | None:
+    """:func:`_same_number`, where a side with a percent sign may also mean value / 100."""
+    undecided = False
+    for x in ([a, a.scaled(Fraction(1, 100))] if pct_a else [a]):
+        for y in ([b, b.scaled(Fraction(1, 100))] if pct_b else [b]):
+            same = _same_number(x, y)
+            if same:
+                return True
+            undecided = undecided or same is None
+    return None if undecided else False
 
 
 class _NotSimple(Exception):
@@ -259,12 +414,36 @@ class _NotSimple(Exception):
 
 
 _TOKEN = re.compile(r"\s*(\\frac|\\sqrt|\\pi|\\cdot|\\times|\\div|\d+\.?\d*|\.\d+|[-+*/^(){}\[\]])")
+MAX_EXACT_BITS = 4096  #: exact arithmetic falls back to floats beyond numbers of this size
 
 
-def _float_eval(s: str) -> float | None:
-    """A tiny float evaluator for closed forms: numbers, + - * / ^, ``\\frac``, ``\\sqrt`` (also
-    ``\\sqrt[n]``), ``\\pi``, parentheses/braces, implicit products. None when ``s`` is anything
-    else (variables, commas, functions) or the value overflows; depth-limited."""
+def _as_float(v) -> float:
+    f = float(v)
+    if not math.isfinite(f):
+        raise _NotSimple
+    return f
+
+
+def _exact_root(q: Fraction, n: int) -> Fraction | None:
+    """The exact ``n``-th root of ``q`` >= 0 when it is rational, else None."""
+    out = []
+    for part in (q.numerator, q.denominator):
+        r = round(part ** (1.0 / n)) if part < 2**1000 else None
+        if r is None:
+            return None
+        hit = next((c for c in (r - 1, r, r + 1) if c >= 0 and c**n == part), None)
+        if hit is None:
+            return None
+        out.append(hit)
+    return Fraction(out[0], out[1])
+
+
+def _eval_number(s: str) -> Num | None:
+    """A small evaluator for closed forms: numbers, + - * / ^, ``\\frac``, ``\\sqrt`` (also
+    ``\\sqrt[n]``), ``\\pi``, parentheses/braces, implicit products. Rational arithmetic stays
+    exact (``Fraction``); a root that is not rational or ``\\pi`` makes the value a float
+    (``noise`` ``FLOAT_NOISE``). None when ``s`` is anything else (variables, commas, functions) or
+    the value overflows; depth-limited."""
     if len(s) > 200:
         return None
     tokens: list[str] = []
@@ -289,13 +468,58 @@ def _float_eval(s: str) -> float | None:
         it["i"] += 1
         return tok
 
-    def group(depth: int) -> float:
+    def big(v) -> bool:
+        return isinstance(v, Fraction) and max(abs(v.numerator), v.denominator).bit_length() > MAX_EXACT_BITS
+
+    def arith(x, y, op: str):
+        if isinstance(x, Fraction) and isinstance(y, Fraction):
+            if op == "/" and y == 0:
+                raise _NotSimple
+            v = {"+": x + y, "-": x - y, "*": x * y, "/": x / y if y else None}[op]
+            if not big(v):
+                return v
+        fx, fy = _as_float(x), _as_float(y)
+        if op == "/" and fy == 0:
+            raise _NotSimple
+        return _as_float({"+": fx + fy, "-": fx - fy, "*": fx * fy, "/": fx / fy if fy else 0.0}[op])
+
+    def pow_(base, exp):
+        if isinstance(exp, Fraction) and exp.denominator == 1 and abs(exp) <= 1000:
+            if isinstance(base, Fraction):
+                if base == 0 and exp < 0:
+                    raise _NotSimple
+                if base.numerator == 0 or max(abs(base.numerator), base.denominator).bit_length() * abs(exp) <= MAX_EXACT_BITS:
+                    return base ** int(exp)
+        fb, fe = _as_float(base), _as_float(exp)
+        if abs(fe) > 1000:
+            raise _NotSimple
+        try:
+            v = fb**fe
+        except (OverflowError, ZeroDivisionError) as exc:
+            raise _NotSimple from exc
+        if isinstance(v, complex):
+            raise _NotSimple
+        return _as_float(v)
+
+    def root(arg, n):
+        if (isinstance(n, Fraction) and n.denominator == 1 and n > 0) or n == 2:
+            n_int = int(n)
+            if isinstance(arg, Fraction) and arg >= 0:
+                hit = _exact_root(arg, n_int)
+                if hit is not None:
+                    return hit
+        fa, fn = _as_float(arg), _as_float(n)
+        if fa < 0 or fn == 0:
+            raise _NotSimple
+        return _as_float(fa ** (1.0 / fn))
+
+    def group(depth: int):
         take("{")
         v = expr(depth + 1)
         take("}")
         return v
 
-    def atom(depth: int) -> float:
+    def atom(depth: int):
         if depth > 30:
             raise _NotSimple
         tok = peek()
@@ -305,18 +529,16 @@ def _float_eval(s: str) -> float | None:
             take()
             num = group(depth)
             den = group(depth)
-            return num / den
+            return arith(num, den, "/")
         if tok == "\\sqrt":
             take()
-            root = 2.0
+            n = Fraction(2)
             if peek() == "[":
                 take()
-                root = expr(depth + 1)
+                n = expr(depth + 1)
                 take("]")
             arg = group(depth) if peek() == "{" else atom(depth + 1)
-            if arg < 0 or root == 0:
-                raise _NotSimple
-            return arg ** (1.0 / root)
+            return root(arg, n)
         if tok == "\\pi":
             take()
             return math.pi
@@ -327,10 +549,10 @@ def _float_eval(s: str) -> float | None:
             return v
         if tok[0].isdigit() or tok[0] == ".":
             take()
-            return float(tok)
+            return Fraction(tok)
         raise _NotSimple
 
-    def power(depth: int) -> float:
+    def power(depth: int):
         base = atom(depth)
         if peek() == "^":
             take()
@@ -340,103 +562,66 @@ def _float_eval(s: str) -> float | None:
                 tok = take()
                 if not tok.isdigit():
                     raise _NotSimple
-                exp = float(tok[0])  # x^23 means x^2 * 3 in LaTeX
+                exp = Fraction(int(tok[0]))  # x^23 means x^2 * 3 in LaTeX
                 if len(tok) > 1:
-                    return _checked(base**exp) * float(tok[1:])
-            if abs(exp) > 1000:
-                raise _NotSimple
-            return _checked(base**exp)
+                    return arith(pow_(base, exp), Fraction(int(tok[1:])), "*")
+            return pow_(base, exp)
         return base
 
-    def unary(depth: int) -> float:
+    def unary(depth: int):
         if peek() in ("-", "+"):
-            sign = -1.0 if take() == "-" else 1.0
-            return sign * unary(depth + 1)
+            sign = take()
+            v = unary(depth + 1)
+            return -v if sign == "-" else v
         return power(depth)
 
-    def term(depth: int) -> float:
+    def term(depth: int):
         v = unary(depth)
         while True:
             tok = peek()
             if tok in ("*", "\\cdot", "\\times"):
                 take()
-                v = _checked(v * unary(depth))
+                v = arith(v, unary(depth), "*")
             elif tok in ("/", "\\div"):
                 take()
-                v = _checked(v / unary(depth))
+                v = arith(v, unary(depth), "/")
             elif tok is not None and tok not in ("+", "-", ")", "}", "]", "^"):
-                v = _checked(v * power(depth))  # implicit product: 2\sqrt{3}, 3\pi
+                v = arith(v, power(depth), "*")  # implicit product: 2\sqrt{3}, 3\pi
             else:
                 return v
 
-    def expr(depth: int) -> float:
+    def expr(depth: int):
         if depth > 30:
             raise _NotSimple
         v = term(depth)
         while peek() in ("+", "-"):
-            sign = 1.0 if take() == "+" else -1.0
-            v = _checked(v + sign * term(depth))
+            op = take()
+            v = arith(v, term(depth), op)
         return v
 
     try:
         value = expr(0)
         if it["i"] != len(tokens):
             return None
-        return value if math.isfinite(value) else None
-    except (_NotSimple, ZeroDivisionError, OverflowError, ValueError, TypeError):
+    except (_NotSimple, ZeroDivisionError, OverflowError, ValueError, TypeError, RecursionError):
         return None
-
-
-def _checked(v: float | complex) -> float:
-    if isinstance(v, complex) or not math.isfinite(v):
-        raise _NotSimple
-    return v
-
-
-def _close(a: float, b: float) -> bool:
-    if not (math.isfinite(a) and math.isfinite(b)):
-        return False  # infinities are compared symbolically, never within a tolerance
-    if a == b:
-        return True
-    if _is_int(a) and _is_int(b):
-        return False  # integers are compared exactly
-    return abs(a - b) <= REL_TOL * max(abs(a), abs(b))
-
-
-def _is_int(v: float) -> bool:
-    return float(v).is_integer() and abs(v) < 2**53
-
-
-def _numeric_equal(a, b, pct_a: bool, pct_b: bool) -> bool:
-    """``a`` == ``b`` within tolerance; a side with a percent sign may also mean value / 100."""
-    cands_a = [a, a / 100] if pct_a else [a]
-    cands_b = [b, b / 100] if pct_b else [b]
-    for x in cands_a:
-        for y in cands_b:
-            if isinstance(x, Fraction) and isinstance(y, Fraction):
-                if x == y or (not (x.denominator == 1 and y.denominator == 1)
-                              and _close(float(x), float(y))):
-                    return True
-            elif _close(float(x), float(y)):
-                return True
-    return False
+    if isinstance(value, Fraction):
+        return Num(value)
+    return Num(Fraction(value), noise=FLOAT_NOISE) if math.isfinite(value) else None
 
 
 def _fast_compare(pred_raw: str, truth_raw: str, pred: str, truth: str) -> tuple[bool, str] | None:
     """(equal, rule) when the cheap rules decide, else None (the slow path must)."""
     if pred == truth and pred:
         return True, "normaliser"
-    pct_a, pct_b = _has_percent(pred_raw), _has_percent(truth_raw)
-    a, b = _exact_number(pred), _exact_number(truth)
-    if a is not None and b is not None:
-        ok = _numeric_equal(a, b, pct_a, pct_b)
-        return ok, "numeric" if ok else "none"
-    fa = float(a) if a is not None else _float_eval(pred)
-    fb = float(b) if b is not None else _float_eval(truth)
-    if fa is not None and fb is not None:
-        ok = _numeric_equal(fa, fb, pct_a, pct_b)
-        return ok, "numeric" if ok else "none"
-    return None
+    a = _exact_number(pred) or _eval_number(pred)
+    b = _exact_number(truth) or _eval_number(truth)
+    if a is None or b is None:
+        return None
+    ok = _numbers_equal(a, b, _has_percent(pred_raw), _has_percent(truth_raw))
+    if ok is None:
+        return None
+    return ok, "numeric" if ok else "none"
 
 
 # ---------------------------------------------------------------------------------- slow path
@@ -457,30 +642,39 @@ def _math_verify():
     return math_verify
 
 
-def _sympy_number(parsed) -> complex | None:
+def _sympy_number(parsed) -> Num | None:
+    """The first real number in math-verify's parse: exact when sympy holds it as a rational,
+    else its 30-digit value (``noise`` ``SYMPY_NOISE``). None for anything else (symbols, sets,
+    complex values)."""
     import sympy
 
     for item in parsed:
         if isinstance(item, sympy.Basic) and getattr(item, "is_number", False) and not item.free_symbols:
-            value = complex(item.evalf(30))
-            return value
+            if item.is_Rational:
+                return Num(Fraction(int(item.p), int(item.q)))
+            value = item.evalf(30)
+            if not value.is_real or not value.is_finite:
+                return None
+            return Num(Fraction(str(value)), noise=SYMPY_NOISE)
     return None
 
 
 def _symbolic_compare(pred: str, truth: str) -> tuple[bool, str]:
-    """math-verify, then sympy numeric evaluation; (equal, rule). No timeout of its own: callers
-    run it under :func:`_guarded`."""
+    """Two numbers by :func:`_numbers_equal` (math-verify's own number comparison rounds to 6
+    decimals, which would let near misses through); anything else by math-verify; (equal, rule).
+    No timeout of its own: callers run it under :func:`_guarded`."""
     mv = _math_verify()
     gold = mv.parse(f"${truth}$", parsing_timeout=None)
     guess = mv.parse(f"${pred}$", parsing_timeout=None)
     if not gold or not guess:
         return False, "none"
+    a, b = _sympy_number(guess), _sympy_number(gold)
+    if a is not None and b is not None:
+        if _numbers_equal(a, b, _has_percent(pred), _has_percent(truth)):
+            return True, "numeric"
+        return False, "none"
     if mv.verify(gold, guess, timeout_seconds=None):
         return True, "symbolic"
-    a, b = _sympy_number(guess), _sympy_number(gold)
-    if a is not None and b is not None and abs(a.imag) < 1e-12 and abs(b.imag) < 1e-12:
-        if _numeric_equal(a.real, b.real, _has_percent(pred), _has_percent(truth)):
-            return True, "numeric"
     return False, "none"
 
 
