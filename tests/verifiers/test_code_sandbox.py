@@ -25,12 +25,28 @@ MARKER = "EURUSHOSTILE" + uuid.uuid4().hex[:10]
 SECRET = "s3cr3t-" + uuid.uuid4().hex
 PROJECT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-MODES = {"sandbox": sandbox.sandbox_info, "fallback": sandbox.fallback_info}
+MODES = {"bwrap": sandbox.sandbox_info, "fallback": sandbox.fallback_info}
+UNDER_CI = os.environ.get("CI", "").lower() == "true"
 
 
 @pytest.fixture(params=list(MODES), scope="module")
 def info(request):
-    return MODES[request.param]()
+    """Each case runs in bubblewrap and in the fall-back. Where bwrap is missing or its probe
+    fails, the bwrap cases skip (they would only repeat the fall-back's), and fail under CI=true."""
+    got = MODES[request.param]()
+    if request.param == "bwrap" and got.kind != "bwrap":
+        message = f"bubblewrap is not in force ({'; '.join(got.notes) or 'no reason recorded'})"
+        if UNDER_CI:
+            pytest.fail(f"CI=true: {message}; the sandbox tests must test the sandbox")
+        pytest.skip(message)
+    return got
+
+
+def test_bwrap_is_in_force_under_ci():
+    if not UNDER_CI:
+        pytest.skip("CI is not 'true': a machine without bwrap uses the fall-back")
+    info = sandbox.sandbox_info()
+    assert info.kind == "bwrap" and info.isolation.startswith("bwrap"), info.notes
 
 
 @pytest.fixture()

@@ -35,6 +35,7 @@ from __future__ import annotations
 import fcntl
 import functools
 import json
+import logging
 import os
 import shutil
 import signal
@@ -50,6 +51,7 @@ UID_SLOTS = 256
 LOCK_DIR = os.path.join(tempfile.gettempdir(), "eurus-prime-sandbox-uids")
 TMPFS_BYTES = 64 << 20
 CLONE_NEWNET = 0x40000000
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -212,7 +214,11 @@ def sandbox_info() -> SandboxInfo:
                                tuple(notes))
     elif not bwrap:
         notes.append("bwrap not found on PATH")
+    else:
+        notes.append("EURUS_PRIME_NO_BWRAP=1")
     info = fallback_info()
+    log.warning("code sandbox: bubblewrap is not in force (%s); untrusted code runs in the weaker "
+                "fall-back isolation %s (README, 'Code execution')", "; ".join(notes), info.isolation)
     return SandboxInfo(info.kind, info.isolation, info.verifier, None, info.drop_uid, info.network,
                        tuple(notes) + info.notes)
 
