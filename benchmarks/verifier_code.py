@@ -1,14 +1,17 @@
 """Code-verifier throughput: sandboxed runs per second, and the sandbox's cost vs a bare subprocess.
 
 Trivial programs, one test each, graded with a thread pool (the verifier waits on child
-processes, so threads use all cores). Three configurations measured side by side in one run, same
+processes, so threads use all cores). Four configurations measured side by side in one run, same
 harness, same programs, interleaved in rounds so that machine noise hits them alike:
 
-* ``sandbox``  - ``grade_code`` as used in the pipeline (bwrap when available, else rlimits);
+* ``sandbox``  - ``grade_code`` as used in the pipeline: bubblewrap with the fork server (one warm
+  interpreter per sandbox forks a fresh process per program; else the rlimits fall-back);
+* ``sandbox_oneshot`` - bubblewrap with one sandbox and one interpreter per program
+  (``EURUS_PRIME_SANDBOX_SERVER=0``, the design before the fork server);
 * ``fallback`` - the rlimits fall-back (own session, rlimits, uid drop, netns) without bwrap;
 * ``bare``     - ``python -I -c HARNESS`` with no sandbox (no bwrap, no uid, no netns).
 
-Usage: .venv/bin/python benchmarks/verifier_code.py [--n 200] [--workers 2] [--rounds 3]
+Usage: .venv/bin/python benchmarks/verifier_code.py [--n 400] [--workers 2] [--rounds 3]
 Writes benchmarks/results/verifier_code.{json,md}.
 """
 
@@ -30,7 +33,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from eurus_prime.verifiers import sandbox  # noqa: E402
 from eurus_prime.verifiers.code import grade_code_with  # noqa: E402
 
-GOAL_PER_S = 50.0
+GOAL_PER_S = 200.0
 PROGRAMS = [
     ("```python\nprint(int(input()) * 2)\n```", {"inputs": ["3\n"], "outputs": ["6\n"]}),
     ("```python\ndef f(x):\n    return x + 1\n```", {"fn_name": "f", "inputs": [[1]], "outputs": [2]}),
@@ -38,19 +41,23 @@ PROGRAMS = [
 
 
 def measure(mode: str, n: int, workers: int) -> dict:
-    info = sandbox.sandbox_info() if mode == "sandbox" else sandbox.fallback_info()
+    info = sandbox.fallback_info() if mode == "fallback" else sandbox.sandbox_info()
+    os.environ["EURUS_PRIME_SANDBOX_SERVER"] = "0" if mode == "sandbox_oneshot" else "1"
     jobs = [PROGRAMS[i % len(PROGRAMS)] for i in range(n)]
 
     def one(job):
         resp, gt = job
-        return grade_code_with(resp, json.dumps(gt), info=info, bare=(mode == "bare"))
+        t = time.perf_counter()
+        v = grade_code_with(resp, json.dumps(gt), info=info, bare=(mode == "bare"))
+        return v, time.perf_counter() - t
 
     t0 = time.perf_counter()
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        verdicts = list(pool.map(one, jobs))
+        done = list(pool.map(one, jobs))
     wall = time.perf_counter() - t0
+    verdicts = [v for v, _ in done]
     assert all(v.correct for v in verdicts), [v for v in verdicts if not v.correct][:1]
-    lat = [json.loads(v.detail)["runtime_s"] for v in verdicts]
+    lat = [t for _, t in done]
     return {"mode": mode, "isolation": verdicts[0].isolation, "verifier": verdicts[0].verifier,
             "n": n, "workers": workers, "wall_s": round(wall, 3), "runs_per_s": round(n / wall, 1),
             "latency_median_s": round(statistics.median(lat), 4),
@@ -59,11 +66,11 @@ def measure(mode: str, n: int, workers: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--n", type=int, default=200)
+    ap.add_argument("--n", type=int, default=400)
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
-    modes = ["sandbox", "fallback", "bare"]
+    modes = ["sandbox", "sandbox_oneshot", "fallback", "bare"]
     for m in modes:  # warm-up (probe, page cache)
         measure(m, 4, args.workers)
     rows: dict[str, list[dict]] = {m: [] for m in modes}

@@ -103,9 +103,10 @@ def _procs():
 
 
 def _verifier_pool(cmd: str, uid: int) -> bool:
-    """The verifiers' own process pools (the math timeout pool, the batch pool) are our children
-    by design and live across tests: a forkserver or worker of ours, not a sandboxed program."""
-    return uid == os.getuid() and "multiprocessing" in cmd
+    """The verifiers' own process pools (the math timeout pool, the batch pool) and the code
+    sandbox's fork servers are our children by design and live across tests: a forkserver, worker
+    or sandbox server of ours, not a sandboxed program (those run as a sandbox uid)."""
+    return uid == os.getuid() and ("multiprocessing" in cmd or sandbox.SERVER_MARK in cmd)
 
 
 def _leftovers(t0: float) -> list:
@@ -451,3 +452,79 @@ def test_comparison_rules():
     assert not outputs_match("1 2\n", "1\n2")
     assert returns_match("[1, 2]", [1, 2]) and returns_match("5", [5])
     assert not returns_match("true", 1) and not returns_match(None, 1)
+
+
+# ---- one program cannot affect the next (the fork server reuses one sandbox) -----------------
+
+LEAVE_FILES = f"""
+import os
+open("/tmp/{MARKER}_file", "w").write("left behind")
+open("{MARKER}_cwd", "w").write("left behind")
+os.makedirs("/tmp/{MARKER}_dir/sub")
+open("/tmp/{MARKER}_dir/sub/f", "w").write("x")
+os.chmod("/tmp/{MARKER}_dir/sub", 0)
+os.chmod("/tmp/{MARKER}_dir", 0)
+print("wrote", os.getcwd())
+"""
+LEAVE_PROCESS = f"""
+import os, time
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        fd = os.open("/dev/null", os.O_RDWR)
+        for k in (0, 1, 2):
+            os.dup2(fd, k)
+        os.execv("/bin/sh", ["/bin/sh", "-c", "sleep 30 # {MARKER}"])
+    os._exit(0)
+time.sleep(0.2)
+print("spawned")
+"""
+LEAVE_STATE = f"""
+import builtins, json, os, ctypes
+builtins.LEAK_{MARKER} = 1
+json.LEAK = 1
+os.environ["LEAK"] = "1"
+libc = ctypes.CDLL(None, use_errno=True)
+print("shm", libc.shmget(0, 4096, 0o1666))  # IPC_PRIVATE, IPC_CREAT | 0666
+"""
+LOOK = f"""
+import builtins, json, os
+seen = []
+for top in ("/tmp", "/dev/shm"):
+    for root, dirs, files in os.walk(top):
+        seen += [os.path.join(root, n) for n in dirs + files if "{MARKER}" in n]
+seen += ["cwd " + n for n in os.listdir(".")]  # a fresh working directory
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        cmd = open("/proc/%s/cmdline" % pid, "rb").read()
+    except OSError:
+        continue
+    if b"{MARKER}" in cmd and int(pid) != os.getpid():
+        seen.append("process " + pid)
+if hasattr(builtins, "LEAK_{MARKER}") or hasattr(json, "LEAK") or "LEAK" in os.environ:
+    seen.append("interpreter state")
+for kind in ("shm", "sem", "msg"):
+    if len(open("/proc/sysvipc/" + kind).read().strip().splitlines()) > 1:
+        seen.append("System V " + kind)
+print("CLEAN" if not seen else "SEEN %s" % seen)
+"""
+
+
+@pytest.mark.parametrize("leave", ["files", "process", "state", "daemon_holding_stdout"])
+def test_nothing_survives_into_the_next_program(info, leave):
+    """Program A leaves files (also an unreadable directory), a detached process or interpreter and
+    System V IPC state; program B, run next (in the same fork server where it is one), finds none."""
+    sandbox.shutdown_servers()
+    limits = sandbox.Limits()
+    program = {"files": LEAVE_FILES, "process": LEAVE_PROCESS, "state": LEAVE_STATE,
+               "daemon_holding_stdout": LEAVE_PROCESS.replace("for k in (0, 1, 2)", "for k in (0,)")}[leave]
+    first = sandbox.run_python(program, b"", 10.0, 5, limits, info=info)
+    assert first.returncode == 0 and first.stdout and not first.timed_out, first
+    if leave == "daemon_holding_stdout" and info.kind == "bwrap":
+        assert first.wall_s < 5  # the server ends what the program left instead of waiting on its pipe
+    second = sandbox.run_python(LOOK, b"", 10.0, 5, limits, info=info)
+    assert second.stdout.decode().strip() == "CLEAN", (first, second)
+    if info.kind == "bwrap" and leave == "files":
+        assert first.server is not None and second.server == first.server  # same sandbox, cleaned
+    if info.kind == "bwrap" and leave == "state":
+        assert second.server != first.server  # the IPC object tainted that sandbox: a fresh one ran B
