@@ -30,8 +30,10 @@ Equivalence, cheapest first (``Verdict.rule`` names the rule that decided):
     ``none``        nothing matched (reason ``wrong``), or there was no usable answer.
     When both sides are numbers the fast path's "not equal" is final (sympy is not run). Numbers
     the fast path cannot read (``\\log_2 8``) are evaluated by sympy and compared by the same
-    rule, never by math-verify's own number comparison, which rounds to 6 decimal places. Numbers
-    inside tuples, intervals, sets and matrices are compared by math-verify (that rounding applies).
+    rule, never by math-verify's own number comparison, which rounds to 6 decimal places. Tuples,
+    intervals (brackets must match), sets and bare lists (``1, 2``; order free) made only of such
+    numbers (and ``\\infty``) are compared element by element by the same rule; numbers inside
+    matrices, or beside symbols, are compared by math-verify (its rounding applies there).
 
 Percent (decision): MATH's convention holds - the percent sign is dropped, so ``50\\%`` == ``50``.
     The PRIME reference allows "percent variants", so when either side carries a percent sign its
@@ -610,15 +612,86 @@ def _eval_number(s: str) -> Num | None:
     return Num(Fraction(value), noise=FLOAT_NOISE) if math.isfinite(value) else None
 
 
+def _split_top(s: str) -> list[str]:
+    """``s`` split at the commas outside any bracket."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(s):
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            parts.append(s[start:i])
+            start = i + 1
+    parts.append(s[start:])
+    return parts
+
+
+_INF = {"\\infty": math.inf, "-\\infty": -math.inf, "+\\infty": math.inf, "\\infinity": math.inf}
+
+
+def _collection(s: str) -> tuple[str, list] | None:
+    """A tuple or interval ``(a,b]`` -> (brackets, numbers in order), a set ``\\{a,b\\}`` or a bare
+    list ``a,b`` -> ("set", numbers); None unless every element is a number (or +-infinity)."""
+    if s.startswith("\\{") and s.endswith("\\}"):
+        kind, body = "set", s[2:-2]
+    elif len(s) >= 2 and s[0] in "([" and s[-1] in ")]":
+        kind, body = s[0] + s[-1], s[1:-1]
+    elif "," in s and not any(c in s for c in "()[]{}"):
+        kind, body = "set", s
+    else:
+        return None
+    items = []
+    for part in _split_top(body):
+        part = part.strip()
+        if part in _INF:
+            items.append(_INF[part])
+            continue
+        number = _exact_number(part) or _eval_number(part)
+        if number is None:
+            return None
+        items.append(number)
+    return (kind, items) if len(items) >= 2 else None
+
+
+def _items_equal(x, y) -> bool | None:
+    if isinstance(x, float) or isinstance(y, float):  # infinities
+        return x == y
+    return _same_number(x, y)
+
+
+def _collections_equal(a: tuple[str, list], b: tuple[str, list]) -> bool | None:
+    """Tuples and intervals: same brackets, equal in order; sets: equal as sets. Numbers by the
+    exact rule of :func:`_same_number`; None when a comparison cannot be decided here."""
+    (ka, xs), (kb, ys) = a, b
+    if ka != kb:
+        return None if "set" in (ka, kb) else False
+    if ka != "set":
+        if len(xs) != len(ys):
+            return False
+        verdicts = [_items_equal(x, y) for x, y in zip(xs, ys)]
+        return None if None in verdicts else all(verdicts)
+    for left, right in ((xs, ys), (ys, xs)):  # every element of each has an equal in the other
+        for x in left:
+            verdicts = [_items_equal(x, y) for y in right]
+            if True not in verdicts:
+                return None if None in verdicts else False
+    return True
+
+
 def _fast_compare(pred_raw: str, truth_raw: str, pred: str, truth: str) -> tuple[bool, str] | None:
     """(equal, rule) when the cheap rules decide, else None (the slow path must)."""
     if pred == truth and pred:
         return True, "normaliser"
     a = _exact_number(pred) or _eval_number(pred)
     b = _exact_number(truth) or _eval_number(truth)
-    if a is None or b is None:
-        return None
-    ok = _numbers_equal(a, b, _has_percent(pred_raw), _has_percent(truth_raw))
+    if a is not None and b is not None:
+        ok = _numbers_equal(a, b, _has_percent(pred_raw), _has_percent(truth_raw))
+    elif a is None and b is None and "," in pred and "," in truth:
+        ca, cb = _collection(pred), _collection(truth)
+        ok = _collections_equal(ca, cb) if ca is not None and cb is not None else None
+    else:
+        ok = None
     if ok is None:
         return None
     return ok, "numeric" if ok else "none"
