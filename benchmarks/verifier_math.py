@@ -61,6 +61,34 @@ def build_mix(n: int, seed: int = 0) -> list[tuple[str, str]]:
     return rows
 
 
+def _unique_symbolic(rng: random.Random) -> tuple[str, str]:
+    """A symbolic pair with fresh coefficients (no two rows alike, so no cache of any kind helps)."""
+    a, b, c = rng.randint(2, 99), rng.randint(2, 99), rng.randint(2, 9)
+    off = rng.choice([0, 0, 1])  # a third of the pairs are wrong by one coefficient
+    return rng.choice([
+        (f"{a}(x+{b})", f"{a}x+{a * b + off}"),
+        (f"(x+{a})^2", f"x^2+{2 * a + off}x+{a * a}"),
+        (f"\\frac{{x}}{{{a}}}", f"\\frac{{1}}{{{a + off}}}x"),
+        (f"[{a},{a + b})", f"[{a},{a + b}{']' if off else ')'}"),
+        (f"\\{{{a},{b},{c}\\}}", f"\\{{{c},{b + off},{a}\\}}"),
+        (f"y={a}x+{b}", f"y={b + off}+{a}x"),
+        (f"\\begin{{pmatrix}}{a}&{b}\\\\{c}&1\\end{{pmatrix}}", f"\\begin{{pmatrix}}{a}&{b}\\\\{c + off}&1\\end{{pmatrix}}"),
+        (f"{c}\\sqrt{{{b}}}", f"\\sqrt{{{c * c * b + off}}}"),
+        (f"{a}a-{b}b", f"-{b}b+{a + off}a"),
+    ])
+
+
+def build_unique_mix(n: int, seed: int = 1) -> list[tuple[str, str]]:
+    """The same shares as :func:`build_mix`, but every symbolic pair has fresh coefficients."""
+    rng = random.Random(seed)
+    rows = build_mix(n, seed)
+    for i, (response, _truth) in enumerate(rows):
+        if response.startswith("[OUTPUT]\n\nThe answer is"):
+            pred, truth = _unique_symbolic(rng)
+            rows[i] = (f"[OUTPUT]\n\nThe answer is \\boxed{{{pred}}}", truth)
+    return rows
+
+
 def _set_cache(cache: bool) -> None:
     import eurus_prime.verifiers.math as vm
 
@@ -122,6 +150,10 @@ def main() -> None:
         print(results[-1], flush=True)
         results.append(run_pool(rows, cache, args.workers))
         print(results[-1], flush=True)
+    unique = build_unique_mix(args.n)
+    for runner in (lambda: run_single(unique, False), lambda: run_pool(unique, False, args.workers)):
+        results.append({**runner(), "mix": "unique"})  # every symbolic pair new: nothing to reuse
+        print(results[-1], flush=True)
     import math_verify  # noqa: F401
     from importlib.metadata import version
 
@@ -129,7 +161,7 @@ def main() -> None:
         "command": f".venv/bin/python benchmarks/verifier_math.py --n {args.n} --workers {args.workers}",
         "checks": len(rows), "symbolic_share": round(symbolic / len(rows), 3),
         "cpu_count": os.cpu_count(), "python": platform.python_version(),
-        "math_verify": version("math-verify"), "goal_checks_per_s": 2000, "results": results,
+        "math_verify": version("math-verify"), "goal_checks_per_s": 3000, "results": results,
     }
     res = ROOT / "benchmarks/results"
     res.mkdir(parents=True, exist_ok=True)
@@ -139,12 +171,14 @@ def main() -> None:
         f"Command: `{out['command']}` ({out['cpu_count']} CPUs, Python {out['python']}, "
         f"math-verify {out['math_verify']}).", "",
         f"Mix: {len(rows)} checks, {out['symbolic_share']:.0%} symbolic LaTeX pairs, the rest tiny-world "
-        "traces and fraction/decimal/percent answers. Goal: >= 2,000 checks/s on 2 cores.", "",
-        "| mode | slow-check cache | checks/s | wall s | rules |", "|---|---|---|---|---|",
+        "traces and fraction/decimal/percent answers. Goal: >= 3,000 uncached checks/s on 2 cores.", "",
+        "Mix `unique`: the same, but every symbolic pair has fresh coefficients, so no cache of any "
+        "kind (ours or math-verify's parse caches) can help: the uncached number.", "",
+        "| mix | mode | slow-check cache | checks/s | wall s | rules |", "|---|---|---|---|---|---|",
     ]
     for r in results:
-        lines.append(f"| {r['mode']} | {'on' if r['cache'] else 'off'} | {r['checks_per_s']:,.0f} | "
-                     f"{r['wall_s']} | {r['rules']} |")
+        lines.append(f"| {r.get('mix', 'repeating')} | {r['mode']} | {'on' if r['cache'] else 'off'} | "
+                     f"{r['checks_per_s']:,.0f} | {r['wall_s']} | {r['rules']} |")
     (res / "verifier_math.md").write_text("\n".join(lines) + "\n")
 
 

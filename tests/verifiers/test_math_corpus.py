@@ -136,6 +136,6 @@ def test_corpus_pair(cat, i, answer, truth, expected):
     assert v.score == float(expected)
     assert v.verifier == VERIFIER and VERIFIER.startswith("math/math_verify-")
     if expected:
-        assert v.reason == "correct" and v.rule in ("normaliser", "symbolic", "numeric")
+        assert v.reason == "correct" and v.rule in ("normaliser", "identity", "symbolic", "numeric")
     else:
         assert v.reason in ("wrong", "no_answer") and v.rule == "none"

@@ -41,7 +41,8 @@ def test_verdict_provenance():
     v = grade_math("\\boxed{12}", "12")
     assert (v.reason, v.rule, v.extracted, v.verifier) == ("correct", "normaliser", "12", VERIFIER)
     assert grade_math("\\boxed{0.5}", "\\frac{1}{2}").rule == "numeric"
-    assert grade_math("\\boxed{\\frac{1}{2}x}", "x/2").rule == "symbolic"
+    assert grade_math("\\boxed{\\frac{1}{2}x}", "x/2").rule == "identity"
+    assert grade_math("\\boxed{\\sin^2 x + \\cos^2 x}", "1").rule == "symbolic"
     wrong = grade_math("\\boxed{13}", "12")
     assert (wrong.score, wrong.reason, wrong.rule, wrong.extracted) == (0.0, "wrong", "none", "13")
     none = grade_math("I do not know", "12")

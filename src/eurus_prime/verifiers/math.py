@@ -24,6 +24,10 @@ Equivalence, cheapest first (``Verdict.rule`` names the rule that decided):
                       ``\\pi``); two terminating decimals are always compared exactly;
                     * otherwise an irrational side equals a value only up to evaluation noise
                       (``FLOAT_NOISE`` / ``SYMPY_NOISE``, relative): ``\\sqrt{8}`` == ``2\\sqrt{2}``.
+    ``identity``    two polynomials or rational functions in single-letter variables (or two
+                    equations of them) agree in exact rational arithmetic at 4 points drawn from a
+                    hash of the pair (:func:`_identity_compare`; differing at one point is a proof
+                    of "not equal"): ``2(a+b)`` == ``2a+2b``, ``y=2x+1`` == ``2y=4x+2``, no sympy.
     ``symbolic``    math-verify (latex2sympy2_extended + sympy) says equal: expressions
                     (``\\frac{1}{2}x`` == ``x/2``), equations, tuples and intervals (order and
                     bracket type matter), sets (order does not), matrices.
@@ -440,7 +444,10 @@ def _exact_root(q: Fraction, n: int) -> Fraction | None:
     return Fraction(out[0], out[1])
 
 
-def _eval_number(s: str) -> Num | None:
+_VAR_TOKEN = re.compile(r"\s*(\\frac|\\sqrt|\\pi|\\cdot|\\times|\\div|\d+\.?\d*|\.\d+|[-+*/^(){}\[\]]|[a-zA-Z])")
+
+
+def _eval_number(s: str, env: dict[str, Fraction] | None = None) -> Num | None:
     """A small evaluator for closed forms: numbers, + - * / ^, ``\\frac``, ``\\sqrt`` (also
     ``\\sqrt[n]``), ``\\pi``, parentheses/braces, implicit products. Rational arithmetic stays
     exact (``Fraction``); a root that is not rational or ``\\pi`` makes the value a float
@@ -450,8 +457,9 @@ def _eval_number(s: str) -> Num | None:
         return None
     tokens: list[str] = []
     pos = 0
+    pattern = _TOKEN if env is None else _VAR_TOKEN
     while pos < len(s):
-        m = _TOKEN.match(s, pos)
+        m = pattern.match(s, pos)
         if not m:
             return None
         tokens.append(m.group(1))
@@ -552,6 +560,9 @@ def _eval_number(s: str) -> Num | None:
         if tok[0].isdigit() or tok[0] == ".":
             take()
             return Fraction(tok)
+        if env is not None and tok in env:
+            take()
+            return env[tok]
         raise _NotSimple
 
     def power(depth: int):
@@ -679,6 +690,65 @@ def _collections_equal(a: tuple[str, list], b: tuple[str, list]) -> bool | None:
     return True
 
 
+IDENTITY_POINTS = 4  #: rational points at which two expressions in variables are compared
+
+
+def _variables(*texts: str) -> set[str]:
+    """Single-letter variable names in normalised LaTeX (command names like ``\\frac`` left out)."""
+    return set(re.findall(r"[a-zA-Z]", re.sub(r"\\[a-zA-Z]+", " ", " ".join(texts))))
+
+
+def _points(pred: str, truth: str, names: set[str]) -> list[dict[str, Fraction]]:
+    """``IDENTITY_POINTS`` rational points drawn from a hash of the pair: fixed for a pair (so a
+    grade is reproducible), unknowable in advance (so no answer can be tuned to them)."""
+    import hashlib
+
+    seed = hashlib.blake2b(f"{pred}\0{truth}".encode(), digest_size=32).digest()
+    out = []
+    for k in range(IDENTITY_POINTS):
+        env = {}
+        for j, v in enumerate(sorted(names)):
+            h = hashlib.blake2b(seed + bytes([k, j]), digest_size=8).digest()
+            env[v] = Fraction(int.from_bytes(h[:5], "big") % 1_000_003 + 2, int.from_bytes(h[5:], "big") % 997 + 2)
+        out.append(env)
+    return out
+
+
+def _identity_compare(pred: str, truth: str) -> bool | None:
+    """Two polynomials or rational functions in single-letter variables (or two equations of them,
+    one ``=`` each), compared by exact rational evaluation at ``IDENTITY_POINTS`` points drawn
+    from a hash of the pair. Different values at a point prove "not equal"; equal values at all
+    points mean equal (two different rational functions of degree d agree at a point drawn from
+    ~10^6 values with probability about d / 10^6, so at all four about (d / 10^6)^4). Equations
+    are equal when one side-difference is a constant multiple of the other (``y=2x+1`` ==
+    ``2y=4x+2``, as math-verify). None: outside that class (functions, roots of variables, ``e``
+    or ``i``, anything inexact), and sympy decides."""
+    if pred.count("=") != truth.count("=") or pred.count("=") > 1:
+        return None
+    names = _variables(pred, truth)
+    if not names or names & {"e", "i"}:
+        return None
+    equation = "=" in pred
+    pairs = []
+    for env in _points(pred, truth, names):
+        values = []
+        for text in (pred, truth):
+            sides = text.split("=") if equation else [text]
+            nums = [_eval_number(side, env) for side in sides]
+            if any(n is None or not n.exact for n in nums):
+                return None
+            values.append(nums[0].value - nums[1].value if equation else nums[0].value)
+        pairs.append(values)
+    if not equation:
+        return all(a == b for a, b in pairs)
+    if all(a == 0 and b == 0 for a, b in pairs):
+        return None  # two identities (0 = 0 everywhere): leave it to sympy
+    if any((a == 0) != (b == 0) for a, b in pairs):
+        return False
+    ratios = {a / b for a, b in pairs if b != 0}
+    return len(ratios) == 1
+
+
 def _fast_compare(pred_raw: str, truth_raw: str, pred: str, truth: str) -> tuple[bool, str] | None:
     """(equal, rule) when the cheap rules decide, else None (the slow path must)."""
     if pred == truth and pred:
@@ -690,6 +760,10 @@ def _fast_compare(pred_raw: str, truth_raw: str, pred: str, truth: str) -> tuple
     elif a is None and b is None and "," in pred and "," in truth:
         ca, cb = _collection(pred), _collection(truth)
         ok = _collections_equal(ca, cb) if ca is not None and cb is not None else None
+    elif a is None and b is None:
+        ok = _identity_compare(pred, truth)
+        if ok is not None:
+            return ok, "identity" if ok else "none"
     else:
         ok = None
     if ok is None:
