@@ -112,6 +112,10 @@ CORPUS = {
         ("0.66666", "\\frac{2}{3}", False), ("\\frac{1}{3}", "0.3", False), ("\\frac{1}{3}", "0.333", True),
         ("(1.0000001,2)", "(1,2)", False), ("\\{1,2.0001\\}", "\\{2,1\\}", False), ("(1,\\frac{1}{3})", "(1,0.333)", True),
         ("[2,50286497)", "[2,50286496)", False), ("1, 2\\frac{1}{2}", "\\frac{5}{2}, 1", True),
+        ("(x+3)^2", "x^2+6x+9", True), ("(x+3)^2", "x^2+6x+10", False), ("x^{10}", "x^{10}+1", False),
+        ("\\frac{x^2-1}{x-1}", "x+1", True), ("\\frac{1}{a}+\\frac{1}{b}", "\\frac{a+b}{ab}", True),
+        ("\\frac{1}{a}+\\frac{1}{b}", "\\frac{2}{a+b}", False), ("2y=4x+2", "y=2x+1", True),
+        ("a^2-b^2=0", "(a-b)(a+b)=0", True), ("a^2-b^2=0", "(a-b)(a+b)=1", False),
     ],
     "traps": [
         ("0.5", "1/2", True), ("1/2", "2/1", False), ("\\frac{1}{2}x", "x/2", True),
@@ -139,3 +143,13 @@ def test_corpus_pair(cat, i, answer, truth, expected):
         assert v.reason == "correct" and v.rule in ("normaliser", "identity", "symbolic", "numeric")
     else:
         assert v.reason in ("wrong", "no_answer") and v.rule == "none"
+
+
+def test_identity_points_depend_on_the_pair():
+    from fractions import Fraction
+
+    from eurus_prime.verifiers.math import IDENTITY_POINTS, _points
+
+    a, b = _points("x+1", "1+x", {"x"}), _points("x+2", "2+x", {"x"})
+    assert len(a) == IDENTITY_POINTS and a != b and a == _points("x+1", "1+x", {"x"})
+    assert all(isinstance(p["x"], Fraction) and p["x"] > 1 for p in a)
