@@ -15,6 +15,9 @@ for the same number of iterations, hence rollouts drawn, per arm) with
   the first wrong one;
 - ``prime``: the implicit PRM, online (the defaults of conf/chains);
 - ``prime_offline``: the PRM trains in the first ``--offline-after`` iterations, then is frozen;
+- ``oracle_local``: the ``oracle`` reward with ``prime.process_gamma=0``: the -1 stays on the
+  blamed tokens instead of reaching every earlier token through the returns (an ablation of
+  PRIME's gamma-1 process returns, not the reference);
 - ``rft``: rejection-sampling fine-tuning, same sampler, verifier and optimizer:
   ``prime.advantage_estimator=rft`` (weight 1 on accepted samples), every group with an accepted
   sample kept.
@@ -44,11 +47,13 @@ EURUS_PRIME = str(Path(sys.executable).with_name("eurus-prime"))
 RFT = "prime.advantage_estimator=rft,prime.process_coef=0.0,prime.filter_low=0.01,prime.filter_high=1.0"
 ARMS = {"rloo": "prime.process_coef=0.0", "oracle": "prime.process_reward=oracle",
         "oracle_progress": "prime.process_reward=oracle_progress", "prime": "",
-        "prime_offline": "prime.prm_freeze_after={offline_after}", "rft": RFT}
+        "prime_offline": "prime.prm_freeze_after={offline_after}", "rft": RFT,
+        "oracle_local": "prime.process_reward=oracle,prime.process_gamma=0.0"}
 LABELS = {"rloo": "RLOO (outcome only)", "oracle": "oracle: -1 at the first error",
           "oracle_progress": "oracle: progress before the first error",
           "oracle_line": "oracle: -1 on the first wrong step's line", "prime": "PRIME (online PRM)",
-          "prime_offline": "PRIME (offline PRM)", "rft": "RFT (rejection sampling)"}
+          "prime_offline": "PRIME (offline PRM)", "rft": "RFT (rejection sampling)",
+          "oracle_local": "oracle, process returns with gamma 0"}
 MA = 10  # moving-average window of the training verify score, in iterations (the paper's Fig. 3)
 
 

@@ -206,3 +206,27 @@ def test_rft_advantages_weight_accepted_responses_only():
     returns, adv = rft_advantages(torch.tensor([1.0, 0.0, 0.5]), mask)
     assert torch.equal(adv, torch.tensor([[1.0, 1, 0], [0, 0, 0], [0, 0, 0]]))  # partial credit is not accepted
     assert torch.equal(returns, adv)
+
+
+def test_discounted_returns_by_hand_and_gamma_zero_localises_the_oracle():
+    from eurus_prime.core.masked import discounted_reverse_cumsum
+
+    x = torch.tensor([[1.0, 0.0, 2.0, -1.0]])
+    assert discounted_reverse_cumsum(x, 1.0).tolist() == [[2.0, 1.0, 1.0, -1.0]]
+    assert discounted_reverse_cumsum(x, 0.0).tolist() == [[1.0, 0.0, 2.0, -1.0]]
+    torch.testing.assert_close(discounted_reverse_cumsum(x, 0.5), torch.tensor([[1.375, 0.75, 1.5, -1.0]]))
+    # Two samples of one prompt, 4 tokens each; the second has an oracle -1 on token 2. With
+    # gamma 1 the penalty reaches tokens 0-1 (the prefix both share) through the returns; with
+    # gamma 0 only token 2 carries it (and RLOO's per-token baseline, the same on every token).
+    rewards = torch.tensor([[0.0, 0.0, 0.0, 0.0], [0.0, 0.0, -1.0, 0.0]])
+    mask = torch.ones(2, 4)
+    outcome = torch.tensor([1.0, 0.0])
+    one, _ = prime_advantages(rewards, outcome, mask, 2, outcome_coef=0.0, process_gamma=1.0)
+    zero, _ = prime_advantages(rewards, outcome, mask, 2, outcome_coef=0.0, process_gamma=0.0)
+    # rloo_rescale: row means 0 and -1/4, group sum -1/4: R*2 + 1/4
+    assert one[1].tolist() == [-1.0, -1.25, -1.5, 0.25] and one[0].tolist() == [1.0, 0.75, 0.5, 0.25]
+    assert zero[1].tolist() == [0.25, 0.25, -1.75, 0.25] and zero[0].tolist() == [0.25] * 4
+    with pytest.raises(ValueError, match="process_gamma"):
+        from eurus_prime.prime.config import PrimeConfig
+
+        PrimeConfig(process_gamma=1.5)

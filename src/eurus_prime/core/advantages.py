@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from eurus_prime.core.masked import masked_whiten, reverse_cumsum
+from eurus_prime.core.masked import discounted_reverse_cumsum, masked_whiten, reverse_cumsum
 from eurus_prime.core.rewards import last_token_mask
 
 
@@ -43,6 +43,7 @@ def prime_advantages(
     n: int,
     process_coef: float = 1.0,
     outcome_coef: float = 1.0,
+    process_gamma: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Returns and whitened advantages.
 
@@ -53,13 +54,16 @@ def prime_advantages(
         n: samples per prompt (contiguous rows).
         process_coef, outcome_coef: weights of the two sources; ``process_coef=0`` is the
             paper's outcome-only RLOO baseline.
+        process_gamma: discount of the process returns only (the reference: 1, so a process reward
+            at token k reaches every earlier token; 0 keeps each token's process reward on that
+            token: an ablation that localises credit).
     Returns:
         ``returns`` and ``advantages``, both (batch, response_len), 0 on padding.
     """
     mask = mask.to(process_rewards.dtype)
     last = last_token_mask(mask)
     outcome_rewards = last * outcome.to(process_rewards.dtype)[:, None]
-    returns = process_coef * reverse_cumsum(rloo_rescale(process_rewards, mask, n))
+    returns = process_coef * discounted_reverse_cumsum(rloo_rescale(process_rewards, mask, n), process_gamma)
     returns = returns + outcome_coef * reverse_cumsum(rloo_rescale(outcome_rewards, last, n))
     returns = returns * mask
     return returns, masked_whiten(returns, mask)

@@ -27,3 +27,18 @@ def masked_whiten(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> tor
 def reverse_cumsum(x: torch.Tensor) -> torch.Tensor:
     """``out[b, t] = sum_{s >= t} x[b, s]`` (returns with gamma = 1)."""
     return x.flip(-1).cumsum(-1).flip(-1)
+
+
+def discounted_reverse_cumsum(x: torch.Tensor, gamma: float) -> torch.Tensor:
+    """``out[b, t] = sum_{s >= t} gamma^(s - t) x[b, s]``: returns with discount ``gamma``
+    (``gamma = 1``: :func:`reverse_cumsum`; ``gamma = 0``: ``x`` itself)."""
+    if gamma == 1.0:
+        return reverse_cumsum(x)
+    if gamma == 0.0:
+        return x.clone()
+    out = torch.zeros_like(x)
+    running = torch.zeros_like(x[..., 0])
+    for t in range(x.shape[-1] - 1, -1, -1):
+        running = x[..., t] + gamma * running
+        out[..., t] = running
+    return out

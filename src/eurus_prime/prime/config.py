@@ -104,6 +104,9 @@ class PrimeConfig:
     """Weight of the process (implicit PRM) returns; 0 gives the outcome-only RLOO baseline."""
     outcome_coef: float = 1.0
     """Weight of the outcome (verifier) returns."""
+    process_gamma: float = 1.0
+    """Discount of the process returns (the reference: 1, every process reward reaches all earlier
+    tokens); 0 keeps each token's process reward on that token (a credit-localisation ablation)."""
     # --- policy update (PPO) ---
     policy_lr: float = 1e-4
     policy_weight_decay: float = 0.01
@@ -196,6 +199,8 @@ class PrimeConfig:
                      "entropy_coef", "process_coef", "outcome_coef"):
             if getattr(self, name) < 0:
                 bad(name, "must be >= 0")
+        if not 0.0 <= self.process_gamma <= 1.0:
+            bad("process_gamma", "must be in [0, 1]")
         if self.process_coef == 0 and self.outcome_coef == 0:
             raise ValueError("prime.process_coef and prime.outcome_coef are both 0: nothing to learn from")
         from eurus_prime.engines.trainer import DeepSpeedOptions  # noqa: PLC0415

@@ -694,7 +694,8 @@ def estimate_advantages(prm_rewards: pd.DataFrame, outcomes: pd.DataFrame, cfg: 
         returns, adv = rft_advantages(outcome, mask)
     else:
         returns, adv = prime_advantages(rewards, outcome, mask, cfg.samples_per_prompt,
-                                        process_coef=cfg.process_coef, outcome_coef=cfg.outcome_coef)
+                                        process_coef=cfg.process_coef, outcome_coef=cfg.outcome_coef,
+                                        process_gamma=cfg.process_gamma)
     return pd.DataFrame({**cols, "process_return": [float(np.sum(x)) for x in data["token_rewards"]],
                          "returns": unpad(returns, lengths), "advantages": unpad(adv, lengths)})
 
