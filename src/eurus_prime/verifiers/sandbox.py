@@ -232,8 +232,8 @@ def sandbox_info() -> SandboxInfo:
     else:
         notes.append("EURUS_PRIME_NO_BWRAP=1")
     info = fallback_info()
-    log.warning("code sandbox: bubblewrap is not in force (%s); untrusted code runs in the weaker "
-                "fall-back isolation %s (README, 'Code execution')", "; ".join(notes), info.isolation)
+    log.warning("code sandbox: bubblewrap is not in force (%s); untrusted code runs in the weaker fall-back "
+                "isolation %s (README, 'Outcome verifiers and the code sandbox')", "; ".join(notes), info.isolation)
     return SandboxInfo(info.kind, info.isolation, info.verifier, None, info.drop_uid, info.network,
                        tuple(notes) + info.notes)
 
