@@ -203,7 +203,7 @@ def test_rft_advantages_weight_accepted_responses_only():
     from eurus_prime.core.advantages import rft_advantages
 
     mask = torch.tensor([[1, 1, 0], [1, 1, 1], [1, 0, 0]])
-    returns, adv = rft_advantages(torch.tensor([1.0, 0.0, 0.5]), mask)
+    returns, adv = rft_advantages(torch.zeros(3, 3), torch.tensor([1.0, 0.0, 0.5]), mask, n=3)
     assert torch.equal(adv, torch.tensor([[1.0, 1, 0], [0, 0, 0], [0, 0, 0]]))  # partial credit is not accepted
     assert torch.equal(returns, adv)
 

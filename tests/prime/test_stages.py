@@ -193,8 +193,16 @@ def test_no_selected_group_skips_the_update_and_says_so(iteration0, tiny_tokeniz
     ({"prm_update": "during"}, "valid values are ['after', 'before']"),
     ({"process_coef": 0.0, "outcome_coef": 0.0}, "nothing to learn from"),
     ({"process_reward": "gold"}, "prime.process_reward = 'gold' is invalid: valid values are ['implicit', 'oracle', 'oracle_progress']"),
-    ({"advantage_estimator": "ppo"}, "prime.advantage_estimator = 'ppo' is invalid: valid values are ['rloo', 'rft']"),
+    ({"advantage_estimator": "ppo"}, "prime.advantage_estimator = 'ppo' is invalid: valid values are "
+                                     "['rloo', 'rft', 'reinforce', 'reinforce_pp', 'grpo', 'prm_value']"),
     ({"prm_freeze_after": -1}, "prime.prm_freeze_after = -1 is invalid"),
+    ({"prm_loss": "bce"}, "prime.prm_loss = 'bce' is invalid: valid values are ['ce', 'dpo']"),
+    ({"kl_coef": -0.1}, "prime.kl_coef = -0.1 is invalid: must be >= 0"),
+    ({"kl_in": "advantage"}, "prime.kl_in = 'advantage' is invalid: valid values are ['reward', 'loss']"),
+    ({"kl_estimator": "abs"}, "prime.kl_estimator = 'abs' is invalid: valid values are ['k1', 'k2', 'k3']"),
+    ({"kl_coef": 0.1, "ref_type": "policy"},
+     "prime.kl_coef = 0.1 needs a reference model, but prime.ref_type = 'policy'"),
+    ({"kl_coef": 0.1, "advantage_estimator": "rft"}, "'rft' has no reward to subtract the KL from; use kl_in: loss"),
 ])
 def test_config_errors_name_the_parameter(override, message):
     with pytest.raises(ValueError) as err:

@@ -1,12 +1,26 @@
-"""RLOO advantages on outcome and process rewards (PRIME_REFERENCE.md, "Advantages").
+"""Advantage estimators: per-token returns and advantages from process and outcome rewards.
 
-Each prompt has n samples on contiguous rows. For each reward source separately, every reward of
-sample i is rescaled so that its per-sample mean becomes a leave-one-out advantage
-(``mean_i - mean of the other n-1 samples``); then the returns (reverse cumulative sums, gamma 1)
-of both sources are added with their coefficients and whitened over the batch.
+Every estimator takes the same arguments and returns ``(returns, advantages)``, both
+(batch, response_len) and 0 on padding; ``ADVANTAGE_ESTIMATORS`` maps the names
+``prime.advantage_estimator`` accepts to them (verl's ``core_algos`` registry, by name).
+
+- ``rloo`` (PRIME, PRIME_REFERENCE.md "Advantages"): each prompt has n samples on contiguous rows.
+  For each reward source separately, every reward of sample i is rescaled so that its per-sample
+  mean becomes a leave-one-out advantage (``mean_i - mean of the other n-1 samples``); then the
+  returns (reverse cumulative sums, gamma 1) of both sources are added with their coefficients and
+  whitened over the batch.
+- ``reinforce``, ``reinforce_pp``, ``grpo``: the paper's section on other RL algorithms (Table 4);
+  the process rewards always enter as their returns, as in PRIME.
+- ``prm_value``: the implicit PRM as a value model instead of a reward.
+- ``rft``: rejection-sampling fine-tuning weights.
+
+``token_penalty`` (optional, (batch, response_len)) is a per-token cost subtracted from the
+rewards before the returns: ``kl_coef * KL`` under ``prime.kl_in: reward``. It takes no baseline.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 
@@ -28,12 +42,23 @@ def rloo_rescale(rewards: torch.Tensor, mask: torch.Tensor, n: int) -> torch.Ten
     if n < 2:
         raise ValueError(f"RLOO needs n >= 2 samples per prompt, got n={n}")
     batch, length = rewards.shape
-    if batch % n:
-        raise ValueError(f"batch of {batch} rows is not a whole number of groups of n={n}")
+    _check_groups(batch, n)
     mask = mask.to(rewards.dtype)
     row_mean = (rewards * mask).sum(-1) / mask.sum(-1).clamp(min=1)  # (batch,)
     group_sum = row_mean.view(-1, n).sum(-1, keepdim=True).expand(-1, n).reshape(batch, 1)
     return (rewards * n / (n - 1) - group_sum / (n - 1)) * mask
+
+
+def _check_groups(batch: int, n: int) -> None:
+    if batch % n:
+        raise ValueError(f"batch of {batch} rows is not a whole number of groups of n={n}")
+
+
+def _penalty_returns(token_penalty: torch.Tensor | None, mask: torch.Tensor) -> torch.Tensor | float:
+    """Return-to-go of the per-token penalty, negated (0 without one)."""
+    if token_penalty is None:
+        return 0.0
+    return -reverse_cumsum(token_penalty.to(mask.dtype) * mask)
 
 
 def prime_advantages(
@@ -43,9 +68,10 @@ def prime_advantages(
     n: int,
     process_coef: float = 1.0,
     outcome_coef: float = 1.0,
+    token_penalty: torch.Tensor | None = None,
     process_gamma: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Returns and whitened advantages.
+    """``rloo``: PRIME's returns and whitened advantages.
 
     Args:
         process_rewards: (batch, response_len) from ``implicit_process_rewards``.
@@ -54,6 +80,7 @@ def prime_advantages(
         n: samples per prompt (contiguous rows).
         process_coef, outcome_coef: weights of the two sources; ``process_coef=0`` is the
             paper's outcome-only RLOO baseline.
+        token_penalty: (batch, response_len) or None; subtracted per token, no baseline.
         process_gamma: discount of the process returns only (the reference: 1, so a process reward
             at token k reaches every earlier token; 0 keeps each token's process reward on that
             token: an ablation that localises credit).
@@ -65,21 +92,207 @@ def prime_advantages(
     outcome_rewards = last * outcome.to(process_rewards.dtype)[:, None]
     returns = process_coef * discounted_reverse_cumsum(rloo_rescale(process_rewards, mask, n), process_gamma)
     returns = returns + outcome_coef * reverse_cumsum(rloo_rescale(outcome_rewards, last, n))
+    if token_penalty is not None:
+        returns = returns + _penalty_returns(token_penalty, mask)
     returns = returns * mask
     return returns, masked_whiten(returns, mask)
 
 
-def rft_advantages(outcome: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rejection-sampling fine-tuning (STaR, ReST, expert iteration) as a policy-gradient weight:
-    1 on every token of a response the verifier accepts, 0 on every other token; no baseline, no
-    whitening. Under PPO's surrogate (one epoch, ratio 1 at the first step) the gradient is that of
-    the log-likelihood of the accepted responses: SFT on the policy's own verified samples.
+def reinforce_advantages(
+    process_rewards: torch.Tensor,
+    outcome: torch.Tensor,
+    mask: torch.Tensor,
+    n: int,
+    process_coef: float = 1.0,
+    outcome_coef: float = 1.0,
+    token_penalty: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``reinforce``: REINFORCE (Williams 1992) with a batch-mean baseline on the outcome.
+
+    ``returns[b, t] = outcome_coef * (acc_b - mean_b' acc_b') + process_coef * sum_{s >= t} r[b, s]
+    - sum_{s >= t} penalty[b, s]``; ``advantages = returns`` (no whitening). The process rewards
+    take no baseline of their own: they enter through their returns, as in PRIME.
 
     Args:
-        outcome: (batch,) verifier scores; a response counts as accepted when its score is 1.
+        process_rewards: (batch, response_len) process rewards r.
+        outcome: (batch,) outcome scores acc.
         mask: (batch, response_len) response tokens.
+        n: samples per prompt (only checked: the baseline is over the whole batch).
+        process_coef, outcome_coef: weights of the two sources.
+        token_penalty: (batch, response_len) or None.
     Returns:
         ``returns`` and ``advantages``, both (batch, response_len) and equal.
     """
+    _check_groups(process_rewards.shape[0], n)
+    mask = mask.to(process_rewards.dtype)
+    acc = outcome.to(process_rewards.dtype)
+    returns = outcome_coef * (acc - acc.mean())[:, None] * mask
+    returns = returns + process_coef * reverse_cumsum(process_rewards * mask) + _penalty_returns(token_penalty, mask)
+    returns = returns * mask
+    return returns, returns.clone()
+
+
+def reinforce_pp_advantages(
+    process_rewards: torch.Tensor,
+    outcome: torch.Tensor,
+    mask: torch.Tensor,
+    n: int,
+    process_coef: float = 1.0,
+    outcome_coef: float = 1.0,
+    token_penalty: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``reinforce_pp``: REINFORCE++ (Hu 2025, arXiv 2501.03262; verl ``reinforce_plus_plus``).
+
+    Token rewards ``process_coef * r + outcome_coef * acc`` (on the last token) ``- penalty``
+    (REINFORCE++'s per-token KL term, ``kl_coef * KL`` under ``prime.kl_in: reward``); returns are
+    their reverse cumulative sums (gamma 1); advantages are the returns whitened over every valid
+    token of the batch (the global batch mean is the only baseline).
+
+    Args:
+        process_rewards: (batch, response_len) process rewards r.
+        outcome: (batch,) outcome scores acc.
+        mask: (batch, response_len) response tokens.
+        n: samples per prompt (only checked).
+        process_coef, outcome_coef: weights of the two sources.
+        token_penalty: (batch, response_len) or None.
+    Returns:
+        ``returns`` and ``advantages``, both (batch, response_len), 0 on padding.
+    """
+    _check_groups(process_rewards.shape[0], n)
+    mask = mask.to(process_rewards.dtype)
+    rewards = process_coef * process_rewards + outcome_coef * last_token_mask(mask) * outcome.to(mask.dtype)[:, None]
+    returns = (reverse_cumsum(rewards * mask) + _penalty_returns(token_penalty, mask)) * mask
+    return returns, masked_whiten(returns, mask)
+
+
+def grpo_advantages(
+    process_rewards: torch.Tensor,
+    outcome: torch.Tensor,
+    mask: torch.Tensor,
+    n: int,
+    process_coef: float = 1.0,
+    outcome_coef: float = 1.0,
+    token_penalty: torch.Tensor | None = None,
+    eps: float = 1e-6,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``grpo``: GRPO's group normalisation of the outcome (Shao et al. 2024; verl ``grpo``), with the
+    process returns added (PRIME, Table 4).
+
+    ``returns[b, t] = outcome_coef * (acc_b - mean_g) / (std_g + eps) + process_coef *
+    sum_{s >= t} r[b, s] - sum_{s >= t} penalty[b, s]``, where mean_g and std_g (unbiased, as
+    ``torch.std``) are over the n samples of b's prompt; ``advantages = returns`` (no batch
+    whitening). A group whose samples all score the same gets outcome advantage 0.
+
+    Args:
+        process_rewards: (batch, response_len) process rewards r.
+        outcome: (batch,) outcome scores acc, n samples per prompt on contiguous rows.
+        mask: (batch, response_len) response tokens.
+        n: samples per prompt (>= 2: a group std needs two samples).
+        process_coef, outcome_coef: weights of the two sources.
+        token_penalty: (batch, response_len) or None.
+        eps: added to the group std.
+    Returns:
+        ``returns`` and ``advantages``, both (batch, response_len) and equal.
+    """
+    if n < 2:
+        raise ValueError(f"GRPO needs n >= 2 samples per prompt, got n={n}")
+    _check_groups(process_rewards.shape[0], n)
+    mask = mask.to(process_rewards.dtype)
+    acc = outcome.to(mask.dtype).view(-1, n)  # (groups, n)
+    normalised = ((acc - acc.mean(-1, keepdim=True)) / (acc.std(-1, keepdim=True) + eps)).reshape(-1)
+    returns = outcome_coef * normalised[:, None] * mask
+    returns = returns + process_coef * reverse_cumsum(process_rewards * mask) + _penalty_returns(token_penalty, mask)
+    returns = returns * mask
+    return returns, returns.clone()
+
+
+def prm_value_advantages(
+    process_rewards: torch.Tensor,
+    outcome: torch.Tensor,
+    mask: torch.Tensor,
+    n: int,
+    process_coef: float = 1.0,
+    outcome_coef: float = 1.0,
+    token_penalty: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``prm_value``: the implicit PRM as a value model, not a reward (the PRIME paper's "PRM as
+    value" comparison).
+
+    An implicit PRM's cumulative reward ``sum_{s <= t} beta log(pi_phi / pi_ref)`` is a Q-value
+    of the prefix y_<=t, so the value of the state in which y_t is chosen is
+    ``V[b, t] = process_coef * sum_{s < t} r[b, s]`` (0 at t = 0). It depends on the prefix only,
+    never on y_t itself, so it is a baseline and leaves the policy gradient unbiased. The reward is
+    the outcome alone: ``returns[b, t] = outcome_coef * acc_b - sum_{s >= t} penalty[b, s]``, and
+    ``advantages = whiten(returns - V)`` over the batch, i.e. GAE with gamma = lambda = 1 against
+    this value, whitened as verl whitens GAE. ``r`` is what the stage hands over (the
+    ``prime.normalisation``-ed rewards; ``normalisation: none`` gives beta * log-ratio, the value
+    on the outcome's logit scale).
+
+    Args:
+        process_rewards: (batch, response_len) implicit rewards r.
+        outcome: (batch,) outcome scores acc.
+        mask: (batch, response_len) response tokens.
+        n: samples per prompt (only checked).
+        process_coef: scale of the value; 0 makes this REINFORCE without a baseline, whitened.
+        outcome_coef: weight of the outcome.
+        token_penalty: (batch, response_len) or None.
+    Returns:
+        ``returns`` and ``advantages``, both (batch, response_len), 0 on padding.
+    """
+    _check_groups(process_rewards.shape[0], n)
+    mask = mask.to(process_rewards.dtype)
+    r = process_rewards * mask
+    values = process_coef * (r.cumsum(-1) - r)  # (batch, response_len): sum over s < t
+    returns = (outcome_coef * outcome.to(mask.dtype)[:, None] + _penalty_returns(token_penalty, mask)) * mask
+    return returns, masked_whiten(returns - values, mask)
+
+
+def rft_advantages(
+    process_rewards: torch.Tensor,
+    outcome: torch.Tensor,
+    mask: torch.Tensor,
+    n: int,
+    process_coef: float = 1.0,
+    outcome_coef: float = 1.0,
+    token_penalty: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``rft``: rejection-sampling fine-tuning (STaR, ReST, expert iteration) as a policy-gradient
+    weight: 1 on every token of a response the verifier accepts, 0 on every other token; no
+    baseline, no whitening, and the process rewards and coefficients are not used. Under PPO's
+    surrogate (one epoch, ratio 1 at the first step) the gradient is that of the log-likelihood of
+    the accepted responses: SFT on the policy's own verified samples.
+
+    Args:
+        process_rewards: (batch, response_len), unused (the registry's common signature).
+        outcome: (batch,) verifier scores; a response counts as accepted when its score is 1.
+        mask: (batch, response_len) response tokens.
+        token_penalty: must be None: there is no reward to subtract it from.
+    Returns:
+        ``returns`` and ``advantages``, both (batch, response_len) and equal.
+    """
+    if token_penalty is not None:
+        raise ValueError("rft has no rewards to subtract a per-token penalty from (put the KL in the loss)")
     accepted = (outcome >= 1.0).to(torch.float32)[:, None] * mask.to(torch.float32)
     return accepted, accepted.clone()
+
+
+AdvantageEstimator = Callable[..., tuple[torch.Tensor, torch.Tensor]]
+
+#: ``prime.advantage_estimator`` -> the estimator; each is called as
+#: ``fn(process_rewards, outcome, mask, n, process_coef=, outcome_coef=, token_penalty=)``.
+ADVANTAGE_ESTIMATORS: dict[str, AdvantageEstimator] = {
+    "rloo": prime_advantages,
+    "rft": rft_advantages,
+    "reinforce": reinforce_advantages,
+    "reinforce_pp": reinforce_pp_advantages,
+    "grpo": grpo_advantages,
+    "prm_value": prm_value_advantages,
+}
+
+
+def advantage_estimator(name: str) -> AdvantageEstimator:
+    """The registered estimator called ``name``; a ValueError lists the valid names."""
+    try:
+        return ADVANTAGE_ESTIMATORS[name]
+    except KeyError:
+        raise ValueError(f"unknown advantage estimator {name!r}: valid ones are {list(ADVANTAGE_ESTIMATORS)}") from None

@@ -1,8 +1,9 @@
-"""Implicit process rewards and the PRM's cross-entropy loss (Cui et al. 2025, sections 3.1-3.2).
+"""Implicit process rewards and the PRM's losses (Cui et al. 2025, sections 3.1-3.2).
 
 The implicit PRM is a causal LM pi_phi. For response token t, its reward is the log-likelihood
 ratio against the frozen reference: ``q[b, t] = log pi_phi(y_t | x, y_<t) - log pi_ref(...)``.
-The sequence score ``beta * sum_t q`` is trained as a classifier of the outcome label.
+The sequence score ``beta * sum_t q`` is trained as a classifier of the outcome label (``prm_loss``,
+``ce``) or, pairwise, to rank a group's samples by outcome (``prm_dpo_loss``, ``dpo``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from eurus_prime.core.masked import reverse_cumsum
 
 GRANULARITIES = ("token", "whole")
 NORMALISATIONS = ("batch_norm", "none")
+PRM_LOSSES = ("ce", "dpo")
 
 
 def implicit_process_rewards(
@@ -119,6 +121,57 @@ def prm_loss(
     """
     z = beta * ((prm_logprobs - ref_logprobs) * mask).sum(-1)
     return -(outcome * F.logsigmoid(z) + (1 - outcome) * F.logsigmoid(-z)).mean()
+
+
+def prm_dpo_baseline(scores: torch.Tensor, outcome: torch.Tensor, n: int) -> torch.Tensor:
+    """The detached opponent score of each sample for ``prm_dpo_loss`` (verl's recipe/prime
+    ``Q_bc``/``acc_bc`` with ``other_Q``): the mean score of the other samples of its prompt that
+    score lower (for a sample with outcome > 0) or higher (outcome 0) than it, 0 when it has none.
+
+    Args:
+        scores: (groups * n,) sequence scores ``beta * sum_t q`` of the PRM before its update.
+        outcome: (groups * n,) outcome scores, n samples per prompt on contiguous rows.
+    Returns:
+        (groups * n,) baselines, no gradient.
+    """
+    if len(scores) % n:
+        raise ValueError(f"batch of {len(scores)} rows is not a whole number of groups of n={n}")
+    s = scores.detach().double().view(-1, n)
+    a = outcome.double().view(-1, n)
+    ai, aj = a[:, :, None], a[:, None, :]  # (groups, n, n): row i, opponent j
+    opponent = torch.where(ai > 0, aj < ai, aj > ai).double()
+    count = opponent.sum(-1)
+    mean = (opponent * s[:, None, :]).sum(-1) / count.clamp(min=1)
+    return torch.where(count > 0, mean, 0.0).reshape(-1).to(scores.dtype)
+
+
+def prm_dpo_loss(
+    prm_logprobs: torch.Tensor,
+    ref_logprobs: torch.Tensor,
+    mask: torch.Tensor,
+    outcome: torch.Tensor,
+    baseline: torch.Tensor,
+    beta: float = 0.05,
+) -> torch.Tensor:
+    """verl recipe/prime's ``dpo`` PRM loss (``compute_detach_dpo_loss_rm``, ``bon_mode: none``): a
+    pairwise (Bradley-Terry) loss of each sample's score against the mean score of its opponents
+    in the group, those taken from the PRM before the update (``prm_dpo_baseline``), so only the
+    sample's own score is differentiated.
+
+    ``z_b = beta * sum_t q[b, t]``, ``sign_b = +1 if acc_b > 0 else -1``,
+    ``L = -mean_b log sigmoid(sign_b * (z_b - baseline_b))``. A sample with no opponent has
+    baseline 0, so its term is the CE loss's with a hard label.
+
+    Args:
+        prm_logprobs, ref_logprobs, mask: (batch, response_len) as in ``prm_loss``.
+        outcome: (batch,) outcome scores.
+        baseline: (batch,) from ``prm_dpo_baseline`` over the whole batch.
+    Returns:
+        scalar loss.
+    """
+    z = beta * ((prm_logprobs - ref_logprobs) * mask).sum(-1)
+    sign = (outcome > 0).to(z.dtype) * 2 - 1
+    return -F.logsigmoid(sign * (z - baseline.to(z.dtype))).mean()
 
 
 def prm_pairwise_accuracy(scores: torch.Tensor, outcome: torch.Tensor, n: int) -> float:

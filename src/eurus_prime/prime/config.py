@@ -10,6 +10,10 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
+from eurus_prime.core.advantages import ADVANTAGE_ESTIMATORS as _ESTIMATOR_REGISTRY
+from eurus_prime.core.kl import KL_ESTIMATORS
+from eurus_prime.core.rewards import PRM_LOSSES
+
 FILTER_MODES = ("regenerate", "fixed_batch")
 PRM_TIMINGS = ("after", "before")
 REF_TYPES = ("freeze", "policy")
@@ -17,7 +21,8 @@ GRANULARITIES = ("token", "whole")
 NORMALISATIONS = ("batch_norm", "none")
 NONFINITE_ACTIONS = ("skip", "stop")
 PROCESS_REWARDS = ("implicit", "oracle", "oracle_progress")
-ADVANTAGE_ESTIMATORS = ("rloo", "rft")
+ADVANTAGE_ESTIMATORS = tuple(_ESTIMATOR_REGISTRY)  # eurus_prime.core.advantages.ADVANTAGE_ESTIMATORS
+KL_PLACES = ("reward", "loss")
 ROLLOUT_ENGINES = ("fast", "hf", "vllm")  # eurus_prime.engines.generation.ENGINES
 TRAINER_BACKENDS = ("torch", "deepspeed")  # eurus_prime.engines.trainer.TRAINER_BACKENDS
 
@@ -84,6 +89,11 @@ class PrimeConfig:
     prm_grad_clip: float = 10.0
     prm_mini_batch: int = 256
     """Responses per PRM optimizer step."""
+    prm_loss: str = "ce"
+    """``ce`` (the reference): binary cross-entropy of sigmoid(beta * sum_t q) against the outcome;
+    ``dpo`` (verl recipe/prime ``loss_type: dpo``): each sample's score against the mean score of the
+    group's samples with the other outcome, those taken from the PRM before its update
+    (``core.rewards.prm_dpo_loss``)."""
     prm_freeze_after: int | None = None
     """None: an online PRM, updated every iteration (the paper's default). k: the PRM updates in
     iterations 0..k-1 only, then stays frozen (the paper's offline-PRM ablation, section 5.2: a PRM
@@ -93,7 +103,10 @@ class PrimeConfig:
     """``rloo``: PRIME's leave-one-out returns on process and outcome rewards, whitened;
     ``rft``: rejection-sampling fine-tuning, weight 1 on accepted responses' tokens and 0 elsewhere
     (use with ``filter_low`` just above 0 and ``filter_high: 1`` to keep every group with an
-    accepted sample; process rewards are ignored)."""
+    accepted sample; process rewards are ignored); ``reinforce`` (batch-mean outcome baseline),
+    ``reinforce_pp`` (REINFORCE++: returns whitened over the batch), ``grpo`` (group mean/std of
+    the outcome), each plus the process returns; ``prm_value`` (the PRM's cumulative reward as the
+    value, the outcome as the reward). Formulas: ``core/advantages.py``."""
     process_reward: str = "implicit"
     """The process rewards the advantages use: ``implicit`` (the PRM's, PRIME) or, for worlds with
     a step checker (the chains world), a ground-truth one from each rollout's first wrong step:
@@ -113,6 +126,15 @@ class PrimeConfig:
     policy_grad_clip: float = 1.0
     clip_ratio: float = 0.2
     entropy_coef: float = 0.0
+    """The policy loss is pg_loss - entropy_coef * (token-mean entropy of the policy)."""
+    kl_coef: float = 0.0
+    """Weight of the KL of the policy to the reference model (pi_ref); 0 (the reference run): off."""
+    kl_in: str = "reward"
+    """Where the KL goes: ``reward`` subtracts kl_coef * KL(old policy, ref) per token from the
+    rewards before the returns; ``loss`` adds kl_coef * token-mean KL(policy, ref) to the policy loss."""
+    kl_estimator: str = "k1"
+    """Per-token KL estimate (``core.kl.kl_penalty``): ``k1`` logp - ref, ``k2`` (logp - ref)^2 / 2,
+    ``k3`` exp(ref - logp) - (ref - logp) - 1."""
     ppo_epochs: int = 1
     ppo_mini_batch: int = 64
     """Responses per policy optimizer step (1 epoch over B*n responses = B*n/this steps)."""
@@ -189,18 +211,30 @@ class PrimeConfig:
                               ("normalisation", NORMALISATIONS), ("nonfinite", NONFINITE_ACTIONS),
                               ("rollout_engine", ROLLOUT_ENGINES), ("trainer_backend", TRAINER_BACKENDS),
                               ("process_reward", PROCESS_REWARDS),
-                              ("advantage_estimator", ADVANTAGE_ESTIMATORS)):
+                              ("advantage_estimator", ADVANTAGE_ESTIMATORS), ("prm_loss", PRM_LOSSES),
+                              ("kl_in", KL_PLACES), ("kl_estimator", KL_ESTIMATORS)):
             if getattr(self, name) not in allowed:
                 bad(name, f"valid values are {list(allowed)}")
         for name in ("beta", "prm_lr", "policy_lr", "clip_ratio", "logprob_reuse_tol"):
             if getattr(self, name) <= 0:
                 bad(name, "must be > 0")
         for name in ("prm_weight_decay", "policy_weight_decay", "prm_grad_clip", "policy_grad_clip",
-                     "entropy_coef", "process_coef", "outcome_coef"):
+                     "entropy_coef", "process_coef", "outcome_coef", "kl_coef"):
             if getattr(self, name) < 0:
                 bad(name, "must be >= 0")
         if not 0.0 <= self.process_gamma <= 1.0:
             bad("process_gamma", "must be in [0, 1]")
+        if self.process_gamma != 1.0 and self.advantage_estimator != "rloo":
+            bad("process_gamma", f"only the rloo estimator discounts its process returns "
+                f"(prime.advantage_estimator = {self.advantage_estimator!r}); leave it at 1")
+        if self.kl_coef > 0 and self.ref_type == "policy":
+            raise ValueError(f"prime.kl_coef = {self.kl_coef} needs a reference model, but prime.ref_type = 'policy' "
+                             "makes the reference log-probs the old policy's (the KL would be one to the old "
+                             "policy); use ref_type: freeze, or kl_coef: 0")
+        if self.kl_coef > 0 and self.kl_in == "reward" and self.advantage_estimator == "rft":
+            raise ValueError(f"prime.kl_coef = {self.kl_coef} with prime.kl_in = 'reward': "
+                             "prime.advantage_estimator = 'rft' has no reward to subtract the KL from; "
+                             "use kl_in: loss")
         if self.process_coef == 0 and self.outcome_coef == 0:
             raise ValueError("prime.process_coef and prime.outcome_coef are both 0: nothing to learn from")
         from eurus_prime.engines.trainer import DeepSpeedOptions  # noqa: PLC0415

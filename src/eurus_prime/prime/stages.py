@@ -21,13 +21,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from eurus_prime.core.advantages import prime_advantages, rft_advantages
+from eurus_prime.core.advantages import advantage_estimator
+from eurus_prime.core.kl import kl_penalty
 from eurus_prime.core.filtering import accuracy_band_keep
 from eurus_prime.core.ppo import ppo_policy_loss
 from eurus_prime.chainworld.steps import span_tokens, token_steps
 from eurus_prime.core.prm_eval import first_error_localisation, roc_auc
 from eurus_prime.core.rewards import (implicit_process_rewards, oracle_process_rewards, progress_process_rewards,
-                                      prm_loss, prm_pairwise_accuracy)
+                                      prm_dpo_baseline, prm_dpo_loss, prm_loss, prm_pairwise_accuracy)
 from eurus_prime.inspection import token_pieces
 from eurus_prime.core.masked import masked_mean
 from eurus_prime import monitor
@@ -468,7 +469,7 @@ def _rank_micro_batches(trainer: Trainer, micros: list[list[int]]) -> list[tuple
 
 def update_prm(prm, rollouts: pd.DataFrame, process_rewards: pd.DataFrame, outcomes: pd.DataFrame,
                cfg: PrimeConfig, iteration: int) -> tuple[object, pd.DataFrame, pd.DataFrame]:
-    """One pass of the PRM's cross-entropy over the selected batch, and the process rewards the
+    """One pass of the PRM's loss (``prime.prm_loss``) over the selected batch, and the process rewards the
     advantage step uses (``cfg.prm_update`` says from which forward pass, see PrimeConfig).
 
     Returns ``(prm, prm_rewards, prm_stats)``: the updated checkpoint; one row per selected rollout
@@ -494,6 +495,10 @@ def update_prm(prm, rollouts: pd.DataFrame, process_rewards: pd.DataFrame, outco
     order = list(range(n_rows))
     random.Random(stage_seed(cfg, iteration, "prm")).shuffle(order)
     used: list[np.ndarray | None] = [None] * n_rows
+    # prm_loss dpo: each sample's opponents' mean score, from the PRM as loaded (before the update)
+    dpo_baseline = (prm_dpo_baseline(torch.tensor(data.sequence_score.to_numpy(), dtype=torch.float32),
+                                     torch.tensor(data.score.to_numpy()), cfg.samples_per_prompt)
+                    if cfg.prm_loss == "dpo" and n_rows else None)
     stats = []
     taken = 0  # optimizer steps actually taken (a skipped mini-batch leaves the PRM as it was)
     model.train()
@@ -510,7 +515,11 @@ def update_prm(prm, rollouts: pd.DataFrame, process_rewards: pd.DataFrame, outco
             ref = pad_values([data.ref_logprobs[i] for i in micro], packed.response_width)
             acc = torch.tensor(data.score.to_numpy()[micro], dtype=torch.float32)
             mask = packed.response_mask.float()
-            loss = prm_loss(logp, ref, mask, acc, beta=cfg.beta) * (len(micro) / len(mb)) * weight
+            if dpo_baseline is None:
+                loss = prm_loss(logp, ref, mask, acc, beta=cfg.beta)
+            else:
+                loss = prm_dpo_loss(logp, ref, mask, acc, dpo_baseline[micro], beta=cfg.beta)
+            loss = loss * (len(micro) / len(mb)) * weight
             trainer.backward(loss * trainer.loss_scale, last=k == len(micros) - 1)
             total += float(loss.detach())
             if cfg.prm_update == "after" and weight:
@@ -674,30 +683,50 @@ def prm_quality(process_rewards: pd.DataFrame, rollouts: pd.DataFrame, outcomes:
 
 
 # --------------------------------------------------------------------------- advantages
-def estimate_advantages(prm_rewards: pd.DataFrame, outcomes: pd.DataFrame, cfg: PrimeConfig) -> pd.DataFrame:
-    """RLOO returns and whitened advantages (``core.prime_advantages``), or with
-    ``prime.advantage_estimator: rft`` the rejection-sampling fine-tuning weights
-    (``core.rft_advantages``).
+def _kl_in_reward(cfg: PrimeConfig) -> bool:
+    return cfg.kl_coef > 0 and cfg.kl_in == "reward"
+
+
+def estimate_advantages(prm_rewards: pd.DataFrame, outcomes: pd.DataFrame, cfg: PrimeConfig,
+                        process_rewards: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Returns and advantages by ``prime.advantage_estimator`` (``core.advantages``; ``rloo``, the
+    default, is PRIME's). With ``kl_coef > 0`` and ``kl_in: reward`` the per-token penalty
+    ``kl_coef * KL(old policy, reference)`` comes from ``process_rewards``' log-probs.
 
     Returns one row per selected rollout: the key, ``outcome`` (verifier score), ``process_return``
-    (the sum of the token rewards), ``returns`` and ``advantages`` (per token).
+    (the sum of the token rewards), ``returns`` and ``advantages`` (per token), and with the KL in
+    the reward ``kl`` (the row's token-mean KL estimate).
     """
     data = prm_rewards.merge(outcomes[KEY + ["score"]], on=KEY, how="left", validate="one_to_one")
     _check_groups(data, cfg.samples_per_prompt, "estimate_advantages")
+    kl_columns = {"kl": []} if _kl_in_reward(cfg) else {}
     cols = {"prompt_id": data["prompt_id"].to_numpy(), "sample_idx": data["sample_idx"].to_numpy(),
             "outcome": data["score"].to_numpy(dtype=np.float64)}
     if len(data) == 0:
-        return pd.DataFrame({**cols, "process_return": [], "returns": [], "advantages": []})
+        return pd.DataFrame({**cols, "process_return": [], "returns": [], "advantages": [], **kl_columns})
     rewards, mask, lengths = pad_ragged(list(data["token_rewards"]))
     outcome = torch.tensor(cols["outcome"], dtype=torch.float32)
-    if cfg.advantage_estimator == "rft":
-        returns, adv = rft_advantages(outcome, mask)
-    else:
-        returns, adv = prime_advantages(rewards, outcome, mask, cfg.samples_per_prompt,
-                                        process_coef=cfg.process_coef, outcome_coef=cfg.outcome_coef,
-                                        process_gamma=cfg.process_gamma)
+    penalty = None
+    if kl_columns:
+        if process_rewards is None:
+            raise ValueError("estimate_advantages: prime.kl_in = 'reward' needs the process_rewards table "
+                             "(old-policy and reference log-probs)")
+        logp = data[KEY].merge(process_rewards[KEY + ["old_logprobs", "ref_logprobs"]], on=KEY, how="left",
+                               validate="one_to_one")
+        if logp["old_logprobs"].isna().any():
+            r = logp[logp["old_logprobs"].isna()].iloc[0]
+            raise ValueError(f"estimate_advantages: rollout ({r.prompt_id}, {r.sample_idx}) has no row in "
+                             "process_rewards; rerun compute_process_rewards for this iteration")
+        kl = kl_penalty(pad_values(list(logp["old_logprobs"]), mask.shape[1]),
+                        pad_values(list(logp["ref_logprobs"]), mask.shape[1]), cfg.kl_estimator) * mask
+        penalty = cfg.kl_coef * kl
+        kl_columns["kl"] = (kl.sum(-1) / mask.sum(-1).clamp(min=1)).tolist()
+    estimate = advantage_estimator(cfg.advantage_estimator)
+    gamma = {"process_gamma": cfg.process_gamma} if cfg.advantage_estimator == "rloo" else {}
+    returns, adv = estimate(rewards, outcome, mask, cfg.samples_per_prompt, process_coef=cfg.process_coef,
+                            outcome_coef=cfg.outcome_coef, token_penalty=penalty, **gamma)
     return pd.DataFrame({**cols, "process_return": [float(np.sum(x)) for x in data["token_rewards"]],
-                         "returns": unpad(returns, lengths), "advantages": unpad(adv, lengths)})
+                         "returns": unpad(returns, lengths), "advantages": unpad(adv, lengths), **kl_columns})
 
 
 def advantage_metrics(adv: pd.DataFrame) -> dict[str, float]:
@@ -705,9 +734,12 @@ def advantage_metrics(adv: pd.DataFrame) -> dict[str, float]:
         return {"adv/skipped": 1.0}
     a = np.concatenate(list(adv["advantages"]))
     r = np.concatenate(list(adv["returns"]))
-    return {"adv/advantages_mean": float(a.mean()), "adv/advantages_max": float(a.max()),
-            "adv/advantages_min": float(a.min()), "adv/returns_mean": float(r.mean()),
-            "adv/returns_max": float(r.max()), "adv/returns_min": float(r.min())}
+    metrics = {"adv/advantages_mean": float(a.mean()), "adv/advantages_max": float(a.max()),
+               "adv/advantages_min": float(a.min()), "adv/returns_mean": float(r.mean()),
+               "adv/returns_max": float(r.max()), "adv/returns_min": float(r.min())}
+    if "kl" in adv:
+        metrics["adv/kl"] = float(adv["kl"].mean())  # KL(old policy, reference) in the reward: mean over rows
+    return metrics
 
 
 # --------------------------------------------------------------------------- policy update
@@ -733,13 +765,16 @@ def update_policy(policy, rollouts: pd.DataFrame, process_rewards: pd.DataFrame,
     """PPO's clipped objective over the selected batch: ``ppo_epochs`` shuffled passes in
     mini-batches of ``ppo_mini_batch`` responses.
 
-    Returns ``(policy, ppo_stats)``, one stats row per mini-batch: ``pg_loss``,
-    ``pg_clipfrac``, ``ppo_kl``, ``entropy``, ``grad_norm``, ``skipped`` (a non-finite loss or
-    gradient norm: no optimizer step, see ``prime.nonfinite``).
+    The objective is ``pg_loss - entropy_coef * entropy``, plus ``kl_coef * kl`` with
+    ``prime.kl_in: loss``. Returns ``(policy, ppo_stats)``, one stats row per mini-batch:
+    ``pg_loss``, ``pg_clipfrac``, ``ppo_kl``, ``entropy``, ``kl`` (token-mean
+    ``prime.kl_estimator`` KL of the policy to the reference, measured whatever ``kl_coef``),
+    ``grad_norm``, ``skipped`` (a non-finite loss or gradient norm: no optimizer step, see
+    ``prime.nonfinite``).
     """
     if _on_ranks(cfg):
         return run_distributed("update_policy", policy, (rollouts, process_rewards, advantages), cfg, iteration)
-    data = advantages.merge(process_rewards[KEY + ["old_logprobs"]], on=KEY, validate="one_to_one")
+    data = advantages.merge(process_rewards[KEY + ["old_logprobs", "ref_logprobs"]], on=KEY, validate="one_to_one")
     data = data.merge(rollouts[KEY + ["prompt_ids", "response_ids", "policy_version"]], on=KEY,
                       validate="one_to_one")
     _check_groups(data, cfg.samples_per_prompt, "update_policy")
@@ -755,8 +790,8 @@ def update_policy(policy, rollouts: pd.DataFrame, process_rewards: pd.DataFrame,
         rng.shuffle(order)
         for mb in micro_batches(order, cfg.ppo_mini_batch):
             trainer.zero_grad()
-            sums = {"pg_loss": 0.0, "pg_clipfrac": 0.0, "ppo_kl": 0.0, "entropy": 0.0}
-            total = 0.0  # the objective backpropagated: pg_loss - entropy_coef * entropy
+            sums = {"pg_loss": 0.0, "pg_clipfrac": 0.0, "ppo_kl": 0.0, "entropy": 0.0, "kl": 0.0}
+            total = 0.0  # the objective backpropagated: pg_loss - entropy_coef * entropy (+ kl_coef * kl)
             # Not sorted by length: pg_loss is a token mean per micro-batch (as in the reference),
             # so length-sorted micro-batches would weigh a long response's tokens less than random
             # ones do. A token cap cuts the shuffled order where the next row would pass it.
@@ -771,11 +806,18 @@ def update_policy(policy, rollouts: pd.DataFrame, process_rewards: pd.DataFrame,
                 adv = pad_values([data.advantages[i] for i in micro], width)
                 pg_loss, diag = ppo_policy_loss(logp, old, adv, mask, clip_ratio=cfg.clip_ratio)
                 ent = masked_mean(entropy, mask)
+                ref = pad_values([data.ref_logprobs[i] for i in micro], width)
+                kl_in_loss = cfg.kl_coef > 0 and cfg.kl_in == "loss"
+                with torch.set_grad_enabled(kl_in_loss):  # measured either way: ppo_stats' kl
+                    kl = masked_mean(kl_penalty(logp, ref, cfg.kl_estimator), mask)
                 weight = len(micro) / len(mb) * scale
-                objective = (pg_loss - cfg.entropy_coef * ent) * weight
+                objective = pg_loss - cfg.entropy_coef * ent
+                if kl_in_loss:
+                    objective = objective + cfg.kl_coef * kl
+                objective = objective * weight
                 trainer.backward(objective * trainer.loss_scale, last=k == len(micros) - 1)
                 total += float(objective.detach())
-                for key, v in (("pg_loss", pg_loss), ("entropy", ent), *diag.items()):
+                for key, v in (("pg_loss", pg_loss), ("entropy", ent), ("kl", kl), *diag.items()):
                     sums[key] += float(v.detach()) * weight
             total, *summed = trainer.all_sum([total, *sums.values()])
             sums = dict(zip(sums, summed))
@@ -791,8 +833,8 @@ def update_policy(policy, rollouts: pd.DataFrame, process_rewards: pd.DataFrame,
     trainer.assert_finite(lambda what: _poisoned("update_policy", iteration, what))
     policy.model, policy.optimizer_state = trainer.finish()
     policy.model = _plain(policy.model, cfg)
-    cols = ["iteration", "epoch", "step", "responses", "pg_loss", "pg_clipfrac", "ppo_kl", "entropy", "grad_norm",
-            "skipped"]
+    cols = ["iteration", "epoch", "step", "responses", "pg_loss", "pg_clipfrac", "ppo_kl", "entropy", "kl",
+            "grad_norm", "skipped"]
     return policy, pd.DataFrame(stats, columns=cols).astype({"skipped": bool})
 
 
@@ -806,7 +848,7 @@ def ppo_metrics(stats: pd.DataFrame) -> dict[str, float]:
     metrics = {"ppo/skipped_steps": float(skipped.sum())}
     if len(taken):
         metrics.update({f"ppo/{k}": float(taken[k].mean())
-                        for k in ("pg_loss", "pg_clipfrac", "ppo_kl", "entropy", "grad_norm")})
+                        for k in ("pg_loss", "pg_clipfrac", "ppo_kl", "entropy", "kl", "grad_norm") if k in taken})
     return metrics
 
 

@@ -104,12 +104,13 @@ def evaluate_prm(prm_out: Checkpoint, prm_eval_set: pd.DataFrame, process_reward
     return table.assign(iteration=iteration), _stepped(m, iteration)
 
 
-def estimate_advantages(prm_rewards: pd.DataFrame, outcomes: pd.DataFrame, prime: PrimeConfig,
-                        iteration: int) -> tuple[pd.DataFrame, dict]:
-    """RLOO returns on process and outcome rewards, combined and whitened."""
+def estimate_advantages(prm_rewards: pd.DataFrame, outcomes: pd.DataFrame, process_rewards: pd.DataFrame,
+                        prime: PrimeConfig, iteration: int) -> tuple[pd.DataFrame, dict]:
+    """Returns and advantages by ``prime.advantage_estimator`` (RLOO on process and outcome rewards,
+    combined and whitened, by default); ``process_rewards`` carries the log-probs of a KL in the reward."""
     m: dict[str, float] = {}
     with _timed(m, "estimate_advantages"):
-        adv = stages.estimate_advantages(prm_rewards, outcomes, prime)
+        adv = stages.estimate_advantages(prm_rewards, outcomes, prime, process_rewards)
     m.update(stages.advantage_metrics(adv))
     return adv, _stepped(m, iteration)
 

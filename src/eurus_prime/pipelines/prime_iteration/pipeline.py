@@ -41,7 +41,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         node(nodes.evaluate_prm, ["prm_out", "prm_eval_set", "process_rewards", "rollouts", "outcomes",
                                   "params:prm_eval", CFG, IT],
              ["prm_eval", "prime_prm_eval_metrics"], name="evaluate_prm"),
-        node(nodes.estimate_advantages, ["prm_rewards", "outcomes", CFG, IT],
+        node(nodes.estimate_advantages, ["prm_rewards", "outcomes", "process_rewards", CFG, IT],
              ["advantages", "prime_adv_metrics"], name="estimate_advantages"),
         node(nodes.update_policy, ["policy_in", "rollouts", "process_rewards", "advantages", CFG, IT],
              ["policy_out", "ppo_stats", "prime_ppo_metrics"], name="update_policy"),
