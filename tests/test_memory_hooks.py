@@ -4,9 +4,9 @@ that does not, through a real Kedro runner; no metric where the peak counter can
 from __future__ import annotations
 
 import logging
+import mmap
 from pathlib import Path
 
-import numpy as np
 import pytest
 from kedro.framework.hooks.manager import _create_hook_manager
 from kedro.io import DataCatalog, MemoryDataset
@@ -22,9 +22,14 @@ MB = 2**20
 
 
 def allocate_200mb(x: int) -> int:
-    buf = np.ones(200 * MB // 8)  # touched: resident, not just reserved
-    total = int(buf[::4096].sum())
-    del buf
+    # A fresh anonymous mapping, every page written: 200 MB of new resident memory whatever the
+    # allocator holds already (after many tests, malloc may serve even a large request from freed
+    # heap that is still resident, and the peak would not move).
+    buf = mmap.mmap(-1, 200 * MB)
+    for offset in range(0, 200 * MB, 4096):
+        buf[offset] = 1
+    total = sum(buf[o] for o in range(0, 200 * MB, 4096 * 1024))
+    buf.close()
     return x + (total > 0)
 
 
