@@ -528,3 +528,18 @@ def test_nothing_survives_into_the_next_program(info, leave):
         assert first.server is not None and second.server == first.server  # same sandbox, cleaned
     if info.kind == "bwrap" and leave == "state":
         assert second.server != first.server  # the IPC object tainted that sandbox: a fresh one ran B
+
+
+def test_a_failing_fork_server_falls_back_to_a_one_shot_sandbox(monkeypatch, caplog):
+    info = sandbox.sandbox_info()
+    if info.kind != "bwrap" or not info.drop_uid:
+        pytest.skip("the fork server runs only with bwrap, as root")
+
+    def broken(_info):
+        raise sandbox.ServerDied("simulated: the server did not start")
+
+    sandbox.shutdown_servers()
+    monkeypatch.setattr(sandbox, "_ForkServer", broken)
+    result = sandbox.run_python("print('judged')", b"", 10.0, 5, sandbox.Limits(), info=info)
+    assert result.stdout.strip() == b"judged" and result.server is None
+    assert "fork server failed" in caplog.text

@@ -385,7 +385,13 @@ def run_python(harness: str, stdin: bytes, wall_timeout: float, cpu_seconds: int
     misbehaviour. ``bare=True`` runs the same harness with no sandbox at all (benchmarks only)."""
     info = info or sandbox_info()
     if info.kind == "bwrap" and info.drop_uid and not bare and use_fork_server():
-        return _run_in_server(harness, stdin, wall_timeout, cpu_seconds, limits, info)
+        try:
+            return _run_in_server(harness, stdin, wall_timeout, cpu_seconds, limits, info)
+        except (RuntimeError, ServerDied, OSError) as exc:
+            # The one-shot path below passed the probe: no program goes unjudged for want of a
+            # server (each program still gets the full isolation, only slower).
+            log.warning("code sandbox: the fork server failed (%s); this program runs in a one-shot "
+                        "sandbox", exc)
     slot = _UidSlot() if (info.drop_uid and not bare) else None
     uid = slot.uid if slot else None
     workdir = None
