@@ -175,7 +175,7 @@ def _prefix_binds() -> list[str]:
             parts = p.strip("/").split("/")[:-1]
             for k in range(1, len(parts) + 1):
                 anc = "/" + "/".join(parts[:k])
-                if anc not in ("/usr", "/etc") and not anc.startswith("/usr/"):
+                if anc not in ("/usr", "/etc", "/tmp") and not anc.startswith("/usr/"):
                     out += ["--perms", "0755", "--dir", anc]
             out += ["--ro-bind", p, p]
     return out
@@ -194,9 +194,11 @@ def bwrap_argv(bwrap: str, root: bool) -> list[str]:
             argv += ["--ro-bind", host, host]
     if os.path.isdir("/etc"):
         argv += ["--ro-bind", "/etc", "/etc"]
+    # The private /tmp first: an interpreter that lives under /tmp (a checkout or venv there) is
+    # bound on top of it, not hidden by it.
+    argv += ["--perms", "1777", "--size", str(TMPFS_BYTES), "--tmpfs", "/tmp"]
     argv += _prefix_binds()
-    argv += ["--proc", "/proc", "--dev", "/dev",
-             "--perms", "1777", "--size", str(TMPFS_BYTES), "--tmpfs", "/tmp", "--chdir", "/tmp"]
+    argv += ["--proc", "/proc", "--dev", "/dev", "--chdir", "/tmp"]
     if root:
         # Only what the harness needs to drop to the sandbox uid; all other caps are dropped.
         argv += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
@@ -534,30 +536,36 @@ def clean(uid, files=True):
                     os.kill(-1, signal.SIGKILL)
                 except (ProcessLookupError, PermissionError):
                     break
-            for top in ("/tmp",) if files else ():
-                for root, dirs, files in os.walk(top, topdown=False):
-                    for name in files + dirs:
-                        path = os.path.join(root, name)
-                        try:
-                            if not os.path.islink(path) and os.path.isdir(path):
-                                os.chmod(path, 0o700); os.rmdir(path)
-                            else:
-                                os.unlink(path)
-                        except OSError:
-                            pass
-                for root, dirs, files in os.walk(top, topdown=True):  # a chmod 000 dir: open it up
-                    for name in dirs:
-                        try:
-                            os.chmod(os.path.join(root, name), 0o700)
-                        except OSError:
-                            pass
-                for root, dirs, files in os.walk(top, topdown=False):
-                    for name in files + dirs:
-                        path = os.path.join(root, name)
-                        try:
-                            (os.rmdir if os.path.isdir(path) and not os.path.islink(path) else os.unlink)(path)
-                        except OSError:
-                            pass
+            # Only what appeared since the sandbox started: the mount points of the interpreter's
+            # own prefix, when it lives under /tmp, are root's, read-only and left alone.
+            tops = [os.path.join("/tmp", n) for n in os.listdir("/tmp") if n not in BASE["/tmp"]] if files else []
+            for top in tops:
+                if os.path.islink(top) or not os.path.isdir(top):
+                    try:
+                        os.unlink(top)
+                    except OSError:
+                        pass
+                    continue
+                for _ in range(2):  # the second pass after opening up chmod-000 directories
+                    for root, dirs, names in os.walk(top, topdown=True):
+                        for name in dirs:
+                            try:
+                                os.chmod(os.path.join(root, name), 0o700)
+                            except OSError:
+                                pass
+                    for root, dirs, names in os.walk(top, topdown=False):
+                        for name in names + dirs:
+                            path = os.path.join(root, name)
+                            try:
+                                (os.rmdir if os.path.isdir(path) and not os.path.islink(path) else os.unlink)(path)
+                            except OSError:
+                                pass
+                    try:
+                        os.chmod(top, 0o700)
+                        os.rmdir(top)
+                        break
+                    except OSError:
+                        pass
         finally:
             os._exit(0)
     os.waitpid(pid, 0)
@@ -577,7 +585,7 @@ def leftovers(uid):
                 pass
     for d in ("/tmp", "/dev/shm"):
         try:
-            found += ["file %s/%s" % (d, n) for n in os.listdir(d)]
+            found += ["file %s/%s" % (d, n) for n in os.listdir(d) if n not in BASE[d]]
         except OSError:
             pass
     for kind in ("shm", "sem", "msg"):
@@ -652,6 +660,7 @@ def run(req, code, data):
             "tainted": leftovers(req["uid"]), "server": TOKEN}
 
 codes = {}
+BASE = {d: set(os.listdir(d)) if os.path.isdir(d) else set() for d in ("/tmp", "/dev/shm")}
 TOKEN = os.urandom(8).hex()  # tells one sandbox from the next (every zygote is pid 2 in its own)
 send({"ready": TOKEN})
 while True:
