@@ -493,7 +493,9 @@ seen = []
 for top in ("/tmp", "/dev/shm"):
     for root, dirs, files in os.walk(top):
         seen += [os.path.join(root, n) for n in dirs + files if "{MARKER}" in n]
-seen += ["cwd " + n for n in os.listdir(".")]  # a fresh working directory
+# a fresh working directory (root's entries are the sandbox's own mount points, e.g. of a venv
+# that lives under /tmp)
+seen += ["cwd " + n for n in os.listdir(".") if os.lstat(n).st_uid != 0]
 for pid in filter(str.isdigit, os.listdir("/proc")):
     try:
         cmd = open("/proc/%s/cmdline" % pid, "rb").read()
