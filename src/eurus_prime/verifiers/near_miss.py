@@ -20,16 +20,10 @@ from __future__ import annotations
 import random
 from fractions import Fraction
 
+from eurus_prime.verifiers.math import _terminates
+
 ROUNDED_DECIMALS = 6  #: places of the rounded-decimal equivalent of a non-terminating fraction
 DENOMINATORS = (2, 3, 4, 6, 7, 8, 9, 11, 12, 16, 25, 40)
-
-
-def _terminates(q: Fraction) -> bool:
-    d = q.denominator
-    for p in (2, 5):
-        while d % p == 0:
-            d //= p
-    return d == 1
 
 
 def decimal_text(q: Fraction, places: int | None = None) -> str:
