@@ -24,8 +24,8 @@ def test_corpus_covers_magnitudes_forms_and_both_labels():
 
 @pytest.mark.parametrize("expected", [True, False], ids=["equivalents", "near_misses"])
 def test_grader_on_corpus(expected):
-    wrong = [(a, t, kind, grade_math("\\boxed{%s}" % a, t).rule) for a, t, e, kind in ROWS
-             if e is expected and grade_math("\\boxed{%s}" % a, t).correct is not expected]
+    graded = [(a, t, kind, grade_math("\\boxed{%s}" % a, t)) for a, t, e, kind in ROWS if e is expected]
+    wrong = [(a, t, kind, v.rule) for a, t, kind, v in graded if v.correct is not expected]
     assert not wrong, f"{len(wrong)} misgraded, e.g. {wrong[:5]}"
 
 

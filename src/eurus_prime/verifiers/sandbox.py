@@ -421,11 +421,13 @@ def run_python(harness: str, stdin: bytes, wall_timeout: float, cpu_seconds: int
                                 stderr=subprocess.PIPE, cwd=cwd, env={}, start_new_session=True,
                                 close_fds=True)
         timed_out = False
+        reaper = None
         if uid is not None and info.kind != "bwrap" and not bare:
             # A process the program left behind may hold its pipes open: once the program has
             # exited, end every process of its uid, so that reading the pipes does not wait on it.
-            threading.Thread(target=lambda: (proc.wait(), kill_uid(uid)), daemon=True,
-                             name="sandbox-reaper").start()
+            reaper = threading.Thread(target=lambda: (proc.wait(), kill_uid(uid)), daemon=True,
+                                      name="sandbox-reaper")
+            reaper.start()
         try:
             out, err = proc.communicate(stdin, timeout=wall_timeout)
         except subprocess.TimeoutExpired:
@@ -438,7 +440,11 @@ def run_python(harness: str, stdin: bytes, wall_timeout: float, cpu_seconds: int
                 proc.wait()
         wall = time.monotonic() - t0
         _killpg(proc.pid)  # anything left in the session (fall-back)
-        if uid is not None and (info.kind != "bwrap" or timed_out or proc.returncode != 0):
+        if reaper is not None:
+            # Its kill_uid ran once the program exited: wait for it (the uid slot must not be
+            # released while it kills) rather than run a second one.
+            reaper.join()
+        elif uid is not None and (info.kind != "bwrap" or timed_out or proc.returncode != 0):
             kill_uid(uid)
         return RunResult(out, err, proc.returncode, timed_out, wall, uid)
     finally:
