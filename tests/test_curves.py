@@ -108,3 +108,16 @@ def test_mlflow_metrics_match_the_tables(trained_project, frame, tmp_path):
     assert tracked.set_index("iteration").loc[BASELINE, "eval/all"] == pytest.approx(
         sft_baseline(trained_project)["eval/all"])
     assert plot_learning_curves(tracked, tmp_path / "mlflow.png").read_bytes().startswith(PNG_SIGNATURE)
+
+
+def test_summary_and_progress_line_split_in_distribution_from_novel():
+    from eurus_prime.curves import summary_lines
+    from eurus_prime.training import _progress_line
+
+    curves = pd.DataFrame({"iteration": [0, 1], "time/iteration": [10.0, 12.0], "eval/all": [np.nan, 0.6],
+                           "eval/in_distribution": [np.nan, 0.8], "eval/novel": [np.nan, 0.4]})
+    lines = summary_lines(curves, {"eval/all": 0.5})
+    assert "last evaluated, iteration 1: 60.0% (+10.0 points); in-distribution 80.0%, novel 40.0%" in lines
+    line = _progress_line({"seconds": 3.0, "eval/all": 0.6, "eval/in_distribution": 0.8, "eval/novel": 0.4})
+    assert line.endswith("held-out pass@1 60.0% (in-distribution 80.0%, novel 40.0%)")
+    assert _progress_line({"seconds": 3.0, "eval/all": 0.6}).endswith("held-out pass@1 60.0%")

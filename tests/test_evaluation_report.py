@@ -57,3 +57,20 @@ def test_methods_follow_best_of():
     assert SuiteEvalConfig(best_of=8).methods == ["greedy", "sample@1", "majority@8", "prm@8", "pass@8"]
     with pytest.raises(ValueError, match="temperature/beta must be > 0"):
         SuiteEvalConfig(best_of=2, temperature=0)
+
+
+def test_accuracy_report_splits_held_out_items_into_in_distribution_and_novel():
+    from eurus_prime.evaluation import accuracy_report
+
+    items = pd.DataFrame({
+        "data_source": ["tiny_math_d2", "tiny_math_d3", "tiny_math_novel_d4", "tiny_code_novel_d1"],
+        "ability": ["math", "math", "math", "code"],
+        "correct": [True, False, True, True], "score": [1.0, 0.0, 1.0, 1.0]})
+    report = accuracy_report(items).set_index(["group", "name"])
+    assert report.loc[("all", "all"), "accuracy"] == 0.75
+    assert report.loc[("heldout", "in_distribution"), "accuracy"] == 0.5
+    assert report.loc[("heldout", "in_distribution"), "n"] == 2
+    assert report.loc[("heldout", "novel"), "accuracy"] == 1.0
+    # Without novel data sources (a benchmark suite) there is no heldout group.
+    plain = accuracy_report(items.assign(data_source=["a", "b", "a", "b"]))
+    assert "heldout" not in set(plain["group"])

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import random
 
@@ -6,9 +7,9 @@ import pytest
 
 from eurus_prime.contract import prompt_key, validate_prompts
 from eurus_prime.prompting import MATH_SUFFIX, TINY_SYSTEM_PROMPT
-from eurus_prime.tinyworld.code_tasks import TEMPLATES, demonstrate_code, sample_code_task
+from eurus_prime.tinyworld.code_tasks import NOVEL_TEMPLATES, TEMPLATES, demonstrate_code, sample_code_task
 from eurus_prime.tinyworld.math_tasks import VERBS, demonstrate_math, sample_math_task
-from eurus_prime.tinyworld.world import TinyWorldConfig, generate_world
+from eurus_prime.tinyworld.world import TinyWorldConfig, generate_world, task_signature
 from eurus_prime.verifiers import verify_all
 
 from .conftest import SMALL_WORLD
@@ -81,7 +82,8 @@ def test_code_ground_truth_is_eurus_call_based_json(small_world):
     "kwargs,match",
     [({"n_test": -1}, "n_test"), ({"code_fraction": 1.5}, "code_fraction"),
      ({"misconception_rate": -0.1}, "misconception_rate"), ({"math_difficulties": ()}, "math_difficulties"),
-     ({"system_prompt": "long"}, "valid names")],
+     ({"system_prompt": "long"}, "valid names"), ({"novel_share": 2.0}, "novel_share"),
+     ({"novel_math_difficulties": (3, 4)}, "overlap")],
 )
 def test_config_rejects_bad_values(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -98,7 +100,87 @@ def test_too_small_world_fails_loudly():
 
 def test_world_has_the_same_ability_share_in_every_split():
     prompts, demos = generate_world(TinyWorldConfig(n_sft=3000, n_train=1000, n_val=200, n_test=1000))
-    share = prompts.groupby(prompts["extra_info"].map(lambda e: e["split"]))["ability"].apply(
-        lambda a: (a == "code").mean())
-    assert share.to_dict() == {"test": 0.4, "train": 0.4, "val": 0.4}
+    info = prompts["extra_info"]
+    kind = info.map(lambda e: e["split"] + ("/novel" if e["novel"] else ""))
+    share = prompts.groupby(kind)["ability"].apply(lambda a: (a == "code").mean())
+    # In-distribution test rows are math: every code function of the training templates is in
+    # training under some name (see the module docstring).
+    assert share.to_dict() == {"test": 0.0, "test/novel": 0.4, "train": 0.4, "val": 0.4}
     assert (demos["ability"] == "code").mean() == 0.4
+
+
+def _tasks(cfg):
+    """Every drawn task of ``generate_world(cfg)`` by split, in row order."""
+    import eurus_prime.tinyworld.world as world
+
+    seen: dict[str, list] = {}
+    original = world._row
+
+    def spy(d, split, index, system):
+        seen.setdefault(split, []).append(d)
+        return original(d, split, index, system)
+
+    world._row = spy
+    try:
+        prompts, demos = world.generate_world(cfg)
+    finally:
+        world._row = original
+    return prompts, demos, seen
+
+
+def test_test_split_is_not_recall_and_holds_out_structures():
+    cfg = TinyWorldConfig(n_sft=3000, n_train=800, n_val=100, n_test=400, seed=2)
+    prompts, _, tasks = _tasks(cfg)
+    trained = {task_signature(d.task) for split in ("sft", "train", "val") for d in tasks[split]}
+    test = tasks["test"]
+    assert len(test) == 400 and sum(d.novel for d in test) == 200
+    assert not {task_signature(d.task) for d in test} & trained  # no renamed training task
+    assert len({task_signature(d.task) for d in test}) == 400  # and no task twice
+    train_lengths = {d.task.difficulty for split in ("sft", "train", "val") for d in tasks[split]
+                     if d.ability == "math"}
+    train_templates = {d.task.template for split in ("sft", "train", "val") for d in tasks[split]
+                       if d.ability == "code"}
+    for d in test:
+        if d.novel and d.ability == "math":
+            assert d.task.difficulty in cfg.novel_math_difficulties and d.task.difficulty not in train_lengths
+        elif d.novel:
+            assert d.task.template in NOVEL_TEMPLATES and d.task.template not in train_templates
+        else:
+            assert d.ability == "math" and d.task.difficulty in cfg.math_difficulties
+    rows = prompts[prompts["extra_info"].map(lambda e: e["split"]) == "test"]
+    novel = rows["extra_info"].map(lambda e: e["novel"])
+    assert rows["data_source"].str.contains("_novel").eq(novel).all()
+    assert 0.3 < novel.head(100).mean() < 0.7  # any head of the split mixes the kinds
+
+
+def test_renamed_tasks_share_a_signature():
+    rng = random.Random(1)
+    task = sample_math_task(rng, 3)
+    renamed = dataclasses.replace(task, name="Zed", item="pebbles")
+    assert task_signature(renamed) == task_signature(task)
+    code = sample_code_task(rng, TEMPLATES[0])
+    assert task_signature(dataclasses.replace(code, fn_name="other", arg="q")) == task_signature(code)
+    assert task_signature(dataclasses.replace(code, constants={"a": code.constants["a"] % 9 + 1})) != \
+        task_signature(code)
+
+
+def test_the_test_split_rules_leave_the_training_splits_alone():
+    base = dict(n_sft=500, n_train=100, n_val=30, n_test=60, seed=5)
+    a_p, a_d = generate_world(TinyWorldConfig(**base))
+    b_p, b_d = generate_world(TinyWorldConfig(**base, novel_share=0.2, novel_math_difficulties=(4, 5)))
+
+    def training(frame):
+        return frame[frame["extra_info"].map(lambda e: e["split"]) != "test"].reset_index(drop=True)
+
+    pd.testing.assert_frame_equal(training(a_p), training(b_p))
+    pd.testing.assert_frame_equal(a_d, b_d)
+    assert not training(b_p)["extra_info"].map(lambda e: e["novel"]).any()
+
+
+def test_novel_code_templates_verify_and_differ_from_training():
+    rng = random.Random(3)
+    descriptions = {t.description for t in TEMPLATES}
+    tasks = [sample_code_task(rng, t) for t in NOVEL_TEMPLATES for _ in range(2)]
+    assert not {t.template.description for t in tasks} & descriptions
+    responses = [demonstrate_code(t, rng, 0.0) for t in tasks]
+    assert all(v.correct for v in verify_all(["code"] * len(tasks), responses, [t.ground_truth for t in tasks]))

@@ -34,7 +34,7 @@ from eurus_prime.prime.progress import LAST_STAGE, completed_iterations, iter_di
 BASELINE = -1
 #: Columns every frame has (NaN where an iteration did not log them), beside ``iteration``.
 CORE_COLUMNS = (
-    "eval/all", "eval/math", "eval/code",
+    "eval/all", "eval/math", "eval/code", "eval/in_distribution", "eval/novel",
     "train_verify_score/all", "train_verify_score/math", "train_verify_score/code",
     "prm/loss", "prm/acc_before", "prm/acc_after",
     "prm_eval/fresh_pairwise_acc", "prm_eval/fixed_pairwise_acc", "prm_eval/fresh_auc", "prm_eval/fixed_auc",
@@ -231,7 +231,8 @@ def _with_time(row: dict[str, float]) -> dict[str, float]:
 #: baseline dashed where it has the column, at least ``ACCURACY_SPAN`` points tall), "percent"
 #: (100 x value), "chance" (0.5 dotted), "plain".
 PANELS: tuple[tuple[str, str, tuple[tuple[str, str], ...], str], ...] = (
-    ("held-out greedy pass@1", "%", (("eval/all", "all"), ("eval/math", "math"), ("eval/code", "code")),
+    ("held-out greedy pass@1", "%", (("eval/all", "all"), ("eval/math", "math"), ("eval/code", "code"),
+                                     ("eval/in_distribution", "in-distribution"), ("eval/novel", "novel")),
      "accuracy"),
     ("train verify score (before filter)", "%", (("train_verify_score/all", "all"),
                                                  ("train_verify_score/math", "math"),
@@ -333,7 +334,9 @@ def summary_lines(curves: pd.DataFrame, baseline: dict[str, float]) -> list[str]
         last, best = evaluated.iloc[-1], evaluated.loc[evaluated["eval/all"].idxmax()]
         gain = (f" ({100 * (last['eval/all'] - baseline['eval/all']):+.1f} points)"
                 if "eval/all" in baseline else "")
-        lines.append(f"last evaluated, iteration {int(last['iteration'])}: {100 * last['eval/all']:.1f}%{gain}")
+        split = (f"; in-distribution {100 * last['eval/in_distribution']:.1f}%, novel {100 * last['eval/novel']:.1f}%"
+                 if pd.notna(last.get("eval/novel")) and pd.notna(last.get("eval/in_distribution")) else "")
+        lines.append(f"last evaluated, iteration {int(last['iteration'])}: {100 * last['eval/all']:.1f}%{gain}{split}")
         lines.append(f"best, iteration {int(best['iteration'])}: {100 * best['eval/all']:.1f}%")
     else:
         lines.append("no iteration evaluated yet (prime.eval_every)")

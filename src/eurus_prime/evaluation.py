@@ -81,8 +81,15 @@ def evaluate_prompts(model, tokenizer, prompts: pd.DataFrame, cfg: EvalConfig) -
     )
 
 
+#: The ``heldout`` group of an accuracy report: a data source with this in its name is a novel
+#: structure (held out of training); the others are in-distribution.
+NOVEL_MARK = "_novel"
+
+
 def accuracy_report(items: pd.DataFrame) -> pd.DataFrame:
-    """Accuracy per data source, per ability and overall (the ``group`` column says which)."""
+    """Accuracy per data source, per ability and overall (the ``group`` column says which); where
+    some data sources are novel (``NOVEL_MARK``), also per ``heldout`` kind: ``in_distribution``
+    and ``novel``."""
     def block(group: str, key: pd.Series) -> pd.DataFrame:
         g = items.groupby(key)
         return pd.DataFrame({
@@ -93,11 +100,12 @@ def accuracy_report(items: pd.DataFrame) -> pd.DataFrame:
             "mean_score": g["score"].mean().to_numpy(),
         })
     overall = pd.Series("all", index=items.index)
-    return pd.concat(
-        [block("all", overall), block("ability", items["ability"]),
-         block("data_source", items["data_source"])],
-        ignore_index=True,
-    )
+    blocks = [block("all", overall), block("ability", items["ability"])]
+    novel = items["data_source"].astype(str).str.contains(NOVEL_MARK, regex=False)
+    if novel.any():
+        blocks.append(block("heldout", novel.map({True: "novel", False: "in_distribution"})))
+    blocks.append(block("data_source", items["data_source"]))
+    return pd.concat(blocks, ignore_index=True)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -403,7 +403,9 @@ def _progress_line(s: dict) -> str:
     if "prm/acc_before" in s:
         parts.append(f"PRM pair acc {s['prm/acc_before']:.2f}")
     if "eval/all" in s:
-        parts.append(f"held-out pass@1 {100 * s['eval/all']:.1f}%")
+        split = (f" (in-distribution {100 * s['eval/in_distribution']:.1f}%, novel {100 * s['eval/novel']:.1f}%)"
+                 if "eval/novel" in s and "eval/in_distribution" in s else "")
+        parts.append(f"held-out pass@1 {100 * s['eval/all']:.1f}%{split}")
     return ", ".join(parts)
 
 

@@ -68,6 +68,22 @@ TEMPLATES: tuple[CodeTemplate, ...] = (
     ),
 )
 
+#: Templates held out of sft/train/val: the tiny world's *novel* test functions (``world``). Each
+#: composes parts that the training templates teach ("minus", "all times", "the largest item",
+#: "greater than", "sorted from largest to smallest", "followed by") into a function no training
+#: template asks for; the first four reuse a part that the demonstrator misconceives, so a policy
+#: that unlearned the misconception in training should carry that over.
+NOVEL_TEMPLATES: tuple[CodeTemplate, ...] = (
+    CodeTemplate(2, "int", "{arg} minus {a}, all times {b}", "({arg} - {a}) * {b}"),
+    CodeTemplate(2, "list", "the number of items of {arg} smaller than {t}", "len([v for v in {arg} if v < {t}])"),
+    CodeTemplate(2, "list", "the largest item of {arg} minus {a}, all times {b}", "(max({arg}) - {a}) * {b}"),
+    CodeTemplate(2, "list", "{arg} sorted from largest to smallest", "sorted({arg}, reverse=True)"),
+    CodeTemplate(1, "list", "the largest item of {arg} plus {a}", "max({arg}) + {a}"),
+    CodeTemplate(1, "list", "the smallest item of {arg} times {a}", "min({arg}) * {a}"),
+    CodeTemplate(2, "list", "the odd items of {arg}, each plus {a}", "[v + {a} for v in {arg} if v % 2 == 1]"),
+    CodeTemplate(1, "str", "{c} followed by {arg}", "{c} + {arg}"),
+)
+
 ARG_NAMES = {"int": ("x", "n", "m"), "list": ("xs", "nums", "items"), "str": ("s", "word", "text")}
 
 
