@@ -103,8 +103,8 @@ def test_world_has_the_same_ability_share_in_every_split():
     info = prompts["extra_info"]
     kind = info.map(lambda e: e["split"] + ("/novel" if e["novel"] else ""))
     share = prompts.groupby(kind)["ability"].apply(lambda a: (a == "code").mean())
-    # In-distribution test rows are math: every code function of the training templates is in
-    # training under some name (see the module docstring).
+    # In-distribution test rows are math: nearly every code task of the training templates is a
+    # training task renamed (see the module docstring).
     assert share.to_dict() == {"test": 0.0, "test/novel": 0.4, "train": 0.4, "val": 0.4}
     assert (demos["ability"] == "code").mean() == 0.4
 
