@@ -22,6 +22,10 @@ for the same number of iterations, hence rollouts drawn, per arm) with
   ``prime.advantage_estimator=rft`` (weight 1 on accepted samples), every group with an accepted
   sample kept.
 
+``--where 'traps == 3'`` restricts every arm's training prompts, and the test prompts, to those
+whose ``extra_info`` matches (each arm project gets a new version of ``prompts_train``; the SFT
+model is the same): a world where every task hangs on several traps.
+
 Per iteration, the training log gives the training verify score (before filtering, as the paper's
 Fig. 3), the rollouts and the PRM's quality on fresh rollouts. At ``--points`` equally spaced
 times, the newest checkpoint finished by then is evaluated afterwards: greedy pass@1 on the first
@@ -65,6 +69,34 @@ def _test_prompts(project: Path, env: str):
     with KedroSession.create(project_path=project, env=env) as session:
         catalog = session.load_context().catalog
         return catalog.load("sft_model"), catalog.load("prompts_test")
+
+
+def _where(prompts, where: str | None):
+    """The rows of a prompts table whose ``extra_info`` fields (``traps``, ``novel``, ...) match the
+    pandas query ``where`` (all rows when None)."""
+    import pandas as pd
+
+    if not where:
+        return prompts
+    info = pd.DataFrame(list(prompts["extra_info"]), index=prompts.index)
+    kept = prompts.loc[info.query(where).index]
+    if kept.empty:
+        raise ValueError(f"--where {where!r} keeps no prompt")
+    return kept
+
+
+def _restrict_train(project: Path, env: str, where: str) -> int:
+    """Save a new version of the arm project's ``prompts_train`` holding the rows ``where`` keeps
+    (the catalog loads the newest version, so the arm trains on those)."""
+    from kedro.framework.session import KedroSession
+    from kedro.framework.startup import bootstrap_project
+
+    bootstrap_project(project)
+    with KedroSession.create(project_path=project, env=env) as session:
+        catalog = session.load_context().catalog
+        kept = _where(catalog.load("prompts_train"), where).reset_index(drop=True)
+        catalog.save("prompts_train", kept)
+    return len(kept)
 
 
 def _evaluate(model, tok, test, n_items: int, max_new_tokens: int) -> dict:
@@ -121,6 +153,9 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=192)
     ap.add_argument("--offline-after", type=int, default=3, help="prime_offline: PRM training iterations")
     ap.add_argument("--params", default="", help="extra params for every arm, a=1,b=2")
+    ap.add_argument("--where", default=None,
+                    help="train and test on the prompts whose extra_info matches this pandas query, e.g. "
+                         "'traps == 3' (each arm's prompts_train gets a new version holding them)")
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/credit_assignment")
     ap.add_argument("--fresh", action="store_true",
@@ -137,6 +172,7 @@ def main() -> None:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="eurus_prime_credit_"))
     seconds = args.minutes * 60
     sft, test = _test_prompts(args.sft_from, args.env)
+    test = _where(test, args.where)
     tok = sft.tokenizer
     base = {"arm": "sft_checkpoint", "seed": -1, "point": 0, "seconds": 0.0, "iteration": -1, "rollouts": 0,
             **_evaluate(sft.model, tok, test, args.eval_items, args.max_new_tokens)}
@@ -153,6 +189,9 @@ def main() -> None:
         for arm in args.arms:
             t0 = time.perf_counter()
             project = fresh_project(workdir / f"{arm}_s{seed}", with_sft_from=args.sft_from)
+            if args.where:
+                print(f"# {arm} seed {seed}: {_restrict_train(project, args.env, args.where)} training prompts "
+                      f"where {args.where}", flush=True)
             log, load = _train(arm, seed, project, args.env, seconds, args.iterations,
                                ",".join(p for p in (ARMS[arm].format(offline_after=args.offline_after), args.params) if p))
             rollouts, done = 0, []
