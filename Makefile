@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 export KEDRO_DISABLE_TELEMETRY := 1
 
-.PHONY: setup train test test-fast
+.PHONY: setup train test test-fast lint format
 
 $(VENV)/.installed: pyproject.toml constraints-cpu.txt
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -27,3 +27,14 @@ test: setup
 # The edit-test loop: everything but the end-to-end runs of real pipelines (marked slow).
 test-fast: setup
 	$(VENV)/bin/python -m pytest -m "not slow"
+
+# Lint: ruff (rules and formatting, pyproject.toml [tool.ruff]) and mypy, strict on core/ and prime/.
+lint: setup
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/mypy
+
+# Apply ruff's fixes and formatting.
+format: setup
+	$(VENV)/bin/ruff check --fix src tests benchmarks
+	$(VENV)/bin/ruff format src tests benchmarks

@@ -12,8 +12,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 #: What a copy needs to skip the bootstrap: the world, the SFT model and its evaluation.
 SFT_ARTIFACTS = (
-    "data/01_raw", "data/02_primary", "data/06_models/sft_model", "data/06_models/tokenizer",
-    "data/07_model_output/sft_eval_items.parquet", "data/08_reporting/sft_eval_report.parquet",
+    "data/01_raw",
+    "data/02_primary",
+    "data/06_models/sft_model",
+    "data/06_models/tokenizer",
+    "data/07_model_output/sft_eval_items.parquet",
+    "data/08_reporting/sft_eval_report.parquet",
     "data/05_rollouts/prm_eval_set.parquet",
 )
 
@@ -75,7 +79,7 @@ class LoadMonitor:
             try:
                 with open(f"/proc/{pid}/stat") as f:
                     data = f.read()
-                rest = data[data.rindex(")") + 2:].split()  # fields 3.. (the name may hold spaces)
+                rest = data[data.rindex(")") + 2 :].split()  # fields 3.. (the name may hold spaces)
                 out[(pid, int(rest[19]))] = (int(rest[1]), (int(rest[11]) + int(rest[12])) / tick)
             except (OSError, ValueError, IndexError):
                 continue
@@ -108,7 +112,7 @@ class LoadMonitor:
             self._sample()
             self.samples.append(os.getloadavg()[0])
 
-    def __enter__(self) -> "LoadMonitor":
+    def __enter__(self) -> LoadMonitor:
         self._seen_at_start: set[tuple[int, int]] = set()
         self._sample(first=True)
         self._t0 = time.perf_counter()
@@ -125,5 +129,9 @@ class LoadMonitor:
 
     def summary(self) -> dict:
         s = self.samples or [os.getloadavg()[0]]
-        return {"load_mean": round(sum(s) / len(s), 2), "load_max": round(max(s), 2), "cpus": os.cpu_count(),
-                "other_cores": None if self.other_cores is None else round(self.other_cores, 2)}
+        return {
+            "load_mean": round(sum(s) / len(s), 2),
+            "load_max": round(max(s), 2),
+            "cpus": os.cpu_count(),
+            "other_cores": None if self.other_cores is None else round(self.other_cores, 2),
+        }

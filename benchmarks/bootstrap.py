@@ -55,8 +55,9 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=4)
     ap.add_argument("--keep", type=Path, default=None, help="keep the benchmark project here")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/bootstrap")
-    ap.add_argument("--reuse", action="store_true",
-                    help="with --keep: reuse that project's bootstrap (and its measured time)")
+    ap.add_argument(
+        "--reuse", action="store_true", help="with --keep: reuse that project's bootstrap (and its measured time)"
+    )
     args = ap.parse_args()
     os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
 
@@ -68,8 +69,9 @@ def main() -> None:
         project = fresh_project(workdir)
         kedro = str(Path(sys.executable).with_name("kedro"))
         start = time.perf_counter()
-        subprocess.run([kedro, "run", "--pipelines=bootstrap", *(["--env", args.env] if args.env else [])],
-                       cwd=project, check=True)
+        subprocess.run(
+            [kedro, "run", "--pipelines=bootstrap", *(["--env", args.env] if args.env else [])], cwd=project, check=True
+        )
         bootstrap_s = time.perf_counter() - start
         timing.write_text(f"{bootstrap_s:.1f}\n")
 
@@ -97,8 +99,9 @@ def main() -> None:
         "machine": {"cores": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__},
         "bootstrap_seconds": round(bootstrap_s, 1),
         "sft_accuracy": acc(report),
-        "sft_accuracy_by_source": {r.name: round(float(r.accuracy), 4) for r in report.itertuples()
-                                   if r.group == "data_source"},
+        "sft_accuracy_by_source": {
+            r.name: round(float(r.accuracy), 4) for r in report.itertuples() if r.group == "data_source"
+        },
         "n_test": int(report.query("group == 'all'")["n"].item()),
         "control": [],
     }
@@ -106,18 +109,32 @@ def main() -> None:
 
     tok = sft.tokenizer
     prompts = [render_prompt(tok, list(p)) for p in demos["prompt"]]
-    examples = tokenize_demonstrations(tok, prompts, demos["response"].tolist(),
-                                       sft.model.config.max_position_embeddings)
+    examples = tokenize_demonstrations(
+        tok, prompts, demos["response"].tolist(), sft.model.config.max_position_embeddings
+    )
     for seed in args.seeds:
         model = copy.deepcopy(sft.model)
-        cfg = dataclasses.replace(sft_cfg, **{"lr": sft_cfg.lr * args.control_lr_ratio, "min_lr_ratio": 1.0,
-                           "warmup_fraction": 0.0, "epochs": 100.0, "seed": 1000 + seed,
-                           "max_seconds": args.control_seconds, "eval_every": 10**9})
+        cfg = dataclasses.replace(
+            sft_cfg,
+            **{
+                "lr": sft_cfg.lr * args.control_lr_ratio,
+                "min_lr_ratio": 1.0,
+                "warmup_fraction": 0.0,
+                "epochs": 100.0,
+                "seed": 1000 + seed,
+                "max_seconds": args.control_seconds,
+                "eval_every": 10**9,
+            },
+        )
         train, val = split_examples(examples, sft_cfg)  # the same held-out demos as the SFT run
         hist = train_sft(model, train, val, tok.pad_token_id, cfg)
         rep = accuracy_report(evaluate_prompts(model, tok, test, eval_cfg))
-        entry = {"seed": seed, "steps": int(hist[-1]["step"]), "accuracy": acc(rep),
-                 "gain_points": round(100 * (acc(rep)["all"] - result["sft_accuracy"]["all"]), 2)}
+        entry = {
+            "seed": seed,
+            "steps": int(hist[-1]["step"]),
+            "accuracy": acc(rep),
+            "gain_points": round(100 * (acc(rep)["all"] - result["sft_accuracy"]["all"]), 2),
+        }
         result["control"].append(entry)
         print(json.dumps(entry), flush=True)
 
@@ -128,20 +145,26 @@ def main() -> None:
     import numpy as np
 
     s = np.stack(sampled)
-    result["headroom"] = {"k": args.k, "sampled_accuracy_t1": round(float(s.mean()), 4),
-                          f"pass@{args.k}_t1": round(float(s.any(axis=0).mean()), 4)}
+    result["headroom"] = {
+        "k": args.k,
+        "sampled_accuracy_t1": round(float(s.mean()), 4),
+        f"pass@{args.k}_t1": round(float(s.any(axis=0).mean()), 4),
+    }
     result["control_seconds"] = args.control_seconds
     result["control_lr"] = sft_cfg.lr * args.control_lr_ratio
-    result["mean_control_gain_points"] = round(float(np.mean([c["gain_points"] for c in result["control"]])), 2) \
-        if result["control"] else None
+    result["mean_control_gain_points"] = (
+        round(float(np.mean([c["gain_points"] for c in result["control"]])), 2) if result["control"] else None
+    )
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
     md = [
-        f"# Bootstrap benchmark ({args.env or 'tiny'} world)", "",
+        f"# Bootstrap benchmark ({args.env or 'tiny'} world)",
+        "",
         f"Command: `python benchmarks/bootstrap.py {'--env ' + args.env + ' ' if args.env else ''}"
         f"--control-seconds {args.control_seconds:g} "
-        f"--seeds {' '.join(map(str, args.seeds))} --k {args.k}`", "",
+        f"--seeds {' '.join(map(str, args.seeds))} --k {args.k}`",
+        "",
         f"- bootstrap wall time: {result['bootstrap_seconds']} s (`kedro run --pipelines=bootstrap"
         f"{' --env ' + args.env if args.env else ''}`)",
         f"- held-out items: {result['n_test']}",
@@ -150,7 +173,9 @@ def main() -> None:
         + ", ".join(f"seed {c['seed']}: {c['gain_points']:+.2f} pts" for c in result["control"]),
         f"- headroom: sampled accuracy at T=1 {100 * result['headroom']['sampled_accuracy_t1']:.1f}%, "
         f"pass@{args.k} at T=1 {100 * result['headroom'][f'pass@{args.k}_t1']:.1f}%",
-        "", "Per data source (SFT greedy):", "",
+        "",
+        "Per data source (SFT greedy):",
+        "",
         *[f"- {k}: {100 * v:.1f}%" for k, v in result["sft_accuracy_by_source"].items()],
     ]
     args.out.with_suffix(".md").write_text("\n".join(md) + "\n")

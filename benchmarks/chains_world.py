@@ -57,8 +57,16 @@ def main() -> None:
     scorer = reasoning_gym.create_dataset("chain_sum", size=1, seed=0)
     for mode, n, temperature in (("greedy", 1, 0.0), ("sampled", args.samples, 1.0)):
         rep = np.repeat(np.arange(len(rows)), n)
-        gens = generate(sft.model, sft.tokenizer, [texts[i] for i in rep], max_new_tokens=max_new,
-                        temperature=temperature, batch_size=128, seed=0, engine="fast")
+        gens = generate(
+            sft.model,
+            sft.tokenizer,
+            [texts[i] for i in rep],
+            max_new_tokens=max_new,
+            temperature=temperature,
+            batch_size=128,
+            seed=0,
+            engine="fast",
+        )
         responses = [g.text for g in gens]
         verdicts = verify_all(["math"] * len(rep), responses, [truths[i] for i in rep])
         labels = process_columns(["chains_"] * len(rep), [texts[i] for i in rep], responses)
@@ -80,7 +88,9 @@ def main() -> None:
             "response_tokens_max": int(max(len(g.token_ids) for g in gens)),
             "steps_mean": round(float((n_arith + 1).mean()), 2),
             "wrong_first_at_trap": round(float(at_trap[wrong].mean()), 4) if wrong.any() else None,
-            "wrong_first_at_output_step": round(float((first[wrong] == n_arith[wrong]).mean()), 4) if wrong.any() else None,
+            "wrong_first_at_output_step": round(float((first[wrong] == n_arith[wrong]).mean()), 4)
+            if wrong.any()
+            else None,
             "first_wrong_step_mean": round(float(first[wrong].mean()), 2) if wrong.any() else None,
             "verifier_agreement_with_reasoning_gym": round(float((correct == np.array(theirs)).mean()), 4),
             "graded": int(len(rep)),
@@ -88,8 +98,14 @@ def main() -> None:
         print(mode, json.dumps(out[mode]), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(out, indent=1) + "\n")
-    lines = ["# The chains world's SFT model", "", f"Command: `{out['command']}`", "",
-             "| | greedy | sampled (T=1) |", "|---|---|---|"]
+    lines = [
+        "# The chains world's SFT model",
+        "",
+        f"Command: `{out['command']}`",
+        "",
+        "| | greedy | sampled (T=1) |",
+        "|---|---|---|",
+    ]
     for key in out["greedy"]:
         lines.append(f"| {key} | {out['greedy'][key]} | {out['sampled'][key]} |")
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")

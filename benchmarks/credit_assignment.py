@@ -49,15 +49,25 @@ from _project import ROOT, LoadMonitor, fresh_project  # noqa: E402
 
 EURUS_PRIME = str(Path(sys.executable).with_name("eurus-prime"))
 RFT = "prime.advantage_estimator=rft,prime.process_coef=0.0,prime.filter_low=0.01,prime.filter_high=1.0"
-ARMS = {"rloo": "prime.process_coef=0.0", "oracle": "prime.process_reward=oracle",
-        "oracle_progress": "prime.process_reward=oracle_progress", "prime": "",
-        "prime_offline": "prime.prm_freeze_after={offline_after}", "rft": RFT,
-        "oracle_local": "prime.process_reward=oracle,prime.process_gamma=0.0"}
-LABELS = {"rloo": "RLOO (outcome only)", "oracle": "oracle: -1 at the first error",
-          "oracle_progress": "oracle: progress before the first error",
-          "oracle_line": "oracle: -1 on the first wrong step's line", "prime": "PRIME (online PRM)",
-          "prime_offline": "PRIME (offline PRM)", "rft": "RFT (rejection sampling)",
-          "oracle_local": "oracle, process returns with gamma 0"}
+ARMS = {
+    "rloo": "prime.process_coef=0.0",
+    "oracle": "prime.process_reward=oracle",
+    "oracle_progress": "prime.process_reward=oracle_progress",
+    "prime": "",
+    "prime_offline": "prime.prm_freeze_after={offline_after}",
+    "rft": RFT,
+    "oracle_local": "prime.process_reward=oracle,prime.process_gamma=0.0",
+}
+LABELS = {
+    "rloo": "RLOO (outcome only)",
+    "oracle": "oracle: -1 at the first error",
+    "oracle_progress": "oracle: progress before the first error",
+    "oracle_line": "oracle: -1 on the first wrong step's line",
+    "prime": "PRIME (online PRM)",
+    "prime_offline": "PRIME (offline PRM)",
+    "rft": "RFT (rejection sampling)",
+    "oracle_local": "oracle, process returns with gamma 0",
+}
 MA = 10  # moving-average window of the training verify score, in iterations (the paper's Fig. 3)
 
 
@@ -104,15 +114,32 @@ def _evaluate(model, tok, test, n_items: int, max_new_tokens: int) -> dict:
 
     items = evaluate_prompts(model, tok, test.head(n_items), EvalConfig(max_new_tokens=max_new_tokens, batch_size=128))
     novel = items["data_source"].str.contains("_novel")
-    return {"acc_all": float(items["correct"].mean()), "acc_id": float(items["correct"][~novel].mean()),
-            "acc_novel": float(items["correct"][novel].mean()), "n_id": int((~novel).sum()), "n_novel": int(novel.sum())}
+    return {
+        "acc_all": float(items["correct"].mean()),
+        "acc_id": float(items["correct"][~novel].mean()),
+        "acc_novel": float(items["correct"][novel].mean()),
+        "n_id": int((~novel).sum()),
+        "n_novel": int(novel.sum()),
+    }
 
 
-def _train(arm: str, seed: int, project: Path, env: str, seconds: float | None, iterations: int | None,
-           params: str) -> tuple[list[dict], dict]:
-    budget = ["--iterations", str(iterations)] if iterations else ["--iterations", "100000", "--time-budget", str(seconds)]
-    cmd = [EURUS_PRIME, "train", "--project", str(project), "--env", env, *budget, "--params",
-           ",".join(p for p in (f"prime.seed={seed},prime.eval_every=0,train.keep_checkpoints=null", params) if p)]
+def _train(
+    arm: str, seed: int, project: Path, env: str, seconds: float | None, iterations: int | None, params: str
+) -> tuple[list[dict], dict]:
+    budget = (
+        ["--iterations", str(iterations)] if iterations else ["--iterations", "100000", "--time-budget", str(seconds)]
+    )
+    cmd = [
+        EURUS_PRIME,
+        "train",
+        "--project",
+        str(project),
+        "--env",
+        env,
+        *budget,
+        "--params",
+        ",".join(p for p in (f"prime.seed={seed},prime.eval_every=0,train.keep_checkpoints=null", params) if p),
+    ]
     # PYTHONPATH: the arm runs the code copied into its project, not the --sft-from project's
     # (Kedro's bootstrap_project puts that one's src/ on this process's PYTHONPATH).
     env_vars = {**os.environ, "TQDM_DISABLE": "1", "KEDRO_DISABLE_TELEMETRY": "1", "PYTHONPATH": str(project / "src")}
@@ -130,12 +157,23 @@ def _policy(project: Path, iteration: int):
     from eurus_prime.datasets.versions import latest_version
     from eurus_prime.prime.progress import next_iter_dir
 
-    return AutoModelForCausalLM.from_pretrained(latest_version(project / "data/06_models/policy" / next_iter_dir(iteration)))
+    return AutoModelForCausalLM.from_pretrained(
+        latest_version(project / "data/06_models/policy" / next_iter_dir(iteration))
+    )
 
 
-ITER_KEYS = ("train_verify_score/all", "rollout/responses", "filter/selected", "prm/loss", "rollout/response_length_mean",
-             *(f"prm_eval/{s}_{k}" for s in ("fresh", "fixed")
-               for k in ("ce", "pairwise_acc", "auc", "localisation", "localisation_f1")))
+ITER_KEYS = (
+    "train_verify_score/all",
+    "rollout/responses",
+    "filter/selected",
+    "prm/loss",
+    "rollout/response_length_mean",
+    *(
+        f"prm_eval/{s}_{k}"
+        for s in ("fresh", "fixed")
+        for k in ("ce", "pairwise_acc", "auc", "localisation", "localisation_f1")
+    ),
+)
 
 
 def main() -> None:
@@ -143,9 +181,13 @@ def main() -> None:
     ap.add_argument("--sft-from", type=Path, default=ROOT, help="a project bootstrapped with --env chains")
     ap.add_argument("--env", default="chains")
     ap.add_argument("--minutes", type=float, default=8.0, help="training wall time of each arm and seed")
-    ap.add_argument("--iterations", type=int, default=None,
-                    help="instead of --minutes: this many iterations per arm and seed (equal rollouts drawn; "
-                         "immune to a busy machine, whose wall times are still recorded)")
+    ap.add_argument(
+        "--iterations",
+        type=int,
+        default=None,
+        help="instead of --minutes: this many iterations per arm and seed (equal rollouts drawn; "
+        "immune to a busy machine, whose wall times are still recorded)",
+    )
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--arms", nargs="+", default=["rloo", "oracle", "prime"], choices=list(ARMS))
     ap.add_argument("--points", type=int, default=4, help="held-out evaluations per arm, equally spaced in time")
@@ -153,13 +195,19 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=192)
     ap.add_argument("--offline-after", type=int, default=3, help="prime_offline: PRM training iterations")
     ap.add_argument("--params", default="", help="extra params for every arm, a=1,b=2")
-    ap.add_argument("--where", default=None,
-                    help="train and test on the prompts whose extra_info matches this pandas query, e.g. "
-                         "'traps == 3' (each arm's prompts_train gets a new version holding them)")
+    ap.add_argument(
+        "--where",
+        default=None,
+        help="train and test on the prompts whose extra_info matches this pandas query, e.g. "
+        "'traps == 3' (each arm's prompts_train gets a new version holding them)",
+    )
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/credit_assignment")
-    ap.add_argument("--fresh", action="store_true",
-                    help="discard the results already in --out (default: keep the arms and seeds this run does not redo)")
+    ap.add_argument(
+        "--fresh",
+        action="store_true",
+        help="discard the results already in --out (default: keep the arms and seeds this run does not redo)",
+    )
     ap.add_argument("--summarise-only", action="store_true", help="rebuild json/md/png from the csv files")
     args = ap.parse_args()
     import pandas as pd
@@ -174,13 +222,25 @@ def main() -> None:
     sft, test = _test_prompts(args.sft_from, args.env)
     test = _where(test, args.where)
     tok = sft.tokenizer
-    base = {"arm": "sft_checkpoint", "seed": -1, "point": 0, "seconds": 0.0, "iteration": -1, "rollouts": 0,
-            **_evaluate(sft.model, tok, test, args.eval_items, args.max_new_tokens)}
+    base = {
+        "arm": "sft_checkpoint",
+        "seed": -1,
+        "point": 0,
+        "seconds": 0.0,
+        "iteration": -1,
+        "rollouts": 0,
+        **_evaluate(sft.model, tok, test, args.eval_items, args.max_new_tokens),
+    }
     rows, iters = [base], []
     if csv.exists() and not args.fresh:  # keep the other arms and seeds already measured
         rerun = {(a, s) for a in args.arms for s in args.seeds}
         old_rows, old_iters = pd.read_csv(csv), pd.read_csv(iters_csv)
-        keep = lambda d: [r for r in d.to_dict("records") if (r["arm"], r["seed"]) not in rerun and r["arm"] != "sft_checkpoint"]
+
+        def keep(d):
+            return [
+                r for r in d.to_dict("records") if (r["arm"], r["seed"]) not in rerun and r["arm"] != "sft_checkpoint"
+            ]
+
         rows, iters = rows + keep(old_rows), keep(old_iters)
     print(json.dumps(base), flush=True)
     csv.parent.mkdir(parents=True, exist_ok=True)
@@ -190,16 +250,34 @@ def main() -> None:
             t0 = time.perf_counter()
             project = fresh_project(workdir / f"{arm}_s{seed}", with_sft_from=args.sft_from)
             if args.where:
-                print(f"# {arm} seed {seed}: {_restrict_train(project, args.env, args.where)} training prompts "
-                      f"where {args.where}", flush=True)
-            log, load = _train(arm, seed, project, args.env, seconds, args.iterations,
-                               ",".join(p for p in (ARMS[arm].format(offline_after=args.offline_after), args.params) if p))
+                print(
+                    f"# {arm} seed {seed}: {_restrict_train(project, args.env, args.where)} training prompts "
+                    f"where {args.where}",
+                    flush=True,
+                )
+            log, load = _train(
+                arm,
+                seed,
+                project,
+                args.env,
+                seconds,
+                args.iterations,
+                ",".join(p for p in (ARMS[arm].format(offline_after=args.offline_after), args.params) if p),
+            )
             rollouts, done = 0, []
             for entry in log:
                 rollouts += int(entry.get("rollout/responses", 0))
                 done.append((entry["elapsed"], entry["iteration"], rollouts))
-                iters.append({"arm": arm, "seed": seed, "iteration": entry["iteration"], "elapsed": entry["elapsed"],
-                              "rollouts": rollouts, **{k: entry.get(k) for k in ITER_KEYS}})
+                iters.append(
+                    {
+                        "arm": arm,
+                        "seed": seed,
+                        "iteration": entry["iteration"],
+                        "elapsed": entry["elapsed"],
+                        "rollouts": rollouts,
+                        **{k: entry.get(k) for k in ITER_KEYS},
+                    }
+                )
             for k, t in enumerate(times, start=1):
                 if args.iterations:  # evaluation points at equal shares of the iterations
                     last_it = round(args.iterations * k / args.points) - 1
@@ -212,8 +290,18 @@ def main() -> None:
                 else:
                     _, it, ro = finished[-1]
                     metrics = _evaluate(_policy(project, it), tok, test, args.eval_items, args.max_new_tokens)
-                rows.append({"arm": arm, "seed": seed, "point": k, "seconds": t, "iteration": it, "rollouts": ro,
-                             "other_cores": load.get("other_cores"), **metrics})
+                rows.append(
+                    {
+                        "arm": arm,
+                        "seed": seed,
+                        "point": k,
+                        "seconds": t,
+                        "iteration": it,
+                        "rollouts": ro,
+                        "other_cores": load.get("other_cores"),
+                        **metrics,
+                    }
+                )
                 print(json.dumps(rows[-1]), flush=True)
             print(f"# {arm} seed {seed}: {time.perf_counter() - t0:.0f} s including evaluation", flush=True)
             pd.DataFrame(rows).to_csv(csv, index=False)
@@ -238,18 +326,24 @@ def summarise(df, iters, args) -> None:
     final = df[(df["arm"] != "sft_checkpoint") & (df["point"] == df["point"].max())]
     iters = iters.sort_values(["arm", "seed", "iteration"]).copy()
     iters["train_ma"] = iters.groupby(["arm", "seed"])["train_verify_score/all"].transform(
-        lambda s: s.rolling(MA, min_periods=1).mean())
+        lambda s: s.rolling(MA, min_periods=1).mean()
+    )
     summary = {
-        "command": "python benchmarks/credit_assignment.py " + " ".join(a for a in sys.argv[1:] if a != "--summarise-only"),
+        "command": "python benchmarks/credit_assignment.py "
+        + " ".join(a for a in sys.argv[1:] if a != "--summarise-only"),
         "budget_per_arm": f"{args.iterations} iterations" if args.iterations else f"{args.minutes} minutes",
-        "eval_items": args.eval_items, "seeds": sorted(int(s) for s in df["seed"].unique() if s >= 0),
+        "eval_items": args.eval_items,
+        "seeds": sorted(int(s) for s in df["seed"].unique() if s >= 0),
         "sft_checkpoint": {k: round(float(base[k]), 4) for k in ("acc_all", "acc_id", "acc_novel")},
-        "final_heldout": {}, "training_reward": {}, "prm_quality": {},
+        "final_heldout": {},
+        "training_reward": {},
+        "prm_quality": {},
     }
     for arm, g in final.groupby("arm"):
         summary["final_heldout"][arm] = {
             k: {"mean": round(float(g[k].mean()), 4), "per_seed": [round(float(v), 4) for v in g[k]]}
-            for k in ("acc_all", "acc_id", "acc_novel")}
+            for k in ("acc_all", "acc_id", "acc_novel")
+        }
         summary["final_heldout"][arm]["iterations"] = [int(v) for v in g["iteration"]]
     last = iters.groupby(["arm", "seed"]).tail(1)
     if "rloo" in set(iters["arm"]):
@@ -265,28 +359,52 @@ def summarise(df, iters, args) -> None:
             summary["training_reward"][arm] = {
                 "final_ma_mean": round(float(last[last["arm"] == arm]["train_ma"].mean()), 4),
                 "rollouts_to_reach_per_seed": [None if x != x else round(x) for x in need_r],
-                "rollouts_ratio_to_rloo": None if np.isnan(need_r).any() else round(float(np.mean(need_r) / rloo_rollouts), 3),
-                "seconds_ratio_to_rloo": None if np.isnan(need_s).any() else round(float(np.mean(need_s) / rloo_seconds), 3),
+                "rollouts_ratio_to_rloo": None
+                if np.isnan(need_r).any()
+                else round(float(np.mean(need_r) / rloo_rollouts), 3),
+                "seconds_ratio_to_rloo": None
+                if np.isnan(need_s).any()
+                else round(float(np.mean(need_s) / rloo_seconds), 3),
             }
     for arm, g in iters.groupby("arm"):
         n = g.groupby("seed")["iteration"].transform("max") + 1
         third = g[g["iteration"] >= (2 * n) // 3]
         summary["prm_quality"][arm] = {
             k.split("/")[1]: {"all": round(float(g[k].mean()), 3), "last_third": round(float(third[k].mean()), 3)}
-            for k in ITER_KEYS if k.startswith("prm_eval/") and k in g and g[k].notna().any()}
+            for k in ITER_KEYS
+            if k.startswith("prm_eval/") and k in g and g[k].notna().any()
+        }
     args.out.with_suffix(".json").write_text(json.dumps(summary, indent=1) + "\n")
-    lines = ["# Credit assignment in the chains world", "", f"Command: `{summary['command']}`", "",
-             f"SFT checkpoint greedy pass@1 on the first {args.eval_items} test prompts: "
-             f"{100 * base['acc_all']:.1f}% (in-distribution {100 * base['acc_id']:.1f}%, novel {100 * base['acc_novel']:.1f}%).",
-             "", "| arm | point | seconds | iteration (mean) | rollouts (mean) | all | in-distribution | novel | seeds |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    curves = (df[df["arm"] != "sft_checkpoint"].groupby(["arm", "point"])
-              .agg(seconds=("seconds", "mean"), it=("iteration", "mean"), ro=("rollouts", "mean"),
-                   all=("acc_all", "mean"), idd=("acc_id", "mean"), nov=("acc_novel", "mean"), seeds=("seed", "nunique"))
-              .reset_index())
+    lines = [
+        "# Credit assignment in the chains world",
+        "",
+        f"Command: `{summary['command']}`",
+        "",
+        f"SFT checkpoint greedy pass@1 on the first {args.eval_items} test prompts: "
+        f"{100 * base['acc_all']:.1f}% (in-distribution {100 * base['acc_id']:.1f}%, novel {100 * base['acc_novel']:.1f}%).",
+        "",
+        "| arm | point | seconds | iteration (mean) | rollouts (mean) | all | in-distribution | novel | seeds |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    curves = (
+        df[df["arm"] != "sft_checkpoint"]
+        .groupby(["arm", "point"])
+        .agg(
+            seconds=("seconds", "mean"),
+            it=("iteration", "mean"),
+            ro=("rollouts", "mean"),
+            all=("acc_all", "mean"),
+            idd=("acc_id", "mean"),
+            nov=("acc_novel", "mean"),
+            seeds=("seed", "nunique"),
+        )
+        .reset_index()
+    )
     for r in curves.itertuples():
-        lines.append(f"| {r.arm} | {r.point} | {r.seconds:.0f} | {r.it:.1f} | {r.ro:.0f} | {100 * r.all:.1f} | "
-                     f"{100 * r.idd:.1f} | {100 * r.nov:.1f} | {r.seeds} |")
+        lines.append(
+            f"| {r.arm} | {r.point} | {r.seconds:.0f} | {r.it:.1f} | {r.ro:.0f} | {100 * r.all:.1f} | "
+            f"{100 * r.idd:.1f} | {100 * r.nov:.1f} | {r.seeds} |"
+        )
     lines += ["", "```json", json.dumps(summary, indent=1), "```", ""]
     args.out.with_suffix(".md").write_text("\n".join(lines))
     _plot(iters, curves, base, args)
@@ -302,10 +420,13 @@ def _plot(iters, curves, base, args) -> None:
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     for arm, g in iters.groupby("arm"):
         # Mean over seeds at each iteration index both reached.
-        m = g.groupby("iteration").agg(ro=("rollouts", "mean"), ma=("train_ma", "mean"),
-                                       acc=("prm_eval/fresh_pairwise_acc", "mean"),
-                                       loc=("prm_eval/fresh_localisation", "mean"),
-                                       seeds=("seed", "nunique"))
+        m = g.groupby("iteration").agg(
+            ro=("rollouts", "mean"),
+            ma=("train_ma", "mean"),
+            acc=("prm_eval/fresh_pairwise_acc", "mean"),
+            loc=("prm_eval/fresh_localisation", "mean"),
+            seeds=("seed", "nunique"),
+        )
         m = m[m["seeds"] == m["seeds"].max()]
         axes[0].plot(m["ro"], 100 * m["ma"], label=LABELS.get(arm, arm))
         if arm != "rloo" and m["acc"].notna().any():
@@ -318,7 +439,7 @@ def _plot(iters, curves, base, args) -> None:
         x = np.concatenate([[0], g["seconds"] / 60])
         axes[1].plot(x, 100 * np.concatenate([[base["acc_novel"]], g["nov"]]), marker="o", label=LABELS.get(arm, arm))
     axes[1].set_xlabel("training wall time (minutes, 2 CPU cores; mean over seeds)")
-    axes[1].set_ylabel(f"held-out greedy pass@1 on the novel split, %")
+    axes[1].set_ylabel("held-out greedy pass@1 on the novel split, %")
     axes[2].axhline(0.5, color="grey", linewidth=0.5)
     axes[2].set_xlabel("iteration")
     axes[2].set_ylabel("PRM on fresh rollouts (before its update)")

@@ -36,14 +36,16 @@ def main() -> None:
     result = {}
     for d in cfg.math_difficulties:
         tasks = [sample_math_task(rng, d, cfg.math_max_value, cfg.math_max_operand) for _ in range(args.n)]
-        verdicts = verify_all(["math"] * args.n, [demonstrate_math(t, rng, 1.0) for t in tasks],
-                              [str(t.answer) for t in tasks])
+        verdicts = verify_all(
+            ["math"] * args.n, [demonstrate_math(t, rng, 1.0) for t in tasks], [str(t.answer) for t in tasks]
+        )
         result[f"tiny_math_d{d}"] = sum(v.correct for v in verdicts) / args.n
     for d in sorted({t.difficulty for t in TEMPLATES}):
         templates = [t for t in TEMPLATES if t.difficulty == d]
         tasks = [sample_code_task(rng, rng.choice(templates)) for _ in range(args.n)]
-        verdicts = verify_all(["code"] * args.n, [demonstrate_code(t, rng, 1.0) for t in tasks],
-                              [t.ground_truth for t in tasks])
+        verdicts = verify_all(
+            ["code"] * args.n, [demonstrate_code(t, rng, 1.0) for t in tasks], [t.ground_truth for t in tasks]
+        )
         result[f"tiny_code_d{d}"] = sum(v.correct for v in verdicts) / args.n
     out = ROOT / "benchmarks/results/imitation_ceiling.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -59,10 +59,21 @@ def _evaluate(model, tok, test, n_items: int) -> dict:
 
 def _rl_arm(arm: str, seed: int, project: Path, seconds: float, extra: str) -> list[dict]:
     # Every iteration's policy is evaluated afterwards: keep all checkpoints (no retention).
-    params = (f"prime.seed={seed},prime.eval_every=0,train.keep_checkpoints=null,{ARMS[arm]}"
-              + (f",{extra}" if extra else ""))
-    cmd = [EURUS_PRIME, "train", "--project", str(project), "--iterations", "100000",
-           "--time-budget", str(seconds), "--params", params]
+    params = f"prime.seed={seed},prime.eval_every=0,train.keep_checkpoints=null,{ARMS[arm]}" + (
+        f",{extra}" if extra else ""
+    )
+    cmd = [
+        EURUS_PRIME,
+        "train",
+        "--project",
+        str(project),
+        "--iterations",
+        "100000",
+        "--time-budget",
+        str(seconds),
+        "--params",
+        params,
+    ]
     env = {**os.environ, "TQDM_DISABLE": "1", "KEDRO_DISABLE_TELEMETRY": "1"}
     with open(project / "train.log", "w") as log:
         proc = subprocess.run(cmd, cwd=project, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -78,7 +89,9 @@ def _policy(project: Path, iteration: int):
     from eurus_prime.datasets.versions import latest_version
     from eurus_prime.prime.progress import next_iter_dir
 
-    return AutoModelForCausalLM.from_pretrained(latest_version(project / "data/06_models/policy" / next_iter_dir(iteration)))
+    return AutoModelForCausalLM.from_pretrained(
+        latest_version(project / "data/06_models/policy" / next_iter_dir(iteration))
+    )
 
 
 def main() -> None:
@@ -111,8 +124,15 @@ def main() -> None:
     catalog, params = _catalog(ROOT)
     sft, test, demos = catalog.load("sft_model"), catalog.load("prompts_test"), catalog.load("sft_demonstrations")
     tok = sft.tokenizer
-    base = {"arm": "sft_checkpoint", "seed": -1, "point": 0, "seconds": 0.0, "iteration": -1, "rollouts": 0,
-            **_evaluate(sft.model, tok, test, args.eval_items)}
+    base = {
+        "arm": "sft_checkpoint",
+        "seed": -1,
+        "point": 0,
+        "seconds": 0.0,
+        "iteration": -1,
+        "rollouts": 0,
+        **_evaluate(sft.model, tok, test, args.eval_items),
+    }
     rows = [base]
     print(json.dumps(base), flush=True)
     csv = args.out.with_suffix(".csv")
@@ -124,20 +144,41 @@ def main() -> None:
             t0 = time.perf_counter()
             if arm == "sft":
                 sft_cfg = params["sft"] if isinstance(params["sft"], SFTConfig) else SFTConfig(**params["sft"])
-                examples = tokenize_demonstrations(tok, [render_prompt(tok, list(p)) for p in demos["prompt"]],
-                                                   demos["response"].tolist(), sft.model.config.max_position_embeddings)
+                examples = tokenize_demonstrations(
+                    tok,
+                    [render_prompt(tok, list(p)) for p in demos["prompt"]],
+                    demos["response"].tolist(),
+                    sft.model.config.max_position_embeddings,
+                )
                 train, val = split_examples(examples, sft_cfg)
                 model = copy.deepcopy(sft.model)
                 torch.manual_seed(seed)
                 steps = 0
                 for k, t in enumerate(times, start=1):
-                    cfg = dataclasses.replace(sft_cfg, lr=args.control_lr, min_lr_ratio=1.0, warmup_fraction=0.0,
-                                              epochs=100.0, seed=1000 * seed + k, eval_every=10**9, keep_best=False,
-                                              max_seconds=seconds / args.points)
+                    cfg = dataclasses.replace(
+                        sft_cfg,
+                        lr=args.control_lr,
+                        min_lr_ratio=1.0,
+                        warmup_fraction=0.0,
+                        epochs=100.0,
+                        seed=1000 * seed + k,
+                        eval_every=10**9,
+                        keep_best=False,
+                        max_seconds=seconds / args.points,
+                    )
                     hist = train_sft(model, train, val, tok.pad_token_id, cfg)
                     steps += int(hist[-1]["step"])
-                    rows.append({"arm": arm, "seed": seed, "point": k, "seconds": t, "iteration": steps,
-                                 "rollouts": 0, **_evaluate(model, tok, test, args.eval_items)})
+                    rows.append(
+                        {
+                            "arm": arm,
+                            "seed": seed,
+                            "point": k,
+                            "seconds": t,
+                            "iteration": steps,
+                            "rollouts": 0,
+                            **_evaluate(model, tok, test, args.eval_items),
+                        }
+                    )
                     print(json.dumps(rows[-1]), flush=True)
             else:
                 project = fresh_project(workdir / f"{arm}_s{seed}", with_sft_from=ROOT)
@@ -155,8 +196,9 @@ def main() -> None:
                     else:
                         _, it, ro = last
                         metrics = _evaluate(_policy(project, it), tok, test, args.eval_items)
-                    rows.append({"arm": arm, "seed": seed, "point": k, "seconds": t, "iteration": it,
-                                 "rollouts": ro, **metrics})
+                    rows.append(
+                        {"arm": arm, "seed": seed, "point": k, "seconds": t, "iteration": it, "rollouts": ro, **metrics}
+                    )
                     print(json.dumps(rows[-1]), flush=True)
             print(f"# {arm} seed {seed}: {time.perf_counter() - t0:.0f} s including evaluation", flush=True)
             pd.DataFrame(rows).to_csv(csv, index=False)
@@ -168,22 +210,43 @@ def summarise(df, args) -> None:
     import numpy as np
 
     base = df[df["arm"] == "sft_checkpoint"].iloc[0]
-    curves = (df[df["arm"] != "sft_checkpoint"].groupby(["arm", "point"])
-              .agg(seconds=("seconds", "first"), mean=("acc_all", "mean"), min=("acc_all", "min"),
-                   max=("acc_all", "max"), std=("acc_all", "std"), rollouts=("rollouts", "mean"),
-                   seeds=("seed", "nunique")).reset_index())
+    curves = (
+        df[df["arm"] != "sft_checkpoint"]
+        .groupby(["arm", "point"])
+        .agg(
+            seconds=("seconds", "first"),
+            mean=("acc_all", "mean"),
+            min=("acc_all", "min"),
+            max=("acc_all", "max"),
+            std=("acc_all", "std"),
+            rollouts=("rollouts", "mean"),
+            seeds=("seed", "nunique"),
+        )
+        .reset_index()
+    )
     final = curves[curves["point"] == curves["point"].max()].set_index("arm")
     summary = {
-        "command": "python benchmarks/learning_curve.py " + " ".join(a for a in sys.argv[1:] if a != "--summarise-only"),
-        "minutes_per_arm": args.minutes, "eval_items": args.eval_items, "seeds": args.seeds,
+        "command": "python benchmarks/learning_curve.py "
+        + " ".join(a for a in sys.argv[1:] if a != "--summarise-only"),
+        "minutes_per_arm": args.minutes,
+        "eval_items": args.eval_items,
+        "seeds": args.seeds,
         "sft_checkpoint_accuracy": float(base["acc_all"]),
-        "final": {arm: {"mean": round(float(r["mean"]), 4), "min": round(float(r["min"]), 4),
-                        "max": round(float(r["max"]), 4), "gain_over_sft_points": round(100 * (r["mean"] - base["acc_all"]), 2)}
-                  for arm, r in final.iterrows()},
+        "final": {
+            arm: {
+                "mean": round(float(r["mean"]), 4),
+                "min": round(float(r["min"]), 4),
+                "max": round(float(r["max"]), 4),
+                "gain_over_sft_points": round(100 * (r["mean"] - base["acc_all"]), 2),
+            }
+            for arm, r in final.iterrows()
+        },
     }
     if "sft" in final.index:
         for arm in final.index:
-            summary["final"][arm]["gain_over_control_points"] = round(100 * (final.loc[arm, "mean"] - final.loc["sft", "mean"]), 2)
+            summary["final"][arm]["gain_over_control_points"] = round(
+                100 * (final.loc[arm, "mean"] - final.loc["sft", "mean"]), 2
+            )
     if {"prime", "rloo"} <= set(final.index):
         target = final.loc["rloo", "mean"]
         prime = curves[curves["arm"] == "prime"].sort_values("point")
@@ -192,7 +255,9 @@ def summarise(df, args) -> None:
             "rloo_final_accuracy": round(float(target), 4),
             "rloo_rollouts": round(float(final.loc["rloo", "rollouts"])),
             "prime_rollouts_to_reach_it": None if reached.empty else round(float(reached.iloc[0]["rollouts"])),
-            "ratio": None if reached.empty else round(float(reached.iloc[0]["rollouts"] / final.loc["rloo", "rollouts"]), 3),
+            "ratio": None
+            if reached.empty
+            else round(float(reached.iloc[0]["rollouts"] / final.loc["rloo", "rollouts"]), 3),
             "resolution": f"{args.points} evaluation points per arm",
         }
         # RLOO's final accuracy is a plateau both arms reach, so also compare the rollouts each
@@ -225,16 +290,26 @@ def summarise(df, args) -> None:
             }
         summary["sample_efficiency"]["rollouts_to_reach"] = thresholds
     args.out.with_suffix(".json").write_text(json.dumps(summary, indent=1) + "\n")
-    lines = [f"# Learning curves (tiny world)", "", f"Command: `{summary['command']}`", "",
-             f"SFT checkpoint: {100 * base['acc_all']:.1f}% greedy pass@1 on {args.eval_items} held-out test prompts.", "",
-             "| arm | point | seconds | mean | min | max | rollouts | seeds |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "# Learning curves (tiny world)",
+        "",
+        f"Command: `{summary['command']}`",
+        "",
+        f"SFT checkpoint: {100 * base['acc_all']:.1f}% greedy pass@1 on {args.eval_items} held-out test prompts.",
+        "",
+        "| arm | point | seconds | mean | min | max | rollouts | seeds |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in curves.itertuples():
-        lines.append(f"| {r.arm} | {r.point} | {r.seconds:.0f} | {100 * r.mean:.1f} | {100 * r.min:.1f} | "
-                     f"{100 * r.max:.1f} | {r.rollouts:.0f} | {r.seeds} |")
+        lines.append(
+            f"| {r.arm} | {r.point} | {r.seconds:.0f} | {100 * r.mean:.1f} | {100 * r.min:.1f} | "
+            f"{100 * r.max:.1f} | {r.rollouts:.0f} | {r.seeds} |"
+        )
     lines += ["", "```json", json.dumps(summary, indent=1), "```", ""]
     args.out.with_suffix(".md").write_text("\n".join(lines))
     try:
         import matplotlib
+
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
@@ -246,8 +321,12 @@ def summarise(df, args) -> None:
         y = 100 * np.concatenate([[base["acc_all"]], g["mean"]])
         lo = 100 * np.concatenate([[base["acc_all"]], g["min"]])
         hi = 100 * np.concatenate([[base["acc_all"]], g["max"]])
-        ax.plot(x, y, marker="o", label={"sft": "continued SFT (control)", "rloo": "RLOO (outcome only)",
-                                          "prime": "PRIME"}.get(arm, arm))
+        ax.plot(
+            x,
+            y,
+            marker="o",
+            label={"sft": "continued SFT (control)", "rloo": "RLOO (outcome only)", "prime": "PRIME"}.get(arm, arm),
+        )
         ax.fill_between(x, lo, hi, alpha=0.2)
     ax.set_xlabel("training wall time (minutes, 2 CPU cores)")
     ax.set_ylabel(f"held-out greedy pass@1 (%, {args.eval_items} items)")

@@ -51,9 +51,18 @@ def _child(variant: str, out_path: str) -> None:
 
     torch.manual_seed(0)
     torch.set_num_threads(2)
-    model = Qwen2ForCausalLM(Qwen2Config(vocab_size=VOCAB, hidden_size=256, intermediate_size=768, num_hidden_layers=4,
-                                         num_attention_heads=8, num_key_value_heads=2, tie_word_embeddings=True,
-                                         max_position_embeddings=2048))
+    model = Qwen2ForCausalLM(
+        Qwen2Config(
+            vocab_size=VOCAB,
+            hidden_size=256,
+            intermediate_size=768,
+            num_hidden_layers=4,
+            num_attention_heads=8,
+            num_key_value_heads=2,
+            tie_word_embeddings=True,
+            max_position_embeddings=2048,
+        )
+    )
     lengths = _lengths()
     gen = torch.Generator().manual_seed(1)
     prompts = [torch.randint(1, VOCAB, (PROMPT,), generator=gen).tolist() for _ in lengths]
@@ -67,8 +76,19 @@ def _child(variant: str, out_path: str) -> None:
     secs = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     np.save(out_path, np.concatenate(out))
-    print(json.dumps({"variant": variant, "rows": rows, "max_tokens": tokens, "passes": passes, "seconds": secs,
-                      "peak_rss_mb": peak / 1024, "added_mb": (peak - base) / 1024}))
+    print(
+        json.dumps(
+            {
+                "variant": variant,
+                "rows": rows,
+                "max_tokens": tokens,
+                "passes": passes,
+                "seconds": secs,
+                "peak_rss_mb": peak / 1024,
+                "added_mb": (peak - base) / 1024,
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -80,8 +100,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for variant in VARIANTS:
             path = f"{tmp}/{variant}.npy"
-            out = subprocess.run([sys.executable, __file__, "--child", variant, path], check=True,
-                                 capture_output=True, text=True)
+            out = subprocess.run(
+                [sys.executable, __file__, "--child", variant, path], check=True, capture_output=True, text=True
+            )
             results.append(json.loads(out.stdout.strip().splitlines()[-1]))
             logps[variant] = np.load(path)
             print(results[-1], flush=True)
@@ -89,20 +110,30 @@ def main() -> None:
     for r in results:
         r["max_abs_logp_diff_vs_rows16"] = float(np.abs(logps[r["variant"]] - ref).max())
     lengths = _lengths()
-    summary = {"rows": ROWS, "prompt_tokens": PROMPT, "response_tokens": {"median": float(np.median(lengths)),
-               "max": max(lengths), "mean": float(np.mean(lengths))}, "results": results}
+    summary = {
+        "rows": ROWS,
+        "prompt_tokens": PROMPT,
+        "response_tokens": {"median": float(np.median(lengths)), "max": max(lengths), "mean": float(np.mean(lengths))},
+        "results": results,
+    }
     outdir = ROOT / "benchmarks" / "results"
     outdir.mkdir(parents=True, exist_ok=True)
     (outdir / "micro_batching.json").write_text(json.dumps(summary, indent=2) + "\n")
-    lines = ["# Memory-aware micro-batching (`python benchmarks/micro_batching.py`)", "",
-             f"{ROWS} responses (median {np.median(lengths):.0f}, max {max(lengths)} tokens) after {PROMPT}-token "
-             "prompts, scored without gradients by a random 4-layer Qwen2 (hidden 256, vocabulary 49,152); one "
-             "fresh process per variant.", "",
-             "| variant | rows cap | token cap | passes | seconds | added peak RSS (MB) | max abs log-prob diff |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "# Memory-aware micro-batching (`python benchmarks/micro_batching.py`)",
+        "",
+        f"{ROWS} responses (median {np.median(lengths):.0f}, max {max(lengths)} tokens) after {PROMPT}-token "
+        "prompts, scored without gradients by a random 4-layer Qwen2 (hidden 256, vocabulary 49,152); one "
+        "fresh process per variant.",
+        "",
+        "| variant | rows cap | token cap | passes | seconds | added peak RSS (MB) | max abs log-prob diff |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in results:
-        lines.append(f"| {r['variant']} | {r['rows']} | {r['max_tokens'] or '-'} | {r['passes']} | {r['seconds']:.2f} | "
-                     f"{r['added_mb']:.0f} | {r['max_abs_logp_diff_vs_rows16']:.1e} |")
+        lines.append(
+            f"| {r['variant']} | {r['rows']} | {r['max_tokens'] or '-'} | {r['passes']} | {r['seconds']:.2f} | "
+            f"{r['added_mb']:.0f} | {r['max_abs_logp_diff_vs_rows16']:.1e} |"
+        )
     (outdir / "micro_batching.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -33,20 +33,26 @@ def prefix_advantage(project: Path) -> tuple[float, int]:
     tok = AutoTokenizer.from_pretrained(latest_version(project / "data/06_models/sft_model"))
     values = []
     for it in ITERATIONS:
-        def table(layer: str, name: str) -> pd.DataFrame:
-            return pd.read_parquet(latest_version(project / "data" / layer / f"iter_{it:04d}" / f"{name}.parquet"))
 
-        rows = (table("05_rollouts", "advantages")
-                .merge(table("05_rollouts", "rollouts")[KEY + ["response_ids"]], on=KEY)
-                .merge(table("05_rollouts", "outcomes")[KEY + ["first_wrong_step", "step_spans"]], on=KEY))
+        def table(layer: str, name: str) -> pd.DataFrame:
+            return pd.read_parquet(latest_version(project / "data" / layer / f"iter_{it:04d}" / f"{name}.parquet"))  # noqa: B023
+
+        rows = (
+            table("05_rollouts", "advantages")
+            .merge(table("05_rollouts", "rollouts")[KEY + ["response_ids"]], on=KEY)
+            .merge(table("05_rollouts", "outcomes")[KEY + ["first_wrong_step", "step_spans"]], on=KEY)
+        )
         for _, group in rows.groupby("prompt_id", sort=False):
             if not ((group["outcome"] >= 1).any() and (group["first_wrong_step"] >= 0).any()):
                 continue
             starts = []
             for row in group[group["first_wrong_step"] >= 0].itertuples():
                 k = int(row.first_wrong_step)
-                blamed = (span_tokens(token_pieces(tok, row.response_ids), tuple(row.step_spans[k]))
-                          if k < len(row.step_spans) else [])
+                blamed = (
+                    span_tokens(token_pieces(tok, row.response_ids), tuple(row.step_spans[k]))
+                    if k < len(row.step_spans)
+                    else []
+                )
                 starts.append(blamed[0] if blamed else len(row.response_ids))
             cut = min(min(starts), *(len(a) for a in group["advantages"]))
             if cut >= 2:

@@ -21,13 +21,21 @@ def ranking_report(samples: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (ckpt, suite), g in samples.groupby(["checkpoint", "suite"], sort=False):
         g = g.assign(per_token=g["prm_score"] / g["response_length"].clip(lower=1))
-        pick = lambda col, how="idxmax": g.loc[getattr(g.groupby("index")[col], how)()]["correct"].mean()  # noqa: E731
+        pick = lambda col, how="idxmax": g.loc[getattr(g.groupby("index")[col], how)()]["correct"].mean()  # noqa: B023, E731
         mixed = g.groupby("index").filter(lambda x: 0 < x["correct"].mean() < 1)
         means = mixed.groupby(["index", "correct"])["prm_score"].mean().unstack()
-        rows.append({"checkpoint": ckpt, "suite": suite, "n_items": g["index"].nunique(),
-                     "prm_sum": pick("prm_score"), "prm_per_token": pick("per_token"),
-                     "prm_lowest": pick("prm_score", "idxmin"), "mixed_groups": len(means),
-                     "correct_scored_higher": float((means[True] > means[False]).mean()) if len(means) else float("nan")})
+        rows.append(
+            {
+                "checkpoint": ckpt,
+                "suite": suite,
+                "n_items": g["index"].nunique(),
+                "prm_sum": pick("prm_score"),
+                "prm_per_token": pick("per_token"),
+                "prm_lowest": pick("prm_score", "idxmin"),
+                "mixed_groups": len(means),
+                "correct_scored_higher": float((means[True] > means[False]).mean()) if len(means) else float("nan"),
+            }
+        )
     return pd.DataFrame(rows)
 
 

@@ -56,13 +56,30 @@ def _run(model, tok, texts, cfg: PrimeConfig, temperature: float, variant: dict,
     start = time.perf_counter()
     if fast_compile:
         ids = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
-        samples = fast.sample(model, ids, max_new_tokens=cfg.max_response_length, eos_token_id=tok.eos_token_id,
-                              pad_token_id=tok.pad_token_id, temperature=temperature,
-                              batch_size=cfg.generation_batch_size, seed=0, compile=True)
+        samples = fast.sample(
+            model,
+            ids,
+            max_new_tokens=cfg.max_response_length,
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id,
+            temperature=temperature,
+            batch_size=cfg.generation_batch_size,
+            seed=0,
+            compile=True,
+        )
         tokens = [s.token_ids for s in samples]
     else:
-        gens = generate(model, tok, texts, max_new_tokens=cfg.max_response_length, temperature=temperature,
-                        batch_size=cfg.generation_batch_size, seed=0, progress=False, **variant)
+        gens = generate(
+            model,
+            tok,
+            texts,
+            max_new_tokens=cfg.max_response_length,
+            temperature=temperature,
+            batch_size=cfg.generation_batch_size,
+            seed=0,
+            progress=False,
+            **variant,
+        )
         tokens = [g.token_ids for g in gens]
     return time.perf_counter() - start, tokens
 
@@ -82,8 +99,11 @@ def main() -> None:
     drawn = stages.sample_prompts(prompts, cfg, iteration=0)
     texts = [render_prompt(tok, list(p)) for p in drawn["prompt"] for _ in range(cfg.samples_per_prompt)]
     names = list(VARIANTS)
-    print(f"{len(texts)} rollouts x {cfg.max_response_length} tokens, batches of {cfg.generation_batch_size}, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads; variants {names}", flush=True)
+    print(
+        f"{len(texts)} rollouts x {cfg.max_response_length} tokens, batches of {cfg.generation_batch_size}, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; variants {names}",
+        flush=True,
+    )
 
     compile_probe = None
     if not args.no_compile:
@@ -91,8 +111,13 @@ def main() -> None:
         eager_s, eager_toks = _run(model, tok, texts[:32], small, 0.0, {"engine": "fast"})
         first_s, first_toks = _run(model, tok, texts[:32], small, 0.0, {}, fast_compile=True)
         second_s, _ = _run(model, tok, texts[:32], small, 0.0, {}, fast_compile=True)
-        compile_probe = {"job": "32 prompts x 32 tokens, greedy", "eager_s": eager_s, "compiled_first_call_s": first_s,
-                         "compiled_second_call_s": second_s, "same_tokens": eager_toks == first_toks}
+        compile_probe = {
+            "job": "32 prompts x 32 tokens, greedy",
+            "eager_s": eager_s,
+            "compiled_first_call_s": first_s,
+            "compiled_second_call_s": second_s,
+            "same_tokens": eager_toks == first_toks,
+        }
         print(f"torch.compile probe: {compile_probe}", flush=True)
 
     times: dict[str, dict[str, list[float]]] = {n: {"greedy": [], "sample": []} for n in names}
@@ -106,45 +131,73 @@ def main() -> None:
                 tokens[name][mode].append(sum(map(len, toks)))
                 if mode == "greedy":
                     greedy_out.setdefault(name, toks)
-                print(f"repeat {rep} {mode:6s} {name:12s} {secs:6.2f} s  {tokens[name][mode][-1] / secs:8.0f} tok/s",
-                      flush=True)
+                print(
+                    f"repeat {rep} {mode:6s} {name:12s} {secs:6.2f} s  {tokens[name][mode][-1] / secs:8.0f} tok/s",
+                    flush=True,
+                )
     same = {n: greedy_out[n] == greedy_out["hf"] for n in names}
     rows = []
     for name in names:
         g = statistics.median(times[name]["greedy"])
         s_tps = [t / s for t, s in zip(tokens[name]["sample"], times[name]["sample"])]
-        rows.append({"variant": name, "greedy_s": g, "greedy_tokens": tokens[name]["greedy"][0],
-                     "greedy_same_tokens_as_hf": same[name],
-                     "greedy_speedup_vs_hf": statistics.median(times["hf"]["greedy"]) / g,
-                     "sample_s": statistics.median(times[name]["sample"]),
-                     "sample_tokens_per_s": statistics.median(s_tps)})
+        rows.append(
+            {
+                "variant": name,
+                "greedy_s": g,
+                "greedy_tokens": tokens[name]["greedy"][0],
+                "greedy_same_tokens_as_hf": same[name],
+                "greedy_speedup_vs_hf": statistics.median(times["hf"]["greedy"]) / g,
+                "sample_s": statistics.median(times[name]["sample"]),
+                "sample_tokens_per_s": statistics.median(s_tps),
+            }
+        )
     hf_tps = next(r["sample_tokens_per_s"] for r in rows if r["variant"] == "hf")
     for r in rows:
         r["sample_speedup_vs_hf"] = r["sample_tokens_per_s"] / hf_tps
-    result = {"command": "python benchmarks/rollout_engines.py" + (" --no-compile" if args.no_compile else ""),
-              "rollouts": len(texts), "max_new_tokens": cfg.max_response_length,
-              "batch_size": cfg.generation_batch_size, "repeats": args.repeats, "threads": torch.get_num_threads(),
-              "torch": torch.__version__, "machine": platform.machine(), "compile_probe": compile_probe,
-              "rows": rows, "raw_seconds": times, "raw_tokens": tokens}
+    result = {
+        "command": "python benchmarks/rollout_engines.py" + (" --no-compile" if args.no_compile else ""),
+        "rollouts": len(texts),
+        "max_new_tokens": cfg.max_response_length,
+        "batch_size": cfg.generation_batch_size,
+        "repeats": args.repeats,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "machine": platform.machine(),
+        "compile_probe": compile_probe,
+        "rows": rows,
+        "raw_seconds": times,
+        "raw_tokens": tokens,
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(result, indent=2))
     table = pd.DataFrame(rows)
-    lines = ["# Rollout engines side by side", "", f"Command: `{result['command']}`", "",
-             f"One iteration's rollout stage on the tiny world's SFT model: {len(texts)} rollouts "
-             f"({len(drawn)} prompts x {cfg.samples_per_prompt}), up to {cfg.max_response_length} new tokens, "
-             f"batches of {cfg.generation_batch_size}; torch {torch.__version__}, {torch.get_num_threads()} threads. "
-             f"Median of {args.repeats} repeats, variants interleaved within each repeat.", "",
-             "| variant | greedy s | greedy speed-up vs hf | same tokens as hf | sampling tokens/s | sampling speed-up vs hf |",
-             "|---|---:|---:|---|---:|---:|"]
+    lines = [
+        "# Rollout engines side by side",
+        "",
+        f"Command: `{result['command']}`",
+        "",
+        f"One iteration's rollout stage on the tiny world's SFT model: {len(texts)} rollouts "
+        f"({len(drawn)} prompts x {cfg.samples_per_prompt}), up to {cfg.max_response_length} new tokens, "
+        f"batches of {cfg.generation_batch_size}; torch {torch.__version__}, {torch.get_num_threads()} threads. "
+        f"Median of {args.repeats} repeats, variants interleaved within each repeat.",
+        "",
+        "| variant | greedy s | greedy speed-up vs hf | same tokens as hf | sampling tokens/s | sampling speed-up vs hf |",
+        "|---|---:|---:|---|---:|---:|",
+    ]
     for r in rows:
-        lines.append(f"| {r['variant']} | {r['greedy_s']:.2f} | {r['greedy_speedup_vs_hf']:.2f}x | "
-                     f"{'yes' if r['greedy_same_tokens_as_hf'] else 'NO'} | {r['sample_tokens_per_s']:.0f} | "
-                     f"{r['sample_speedup_vs_hf']:.2f}x |")
+        lines.append(
+            f"| {r['variant']} | {r['greedy_s']:.2f} | {r['greedy_speedup_vs_hf']:.2f}x | "
+            f"{'yes' if r['greedy_same_tokens_as_hf'] else 'NO'} | {r['sample_tokens_per_s']:.0f} | "
+            f"{r['sample_speedup_vs_hf']:.2f}x |"
+        )
     if compile_probe is not None:
-        lines += ["", f"`torch.compile` of the fast engine's decoding step ({compile_probe['job']}): eager "
-                  f"{compile_probe['eager_s']:.2f} s; compiled, first call {compile_probe['compiled_first_call_s']:.1f} s "
-                  f"(with the compilation), second call {compile_probe['compiled_second_call_s']:.1f} s; same tokens: "
-                  f"{compile_probe['same_tokens']}."]
+        lines += [
+            "",
+            f"`torch.compile` of the fast engine's decoding step ({compile_probe['job']}): eager "
+            f"{compile_probe['eager_s']:.2f} s; compiled, first call {compile_probe['compiled_first_call_s']:.1f} s "
+            f"(with the compilation), second call {compile_probe['compiled_second_call_s']:.1f} s; same tokens: "
+            f"{compile_probe['same_tokens']}.",
+        ]
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print(table.round(3).to_string(index=False))
     print(f"wrote {args.out.with_suffix('.md')}")

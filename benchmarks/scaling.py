@@ -56,12 +56,25 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _project import ROOT, LoadMonitor, fresh_project  # noqa: E402
 
-NODES = ("generate_rollouts", "verify_outcomes", "filter_prompts", "compute_process_rewards", "update_prm",
-         "estimate_advantages", "update_policy")
-AXES = {"prompts_per_step": (16, 32, 64, 128, 256), "samples_per_prompt": (2, 4, 8),
-        "max_response_length": (32, 64, 128, 256)}
-AXIS_LABELS = {"prompts_per_step": "prompts per step", "samples_per_prompt": "samples per prompt",
-               "max_response_length": "max response length"}
+NODES = (
+    "generate_rollouts",
+    "verify_outcomes",
+    "filter_prompts",
+    "compute_process_rewards",
+    "update_prm",
+    "estimate_advantages",
+    "update_policy",
+)
+AXES = {
+    "prompts_per_step": (16, 32, 64, 128, 256),
+    "samples_per_prompt": (2, 4, 8),
+    "max_response_length": (32, 64, 128, 256),
+}
+AXIS_LABELS = {
+    "prompts_per_step": "prompts per step",
+    "samples_per_prompt": "samples per prompt",
+    "max_response_length": "max response length",
+}
 DEFAULT = {"prompts_per_step": 64, "samples_per_prompt": 4, "max_response_length": 128}
 DIAGONAL = ((128, 2, 128), (32, 8, 128), (128, 4, 32))
 QUICK = ((16, 4, 128), (32, 4, 128), (64, 4, 128))
@@ -70,14 +83,24 @@ QUICK = ((16, 4, 128), (32, 4, 128), (64, 4, 128))
 #: (NothingSelected after max_resamples): such points train on B groups anyway (``fixed_batch``).
 FIXED_BATCH_BELOW = 64
 #: The tokens each node's work is proportional to, if it is linear (the x of its fit).
-NODE_X = {"generate_rollouts": "generated_tokens", "verify_outcomes": "generated_tokens",
-          "filter_prompts": "generated_tokens", "compute_process_rewards": "trained_tokens",
-          "update_prm": "trained_tokens", "estimate_advantages": "trained_tokens",
-          "update_policy": "trained_tokens", "iteration": "tokens_processed"}
+NODE_X = {
+    "generate_rollouts": "generated_tokens",
+    "verify_outcomes": "generated_tokens",
+    "filter_prompts": "generated_tokens",
+    "compute_process_rewards": "trained_tokens",
+    "update_prm": "trained_tokens",
+    "estimate_advantages": "trained_tokens",
+    "update_policy": "trained_tokens",
+    "iteration": "tokens_processed",
+}
 #: The squared-length term of each node's attention check (sum over sequences of length^2).
-NODE_SQ = {"generate_rollouts": "generated_sq_tokens", "compute_process_rewards": "trained_sq_tokens",
-           "update_prm": "trained_sq_tokens", "update_policy": "trained_sq_tokens",
-           "iteration": "sq_tokens_processed"}
+NODE_SQ = {
+    "generate_rollouts": "generated_sq_tokens",
+    "compute_process_rewards": "trained_sq_tokens",
+    "update_prm": "trained_sq_tokens",
+    "update_policy": "trained_sq_tokens",
+    "iteration": "sq_tokens_processed",
+}
 #: A second fit for nodes whose work is per response rather than per token.
 ALT_X = {"verify_outcomes": "distinct_responses"}
 EURUS_PRIME = str(Path(sys.executable).with_name("eurus-prime"))
@@ -106,8 +129,7 @@ def parse_points(text: str) -> list[dict]:
     out = []
     for item in filter(None, (x.strip() for x in text.split(","))):
         p, n, length = (int(v) for v in item.lower().split("x"))
-        out.append({"prompts_per_step": p, "samples_per_prompt": n, "max_response_length": length,
-                    "axes": ["custom"]})
+        out.append({"prompts_per_step": p, "samples_per_prompt": n, "max_response_length": length, "axes": ["custom"]})
     return out
 
 
@@ -151,8 +173,11 @@ def table_counts(project: Path, iteration: int, generation_batch_size: int) -> d
     resp = rollouts["response_length"].to_numpy(dtype=np.int64)
     prompt = np.array([len(x) for x in rollouts["prompt_ids"]], dtype=np.int64)
     order = np.argsort(prompt, kind="stable")  # engines.generation sorts by prompt length, then batches
-    padded = sum(len(b) * int(resp[b].max()) for b in np.array_split(order, range(
-        generation_batch_size, len(order), generation_batch_size)) if len(b))
+    padded = sum(
+        len(b) * int(resp[b].max())
+        for b in np.array_split(order, range(generation_batch_size, len(order), generation_batch_size))
+        if len(b)
+    )
     selected = rollouts["prompt_id"].isin(set(report.loc[report["selected"], "prompt_id"])).to_numpy()
     seq = prompt + resp
     return {
@@ -160,7 +185,7 @@ def table_counts(project: Path, iteration: int, generation_batch_size: int) -> d
         "generated_tokens": int(resp.sum()),
         "generated_prompt_tokens": int(prompt.sum()),
         "generated_tokens_padded": int(padded),
-        "generated_sq_tokens": int((seq ** 2 - prompt ** 2).sum()),
+        "generated_sq_tokens": int((seq**2 - prompt**2).sum()),
         "response_length_mean": round(float(resp.mean()), 2) if len(resp) else 0.0,
         "response_length_max": int(resp.max()) if len(resp) else 0,
         "truncated_share": round(float((rollouts["finish_reason"] == "length").mean()), 4),
@@ -183,16 +208,19 @@ def measure(project: Path, iterations: int, generation_batch_size: int) -> dict:
         counts = table_counts(project, r["iteration"], generation_batch_size)
         nodes = {n: float(r.get(f"time/{n}", 0.0)) for n in NODES}
         io = float(r.get("time/io_load", 0.0) + r.get("time/io_save", 0.0))
-        per_iter.append({
-            "iteration": r["iteration"], **counts,
-            "iteration_seconds": float(r["seconds"]),
-            "node_seconds": nodes,
-            "io_seconds": io,
-            "kedro_other_seconds": float(r["seconds"]) - sum(nodes.values()) - io,
-            "resamples": int(r.get("resamples", 0)),
-            "peak_rss_mb": r.get("memory/peak_rss_mb"),
-            "node_peak_rss_mb": {n: r[f"memory/{n}_peak_rss_mb"] for n in NODES if f"memory/{n}_peak_rss_mb" in r},
-        })
+        per_iter.append(
+            {
+                "iteration": r["iteration"],
+                **counts,
+                "iteration_seconds": float(r["seconds"]),
+                "node_seconds": nodes,
+                "io_seconds": io,
+                "kedro_other_seconds": float(r["seconds"]) - sum(nodes.values()) - io,
+                "resamples": int(r.get("resamples", 0)),
+                "peak_rss_mb": r.get("memory/peak_rss_mb"),
+                "node_peak_rss_mb": {n: r[f"memory/{n}_peak_rss_mb"] for n in NODES if f"memory/{n}_peak_rss_mb" in r},
+            }
+        )
     out: dict = {"measured_iterations": [p["iteration"] for p in per_iter]}
     for key, value in per_iter[0].items():
         if key == "iteration":
@@ -227,8 +255,15 @@ def run_point(point: dict, user_params: str, iterations: int) -> dict:
         tail = "\n".join((project / "train.log").read_text().splitlines()[-30:])
         raise RuntimeError(f"{' '.join(cmd)} failed ({done.returncode}); end of {project / 'train.log'}:\n{tail}")
     gbs = _param(params, "generation_batch_size", 256)
-    return {"label": label(point), **point, "params": params, "project": str(project), "run_seconds": round(wall, 1),
-            "load": load.summary(), **measure(project, iterations, gbs)}
+    return {
+        "label": label(point),
+        **point,
+        "params": params,
+        "project": str(project),
+        "run_seconds": round(wall, 1),
+        "load": load.summary(),
+        **measure(project, iterations, gbs),
+    }
 
 
 # --------------------------------------------------------------------------- analysis
@@ -236,14 +271,24 @@ def fit_linear(x, y) -> dict:
     """Least squares ``y = a + b x``: a, b, R^2 and the residuals (y - fit)."""
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     if len(x) < 2 or np.ptp(x) == 0:
-        return {"a": float(np.mean(y)) if len(y) else math.nan, "b": 0.0, "r2": math.nan,
-                "residuals": [0.0] * len(x), "n": int(len(x))}
+        return {
+            "a": float(np.mean(y)) if len(y) else math.nan,
+            "b": 0.0,
+            "r2": math.nan,
+            "residuals": [0.0] * len(x),
+            "n": int(len(x)),
+        }
     b, a = np.polyfit(x, y, 1)
     fit = a + b * x
     ss_res = float(((y - fit) ** 2).sum())
     ss_tot = float(((y - y.mean()) ** 2).sum())
-    return {"a": float(a), "b": float(b), "r2": 1 - ss_res / ss_tot if ss_tot > 0 else math.nan,
-            "residuals": (y - fit).tolist(), "n": int(len(x))}
+    return {
+        "a": float(a),
+        "b": float(b),
+        "r2": 1 - ss_res / ss_tot if ss_tot > 0 else math.nan,
+        "residuals": (y - fit).tolist(),
+        "n": int(len(x)),
+    }
 
 
 def fit_quadratic_term(x, sq, y) -> dict:
@@ -259,8 +304,13 @@ def fit_quadratic_term(x, sq, y) -> dict:
     ss_res = float(((y - fit) ** 2).sum())
     ss_tot = float(((y - y.mean()) ** 2).sum())
     r2 = 1 - ss_res / ss_tot if ss_tot > 0 else math.nan
-    return {"a": float(coef[0]), "b": float(coef[1]), "c": float(coef[2]), "r2": r2,
-            "adj_r2": 1 - (1 - r2) * (n - 1) / (n - 3) if n > 3 else math.nan}
+    return {
+        "a": float(coef[0]),
+        "b": float(coef[1]),
+        "c": float(coef[2]),
+        "r2": r2,
+        "adj_r2": 1 - (1 - r2) * (n - 1) / (n - 3) if n > 3 else math.nan,
+    }
 
 
 def _adj(r2: float, n: int, k: int) -> float:
@@ -294,9 +344,15 @@ def analyse(points: list[dict]) -> dict:
         lin = fit_linear(x, y)
         pred = lin["a"] + lin["b"] * x
         rel = [float(r / pr) if pr > 1e-9 else math.nan for r, pr in zip(lin["residuals"], pred)]
-        entry = {"x": xkey, "a_seconds": lin["a"], "b_seconds_per_1k_tokens": 1000 * lin["b"], "r2": lin["r2"],
-                 "n": lin["n"], "residual_seconds": dict(zip([p["label"] for p in points], lin["residuals"])),
-                 "residual_share": dict(zip([p["label"] for p in points], rel))}
+        entry = {
+            "x": xkey,
+            "a_seconds": lin["a"],
+            "b_seconds_per_1k_tokens": 1000 * lin["b"],
+            "r2": lin["r2"],
+            "n": lin["n"],
+            "residual_seconds": dict(zip([p["label"] for p in points], lin["residuals"])),
+            "residual_share": dict(zip([p["label"] for p in points], rel)),
+        }
         dflt_pred = lin["a"] + lin["b"] * default[xkey]
         entry["intercept_share_at_default"] = lin["a"] / dflt_pred if dflt_pred > 1e-9 else math.nan
         entry["seconds_at_default"] = float(series([default], name)[0])
@@ -304,29 +360,40 @@ def analyse(points: list[dict]) -> dict:
         for axis in AXES:
             members = [i for i, p in enumerate(points) if axis in p.get("axes", [])]
             if len(members) >= 3:
-                entry["residual_trend"][axis] = _spearman([points[i][axis] for i in members],
-                                                          [lin["residuals"][i] for i in members])
+                entry["residual_trend"][axis] = _spearman(
+                    [points[i][axis] for i in members], [lin["residuals"][i] for i in members]
+                )
         if name in ALT_X:
             alt = fit_linear([p[ALT_X[name]] for p in points], y)
-            entry["alt_fit"] = {"x": ALT_X[name], "a_seconds": alt["a"], "b_seconds_per_1k": 1000 * alt["b"],
-                                "r2": alt["r2"]}
+            entry["alt_fit"] = {
+                "x": ALT_X[name],
+                "a_seconds": alt["a"],
+                "b_seconds_per_1k": 1000 * alt["b"],
+                "r2": alt["r2"],
+            }
         if name in NODE_SQ:
             sq = np.array([p.get(NODE_SQ[name], 0) for p in points], dtype=float)
             quad = fit_quadratic_term(x, sq, y)
             quad["linear_adj_r2"] = _adj(lin["r2"], len(y), 1)
-            quad["share_at_default"] = (quad["c"] * default.get(NODE_SQ[name], 0) / entry["seconds_at_default"]
-                                        if entry["seconds_at_default"] > 0 and not math.isnan(quad["c"]) else math.nan)
+            quad["share_at_default"] = (
+                quad["c"] * default.get(NODE_SQ[name], 0) / entry["seconds_at_default"]
+                if entry["seconds_at_default"] > 0 and not math.isnan(quad["c"])
+                else math.nan
+            )
             entry["squared_length_fit"] = quad
         out["nodes"][name] = entry
     # Per-token cost above the intercept, along each axis (does a token cost more in long sequences?).
     out["marginal_ms_per_token"] = {}
     for axis in list(AXES) + ["diagonal"]:
-        members = [p for p in points if axis in p.get("axes", [])] if axis != "diagonal" else \
-            [p for p in points if "diagonal" in p.get("axes", [])] + [default]
+        members = (
+            [p for p in points if axis in p.get("axes", [])]
+            if axis != "diagonal"
+            else [p for p in points if "diagonal" in p.get("axes", [])] + [default]
+        )
         if not members:
             continue
         rows = []
-        for p in sorted(members, key=lambda q: (q[axis] if axis in AXES else q["tokens_processed"])):
+        for p in sorted(members, key=lambda q: q[axis] if axis in AXES else q["tokens_processed"]):
             row = {"label": p["label"], "response_length_mean": p["response_length_mean"]}
             for name in ("iteration", "generate_rollouts", "update_policy"):
                 e = out["nodes"][name]
@@ -352,24 +419,33 @@ def conclusions(a: dict) -> list[str]:
             lines.append(f"`{name}`: negligible ({e['seconds_at_default']:.3f} s at the default point).")
             continue
         verdict = "linear in tokens" if e["r2"] >= 0.98 else ("roughly linear" if e["r2"] >= 0.9 else "not linear")
-        s = (f"`{name}`: {verdict} (R^2 {e['r2']:.3f} against {e['x'].replace('_', ' ')}), "
-             f"{e['b_seconds_per_1k_tokens']:.3f} s per 1k tokens + {e['a_seconds']:.2f} s fixed "
-             f"({100 * e['intercept_share_at_default']:.0f}% of it at the default point)")
-        trends = [f"{AXIS_LABELS[ax]} ({rho:+.2f})" for ax, rho in e["residual_trend"].items()
-                  if not math.isnan(rho) and abs(rho) >= 0.8]
+        s = (
+            f"`{name}`: {verdict} (R^2 {e['r2']:.3f} against {e['x'].replace('_', ' ')}), "
+            f"{e['b_seconds_per_1k_tokens']:.3f} s per 1k tokens + {e['a_seconds']:.2f} s fixed "
+            f"({100 * e['intercept_share_at_default']:.0f}% of it at the default point)"
+        )
+        trends = [
+            f"{AXIS_LABELS[ax]} ({rho:+.2f})"
+            for ax, rho in e["residual_trend"].items()
+            if not math.isnan(rho) and abs(rho) >= 0.8
+        ]
         if trends:
             s += "; residuals trend with " + ", ".join(trends)
         alt = e.get("alt_fit")
         if alt and not math.isnan(alt["r2"]):
-            s += (f"; against {alt['x'].replace('_', ' ')} R^2 {alt['r2']:.3f} ({alt['b_seconds_per_1k']:.2f} s per "
-                  f"1k + {alt['a_seconds']:.2f} s)")
+            s += (
+                f"; against {alt['x'].replace('_', ' ')} R^2 {alt['r2']:.3f} ({alt['b_seconds_per_1k']:.2f} s per "
+                f"1k + {alt['a_seconds']:.2f} s)"
+            )
         quad = e.get("squared_length_fit")
         if quad and not math.isnan(quad.get("c", math.nan)):
             gain = quad["adj_r2"] - quad["linear_adj_r2"]
             if quad["c"] > 0 and gain > 0.005:
-                s += (f"; a squared-length term improves the fit (adj. R^2 {quad['linear_adj_r2']:.3f} -> "
-                      f"{quad['adj_r2']:.3f}{', with a negative linear term' if quad['b'] <= 0 else ''}): "
-                      "longer sequences cost more per token, from attention or padding (see below)")
+                s += (
+                    f"; a squared-length term improves the fit (adj. R^2 {quad['linear_adj_r2']:.3f} -> "
+                    f"{quad['adj_r2']:.3f}{', with a negative linear term' if quad['b'] <= 0 else ''}): "
+                    "longer sequences cost more per token, from attention or padding (see below)"
+                )
             else:
                 s += "; no squared-length (attention) term shows"
         lines.append(s + ".")
@@ -380,7 +456,8 @@ def conclusions(a: dict) -> list[str]:
             "the tiny world's answers are short whatever the budget, so sequence length hardly varies, and a "
             "squared-length term cannot tell attention from padding (update_prm and update_policy pad each "
             "shuffled micro-batch to its longest row; the points cut at a short budget have equal lengths and "
-            "no padding). Treat it as a hint, not a measurement of attention.")
+            "no padding). Treat it as a hint, not a measurement of attention."
+        )
     return lines
 
 
@@ -398,7 +475,7 @@ def plot(points: list[dict], analysis: dict, path: Path) -> None:
     nrows = -(-len(panels) // ncols)
     fig, grid_axs = plt.subplots(nrows, ncols, figsize=(6.4 * ncols, 4.8 * nrows), squeeze=False)
     axs = [list(grid_axs.flat)]
-    for extra in axs[0][len(panels):]:
+    for extra in axs[0][len(panels) :]:
         extra.set_visible(False)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     default = analysis["default_point"]
@@ -462,61 +539,97 @@ def busy(point: dict) -> bool:
 
 def render_markdown(result: dict) -> str:
     points, a = result["points"], result["analysis"]
-    lines = ["# Scaling of a PRIME iteration (tiny world)", "", f"Command: `{result['command']}`", "",
-             f"Each point: a fresh project copy, `eurus-prime train --iterations {result['iterations']}` with "
-             f"`prime.eval_every=0` and the point's params (extra: `{result['params'] or 'none'}`); "
-             "iteration 0 is warm-up, the rest measured. P prompts per step (2P drawn, oversample 2), N samples, "
-             f"L = max response length. {len(points)} points in {result['total_seconds'] / 60:.1f} min.", "",
-             "## Points", "",
-             "| P x N x L | generated rollouts | generated tokens | mean / max response | truncated | "
-             "padded decode tokens (hf batching) | trained rollouts | trained tokens | iteration s | "
-             + " | ".join(f"`{n}` s" for n in NODES) + " | peak RSS MB | other work (cores) | runs |",
-             "|---" * (12 + len(NODES)) + "|"]
+    lines = [
+        "# Scaling of a PRIME iteration (tiny world)",
+        "",
+        f"Command: `{result['command']}`",
+        "",
+        f"Each point: a fresh project copy, `eurus-prime train --iterations {result['iterations']}` with "
+        f"`prime.eval_every=0` and the point's params (extra: `{result['params'] or 'none'}`); "
+        "iteration 0 is warm-up, the rest measured. P prompts per step (2P drawn, oversample 2), N samples, "
+        f"L = max response length. {len(points)} points in {result['total_seconds'] / 60:.1f} min.",
+        "",
+        "## Points",
+        "",
+        "| P x N x L | generated rollouts | generated tokens | mean / max response | truncated | "
+        "padded decode tokens (hf batching) | trained rollouts | trained tokens | iteration s | "
+        + " | ".join(f"`{n}` s" for n in NODES)
+        + " | peak RSS MB | other work (cores) | runs |",
+        "|---" * (12 + len(NODES)) + "|",
+    ]
     for p in points:
         lines.append(
             f"| {p['label']}{' (' + p['extra'].replace('prime.', '') + ')' if p.get('extra') else ''} | "
             f"{p['generated_rollouts']:.0f} | {p['generated_tokens']:.0f} | "
             f"{p['response_length_mean']:.1f} / {p['response_length_max']:.0f} | {100 * p['truncated_share']:.0f}% | "
             f"{p['generated_tokens_padded']:.0f} | {p['trained_rollouts']:.0f} | {p['trained_tokens']:.0f} | "
-            f"{p['iteration_seconds']:.2f} | " + " | ".join(f"{p['node_seconds'][n]:.2f}" for n in NODES)
+            f"{p['iteration_seconds']:.2f} | "
+            + " | ".join(f"{p['node_seconds'][n]:.2f}" for n in NODES)
             + f" | {_f(p.get('peak_rss_mb'), '{:.0f}')} | {_f((p.get('load') or {}).get('other_cores'), '{:.2f}')} "
-            f"| {p.get('attempts', 1)} |")
+            f"| {p.get('attempts', 1)} |"
+        )
     noisy = [p["label"] for p in points if busy(p)]
     if noisy:
-        lines += ["", f"**Warning:** the machine was busy with other work during {', '.join(noisy)} (other "
-                  f"processes used more than {BUSY_OTHER_CORES} of a core on average, even after "
-                  "rerunning; the fastest run is kept): those wall times are inflated and the fits below "
-                  "are noisier than they should be. Rerun on a quiet machine for final numbers."]
-    lines += ["", "## Fits: seconds = a + b x tokens", "",
-              "x: generated tokens (sum of response lengths) for generation, verification and the filter; "
-              "trained tokens (prompt + response of the selected groups) for the reward and update nodes; "
-              "their sum for the iteration (the Kedro session's seconds, I/O included).", "",
-              "| node | x | a (s) | b (s per 1k tokens) | R^2 | intercept share at default | "
-              "residual trend (Spearman) per axis | adj. R^2: linear -> with a squared-length term |",
-              "|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            f"**Warning:** the machine was busy with other work during {', '.join(noisy)} (other "
+            f"processes used more than {BUSY_OTHER_CORES} of a core on average, even after "
+            "rerunning; the fastest run is kept): those wall times are inflated and the fits below "
+            "are noisier than they should be. Rerun on a quiet machine for final numbers.",
+        ]
+    lines += [
+        "",
+        "## Fits: seconds = a + b x tokens",
+        "",
+        "x: generated tokens (sum of response lengths) for generation, verification and the filter; "
+        "trained tokens (prompt + response of the selected groups) for the reward and update nodes; "
+        "their sum for the iteration (the Kedro session's seconds, I/O included).",
+        "",
+        "| node | x | a (s) | b (s per 1k tokens) | R^2 | intercept share at default | "
+        "residual trend (Spearman) per axis | adj. R^2: linear -> with a squared-length term |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for name, e in a["nodes"].items():
         trend = ", ".join(f"{AXIS_LABELS[k]} {_f(v, '{:+.2f}')}" for k, v in e["residual_trend"].items()) or "–"
         q = e.get("squared_length_fit")
-        qs = (f"{_f(q['linear_adj_r2'], '{:.3f}')} -> {_f(q['adj_r2'], '{:.3f}')}"
-              + (" (linear term < 0)" if q.get("b", 1) <= 0 else "") if q else "–")
-        lines.append(f"| `{name}` | {e['x'].replace('_', ' ')} | {_f(e['a_seconds'])} | "
-                     f"{_f(e['b_seconds_per_1k_tokens'], '{:.3f}')} | {_f(e['r2'], '{:.3f}')} | "
-                     f"{_f(100 * e['intercept_share_at_default'], '{:.0f}')}% | {trend} | {qs} |")
+        qs = (
+            f"{_f(q['linear_adj_r2'], '{:.3f}')} -> {_f(q['adj_r2'], '{:.3f}')}"
+            + (" (linear term < 0)" if q.get("b", 1) <= 0 else "")
+            if q
+            else "–"
+        )
+        lines.append(
+            f"| `{name}` | {e['x'].replace('_', ' ')} | {_f(e['a_seconds'])} | "
+            f"{_f(e['b_seconds_per_1k_tokens'], '{:.3f}')} | {_f(e['r2'], '{:.3f}')} | "
+            f"{_f(100 * e['intercept_share_at_default'], '{:.0f}')}% | {trend} | {qs} |"
+        )
         if e.get("alt_fit"):
             alt = e["alt_fit"]
-            lines.append(f"| `{name}` | {alt['x'].replace('_', ' ')} (per 1k) | {_f(alt['a_seconds'])} | "
-                         f"{_f(alt['b_seconds_per_1k'], '{:.3f}')} | {_f(alt['r2'], '{:.3f}')} | | | |")
-    lines += ["", "Residuals (measured - fit, % of fit):", "",
-              "| node | " + " | ".join(p["label"] for p in points) + " |", "|---" * (len(points) + 1) + "|"]
+            lines.append(
+                f"| `{name}` | {alt['x'].replace('_', ' ')} (per 1k) | {_f(alt['a_seconds'])} | "
+                f"{_f(alt['b_seconds_per_1k'], '{:.3f}')} | {_f(alt['r2'], '{:.3f}')} | | | |"
+            )
+    lines += [
+        "",
+        "Residuals (measured - fit, % of fit):",
+        "",
+        "| node | " + " | ".join(p["label"] for p in points) + " |",
+        "|---" * (len(points) + 1) + "|",
+    ]
     for name, e in a["nodes"].items():
-        lines.append(f"| `{name}` | " + " | ".join(_f(100 * e["residual_share"][p["label"]], "{:+.0f}") for p in points)
-                     + " |")
+        lines.append(
+            f"| `{name}` | " + " | ".join(_f(100 * e["residual_share"][p["label"]], "{:+.0f}") for p in points) + " |"
+        )
     lines += ["", "Marginal cost per token above the intercept (ms per token), along each axis:", ""]
     for axis, rows in a["marginal_ms_per_token"].items():
-        lines.append(f"- {AXIS_LABELS.get(axis, axis)}: " + "; ".join(
-            f"{r['label']} (mean response {r['response_length_mean']:.0f}): iteration {_f(r['iteration'], '{:.3f}')}, "
-            f"generate {_f(r['generate_rollouts'], '{:.3f}')}, update_policy {_f(r['update_policy'], '{:.3f}')}"
-            for r in rows))
+        lines.append(
+            f"- {AXIS_LABELS.get(axis, axis)}: "
+            + "; ".join(
+                f"{r['label']} (mean response {r['response_length_mean']:.0f}): iteration {_f(r['iteration'], '{:.3f}')}, "
+                f"generate {_f(r['generate_rollouts'], '{:.3f}')}, update_policy {_f(r['update_policy'], '{:.3f}')}"
+                for r in rows
+            )
+        )
     lines += ["", "## Read off the fits", ""] + [f"- {c}" for c in a["conclusions"]]
     if result.get("notes"):
         lines += ["", "## Notes", ""] + [f"- {n}" for n in result["notes"]]
@@ -553,12 +666,17 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-diagonal", action="store_true", help="one axis at a time only")
     ap.add_argument("--points", default="", help="your own points instead of the grid: PxNxL,PxNxL,...")
     ap.add_argument("--iterations", type=int, default=2, help="per point; iteration 0 is warm-up (default 2)")
-    ap.add_argument("--params", default="", help="params for every point, as `kedro run --params` "
-                    "(e.g. prime.rollout_engine=fast)")
-    ap.add_argument("--retries", type=int, default=1,
-                    help="rerun a point measured while other work used the machine (over "
-                         f"{BUSY_OTHER_CORES} cores on average) up to this many times, keeping the fastest run "
-                         "(default 1)")
+    ap.add_argument(
+        "--params", default="", help="params for every point, as `kedro run --params` (e.g. prime.rollout_engine=fast)"
+    )
+    ap.add_argument(
+        "--retries",
+        type=int,
+        default=1,
+        help="rerun a point measured while other work used the machine (over "
+        f"{BUSY_OTHER_CORES} cores on average) up to this many times, keeping the fastest run "
+        "(default 1)",
+    )
     ap.add_argument("--from-json", type=Path, help="refit and replot the points of an earlier result; runs nothing")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/scaling")
     args = ap.parse_args(argv)
@@ -576,8 +694,11 @@ def main(argv: list[str] | None = None) -> None:
     for i, point in enumerate(points, 1):
         best = None
         for attempt in range(1 + max(0, args.retries)):
-            print(f"[{i}/{len(points)}] {label(point)}{f' (again: busy machine)' if attempt else ''} ...",
-                  end=" ", flush=True)
+            print(
+                f"[{i}/{len(points)}] {label(point)}{' (again: busy machine)' if attempt else ''} ...",
+                end=" ",
+                flush=True,
+            )
             try:
                 m = run_point(point, args.params, args.iterations)
             except RuntimeError as err:
@@ -586,10 +707,13 @@ def main(argv: list[str] | None = None) -> None:
                 failed.append({"label": label(point), "error": str(err)[-2000:]})
                 break
             m["attempts"] = attempt + 1
-            print(f"{m['iteration_seconds']:.1f} s/iteration, {m['generated_rollouts']:.0f} rollouts, "
-                  f"{m['generated_tokens']:.0f} generated / {m['trained_tokens']:.0f} trained tokens "
-                  f"({m['run_seconds']:.0f} s; other work used {_f(m['load'].get('other_cores'), '{:.2f}')} cores, "
-                  f"load average {m['load']['load_mean']:.1f})", flush=True)
+            print(
+                f"{m['iteration_seconds']:.1f} s/iteration, {m['generated_rollouts']:.0f} rollouts, "
+                f"{m['generated_tokens']:.0f} generated / {m['trained_tokens']:.0f} trained tokens "
+                f"({m['run_seconds']:.0f} s; other work used {_f(m['load'].get('other_cores'), '{:.2f}')} cores, "
+                f"load average {m['load']['load_mean']:.1f})",
+                flush=True,
+            )
             if best is None or m["iteration_seconds"] < best["iteration_seconds"]:
                 best = m  # other work only ever slows a run down: the fastest is the least disturbed
             if not busy(m):
@@ -599,9 +723,15 @@ def main(argv: list[str] | None = None) -> None:
             measured.append(best)
     if not measured:
         raise SystemExit("no point ran")
-    result = {"command": command, "iterations": args.iterations, "params": args.params,
-              "total_seconds": round(time.perf_counter() - started, 1), "points": measured, "failed": failed,
-              "notes": NOTES + [f"failed points: {', '.join(f['label'] for f in failed)}"] * bool(failed)}
+    result = {
+        "command": command,
+        "iterations": args.iterations,
+        "params": args.params,
+        "total_seconds": round(time.perf_counter() - started, 1),
+        "points": measured,
+        "failed": failed,
+        "notes": NOTES + [f"failed points: {', '.join(f['label'] for f in failed)}"] * bool(failed),
+    }
     result["analysis"] = analyse(measured)
     write(result, args.out)
     print(render_markdown(result))

@@ -35,9 +35,18 @@ def _child(variant: str, grad: bool) -> None:
     from eurus_prime.engines import logprobs
 
     torch.manual_seed(0)
-    model = Qwen2ForCausalLM(Qwen2Config(vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=1,
-                                         num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True,
-                                         max_position_embeddings=1024))
+    model = Qwen2ForCausalLM(
+        Qwen2Config(
+            vocab_size=VOCAB,
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=1,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            tie_word_embeddings=True,
+            max_position_embeddings=1024,
+        )
+    )
     ids = torch.randint(0, VOCAB, (ROWS, PROMPT + RESPONSE))
     mask = torch.ones_like(ids)
     if variant == "full":
@@ -49,30 +58,52 @@ def _child(variant: str, grad: bool) -> None:
         out.sum().backward()
     secs = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"variant": variant, "grad": grad, "seconds": secs, "peak_rss_mb": peak / 1024,
-                      "added_mb": (peak - base) / 1024}))
+    print(
+        json.dumps(
+            {
+                "variant": variant,
+                "grad": grad,
+                "seconds": secs,
+                "peak_rss_mb": peak / 1024,
+                "added_mb": (peak - base) / 1024,
+            }
+        )
+    )
 
 
 def main() -> None:
     rows = []
     for grad in (False, True):
         for variant in ("chunked", "full"):
-            out = subprocess.run([sys.executable, __file__, "--child", variant, str(int(grad))], check=True,
-                                 capture_output=True, text=True)
+            out = subprocess.run(
+                [sys.executable, __file__, "--child", variant, str(int(grad))],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
             rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
             print(rows[-1], flush=True)
     logits_mb = ROWS * RESPONSE * VOCAB * 4 / 2**20
-    lines = ["# Scoring memory: output head by chunks vs full logits", "",
-             "Command: `python benchmarks/scoring_memory.py`", "",
-             f"One micro-batch of {ROWS} rows x ({PROMPT} + {RESPONSE}) tokens, vocabulary {VOCAB} (one float32 "
-             f"logits tensor of the responses: {logits_mb:.0f} MB), random one-layer Qwen2, one process per row.", "",
-             "| pass | variant | peak RSS MB | added by the pass MB | seconds |", "|---|---|---:|---:|---:|"]
+    lines = [
+        "# Scoring memory: output head by chunks vs full logits",
+        "",
+        "Command: `python benchmarks/scoring_memory.py`",
+        "",
+        f"One micro-batch of {ROWS} rows x ({PROMPT} + {RESPONSE}) tokens, vocabulary {VOCAB} (one float32 "
+        f"logits tensor of the responses: {logits_mb:.0f} MB), random one-layer Qwen2, one process per row.",
+        "",
+        "| pass | variant | peak RSS MB | added by the pass MB | seconds |",
+        "|---|---|---:|---:|---:|",
+    ]
     for r in rows:
-        lines.append(f"| {'with gradients (backward included)' if r['grad'] else 'no gradients'} | {r['variant']} | "
-                     f"{r['peak_rss_mb']:.0f} | {r['added_mb']:.0f} | {r['seconds']:.2f} |")
+        lines.append(
+            f"| {'with gradients (backward included)' if r['grad'] else 'no gradients'} | {r['variant']} | "
+            f"{r['peak_rss_mb']:.0f} | {r['added_mb']:.0f} | {r['seconds']:.2f} |"
+        )
     out = ROOT / "benchmarks/results/scoring_memory"
-    out.with_suffix(".json").write_text(json.dumps({"command": "python benchmarks/scoring_memory.py", "rows": rows,
-                                                    "logits_mb": logits_mb}, indent=2))
+    out.with_suffix(".json").write_text(
+        json.dumps({"command": "python benchmarks/scoring_memory.py", "rows": rows, "logits_mb": logits_mb}, indent=2)
+    )
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -51,14 +51,24 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _project import ROOT, LoadMonitor, fresh_project  # noqa: E402
 
-NODES = ("generate_rollouts", "verify_outcomes", "filter_prompts", "compute_process_rewards", "update_prm",
-         "estimate_advantages", "update_policy", "evaluate_policy")
+NODES = (
+    "generate_rollouts",
+    "verify_outcomes",
+    "filter_prompts",
+    "compute_process_rewards",
+    "update_prm",
+    "estimate_advantages",
+    "update_policy",
+    "evaluate_policy",
+)
 #: sample_prompts times nothing of its own (its seconds are in "Kedro other"), but has a peak RSS.
 MEMORY_NODES = ("sample_prompts",) + NODES
-OVERHEAD_PARTS = (("io_load_seconds", "dataset loads (Parquet, checkpoints)"),
-                  ("io_save_seconds", "dataset saves (Parquet, checkpoints)"),
-                  ("kedro_other_seconds", "Kedro session, catalog, hooks, kedro-mlflow"),
-                  ("loop_bookkeeping_seconds", "training loop: stage checks, MLflow campaign"))
+OVERHEAD_PARTS = (
+    ("io_load_seconds", "dataset loads (Parquet, checkpoints)"),
+    ("io_save_seconds", "dataset saves (Parquet, checkpoints)"),
+    ("kedro_other_seconds", "Kedro session, catalog, hooks, kedro-mlflow"),
+    ("loop_bookkeeping_seconds", "training loop: stage checks, MLflow campaign"),
+)
 
 
 def split_params(text: str) -> list[str]:
@@ -88,8 +98,14 @@ def scaled_params(user: str, scale: int, scale_mini_batches: bool = False, base:
 
 
 def run_train(project: Path, iterations: int, params: str) -> tuple[float, dict]:
-    cmd = [str(Path(sys.executable).with_name("eurus-prime")), "train", "--project", str(project),
-           "--iterations", str(iterations)] + (["--params", params] if params else [])
+    cmd = [
+        str(Path(sys.executable).with_name("eurus-prime")),
+        "train",
+        "--project",
+        str(project),
+        "--iterations",
+        str(iterations),
+    ] + (["--params", params] if params else [])
     env = {**os.environ, "TQDM_DISABLE": "1", "KEDRO_DISABLE_TELEMETRY": "1"}
     start = time.perf_counter()
     with open(project / "train.log", "w") as log, LoadMonitor() as load:
@@ -106,24 +122,31 @@ def per_iteration(rows: list[dict]) -> list[dict]:
     for r in rows:
         nodes = {n: r.get(f"time/{n}", 0.0) for n in NODES}
         io = r.get("time/io_load", 0.0) + r.get("time/io_save", 0.0)
-        out.append({
-            "iteration": r["iteration"], "session_seconds": r["seconds"], "nodes": nodes,
-            "node_seconds": sum(nodes.values()), "io_load": r.get("time/io_load", 0.0),
-            "io_save": r.get("time/io_save", 0.0),
-            "kedro_other": r["seconds"] - sum(nodes.values()) - io,
-            "loop_bookkeeping": r["elapsed"] - prev_elapsed - r["seconds"],
-            "evaluated": "eval/all" in r,
-            "rollouts": r.get("rollout/responses"),
-            "response_length_mean": r.get("rollout/response_length_mean"),
-            "groups_drawn": r.get("filter/drawn"),
-            "groups_selected": r.get("filter/selected"),
-            "resamples": r.get("resamples", 0),
-            "peak_rss_mb": r.get("memory/peak_rss_mb"),
-            "node_peak_rss_mb": {n: r[f"memory/{n}_peak_rss_mb"] for n in MEMORY_NODES
-                                 if f"memory/{n}_peak_rss_mb" in r},
-            "node_rss_before_mb": {n: r[f"memory/{n}_rss_before_mb"] for n in MEMORY_NODES
-                                   if f"memory/{n}_rss_before_mb" in r},
-        })
+        out.append(
+            {
+                "iteration": r["iteration"],
+                "session_seconds": r["seconds"],
+                "nodes": nodes,
+                "node_seconds": sum(nodes.values()),
+                "io_load": r.get("time/io_load", 0.0),
+                "io_save": r.get("time/io_save", 0.0),
+                "kedro_other": r["seconds"] - sum(nodes.values()) - io,
+                "loop_bookkeeping": r["elapsed"] - prev_elapsed - r["seconds"],
+                "evaluated": "eval/all" in r,
+                "rollouts": r.get("rollout/responses"),
+                "response_length_mean": r.get("rollout/response_length_mean"),
+                "groups_drawn": r.get("filter/drawn"),
+                "groups_selected": r.get("filter/selected"),
+                "resamples": r.get("resamples", 0),
+                "peak_rss_mb": r.get("memory/peak_rss_mb"),
+                "node_peak_rss_mb": {
+                    n: r[f"memory/{n}_peak_rss_mb"] for n in MEMORY_NODES if f"memory/{n}_peak_rss_mb" in r
+                },
+                "node_rss_before_mb": {
+                    n: r[f"memory/{n}_rss_before_mb"] for n in MEMORY_NODES if f"memory/{n}_rss_before_mb" in r
+                },
+            }
+        )
         prev_elapsed = r["elapsed"]
     return out
 
@@ -156,7 +179,8 @@ def summarise(iters: list[dict]) -> dict:
     overhead = sum(s[k] for k, _ in OVERHEAD_PARTS)
     s["overhead_share"] = round(overhead / wall, 4)
     s["kedro_parquet_overhead_share"] = round(
-        (s["io_load_seconds"] + s["io_save_seconds"] + s["kedro_other_seconds"]) / wall, 4)
+        (s["io_load_seconds"] + s["io_save_seconds"] + s["kedro_other_seconds"]) / wall, 4
+    )
     s["node_peak_rss_mb"] = {n: peak("node_peak_rss_mb", n) for n in MEMORY_NODES}
     s["node_rss_before_mb"] = {n: peak("node_rss_before_mb", n) for n in MEMORY_NODES}
     s["peak_rss_mb"] = peak("peak_rss_mb")
@@ -164,8 +188,12 @@ def summarise(iters: list[dict]) -> dict:
     s["iteration0_node_peak_rss_mb"] = dict(iters[0]["node_peak_rss_mb"]) if iters else {}
     s["iteration0_node_rss_before_mb"] = dict(iters[0]["node_rss_before_mb"]) if iters else {}
     s["iteration0_peak_rss_mb"] = iters[0]["peak_rss_mb"] if iters else None
-    for key, name in (("rollouts", "mean_rollouts"), ("response_length_mean", "mean_response_length"),
-                      ("groups_drawn", "mean_groups_drawn"), ("groups_selected", "mean_groups_selected")):
+    for key, name in (
+        ("rollouts", "mean_rollouts"),
+        ("response_length_mean", "mean_response_length"),
+        ("groups_drawn", "mean_groups_drawn"),
+        ("groups_selected", "mean_groups_selected"),
+    ):
         v = mean(key)
         s[name] = round(v, 1) if v is not None else None
     s["measured_iterations"] = [p["iteration"] for p in steady]
@@ -198,37 +226,49 @@ def render_markdown(result: dict) -> str:
     runs = result["by_scale"]
     labels = list(runs)
     lines = ["# Stage timing and memory (tiny world)", "", f"Command: `{result['command']}`", ""]
-    lines.append(f"`eurus-prime train --iterations {result['iterations']}` on a fresh project copy per size "
-                 f"(extra params: `{result['params'] or 'none'}`). Means over iterations "
-                 f"1..{result['iterations'] - 1} (iteration 0 is warm-up). Peak RSS: the process's "
-                 "highest resident memory while the node ran, in MB (in brackets: above its RSS when "
-                 "the node started), the largest over the measured iterations; \"it. 0\": the same in "
-                 "iteration 0. RSS includes heap that earlier nodes freed but the allocator kept (a node "
-                 "reuses it without growing RSS), so a node's own need shows best in its bracket at "
-                 "iteration 0, and the iteration's peak is what the process needs.")
+    lines.append(
+        f"`eurus-prime train --iterations {result['iterations']}` on a fresh project copy per size "
+        f"(extra params: `{result['params'] or 'none'}`). Means over iterations "
+        f"1..{result['iterations'] - 1} (iteration 0 is warm-up). Peak RSS: the process's "
+        "highest resident memory while the node ran, in MB (in brackets: above its RSS when "
+        'the node started), the largest over the measured iterations; "it. 0": the same in '
+        "iteration 0. RSS includes heap that earlier nodes freed but the allocator kept (a node "
+        "reuses it without growing RSS), so a node's own need shows best in its bracket at "
+        "iteration 0, and the iteration's peak is what the process needs."
+    )
     lines.append("")
     for lab in labels:
         r = runs[lab]
-        lines.append(f"- **{lab}** (`{r['params']}`): {r['mean_iteration_wall_seconds']:.1f} s per iteration; "
-                     f"{_num(r['mean_rollouts'])} rollouts generated from {_num(r['mean_groups_drawn'])} prompts, "
-                     f"{_num(r['mean_groups_selected'])} groups trained on, mean response "
-                     f"{_num(r['mean_response_length'], '{:.1f}')} tokens; iteration peak RSS "
-                     f"{_num(r['peak_rss_mb'])} MB; "
-                     f"evaluated iterations among the measured: {r['evaluated_iterations'] or 'none'}"
-                     + (f"; {r['resamples']} resample(s)" if r["resamples"] else "")
-                     + (f"; other work on the machine used {_num(r['load'].get('other_cores'), '{:.2f}')} cores "
-                        f"on average (1-min load average {r['load']['load_mean']:.1f}, max "
-                        f"{r['load']['load_max']:.1f}, {r['load']['cpus']} CPUs)" if r.get("load") else "")
-                     + (f"; runs: {r['attempts']}, the fastest kept" if r.get("attempts", 1) > 1 else ""))
+        lines.append(
+            f"- **{lab}** (`{r['params']}`): {r['mean_iteration_wall_seconds']:.1f} s per iteration; "
+            f"{_num(r['mean_rollouts'])} rollouts generated from {_num(r['mean_groups_drawn'])} prompts, "
+            f"{_num(r['mean_groups_selected'])} groups trained on, mean response "
+            f"{_num(r['mean_response_length'], '{:.1f}')} tokens; iteration peak RSS "
+            f"{_num(r['peak_rss_mb'])} MB; "
+            f"evaluated iterations among the measured: {r['evaluated_iterations'] or 'none'}"
+            + (f"; {r['resamples']} resample(s)" if r["resamples"] else "")
+            + (
+                f"; other work on the machine used {_num(r['load'].get('other_cores'), '{:.2f}')} cores "
+                f"on average (1-min load average {r['load']['load_mean']:.1f}, max "
+                f"{r['load']['load_max']:.1f}, {r['load']['cpus']} CPUs)"
+                if r.get("load")
+                else ""
+            )
+            + (f"; runs: {r['attempts']}, the fastest kept" if r.get("attempts", 1) > 1 else "")
+        )
     busy = [lab for lab in labels if _busy(runs[lab].get("load"))]
     if busy:
-        lines += ["", f"**Warning:** the machine was busy with other work during {', '.join(busy)} (other "
-                  "processes used more than a quarter of a core on average, or the load average stayed above "
-                  "the CPU count): wall times are inflated, compare shares rather than seconds, and rerun on "
-                  "a quiet machine."]
+        lines += [
+            "",
+            f"**Warning:** the machine was busy with other work during {', '.join(busy)} (other "
+            "processes used more than a quarter of a core on average, or the load average stayed above "
+            "the CPU count): wall times are inflated, compare shares rather than seconds, and rerun on "
+            "a quiet machine.",
+        ]
     lines.append("")
-    head = "| part |" + "".join(f" {lab} s | {lab} share | {lab} peak RSS MB | {lab} it. 0 peak RSS MB |"
-                                for lab in labels)
+    head = "| part |" + "".join(
+        f" {lab} s | {lab} share | {lab} peak RSS MB | {lab} it. 0 peak RSS MB |" for lab in labels
+    )
     if len(labels) > 1:
         head += f" {labels[-1]} / {labels[0]} time |"
     lines += [head, "|---|" + "---|---|---|---|" * len(labels) + ("---|" if len(labels) > 1 else "")]
@@ -241,8 +281,11 @@ def render_markdown(result: dict) -> str:
         for lab in labels:
             r = runs[lab]
             sec = r["node_seconds"].get(n)
-            row += (f" {sec:.2f} | {100 * sec / r['mean_iteration_wall_seconds']:.1f}% |" if sec is not None
-                    else " (in Kedro other) | – |") + f" {_fmt_mem(r, n)} | {_fmt_mem(r, n, 'iteration0_')} |"
+            row += (
+                f" {sec:.2f} | {100 * sec / r['mean_iteration_wall_seconds']:.1f}% |"
+                if sec is not None
+                else " (in Kedro other) | – |"
+            ) + f" {_fmt_mem(r, n)} | {_fmt_mem(r, n, 'iteration0_')} |"
         if len(labels) > 1:
             row += ratio(runs[labels[-1]]["node_seconds"].get(n) or 0, runs[labels[0]]["node_seconds"].get(n) or 0)
         lines.append(row)
@@ -257,16 +300,20 @@ def render_markdown(result: dict) -> str:
     row = "| **iteration** |"
     for lab in labels:
         r = runs[lab]
-        row += (f" **{r['mean_iteration_wall_seconds']:.2f}** | 100% | {_num(r['peak_rss_mb'])} | "
-                f"{_num(r.get('iteration0_peak_rss_mb'))} |")
+        row += (
+            f" **{r['mean_iteration_wall_seconds']:.2f}** | 100% | {_num(r['peak_rss_mb'])} | "
+            f"{_num(r.get('iteration0_peak_rss_mb'))} |"
+        )
     if len(labels) > 1:
         row += ratio(runs[labels[-1]]["mean_iteration_wall_seconds"], runs[labels[0]]["mean_iteration_wall_seconds"])
     lines += [row, ""]
     for lab in labels:
         r = runs[lab]
-        lines.append(f"- {lab}: Kedro + Parquet/checkpoint I/O overhead (loads, saves, session/catalog/hooks/"
-                     f"kedro-mlflow) {100 * r['kedro_parquet_overhead_share']:.1f}% of an iteration; with the "
-                     f"training loop's bookkeeping, everything but the nodes: {100 * r['overhead_share']:.1f}%.")
+        lines.append(
+            f"- {lab}: Kedro + Parquet/checkpoint I/O overhead (loads, saves, session/catalog/hooks/"
+            f"kedro-mlflow) {100 * r['kedro_parquet_overhead_share']:.1f}% of an iteration; with the "
+            f"training loop's bookkeeping, everything but the nodes: {100 * r['overhead_share']:.1f}%."
+        )
     lines.append("")
     return "\n".join(lines)
 
@@ -274,15 +321,31 @@ def render_markdown(result: dict) -> str:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--iterations", type=int, default=4)
-    ap.add_argument("--params", default="", help="params for every size, as `kedro run --params`: "
-                    "prime.a=1,prime.b=2 (e.g. prime.rollout_engine=hf)")
-    ap.add_argument("--scale", type=int, nargs="+", default=[1, 4], metavar="K",
-                    help="batch multipliers of prime.prompts_per_step, one fresh project each (default: 1 4)")
-    ap.add_argument("--scale-mini-batches", action="store_true",
-                    help="also multiply prime.ppo_mini_batch and prime.prm_mini_batch (same optimizer steps)")
-    ap.add_argument("--retries", type=int, default=1,
-                    help="rerun a size measured while other work used the machine (over 0.25 cores on "
-                         "average) up to this many times, keeping the fastest run (default 1)")
+    ap.add_argument(
+        "--params",
+        default="",
+        help="params for every size, as `kedro run --params`: prime.a=1,prime.b=2 (e.g. prime.rollout_engine=hf)",
+    )
+    ap.add_argument(
+        "--scale",
+        type=int,
+        nargs="+",
+        default=[1, 4],
+        metavar="K",
+        help="batch multipliers of prime.prompts_per_step, one fresh project each (default: 1 4)",
+    )
+    ap.add_argument(
+        "--scale-mini-batches",
+        action="store_true",
+        help="also multiply prime.ppo_mini_batch and prime.prm_mini_batch (same optimizer steps)",
+    )
+    ap.add_argument(
+        "--retries",
+        type=int,
+        default=1,
+        help="rerun a size measured while other work used the machine (over 0.25 cores on "
+        "average) up to this many times, keeping the fastest run (default 1)",
+    )
     ap.add_argument("--from-json", type=Path, help="re-render the tables of an earlier result; runs nothing")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/stage_timing")
     args = ap.parse_args(argv)
@@ -294,25 +357,43 @@ def main(argv: list[str] | None = None) -> None:
         print(md)
         return
     command = " ".join(["python benchmarks/stage_timing.py", *(sys.argv[1:] if argv is None else argv)])
-    result: dict = {"command": command,
-                    "iterations": args.iterations, "params": args.params, "scales": args.scale,
-                    "scale_mini_batches": args.scale_mini_batches, "by_scale": {}}
+    result: dict = {
+        "command": command,
+        "iterations": args.iterations,
+        "params": args.params,
+        "scales": args.scale,
+        "scale_mini_batches": args.scale_mini_batches,
+        "by_scale": {},
+    }
     for k in args.scale:
         label = f"{k}x"
         params = scaled_params(args.params, k, args.scale_mini_batches)
         best = None
         for attempt in range(1 + max(0, args.retries)):
             project = fresh_project(Path(tempfile.mkdtemp(prefix=f"eurus_prime_timing_{label}_")), with_sft_from=ROOT)
-            print(f"[{label}]{' (again: busy machine)' if attempt else ''} eurus-prime train --iterations "
-                  f"{args.iterations} --params {params}  ({project})", flush=True)
+            print(
+                f"[{label}]{' (again: busy machine)' if attempt else ''} eurus-prime train --iterations "
+                f"{args.iterations} --params {params}  ({project})",
+                flush=True,
+            )
             seconds, load = run_train(project, args.iterations, params)
             rows = [json.loads(x) for x in (project / "data/08_reporting/train_log.jsonl").read_text().splitlines()]
             iters = per_iteration(rows)
-            summary = {"scale": k, "params": params, "project": str(project), "run_seconds": round(seconds, 1),
-                       "load": load, **summarise(iters), "per_iteration": iters}
-            print(f"[{label}] {summary['mean_iteration_wall_seconds']:.1f} s per iteration, peak RSS "
-                  f"{summary['peak_rss_mb']} MB ({seconds:.0f} s in all; other work used "
-                  f"{_num(load.get('other_cores'), '{:.2f}')} cores)", flush=True)
+            summary = {
+                "scale": k,
+                "params": params,
+                "project": str(project),
+                "run_seconds": round(seconds, 1),
+                "load": load,
+                **summarise(iters),
+                "per_iteration": iters,
+            }
+            print(
+                f"[{label}] {summary['mean_iteration_wall_seconds']:.1f} s per iteration, peak RSS "
+                f"{summary['peak_rss_mb']} MB ({seconds:.0f} s in all; other work used "
+                f"{_num(load.get('other_cores'), '{:.2f}')} cores)",
+                flush=True,
+            )
             # other work only ever slows a run down: the fastest is the least disturbed
             if best is None or summary["mean_iteration_wall_seconds"] < best["mean_iteration_wall_seconds"]:
                 best = summary

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import shutil
@@ -54,8 +53,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _project import ROOT, fresh_project  # noqa: E402
 
 INSTALL = 'pip install -c constraints-cpu.txt -e ".[bench]"'
-NODES = ("sample_prompts", "generate_rollouts", "verify_outcomes", "filter_prompts", "compute_process_rewards",
-         "update_prm", "estimate_advantages", "update_policy", "evaluate_policy")
+NODES = (
+    "sample_prompts",
+    "generate_rollouts",
+    "verify_outcomes",
+    "filter_prompts",
+    "compute_process_rewards",
+    "update_prm",
+    "estimate_advantages",
+    "update_policy",
+    "evaluate_policy",
+)
 MATCHED = "prime.oversample_factor=1.0,prime.filter_mode=fixed_batch,prime.eval_every=0"
 ENV = {"TQDM_DISABLE": "1", "KEDRO_DISABLE_TELEMETRY": "1"}
 PHASES = ("generate", "reward", "score_other", "update")
@@ -94,9 +102,9 @@ class ForeignLoad:
                 text = Path(f"/proc/{name}/stat").read_text()
             except OSError:
                 continue
-            f = text[text.rindex(")") + 2:].split()
+            f = text[text.rindex(")") + 2 :].split()
             procs[int(name)] = (int(f[1]), (int(f[11]) + int(f[12])) / self.tick, int(f[19]))
-            self.names[int(name)] = text[text.index("(") + 1:text.rindex(")")]
+            self.names[int(name)] = text[text.index("(") + 1 : text.rindex(")")]
         children: dict[int, list[int]] = {}
         for pid, (ppid, _, _) in procs.items():
             children.setdefault(ppid, []).append(pid)
@@ -121,10 +129,16 @@ class ForeignLoad:
         self.thread.join()
         self._sample()
         wall = time.perf_counter() - self.t
-        self.result = {"wall_seconds": wall, "foreign_cpu_seconds": self.foreign,
-                       "foreign_share_of_machine": self.foreign / wall / (os.cpu_count() or 1),
-                       "top_foreign": [f"{self.names.get(k[0], '?')} (pid {k[0]}): {v:.1f} s" for k, v in
-                                       sorted(self.by_key.items(), key=lambda kv: -kv[1])[:3] if v > 0.5]}
+        self.result = {
+            "wall_seconds": wall,
+            "foreign_cpu_seconds": self.foreign,
+            "foreign_share_of_machine": self.foreign / wall / (os.cpu_count() or 1),
+            "top_foreign": [
+                f"{self.names.get(k[0], '?')} (pid {k[0]}): {v:.1f} s"
+                for k, v in sorted(self.by_key.items(), key=lambda kv: -kv[1])[:3]
+                if v > 0.5
+            ],
+        }
         return False
 
 
@@ -148,7 +162,8 @@ def wait_idle(limit_s: float, window_s: float = 10.0, threshold: float = 0.1) ->
 def _busy_seconds() -> float | None:
     try:
         user, nice, system, _idle, _iowait, irq, softirq = map(
-            int, Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8])
+            int, Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8]
+        )
     except (OSError, ValueError):
         return None
     return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
@@ -174,8 +189,10 @@ def trl_settings(cfg, trainer: str) -> tuple[dict, list[tuple[str, str, str, str
     """The TRL config fields for ``cfg`` and the mapping table (prime field, value, TRL field, note)."""
     n, b = cfg.samples_per_prompt, cfg.prompts_per_step
     if (b * n) % cfg.ppo_mini_batch or cfg.ppo_mini_batch % cfg.micro_batch:
-        raise SystemExit("trl_compare: prompts_per_step * samples_per_prompt must be a multiple of ppo_mini_batch, "
-                         "and ppo_mini_batch a multiple of micro_batch")
+        raise SystemExit(
+            "trl_compare: prompts_per_step * samples_per_prompt must be a multiple of ppo_mini_batch, "
+            "and ppo_mini_batch a multiple of micro_batch"
+        )
     fields = {
         "num_generations": n,
         "per_device_train_batch_size": cfg.micro_batch,
@@ -209,64 +226,132 @@ def trl_settings(cfg, trainer: str) -> tuple[dict, list[tuple[str, str, str, str
         "dataloader_num_workers": 0,
     }
     if trainer == "grpo":
-        fields.update(scale_rewards="batch", loss_type="bnpo", importance_sampling_level="token",
-                      entropy_coef=cfg.entropy_coef)
-        adv_field = "`scale_rewards=\"batch\"`, `loss_type=\"bnpo\"`, `importance_sampling_level=\"token\"`"
-        adv_note = ("GRPO centres on the group mean (= (n-1)/n x the RLOO advantage) and divides by the batch "
-                    "std; `bnpo` is a token mean over the mini-batch, as eurus_prime's `masked_mean`. eurus_prime "
-                    "whitens per token (mean and std token-weighted), TRL per sequence")
+        fields.update(
+            scale_rewards="batch", loss_type="bnpo", importance_sampling_level="token", entropy_coef=cfg.entropy_coef
+        )
+        adv_field = '`scale_rewards="batch"`, `loss_type="bnpo"`, `importance_sampling_level="token"`'
+        adv_note = (
+            "GRPO centres on the group mean (= (n-1)/n x the RLOO advantage) and divides by the batch "
+            "std; `bnpo` is a token mean over the mini-batch, as eurus_prime's `masked_mean`. eurus_prime "
+            "whitens per token (mean and std token-weighted), TRL per sequence"
+        )
     else:
         fields.update(normalize_advantages=True)
         adv_field = "RLOO advantages, `normalize_advantages=True`"
-        adv_note = ("same leave-one-out baseline and batch whitening (per sequence in TRL, per token in "
-                    "eurus_prime); TRL's RLOO clips a *sequence-level* ratio, eurus_prime a token-level one")
+        adv_note = (
+            "same leave-one-out baseline and batch whitening (per sequence in TRL, per token in "
+            "eurus_prime); TRL's RLOO clips a *sequence-level* ratio, eurus_prime a token-level one"
+        )
     rows = [
-        ("prompts_per_step (B)", str(b), f"generation batch = B x n = {b * n} completions "
-         f"(`per_device_train_batch_size` x `steps_per_generation`)", "one TRL RL step = one generation batch"),
+        (
+            "prompts_per_step (B)",
+            str(b),
+            f"generation batch = B x n = {b * n} completions (`per_device_train_batch_size` x `steps_per_generation`)",
+            "one TRL RL step = one generation batch",
+        ),
         ("samples_per_prompt (n)", str(n), f"`num_generations={n}`", ""),
-        ("oversample_factor", str(cfg.oversample_factor), "-", "TRL draws exactly B prompts; the matched "
-         "eurus_prime run uses 1.0"),
-        ("filter_low / filter_high / filter_mode", f"{cfg.filter_low} / {cfg.filter_high} / {cfg.filter_mode}", "-",
-         "TRL trains on every group (zero-variance groups get advantage 0); matched run: `fixed_batch`, "
-         "which with oversample 1.0 keeps all B groups"),
-        ("max_prompt_length", str(cfg.max_prompt_length), "-", "no such field in TRL 1.x; the longest prompt is "
-         "checked below the limit"),
-        ("max_response_length", str(cfg.max_response_length), f"`max_completion_length={cfg.max_response_length}`",
-         ""),
-        ("temperature / top_p (top_k none)", f"{cfg.temperature} / {cfg.top_p}",
-         f"`temperature={cfg.temperature}`, `top_p={cfg.top_p}`, `top_k=0`", ""),
-        ("generation_batch_size", str(cfg.generation_batch_size), "-", "TRL (transformers backend) generates the "
-         f"whole {b * n}-completion batch in one `generate` call; eurus_prime in batches of "
-         f"{cfg.generation_batch_size}"),
-        ("policy_lr", str(cfg.policy_lr), f"`learning_rate={cfg.policy_lr}`, `lr_scheduler_type=\"constant\"`, "
-         "`warmup_steps=0`", "TRL's default schedule is linear decay"),
-        ("policy_weight_decay", str(cfg.policy_weight_decay), f"`weight_decay={cfg.policy_weight_decay}`, "
-         "`optim=\"adamw_torch\"`", "both torch AdamW, betas (0.9, 0.999), eps 1e-8"),
+        (
+            "oversample_factor",
+            str(cfg.oversample_factor),
+            "-",
+            "TRL draws exactly B prompts; the matched eurus_prime run uses 1.0",
+        ),
+        (
+            "filter_low / filter_high / filter_mode",
+            f"{cfg.filter_low} / {cfg.filter_high} / {cfg.filter_mode}",
+            "-",
+            "TRL trains on every group (zero-variance groups get advantage 0); matched run: `fixed_batch`, "
+            "which with oversample 1.0 keeps all B groups",
+        ),
+        (
+            "max_prompt_length",
+            str(cfg.max_prompt_length),
+            "-",
+            "no such field in TRL 1.x; the longest prompt is checked below the limit",
+        ),
+        ("max_response_length", str(cfg.max_response_length), f"`max_completion_length={cfg.max_response_length}`", ""),
+        (
+            "temperature / top_p (top_k none)",
+            f"{cfg.temperature} / {cfg.top_p}",
+            f"`temperature={cfg.temperature}`, `top_p={cfg.top_p}`, `top_k=0`",
+            "",
+        ),
+        (
+            "generation_batch_size",
+            str(cfg.generation_batch_size),
+            "-",
+            "TRL (transformers backend) generates the "
+            f"whole {b * n}-completion batch in one `generate` call; eurus_prime in batches of "
+            f"{cfg.generation_batch_size}",
+        ),
+        (
+            "policy_lr",
+            str(cfg.policy_lr),
+            f'`learning_rate={cfg.policy_lr}`, `lr_scheduler_type="constant"`, `warmup_steps=0`',
+            "TRL's default schedule is linear decay",
+        ),
+        (
+            "policy_weight_decay",
+            str(cfg.policy_weight_decay),
+            f'`weight_decay={cfg.policy_weight_decay}`, `optim="adamw_torch"`',
+            "both torch AdamW, betas (0.9, 0.999), eps 1e-8",
+        ),
         ("policy_grad_clip", str(cfg.policy_grad_clip), f"`max_grad_norm={cfg.policy_grad_clip}`", ""),
         ("clip_ratio", str(cfg.clip_ratio), f"`epsilon={cfg.clip_ratio}` (`epsilon_high` unset: symmetric)", ""),
         ("ppo_epochs", str(cfg.ppo_epochs), f"`num_iterations={cfg.ppo_epochs}`", ""),
-        ("ppo_mini_batch", str(cfg.ppo_mini_batch), f"`per_device_train_batch_size` x "
-         f"`gradient_accumulation_steps` = {cfg.ppo_mini_batch}", f"{b * n // cfg.ppo_mini_batch} optimizer "
-         "steps per RL step on both sides"),
-        ("micro_batch", str(cfg.micro_batch), f"`per_device_train_batch_size={cfg.micro_batch}`", "rows per "
-         "forward/backward (also TRL's old-log-prob batch)"),
+        (
+            "ppo_mini_batch",
+            str(cfg.ppo_mini_batch),
+            f"`per_device_train_batch_size` x `gradient_accumulation_steps` = {cfg.ppo_mini_batch}",
+            f"{b * n // cfg.ppo_mini_batch} optimizer steps per RL step on both sides",
+        ),
+        (
+            "micro_batch",
+            str(cfg.micro_batch),
+            f"`per_device_train_batch_size={cfg.micro_batch}`",
+            "rows per forward/backward (also TRL's old-log-prob batch)",
+        ),
         ("entropy_coef", str(cfg.entropy_coef), "`entropy_coef`" if trainer == "grpo" else "-", ""),
-        ("outcome_coef", str(cfg.outcome_coef), f"`reward_weights=[{cfg.outcome_coef}]`", "reward = "
-         "`verify_all(...).score`"),
-        ("process_coef, beta, granularity, normalisation, ref_type, prm_update, prm_lr, prm_weight_decay, "
-         "prm_grad_clip, prm_mini_batch", "PRIME's implicit PRM", "-", "no counterpart: TRL is outcome-only "
-         "(like `process_coef=0`, but eurus_prime still scores and trains the PRM then)"),
-        ("(no KL term in eurus_prime's policy loss)", "-", "`beta=0.0`", "TRL's beta is a KL penalty; 0 also "
-         "skips loading a reference model"),
+        (
+            "outcome_coef",
+            str(cfg.outcome_coef),
+            f"`reward_weights=[{cfg.outcome_coef}]`",
+            "reward = `verify_all(...).score`",
+        ),
+        (
+            "process_coef, beta, granularity, normalisation, ref_type, prm_update, prm_lr, prm_weight_decay, "
+            "prm_grad_clip, prm_mini_batch",
+            "PRIME's implicit PRM",
+            "-",
+            "no counterpart: TRL is outcome-only "
+            "(like `process_coef=0`, but eurus_prime still scores and trains the PRM then)",
+        ),
+        (
+            "(no KL term in eurus_prime's policy loss)",
+            "-",
+            "`beta=0.0`",
+            "TRL's beta is a KL penalty; 0 also skips loading a reference model",
+        ),
         ("(advantage estimator)", "RLOO on outcome (+ process) returns, whitened", adv_field, adv_note),
-        ("seed", str(cfg.seed), f"`seed={cfg.seed}`, `shuffle_dataset=False`", "TRL reads the prompts in "
-         "eurus_prime's matched draw order"),
+        (
+            "seed",
+            str(cfg.seed),
+            f"`seed={cfg.seed}`, `shuffle_dataset=False`",
+            "TRL reads the prompts in eurus_prime's matched draw order",
+        ),
         ("nonfinite", cfg.nonfinite, "-", "no TRL counterpart (never triggered here)"),
-        ("eval_every / eval_max_items", f"{cfg.eval_every} / {cfg.eval_max_items}", "`eval_strategy=\"no\"`",
-         "matched run: `eval_every=0`"),
-        ("(fp32, no activation checkpointing)", "-", "`bf16=False`, `gradient_checkpointing=False` "
-         "(`activation_checkpointing=False`), `use_cpu=True`", "TRL's defaults are bf16=True and "
-         "gradient_checkpointing=True"),
+        (
+            "eval_every / eval_max_items",
+            f"{cfg.eval_every} / {cfg.eval_max_items}",
+            '`eval_strategy="no"`',
+            "matched run: `eval_every=0`",
+        ),
+        (
+            "(fp32, no activation checkpointing)",
+            "-",
+            "`bf16=False`, `gradient_checkpointing=False` (`activation_checkpointing=False`), `use_cpu=True`",
+            "TRL's defaults are bf16=True and gradient_checkpointing=True",
+        ),
         ("(truncated responses are trained on)", "-", "`mask_truncated_completions=False`", ""),
     ]
     return fields, rows
@@ -277,10 +362,10 @@ def run_trl(spec: dict) -> dict:
     """One TRL training run (in the child process): timings per optimizer step and per phase."""
     import pandas as pd
     import torch
+    import trl
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 
-    import trl
     from eurus_prime.prompting import render_prompt
     from eurus_prime.verifiers import verify_all
 
@@ -290,16 +375,23 @@ def run_trl(spec: dict) -> dict:
     messages = [[{"role": m["role"], "content": m["content"]} for m in p] for p in rows["prompt"]]
     # The prompt token ids TRL will feed the model must be eurus_prime's (generate_rollouts): check them all.
     ours = [tok(render_prompt(tok, m), add_special_tokens=False)["input_ids"] for m in messages]
-    theirs = tok.apply_chat_template(conversation=messages, add_generation_prompt=True, tokenize=True,
-                                     return_dict=True)["input_ids"]
+    theirs = tok.apply_chat_template(
+        conversation=messages, add_generation_prompt=True, tokenize=True, return_dict=True
+    )["input_ids"]
     if ours != theirs:
         bad = next(i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b)
         raise SystemExit(f"trl_compare: prompt {rows['prompt_id'].iloc[bad]} tokenizes differently in TRL")
     longest = max(map(len, ours))
     if longest > spec["max_prompt_length"]:
         raise SystemExit(f"trl_compare: a prompt has {longest} tokens > prime.max_prompt_length")
-    dataset = Dataset.from_dict({"prompt": messages, "ability": list(rows["ability"]),
-                                 "ground_truth": list(rows["ground_truth"]), "prompt_id": list(rows["prompt_id"])})
+    dataset = Dataset.from_dict(
+        {
+            "prompt": messages,
+            "ability": list(rows["ability"]),
+            "ground_truth": list(rows["ground_truth"]),
+            "prompt_id": list(rows["prompt_id"]),
+        }
+    )
 
     phases = dict.fromkeys(PHASES, 0.0)
     rewards: list[float] = []
@@ -339,19 +431,34 @@ def run_trl(spec: dict) -> dict:
             if state.global_step % spg == 0:
                 seconds = sum(self.steps[-spg:])
                 scored = phases.pop("_scored", 0.0)
-                split = {"generate": phases["generate"], "reward": phases["reward"],
-                         "score_other": scored - phases["generate"] - phases["reward"],
-                         "update": seconds - scored}
-                self.rl_steps.append({"rl_step": len(self.rl_steps), "seconds": seconds, **split,
-                                      "reward_mean": rewards[-1] if rewards else None})
+                split = {
+                    "generate": phases["generate"],
+                    "reward": phases["reward"],
+                    "score_other": scored - phases["generate"] - phases["reward"],
+                    "update": seconds - scored,
+                }
+                self.rl_steps.append(
+                    {
+                        "rl_step": len(self.rl_steps),
+                        "seconds": seconds,
+                        **split,
+                        "reward_mean": rewards[-1] if rewards else None,
+                    }
+                )
                 for k in PHASES:
                     phases[k] = 0.0
                 if spec.get("budget_s") and now - self.begin >= spec["budget_s"]:
                     control.should_training_stop = True
 
     timer = StepTimer()
-    trainer = Trainer(model=model, reward_funcs=outcome_reward, args=args, train_dataset=dataset,
-                      processing_class=tok, callbacks=[timer])
+    trainer = Trainer(
+        model=model,
+        reward_funcs=outcome_reward,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tok,
+        callbacks=[timer],
+    )
 
     def timed(name, fn):
         def wrapper(*a, **k):
@@ -360,6 +467,7 @@ def run_trl(spec: dict) -> dict:
                 return fn(*a, **k)
             finally:
                 phases[name] = phases.get(name, 0.0) + time.perf_counter() - t
+
         return wrapper
 
     trainer._generate = timed("generate", trainer._generate)  # tokenize, generate, decode
@@ -370,12 +478,20 @@ def run_trl(spec: dict) -> dict:
     if spec.get("save_to"):
         trainer.save_model(spec["save_to"])
         tok.save_pretrained(spec["save_to"])
-    return {"trainer": type(trainer).__name__, "steps_per_generation": spg,
-            "generation_batch_size": args.generation_batch_size, "optimizer_steps": trainer.state.global_step,
-            "optimizer_step_seconds": timer.steps, "rl_steps": timer.rl_steps, "train_wall_seconds": wall,
-            "log_history": trainer.state.log_history, "torch_threads": torch.get_num_threads(),
-            "bf16": args.bf16, "activation_checkpointing": getattr(model, "is_activation_checkpointing", None),
-            "model_dtype": str(next(model.parameters()).dtype)}
+    return {
+        "trainer": type(trainer).__name__,
+        "steps_per_generation": spg,
+        "generation_batch_size": args.generation_batch_size,
+        "optimizer_steps": trainer.state.global_step,
+        "optimizer_step_seconds": timer.steps,
+        "rl_steps": timer.rl_steps,
+        "train_wall_seconds": wall,
+        "log_history": trainer.state.log_history,
+        "torch_threads": torch.get_num_threads(),
+        "bf16": args.bf16,
+        "activation_checkpointing": getattr(model, "is_activation_checkpointing", None),
+        "model_dtype": str(next(model.parameters()).dtype),
+    }
 
 
 def fields_steps(spec: dict) -> int:
@@ -387,8 +503,13 @@ def trl_child(spec: dict, workdir: Path, log_name: str) -> dict:
     spec_path, out_path = workdir / f"{log_name}_spec.json", workdir / f"{log_name}_result.json"
     spec_path.write_text(json.dumps(spec))
     with open(workdir / f"{log_name}.log", "w") as log, ForeignLoad() as load:
-        proc = subprocess.run([sys.executable, __file__, "--trl-worker", str(spec_path), str(out_path)],
-                              cwd=workdir, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **ENV})
+        proc = subprocess.run(
+            [sys.executable, __file__, "--trl-worker", str(spec_path), str(out_path)],
+            cwd=workdir,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **ENV},
+        )
     if proc.returncode:
         tail = (workdir / f"{log_name}.log").read_text()[-3000:]
         raise SystemExit(f"trl_compare: the TRL run failed (exit {proc.returncode}); log tail:\n{tail}")
@@ -397,31 +518,55 @@ def trl_child(spec: dict, workdir: Path, log_name: str) -> dict:
 
 # ----------------------------------------------------------------------------------- eurus_prime
 def run_eurus(project: Path, iterations: int, params: str, time_budget: float | None = None) -> dict:
-    cmd = [str(Path(sys.executable).with_name("eurus-prime")), "train", "--project", str(project),
-           "--iterations", str(iterations)] + (["--params", params] if params else []) \
+    cmd = (
+        [
+            str(Path(sys.executable).with_name("eurus-prime")),
+            "train",
+            "--project",
+            str(project),
+            "--iterations",
+            str(iterations),
+        ]
+        + (["--params", params] if params else [])
         + (["--time-budget", str(time_budget)] if time_budget else [])
+    )
     t0 = time.perf_counter()
     with open(project / "train.log", "w") as log, ForeignLoad() as load:
         proc = subprocess.run(cmd, cwd=project, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **ENV})
     wall = time.perf_counter() - t0
     if proc.returncode:
-        raise SystemExit(f"trl_compare: `{' '.join(cmd)}` failed (exit {proc.returncode}); log tail:\n"
-                         + (project / "train.log").read_text()[-3000:])
+        raise SystemExit(
+            f"trl_compare: `{' '.join(cmd)}` failed (exit {proc.returncode}); log tail:\n"
+            + (project / "train.log").read_text()[-3000:]
+        )
     rows = [json.loads(x) for x in (project / "data/08_reporting/train_log.jsonl").read_text().splitlines()]
     per_iter, prev = [], 0.0
     for r in rows:
         nodes = {n: r.get(f"time/{n}", 0.0) for n in NODES}
         io = r.get("time/io_load", 0.0) + r.get("time/io_save", 0.0)
-        per_iter.append({
-            "iteration": r["iteration"], "seconds": r["elapsed"] - prev, "session_seconds": r["seconds"],
-            "nodes": nodes, "io": io, "kedro_other": r["seconds"] - sum(nodes.values()) - io,
-            "loop_bookkeeping": r["elapsed"] - prev - r["seconds"],
-            "rollouts": r.get("rollout/responses"), "groups_selected": r.get("filter/selected"),
-            "train_verify_score": r.get("train_verify_score/all"), "eval_all": r.get("eval/all"),
-        })
+        per_iter.append(
+            {
+                "iteration": r["iteration"],
+                "seconds": r["elapsed"] - prev,
+                "session_seconds": r["seconds"],
+                "nodes": nodes,
+                "io": io,
+                "kedro_other": r["seconds"] - sum(nodes.values()) - io,
+                "loop_bookkeeping": r["elapsed"] - prev - r["seconds"],
+                "rollouts": r.get("rollout/responses"),
+                "groups_selected": r.get("filter/selected"),
+                "train_verify_score": r.get("train_verify_score/all"),
+                "eval_all": r.get("eval/all"),
+            }
+        )
         prev = r["elapsed"]
-    return {"command": " ".join(["eurus-prime"] + cmd[1:]), "params": params, "process_wall_seconds": wall,
-            "per_iteration": per_iter, "machine_load": load.result}
+    return {
+        "command": " ".join(["eurus-prime"] + cmd[1:]),
+        "params": params,
+        "process_wall_seconds": wall,
+        "per_iteration": per_iter,
+        "machine_load": load.result,
+    }
 
 
 # ----------------------------------------------------------------------------------- summaries
@@ -438,24 +583,30 @@ def median(xs):
 
 def summarise_trl(res: dict) -> dict:
     steady = res["rl_steps"][1:] or res["rl_steps"]
-    return {"seconds_per_rl_step": mean([s["seconds"] for s in steady]),
-            "median_seconds_per_rl_step": median([s["seconds"] for s in steady]),
-            "seconds_per_optimizer_step": mean(res["optimizer_step_seconds"][res["steps_per_generation"]:]
-                                               or res["optimizer_step_seconds"]),
-            "phases": {p: mean([s[p] for s in steady]) for p in PHASES},
-            "measured_rl_steps": len(steady)}
+    return {
+        "seconds_per_rl_step": mean([s["seconds"] for s in steady]),
+        "median_seconds_per_rl_step": median([s["seconds"] for s in steady]),
+        "seconds_per_optimizer_step": mean(
+            res["optimizer_step_seconds"][res["steps_per_generation"] :] or res["optimizer_step_seconds"]
+        ),
+        "phases": {p: mean([s[p] for s in steady]) for p in PHASES},
+        "measured_rl_steps": len(steady),
+    }
 
 
 def summarise_eurus(res: dict) -> dict:
     steady = res["per_iteration"][1:] or res["per_iteration"]
-    return {"seconds_per_iteration": mean([p["seconds"] for p in steady]),
-            "median_seconds_per_iteration": median([p["seconds"] for p in steady]),
-            "nodes": {n: mean([p["nodes"][n] for p in steady]) for n in NODES},
-            "io": mean([p["io"] for p in steady]), "kedro_other": mean([p["kedro_other"] for p in steady]),
-            "loop_bookkeeping": mean([p["loop_bookkeeping"] for p in steady]),
-            "rollouts": mean([p["rollouts"] for p in steady]),
-            "groups_selected": mean([p["groups_selected"] for p in steady]),
-            "measured_iterations": len(steady)}
+    return {
+        "seconds_per_iteration": mean([p["seconds"] for p in steady]),
+        "median_seconds_per_iteration": median([p["seconds"] for p in steady]),
+        "nodes": {n: mean([p["nodes"][n] for p in steady]) for n in NODES},
+        "io": mean([p["io"] for p in steady]),
+        "kedro_other": mean([p["kedro_other"] for p in steady]),
+        "loop_bookkeeping": mean([p["loop_bookkeeping"] for p in steady]),
+        "rollouts": mean([p["rollouts"] for p in steady]),
+        "groups_selected": mean([p["groups_selected"] for p in steady]),
+        "measured_iterations": len(steady),
+    }
 
 
 def evaluate_both(project: Path, trl_dir: Path) -> dict:
@@ -464,9 +615,22 @@ def evaluate_both(project: Path, trl_dir: Path) -> dict:
 
     from eurus_prime.datasets.versions import latest_version
 
-    cmd = [str(Path(sys.executable).with_name("eurus-prime")), "evaluate", "--project", str(project),
-           "--checkpoint", "sft", "--checkpoint", "latest", "--checkpoint", str(trl_dir), "--suite", "test",
-           "--max-items", "500"]
+    cmd = [
+        str(Path(sys.executable).with_name("eurus-prime")),
+        "evaluate",
+        "--project",
+        str(project),
+        "--checkpoint",
+        "sft",
+        "--checkpoint",
+        "latest",
+        "--checkpoint",
+        str(trl_dir),
+        "--suite",
+        "test",
+        "--max-items",
+        "500",
+    ]
     with open(project / "evaluate.log", "w") as log:
         proc = subprocess.run(cmd, cwd=project, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **ENV})
     if proc.returncode:
@@ -483,23 +647,43 @@ def versions() -> dict:
     from importlib.metadata import version
 
     return {p: version(p) for p in ("trl", "transformers", "torch", "accelerate", "datasets", "kedro")} | {
-        "python": platform.python_version(), "cpu_count": os.cpu_count()}
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+    }
 
 
 # ----------------------------------------------------------------------------------- main
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--trl-steps", type=int, default=6, help="TRL RL steps (generation batches); the first is "
-                    "warm-up (default 6)")
-    ap.add_argument("--iterations", type=int, default=6, help="eurus_prime iterations per setting; iteration 0 "
-                    "is warm-up (default 6)")
+    ap.add_argument(
+        "--trl-steps", type=int, default=6, help="TRL RL steps (generation batches); the first is warm-up (default 6)"
+    )
+    ap.add_argument(
+        "--iterations",
+        type=int,
+        default=6,
+        help="eurus_prime iterations per setting; iteration 0 is warm-up (default 6)",
+    )
     ap.add_argument("--trainer", choices=("grpo", "rloo"), default="grpo")
-    ap.add_argument("--accuracy-minutes", type=float, default=0.0,
-                    help="also train both for this many minutes and compare held-out accuracy (0: skip)")
-    ap.add_argument("--wait-idle", type=float, default=60.0, help="before each timed run, wait up to this many "
-                    "seconds for idle CPUs (0: don't wait)")
-    ap.add_argument("--retries", type=int, default=0, help="rerun a timed run this many times when other "
-                    "processes took more than 5%% of the machine during it (the least disturbed one is kept)")
+    ap.add_argument(
+        "--accuracy-minutes",
+        type=float,
+        default=0.0,
+        help="also train both for this many minutes and compare held-out accuracy (0: skip)",
+    )
+    ap.add_argument(
+        "--wait-idle",
+        type=float,
+        default=60.0,
+        help="before each timed run, wait up to this many seconds for idle CPUs (0: don't wait)",
+    )
+    ap.add_argument(
+        "--retries",
+        type=int,
+        default=0,
+        help="rerun a timed run this many times when other "
+        "processes took more than 5%% of the machine during it (the least disturbed one is kept)",
+    )
     ap.add_argument("--keep", action="store_true", help="keep the temporary projects and TRL output")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/trl_compare")
     ap.add_argument("--render", action="store_true", help="only rewrite the .md from the existing .json")
@@ -536,11 +720,17 @@ def main() -> None:
         drawn = pd.concat([sample_prompts(prompts, matched, i) for i in range(steps)], ignore_index=True)
         path = tmp / f"{out}_prompts.parquet"
         drawn[["prompt_id", "ability", "prompt", "ground_truth"]].to_parquet(path)
-        return {"trainer": args.trainer, "fields": dict(fields, max_steps=steps * fields["steps_per_generation"]),
-                "model": str(latest_version(project / "data/06_models/sft_model")),
-                "tokenizer": str(latest_version(project / "data/06_models/tokenizer")),
-                "prompts": str(path), "output_dir": str(tmp / out), "max_prompt_length": cfg.max_prompt_length,
-                "budget_s": budget_s, "save_to": str(save_to) if save_to else None}
+        return {
+            "trainer": args.trainer,
+            "fields": dict(fields, max_steps=steps * fields["steps_per_generation"]),
+            "model": str(latest_version(project / "data/06_models/sft_model")),
+            "tokenizer": str(latest_version(project / "data/06_models/tokenizer")),
+            "prompts": str(path),
+            "output_dir": str(tmp / out),
+            "max_prompt_length": cfg.max_prompt_length,
+            "budget_s": budget_s,
+            "save_to": str(save_to) if save_to else None,
+        }
 
     def timed_run(label: str, run):
         """``run(attempt)`` after waiting for idle CPUs; again (up to --retries) when other processes
@@ -563,18 +753,23 @@ def main() -> None:
     def copy(name: str, attempt: int) -> Path:
         return fresh_project(tmp / f"eurus_{name}_{attempt}", with_sft_from=ROOT)
 
-    trl_res = timed_run(f"TRL {args.trainer}: {args.trl_steps} RL steps",
-                        lambda a: trl_child(trl_spec(ROOT, args.trl_steps, f"trl_{a}"), tmp, f"trl_{a}"))
+    trl_res = timed_run(
+        f"TRL {args.trainer}: {args.trl_steps} RL steps",
+        lambda a: trl_child(trl_spec(ROOT, args.trl_steps, f"trl_{a}"), tmp, f"trl_{a}"),
+    )
     runs = {}
     for name, params in (("matched", MATCHED), ("default", "")):
-        runs[name] = timed_run(f"eurus_prime {name}: {args.iterations} iterations",
-                               lambda a, name=name, params=params: run_eurus(copy(name, a), args.iterations, params))
+        runs[name] = timed_run(
+            f"eurus_prime {name}: {args.iterations} iterations",
+            lambda a, name=name, params=params: run_eurus(copy(name, a), args.iterations, params),
+        )
 
     trl_sum = summarise_trl(trl_res)
     eurus_sum = {k: summarise_eurus(v) for k, v in runs.items()}
     ratios = {k: v["seconds_per_iteration"] / trl_sum["seconds_per_rl_step"] for k, v in eurus_sum.items()}
-    ratios_median = {k: v["median_seconds_per_iteration"] / trl_sum["median_seconds_per_rl_step"]
-                     for k, v in eurus_sum.items()}
+    ratios_median = {
+        k: v["median_seconds_per_iteration"] / trl_sum["median_seconds_per_rl_step"] for k, v in eurus_sum.items()
+    }
 
     accuracy = None
     if args.accuracy_minutes > 0:
@@ -591,14 +786,19 @@ def main() -> None:
         print(f"accuracy: eurus_prime for {args.accuracy_minutes} min ...", flush=True)
         acc_eurus = run_eurus(acc_project, 100000, "prime.eval_every=0", time_budget=budget)
         print("accuracy: evaluating ...", flush=True)
-        accuracy = {"minutes": args.accuracy_minutes, "eurus_params": "prime.eval_every=0",
-                    "trl_rl_steps": len(acc_trl["rl_steps"]), "trl_train_wall_seconds": acc_trl["train_wall_seconds"],
-                    "trl_reward_by_step": [s["reward_mean"] for s in acc_trl["rl_steps"]],
-                    "eurus_iterations": len(acc_eurus["per_iteration"]),
-                    "eurus_train_wall_seconds": sum(p["seconds"] for p in acc_eurus["per_iteration"]),
-                    "eurus_command": acc_eurus["command"], **evaluate_both(acc_project, trl_dir),
-                    "machine_load": {"trl": acc_trl["machine_load"], "eurus_prime": acc_eurus["machine_load"]},
-                    "trl_label": trl_dir.name}
+        accuracy = {
+            "minutes": args.accuracy_minutes,
+            "eurus_params": "prime.eval_every=0",
+            "trl_rl_steps": len(acc_trl["rl_steps"]),
+            "trl_train_wall_seconds": acc_trl["train_wall_seconds"],
+            "trl_reward_by_step": [s["reward_mean"] for s in acc_trl["rl_steps"]],
+            "eurus_iterations": len(acc_eurus["per_iteration"]),
+            "eurus_train_wall_seconds": sum(p["seconds"] for p in acc_eurus["per_iteration"]),
+            "eurus_command": acc_eurus["command"],
+            **evaluate_both(acc_project, trl_dir),
+            "machine_load": {"trl": acc_trl["machine_load"], "eurus_prime": acc_eurus["machine_load"]},
+            "trl_label": trl_dir.name,
+        }
 
     summary = {
         "command": "python benchmarks/trl_compare.py " + " ".join(sys.argv[1:]),
@@ -639,14 +839,18 @@ def markdown(s: dict, mapping, cfg) -> str:
     b, n = cfg.prompts_per_step, cfg.samples_per_prompt
     spg = t["raw"]["steps_per_generation"]
     lines = [
-        "# eurus_prime PRIME iteration vs TRL outcome-only RL step (tiny world, CPU)", "",
-        f"Command: `{s['command']}`", "",
+        "# eurus_prime PRIME iteration vs TRL outcome-only RL step (tiny world, CPU)",
+        "",
+        f"Command: `{s['command']}`",
+        "",
         f"TRL {v['trl']} ({trainer}), transformers {v['transformers']}, torch {v['torch']}, accelerate "
         f"{v['accelerate']}; {v['cpu_count']} CPU cores, {t['raw']['torch_threads']} torch threads. Same SFT "
         "checkpoint, tokenizer, training prompts (token-identical chat rendering), verifiers, sampling and "
         "optimizer settings on both sides (mapping below). Run one after the other in one invocation; the "
-        f"first TRL RL step and eurus_prime iteration 0 are warm-up and excluded.", "",
-        "## Seconds per RL step", "",
+        f"first TRL RL step and eurus_prime iteration 0 are warm-up and excluded.",
+        "",
+        "## Seconds per RL step",
+        "",
         "| run | rollouts generated / trained per step | s per step (mean) | eurus_prime / TRL (mean) "
         "| s per step (median) | eurus_prime / TRL (median) |",
         "|---|---|---|---|---|---|",
@@ -658,36 +862,67 @@ def markdown(s: dict, mapping, cfg) -> str:
     for k in ("matched", "default"):
         x = e[k]
         trained = x["groups_selected"] * n
-        lines.append(f"| {labels[k]} ({x['measured_iterations']} iterations) | {x['rollouts']:.0f} / {trained:.0f} | "
-                     f"{x['seconds_per_iteration']:.2f} | {r[k]:.2f} | {x['median_seconds_per_iteration']:.2f} | {rm[k]:.2f} |")
-    lines += ["", f"TRL per optimizer step: {t['seconds_per_optimizer_step']:.2f} s (the step that generates "
-              f"carries the generation; {spg} optimizer steps per RL step). Per step (s): TRL "
-              + ", ".join(f"{x['seconds']:.2f}" for x in t["raw"]["rl_steps"])
-              + "; eurus_prime matched " + ", ".join(f"{p['seconds']:.2f}" for p in e["matched"]["raw"]["per_iteration"])
-              + "; defaults " + ", ".join(f"{p['seconds']:.2f}" for p in e["default"]["raw"]["per_iteration"])
-              + " (the first of each is warm-up).", ""]
-    loads = [("TRL", t["raw"]["machine_load"])] + [(labels[k], e[k]["raw"]["machine_load"]) for k in ("matched", "default")]
+        lines.append(
+            f"| {labels[k]} ({x['measured_iterations']} iterations) | {x['rollouts']:.0f} / {trained:.0f} | "
+            f"{x['seconds_per_iteration']:.2f} | {r[k]:.2f} | {x['median_seconds_per_iteration']:.2f} | {rm[k]:.2f} |"
+        )
+    lines += [
+        "",
+        f"TRL per optimizer step: {t['seconds_per_optimizer_step']:.2f} s (the step that generates "
+        f"carries the generation; {spg} optimizer steps per RL step). Per step (s): TRL "
+        + ", ".join(f"{x['seconds']:.2f}" for x in t["raw"]["rl_steps"])
+        + "; eurus_prime matched "
+        + ", ".join(f"{p['seconds']:.2f}" for p in e["matched"]["raw"]["per_iteration"])
+        + "; defaults "
+        + ", ".join(f"{p['seconds']:.2f}" for p in e["default"]["raw"]["per_iteration"])
+        + " (the first of each is warm-up).",
+        "",
+    ]
+    loads = [("TRL", t["raw"]["machine_load"])] + [
+        (labels[k], e[k]["raw"]["machine_load"]) for k in ("matched", "default")
+    ]
     busy = max(x["foreign_share_of_machine"] for _, x in loads)
-    lines += ["Machine load from other processes during each run (CPU time of processes outside this script's "
-              "process tree, sampled from `/proc` every second, as a share of the whole machine): " + "; ".join(
-                  f"{name.split(' (')[0]} {100 * x['foreign_share_of_machine']:.1f}%" for name, x in loads) + "."
-              + (" **Other work competed for the CPUs: these timings are not clean** (busiest: "
-                 + "; ".join(f"{name.split(' (')[0]}: {', '.join(x['top_foreign'])}" for name, x in loads
-                             if x["top_foreign"]) + ")." if busy > 0.05 else ""), ""]
+    lines += [
+        "Machine load from other processes during each run (CPU time of processes outside this script's "
+        "process tree, sampled from `/proc` every second, as a share of the whole machine): "
+        + "; ".join(f"{name.split(' (')[0]} {100 * x['foreign_share_of_machine']:.1f}%" for name, x in loads)
+        + "."
+        + (
+            " **Other work competed for the CPUs: these timings are not clean** (busiest: "
+            + "; ".join(
+                f"{name.split(' (')[0]}: {', '.join(x['top_foreign'])}" for name, x in loads if x["top_foreign"]
+            )
+            + ")."
+            if busy > 0.05
+            else ""
+        ),
+        "",
+    ]
     eval_iters = [p["iteration"] for p in e["default"]["raw"]["per_iteration"][1:] if p["nodes"]["evaluate_policy"] > 0]
-    lines += [f"eurus_prime defaults evaluate 500 held-out prompts every {cfg.eval_every} iterations "
-              f"(among the measured ones: iteration(s) {eval_iters or 'none'}), which is in their mean; the "
-              "matched run has `eval_every=0`.", ""]
+    lines += [
+        f"eurus_prime defaults evaluate 500 held-out prompts every {cfg.eval_every} iterations "
+        f"(among the measured ones: iteration(s) {eval_iters or 'none'}), which is in their mean; the "
+        "matched run has `eval_every=0`.",
+        "",
+    ]
 
-    lines += ["## Where the time goes (s per step, means over the measured steps)", "",
-              "| part | TRL | eurus_prime matched | eurus_prime defaults |", "|---|---|---|---|"]
+    lines += [
+        "## Where the time goes (s per step, means over the measured steps)",
+        "",
+        "| part | TRL | eurus_prime matched | eurus_prime defaults |",
+        "|---|---|---|---|",
+    ]
     ph = t["phases"]
     em, ed = e["matched"], e["default"]
     rows = [
         ("generate rollouts (`generate_rollouts`; TRL `_generate`)", ph["generate"], "generate_rollouts"),
         ("verify (`verify_outcomes`; TRL reward function)", ph["reward"], "verify_outcomes"),
-        ("old-policy log-probs etc. (`compute_process_rewards`: old, reference and PRM log-probs; TRL: old "
-         "log-probs, advantages)", ph["score_other"], "compute_process_rewards"),
+        (
+            "old-policy log-probs etc. (`compute_process_rewards`: old, reference and PRM log-probs; TRL: old "
+            "log-probs, advantages)",
+            ph["score_other"],
+            "compute_process_rewards",
+        ),
         ("PRM update (`update_prm`)", None, "update_prm"),
         ("advantages (`estimate_advantages`)", None, "estimate_advantages"),
         ("policy update (`update_policy`; TRL optimizer steps incl. logging)", ph["update"], "update_policy"),
@@ -701,48 +936,81 @@ def markdown(s: dict, mapping, cfg) -> str:
         else:
             mv, dv = em["nodes"][node], ed["nodes"][node]
         lines.append(f"| {label} | {'-' if tv is None else f'{tv:.2f}'} | {mv:.2f} | {dv:.2f} |")
-    for label, key in (("dataset loads + saves (Parquet, checkpoints)", "io"),
-                       ("Kedro session, catalog, hooks, kedro-mlflow", "kedro_other"),
-                       ("training loop: stage checks, MLflow campaign, retention", "loop_bookkeeping")):
+    for label, key in (
+        ("dataset loads + saves (Parquet, checkpoints)", "io"),
+        ("Kedro session, catalog, hooks, kedro-mlflow", "kedro_other"),
+        ("training loop: stage checks, MLflow campaign, retention", "loop_bookkeeping"),
+    ):
         lines.append(f"| {label} | - | {em[key]:.2f} | {ed[key]:.2f} |")
-    lines.append(f"| **total** | {t['seconds_per_rl_step']:.2f} | {em['seconds_per_iteration']:.2f} | "
-                 f"{ed['seconds_per_iteration']:.2f} |")
-    lines += ["", "TRL's phases come from wrapping `_generate` (tokenize + `model.generate` + decode), the reward "
-              "function and `_generate_and_score_completions`; `update` is the rest of the RL step (forward, "
-              "backward, AdamW, Trainer bookkeeping and logging).", ""]
+    lines.append(
+        f"| **total** | {t['seconds_per_rl_step']:.2f} | {em['seconds_per_iteration']:.2f} | "
+        f"{ed['seconds_per_iteration']:.2f} |"
+    )
+    lines += [
+        "",
+        "TRL's phases come from wrapping `_generate` (tokenize + `model.generate` + decode), the reward "
+        "function and `_generate_and_score_completions`; `update` is the rest of the RL step (forward, "
+        "backward, AdamW, Trainer bookkeeping and logging).",
+        "",
+    ]
 
     lines += ["## eurus_prime per node, per iteration (s, `time/<node>` of `train_log.jsonl`)", ""]
-    short = ("generate_rollouts", "verify_outcomes", "compute_process_rewards", "update_prm", "update_policy",
-             "evaluate_policy")
+    short = (
+        "generate_rollouts",
+        "verify_outcomes",
+        "compute_process_rewards",
+        "update_prm",
+        "update_policy",
+        "evaluate_policy",
+    )
     for k in ("matched", "default"):
-        lines += [f"{labels[k]}: `{e[k]['raw']['command']}`", "",
-                  "| iteration | wall s | " + " | ".join(short) + " | other nodes | I/O | Kedro + loop | rollouts | "
-                  "groups trained |", "|" + "---|" * (len(short) + 7)]
+        lines += [
+            f"{labels[k]}: `{e[k]['raw']['command']}`",
+            "",
+            "| iteration | wall s | " + " | ".join(short) + " | other nodes | I/O | Kedro + loop | rollouts | "
+            "groups trained |",
+            "|" + "---|" * (len(short) + 7),
+        ]
         for p in e[k]["raw"]["per_iteration"]:
             other = sum(p["nodes"].values()) - sum(p["nodes"][x] for x in short)
-            lines.append(f"| {p['iteration']} | {p['seconds']:.2f} | "
-                         + " | ".join(f"{p['nodes'][x]:.2f}" for x in short)
-                         + f" | {other:.2f} | {p['io']:.2f} | {p['kedro_other'] + p['loop_bookkeeping']:.2f} | "
-                         f"{p['rollouts']:.0f} | {p['groups_selected']:.0f} |")
+            lines.append(
+                f"| {p['iteration']} | {p['seconds']:.2f} | "
+                + " | ".join(f"{p['nodes'][x]:.2f}" for x in short)
+                + f" | {other:.2f} | {p['io']:.2f} | {p['kedro_other'] + p['loop_bookkeeping']:.2f} | "
+                f"{p['rollouts']:.0f} | {p['groups_selected']:.0f} |"
+            )
         lines.append("")
 
-    lines += ["## TRL per RL step", "", "| step | s | generate | reward | old log-probs etc. | update | mean reward |",
-              "|---|---|---|---|---|---|---|"]
+    lines += [
+        "## TRL per RL step",
+        "",
+        "| step | s | generate | reward | old log-probs etc. | update | mean reward |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for x in t["raw"]["rl_steps"]:
-        lines.append(f"| {x['rl_step']} | {x['seconds']:.2f} | {x['generate']:.2f} | {x['reward']:.2f} | "
-                     f"{x['score_other']:.2f} | {x['update']:.2f} | {x['reward_mean']:.3f} |")
+        lines.append(
+            f"| {x['rl_step']} | {x['seconds']:.2f} | {x['generate']:.2f} | {x['reward']:.2f} | "
+            f"{x['score_other']:.2f} | {x['update']:.2f} | {x['reward_mean']:.3f} |"
+        )
     lines.append("")
 
     if s["accuracy"]:
         a = s["accuracy"]
-        lines += [f"## Equal wall time: {a['minutes']:g} minutes of training, then held-out accuracy", "",
-                  f"eurus_prime: `{a['eurus_command']}` ({a['eurus_iterations']} iterations); TRL: "
-                  f"{a['trl_rl_steps']} RL steps ({a['trl_train_wall_seconds']:.0f} s in `trainer.train()`). "
-                  "Neither starts a new step after the budget. Greedy pass@1 on the first 500 test prompts: "
-                  f"`{a['command']}`", "",
-                  "Other processes used " + ", ".join(f"{100 * x['foreign_share_of_machine']:.1f}% ({k})" for k, x in
-                                                      a["machine_load"].items()) + " of the machine meanwhile.", "",
-                  "| checkpoint | all | math | code |", "|---|---|---|---|"]
+        lines += [
+            f"## Equal wall time: {a['minutes']:g} minutes of training, then held-out accuracy",
+            "",
+            f"eurus_prime: `{a['eurus_command']}` ({a['eurus_iterations']} iterations); TRL: "
+            f"{a['trl_rl_steps']} RL steps ({a['trl_train_wall_seconds']:.0f} s in `trainer.train()`). "
+            "Neither starts a new step after the budget. Greedy pass@1 on the first 500 test prompts: "
+            f"`{a['command']}`",
+            "",
+            "Other processes used "
+            + ", ".join(f"{100 * x['foreign_share_of_machine']:.1f}% ({k})" for k, x in a["machine_load"].items())
+            + " of the machine meanwhile.",
+            "",
+            "| checkpoint | all | math | code |",
+            "|---|---|---|---|",
+        ]
         acc = a["accuracy"]
         for ck, label in [(k, k) for k in acc]:
             parts = acc[ck]
@@ -760,26 +1028,36 @@ def markdown(s: dict, mapping, cfg) -> str:
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
         lines.append("")
 
-    lines += ["## Configuration mapping (eurus_prime `PrimeConfig` -> TRL `" + ("GRPOConfig" if trainer.startswith("GRPO")
-              else "RLOOConfig") + "`)", "",
-              "| eurus_prime (`conf/base/parameters.yml: prime`) | value | TRL | note |", "|---|---|---|---|"]
+    lines += [
+        "## Configuration mapping (eurus_prime `PrimeConfig` -> TRL `"
+        + ("GRPOConfig" if trainer.startswith("GRPO") else "RLOOConfig")
+        + "`)",
+        "",
+        "| eurus_prime (`conf/base/parameters.yml: prime`) | value | TRL | note |",
+        "|---|---|---|---|",
+    ]
     for row in mapping:
         lines.append("| " + " | ".join(x.replace("|", "\\|") for x in row) + " |")
-    lines += ["", "## Not matched", "",
-              "- The algorithms differ by design: PRIME also scores every trained rollout under the reference and "
-              "the implicit PRM, updates the PRM, and adds process returns to the advantages; TRL here is "
-              "outcome-only. That work is part of an eurus_prime iteration and of the ratio.",
-              "- eurus_prime writes every stage boundary to disk (Parquet tables, checkpoint folders with the AdamW "
-              "state) and runs each iteration as a Kedro session tracked in MLflow; TRL keeps everything in memory "
-              "in one `Trainer`. The rows for I/O, Kedro and the loop show what that costs.",
-              "- At the defaults eurus_prime generates and verifies ceil(B x oversample_factor) x n rollouts and "
-              "trains only on groups inside the accuracy band (so fewer than B groups when the band is thin); "
-              "the matched run draws B prompts and trains every group, as TRL does.",
-              "- Sampling uses the same settings but not the same random streams, and eurus_prime sorts prompts by "
-              "length before generating; the responses (and so the lengths that drive the cost) differ.",
-              "- Advantage normalisation and loss aggregation are close but not identical (see the mapping).",
-              "- TRL has no prompt-length limit field in 1.x (the longest prompt is checked against "
-              "`max_prompt_length` instead) and no non-finite-step policy.", ""]
+    lines += [
+        "",
+        "## Not matched",
+        "",
+        "- The algorithms differ by design: PRIME also scores every trained rollout under the reference and "
+        "the implicit PRM, updates the PRM, and adds process returns to the advantages; TRL here is "
+        "outcome-only. That work is part of an eurus_prime iteration and of the ratio.",
+        "- eurus_prime writes every stage boundary to disk (Parquet tables, checkpoint folders with the AdamW "
+        "state) and runs each iteration as a Kedro session tracked in MLflow; TRL keeps everything in memory "
+        "in one `Trainer`. The rows for I/O, Kedro and the loop show what that costs.",
+        "- At the defaults eurus_prime generates and verifies ceil(B x oversample_factor) x n rollouts and "
+        "trains only on groups inside the accuracy band (so fewer than B groups when the band is thin); "
+        "the matched run draws B prompts and trains every group, as TRL does.",
+        "- Sampling uses the same settings but not the same random streams, and eurus_prime sorts prompts by "
+        "length before generating; the responses (and so the lengths that drive the cost) differ.",
+        "- Advantage normalisation and loss aggregation are close but not identical (see the mapping).",
+        "- TRL has no prompt-length limit field in 1.x (the longest prompt is checked against "
+        "`max_prompt_length` instead) and no non-finite-step policy.",
+        "",
+    ]
     return "\n".join(lines)
 
 

@@ -58,10 +58,17 @@ def measure(mode: str, n: int, workers: int) -> dict:
     verdicts = [v for v, _ in done]
     assert all(v.correct for v in verdicts), [v for v in verdicts if not v.correct][:1]
     lat = [t for _, t in done]
-    return {"mode": mode, "isolation": verdicts[0].isolation, "verifier": verdicts[0].verifier,
-            "n": n, "workers": workers, "wall_s": round(wall, 3), "runs_per_s": round(n / wall, 1),
-            "latency_median_s": round(statistics.median(lat), 4),
-            "latency_p95_s": round(sorted(lat)[int(0.95 * (len(lat) - 1))], 4)}
+    return {
+        "mode": mode,
+        "isolation": verdicts[0].isolation,
+        "verifier": verdicts[0].verifier,
+        "n": n,
+        "workers": workers,
+        "wall_s": round(wall, 3),
+        "runs_per_s": round(n / wall, 1),
+        "latency_median_s": round(statistics.median(lat), 4),
+        "latency_p95_s": round(sorted(lat)[int(0.95 * (len(lat) - 1))], 4),
+    }
 
 
 def main() -> None:
@@ -80,20 +87,24 @@ def main() -> None:
     summary = {}
     for m in modes:
         rates = [r["runs_per_s"] for r in rows[m]]
-        summary[m] = {"isolation": rows[m][0]["isolation"], "verifier": rows[m][0]["verifier"],
-                      "runs_per_s_median": statistics.median(rates), "runs_per_s_all": rates,
-                      "latency_median_s": statistics.median(r["latency_median_s"] for r in rows[m])}
+        summary[m] = {
+            "isolation": rows[m][0]["isolation"],
+            "verifier": rows[m][0]["verifier"],
+            "runs_per_s_median": statistics.median(rates),
+            "runs_per_s_all": rates,
+            "latency_median_s": statistics.median(r["latency_median_s"] for r in rows[m]),
+        }
     bare = summary["bare"]["runs_per_s_median"]
     for m in modes:
         summary[m]["cost_vs_bare"] = round(bare / summary[m]["runs_per_s_median"], 2)
     result = {
         "command": "KEDRO_DISABLE_TELEMETRY=1 TQDM_DISABLE=1 .venv/bin/python benchmarks/verifier_code.py "
-                   f"--n {args.n} --workers {args.workers} --rounds {args.rounds}",
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "kernel": platform.release()},
+        f"--n {args.n} --workers {args.workers} --rounds {args.rounds}",
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "kernel": platform.release()},
         "goal_runs_per_s": GOAL_PER_S,
         "meets_goal": summary["sandbox"]["runs_per_s_median"] >= GOAL_PER_S,
-        "summary": summary, "rounds": rows,
+        "summary": summary,
+        "rounds": rows,
     }
     out = ROOT / "benchmarks" / "results"
     out.mkdir(parents=True, exist_ok=True)
@@ -112,10 +123,11 @@ def main() -> None:
     ]
     for m in modes:
         s = summary[m]
-        lines.append(f"| {m} | `{s['isolation']}` | {s['runs_per_s_median']} | "
-                     f"{s['runs_per_s_all']} | {s['latency_median_s']} | {s['cost_vs_bare']}x |")
-    lines += ["", f"Goal >= {GOAL_PER_S:.0f} runs/s sandboxed: "
-              f"{'met' if result['meets_goal'] else 'NOT met'}.", ""]
+        lines.append(
+            f"| {m} | `{s['isolation']}` | {s['runs_per_s_median']} | "
+            f"{s['runs_per_s_all']} | {s['latency_median_s']} | {s['cost_vs_bare']}x |"
+        )
+    lines += ["", f"Goal >= {GOAL_PER_S:.0f} runs/s sandboxed: {'met' if result['meets_goal'] else 'NOT met'}.", ""]
     (out / "verifier_code.md").write_text("\n".join(lines))
     print("\n".join(lines))
 

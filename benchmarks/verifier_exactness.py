@@ -40,9 +40,15 @@ def plain_math_verify(answer: str, truth: str) -> bool:
 
 
 def corpus_report(rows) -> dict:
-    out = {"rows": len(rows), "near_misses": sum(not e for *_, e, _ in rows),
-           "equivalents": sum(e for *_, e, _ in rows)}
-    for name, grade in (("ours", lambda a, t: grade_math("\\boxed{%s}" % a, t).correct), ("math_verify", plain_math_verify)):
+    out = {
+        "rows": len(rows),
+        "near_misses": sum(not e for *_, e, _ in rows),
+        "equivalents": sum(e for *_, e, _ in rows),
+    }
+    for name, grade in (
+        ("ours", lambda a, t: grade_math(f"\\boxed{{{a}}}", t).correct),
+        ("math_verify", plain_math_verify),
+    ):
         t0 = time.perf_counter()
         wrong: Counter = Counter()
         examples = {}
@@ -51,11 +57,14 @@ def corpus_report(rows) -> dict:
                 key = f"{'accepted near miss' if not expected else 'missed equivalent'}: {kind}"
                 wrong[key] += 1
                 examples.setdefault(key, [answer, truth])
-        out[name] = {"near_misses_accepted": sum(v for k, v in wrong.items() if k.startswith("accepted")),
-                     "equivalents_missed": sum(v for k, v in wrong.items() if k.startswith("missed")),
-                     "by_kind": dict(wrong.most_common()), "examples": examples,
-                     "seconds": round(time.perf_counter() - t0, 2)}
-    agree = sum(grade_math("\\boxed{%s}" % a, t).correct == plain_math_verify(a, t) for a, t, _, _ in rows)
+        out[name] = {
+            "near_misses_accepted": sum(v for k, v in wrong.items() if k.startswith("accepted")),
+            "equivalents_missed": sum(v for k, v in wrong.items() if k.startswith("missed")),
+            "by_kind": dict(wrong.most_common()),
+            "examples": examples,
+            "seconds": round(time.perf_counter() - t0, 2),
+        }
+    agree = sum(grade_math(f"\\boxed{{{a}}}", t).correct == plain_math_verify(a, t) for a, t, _, _ in rows)
     out["agreement_with_math_verify"] = round(agree / len(rows), 4)
     return out
 
@@ -79,39 +88,71 @@ def rollouts_report(pattern: str) -> dict:
         both[key] += 1
         if ours.correct != theirs:
             examples.setdefault(key, []).append([answer, truth]) if len(examples.get(key, [])) < 5 else None
-    return {"files": len(files), "pattern": pattern, "math_rows": len(frame),
-            "agreement_with_math_verify": round(agree / max(len(frame), 1), 4), "outcomes": dict(both),
-            "disagreement_examples": examples}
+    return {
+        "files": len(files),
+        "pattern": pattern,
+        "math_rows": len(frame),
+        "agreement_with_math_verify": round(agree / max(len(frame), 1), 4),
+        "outcomes": dict(both),
+        "disagreement_examples": examples,
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--per-magnitude", type=int, default=3)
-    ap.add_argument("--rollouts", action="append", default=[], metavar="GLOB",
-                    help="rollout tables (parquet) to grade both ways; repeatable, e.g. one per world")
+    ap.add_argument(
+        "--rollouts",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="rollout tables (parquet) to grade both ways; repeatable, e.g. one per world",
+    )
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/verifier_exactness")
     args = ap.parse_args()
-    report = {"command": "python benchmarks/verifier_exactness.py " + " ".join(sys.argv[1:]),
-              "corpus": corpus_report(near_miss_corpus(args.seed, args.per_magnitude)),
-              "rollouts": [rollouts_report(p) for p in args.rollouts]}
+    report = {
+        "command": "python benchmarks/verifier_exactness.py " + " ".join(sys.argv[1:]),
+        "corpus": corpus_report(near_miss_corpus(args.seed, args.per_magnitude)),
+        "rollouts": [rollouts_report(p) for p in args.rollouts],
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
     c = report["corpus"]
-    lines = ["# Math grader exactness", "", f"Command: `{report['command']}`", "",
-             f"Generated corpus: {c['rows']} rows ({c['near_misses']} near misses, {c['equivalents']} equivalents), "
-             "magnitudes 1 to 10^15, integers and fractions (`eurus_prime.verifiers.near_miss`).", "",
-             "| grader | near misses accepted | equivalents missed | seconds |", "|---|---|---|---|"]
+    lines = [
+        "# Math grader exactness",
+        "",
+        f"Command: `{report['command']}`",
+        "",
+        f"Generated corpus: {c['rows']} rows ({c['near_misses']} near misses, {c['equivalents']} equivalents), "
+        "magnitudes 1 to 10^15, integers and fractions (`eurus_prime.verifiers.near_miss`).",
+        "",
+        "| grader | near misses accepted | equivalents missed | seconds |",
+        "|---|---|---|---|",
+    ]
     for name in ("ours", "math_verify"):
-        lines.append(f"| {name} | {c[name]['near_misses_accepted']} | {c[name]['equivalents_missed']} | {c[name]['seconds']} |")
-    lines += ["", f"Agreement of our grader with plain `math_verify.verify` on the corpus: "
-              f"{100 * c['agreement_with_math_verify']:.1f}%.", "", "math-verify's misgradings by kind:", ""]
-    lines += [f"- {k}: {v} (e.g. `{c['math_verify']['examples'][k][0]}` vs `{c['math_verify']['examples'][k][1]}`)"
-              for k, v in c["math_verify"]["by_kind"].items()] or ["- none"]
+        lines.append(
+            f"| {name} | {c[name]['near_misses_accepted']} | {c[name]['equivalents_missed']} | {c[name]['seconds']} |"
+        )
+    lines += [
+        "",
+        f"Agreement of our grader with plain `math_verify.verify` on the corpus: "
+        f"{100 * c['agreement_with_math_verify']:.1f}%.",
+        "",
+        "math-verify's misgradings by kind:",
+        "",
+    ]
+    lines += [
+        f"- {k}: {v} (e.g. `{c['math_verify']['examples'][k][0]}` vs `{c['math_verify']['examples'][k][1]}`)"
+        for k, v in c["math_verify"]["by_kind"].items()
+    ] or ["- none"]
     for r in report["rollouts"]:
-        lines += ["", f"Rollouts `{r['pattern']}` ({r['files']} files, {r['math_rows']} math rows): agreement with "
-                  f"plain math-verify {100 * r['agreement_with_math_verify']:.2f}%; " +
-                  ", ".join(f"{k}: {v}" for k, v in r["outcomes"].items())]
+        lines += [
+            "",
+            f"Rollouts `{r['pattern']}` ({r['files']} files, {r['math_rows']} math rows): agreement with "
+            f"plain math-verify {100 * r['agreement_with_math_verify']:.2f}%; "
+            + ", ".join(f"{k}: {v}" for k, v in r["outcomes"].items()),
+        ]
         for k, ex in r["disagreement_examples"].items():
             lines.append(f"- {k}, e.g. " + "; ".join(f"`{a}` vs `{t}`" for a, t in ex))
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")

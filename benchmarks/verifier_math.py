@@ -29,13 +29,26 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 SYMBOLIC = [
-    ("\\frac{1}{2}x", "x/2"), ("2x", "x/2"), ("x^2+2x+1", "(x+1)^2"), ("x^2-1", "(x+1)^2"),
-    ("(1,2)", "(1,2)"), ("(2,1)", "(1,2)"), ("[1,2)", "[1,2]"), ("(-\\infty,3]", "(-\\infty,3]"),
-    ("\\{1,2,3\\}", "\\{3,2,1\\}"), ("\\{1,2\\}", "\\{1,3\\}"), ("y=2x+1", "y=1+2x"),
-    ("y=2x-1", "y=2x+1"), ("\\frac{n(n+1)}{2}", "\\frac{n^2+n}{2}"), ("2(a+b)", "2a+2b"),
+    ("\\frac{1}{2}x", "x/2"),
+    ("2x", "x/2"),
+    ("x^2+2x+1", "(x+1)^2"),
+    ("x^2-1", "(x+1)^2"),
+    ("(1,2)", "(1,2)"),
+    ("(2,1)", "(1,2)"),
+    ("[1,2)", "[1,2]"),
+    ("(-\\infty,3]", "(-\\infty,3]"),
+    ("\\{1,2,3\\}", "\\{3,2,1\\}"),
+    ("\\{1,2\\}", "\\{1,3\\}"),
+    ("y=2x+1", "y=1+2x"),
+    ("y=2x-1", "y=2x+1"),
+    ("\\frac{n(n+1)}{2}", "\\frac{n^2+n}{2}"),
+    ("2(a+b)", "2a+2b"),
     ("\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}", "\\begin{pmatrix}1&2\\\\3&5\\end{pmatrix}"),
-    ("\\frac{\\sqrt{3}}{2}", "\\frac{\\sqrt{3}}{2}"), ("\\frac{1}{\\sqrt{2}}", "\\frac{\\sqrt{2}}{2}"),
-    ("3\\sqrt{2}", "\\sqrt{18}"), ("2\\pi", "\\pi"), ("a-b", "b-a"),
+    ("\\frac{\\sqrt{3}}{2}", "\\frac{\\sqrt{3}}{2}"),
+    ("\\frac{1}{\\sqrt{2}}", "\\frac{\\sqrt{2}}{2}"),
+    ("3\\sqrt{2}", "\\sqrt{18}"),
+    ("2\\pi", "\\pi"),
+    ("a-b", "b-a"),
 ]
 
 
@@ -51,8 +64,16 @@ def build_mix(n: int, seed: int = 0) -> list[tuple[str, str]]:
             rows.append((demonstrate_math(task, rng, 0.6), str(task.answer)))
         elif u < 0.80:  # fractions / decimals / thousands / percentages
             p, q = rng.randint(1, 50), rng.randint(2, 60)
-            pred = rng.choice([f"\\frac{{{p}}}{{{q}}}", f"{p}/{q}", f"{p / q:.4f}", f"\\dfrac{{{p}}}{{{q}}}",
-                               f"{p * 1000:,}", f"{p}\\%"])
+            pred = rng.choice(
+                [
+                    f"\\frac{{{p}}}{{{q}}}",
+                    f"{p}/{q}",
+                    f"{p / q:.4f}",
+                    f"\\dfrac{{{p}}}{{{q}}}",
+                    f"{p * 1000:,}",
+                    f"{p}\\%",
+                ]
+            )
             truth = rng.choice([f"\\frac{{{p}}}{{{q}}}", f"{p * 1000}", f"{p}", f"\\frac{{{p + 1}}}{{{q}}}"])
             rows.append((f"Thus the result is \\boxed{{{pred}}}.", truth))
         else:
@@ -65,17 +86,22 @@ def _unique_symbolic(rng: random.Random) -> tuple[str, str]:
     """A symbolic pair with fresh coefficients (no two rows alike, so no cache of any kind helps)."""
     a, b, c = rng.randint(2, 99), rng.randint(2, 99), rng.randint(2, 9)
     off = rng.choice([0, 0, 1])  # a third of the pairs are wrong by one coefficient
-    return rng.choice([
-        (f"{a}(x+{b})", f"{a}x+{a * b + off}"),
-        (f"(x+{a})^2", f"x^2+{2 * a + off}x+{a * a}"),
-        (f"\\frac{{x}}{{{a}}}", f"\\frac{{1}}{{{a + off}}}x"),
-        (f"[{a},{a + b})", f"[{a},{a + b}{']' if off else ')'}"),
-        (f"\\{{{a},{b},{c}\\}}", f"\\{{{c},{b + off},{a}\\}}"),
-        (f"y={a}x+{b}", f"y={b + off}+{a}x"),
-        (f"\\begin{{pmatrix}}{a}&{b}\\\\{c}&1\\end{{pmatrix}}", f"\\begin{{pmatrix}}{a}&{b}\\\\{c + off}&1\\end{{pmatrix}}"),
-        (f"{c}\\sqrt{{{b}}}", f"\\sqrt{{{c * c * b + off}}}"),
-        (f"{a}a-{b}b", f"-{b}b+{a + off}a"),
-    ])
+    return rng.choice(
+        [
+            (f"{a}(x+{b})", f"{a}x+{a * b + off}"),
+            (f"(x+{a})^2", f"x^2+{2 * a + off}x+{a * a}"),
+            (f"\\frac{{x}}{{{a}}}", f"\\frac{{1}}{{{a + off}}}x"),
+            (f"[{a},{a + b})", f"[{a},{a + b}{']' if off else ')'}"),
+            (f"\\{{{a},{b},{c}\\}}", f"\\{{{c},{b + off},{a}\\}}"),
+            (f"y={a}x+{b}", f"y={b + off}+{a}x"),
+            (
+                f"\\begin{{pmatrix}}{a}&{b}\\\\{c}&1\\end{{pmatrix}}",
+                f"\\begin{{pmatrix}}{a}&{b}\\\\{c + off}&1\\end{{pmatrix}}",
+            ),
+            (f"{c}\\sqrt{{{b}}}", f"\\sqrt{{{c * c * b + off}}}"),
+            (f"{a}a-{b}b", f"-{b}b+{a + off}a"),
+        ]
+    )
 
 
 def build_unique_mix(n: int, seed: int = 1) -> list[tuple[str, str]]:
@@ -119,8 +145,14 @@ def run_single(rows, cache: bool) -> dict:
     start = time.perf_counter()
     rules = _grade_chunk(rows, cache)
     wall = time.perf_counter() - start
-    return {"mode": "single process", "cache": cache, "checks": len(rows), "wall_s": round(wall, 3),
-            "checks_per_s": round(len(rows) / wall, 1), "rules": {r: rules.count(r) for r in sorted(set(rules))}}
+    return {
+        "mode": "single process",
+        "cache": cache,
+        "checks": len(rows),
+        "wall_s": round(wall, 3),
+        "checks_per_s": round(len(rows) / wall, 1),
+        "rules": {r: rules.count(r) for r in sorted(set(rules))},
+    }
 
 
 def run_pool(rows, cache: bool, workers: int) -> dict:
@@ -128,13 +160,18 @@ def run_pool(rows, cache: bool, workers: int) -> dict:
 
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("forkserver")) as pool:
         list(pool.map(_warm, range(workers * 2)))
-        chunks = [rows[i::workers * 2] for i in range(workers * 2)]
+        chunks = [rows[i :: workers * 2] for i in range(workers * 2)]
         start = time.perf_counter()
         rules = [r for part in pool.map(_grade_chunk, chunks, [cache] * len(chunks)) for r in part]
         wall = time.perf_counter() - start
-    return {"mode": f"ProcessPoolExecutor({workers})", "cache": cache, "checks": len(rows),
-            "wall_s": round(wall, 3), "checks_per_s": round(len(rows) / wall, 1),
-            "rules": {r: rules.count(r) for r in sorted(set(rules))}}
+    return {
+        "mode": f"ProcessPoolExecutor({workers})",
+        "cache": cache,
+        "checks": len(rows),
+        "wall_s": round(wall, 3),
+        "checks_per_s": round(len(rows) / wall, 1),
+        "rules": {r: rules.count(r) for r in sorted(set(rules))},
+    }
 
 
 def main() -> None:
@@ -154,31 +191,43 @@ def main() -> None:
     for runner in (lambda: run_single(unique, False), lambda: run_pool(unique, False, args.workers)):
         results.append({**runner(), "mix": "unique"})  # every symbolic pair new: nothing to reuse
         print(results[-1], flush=True)
-    import math_verify  # noqa: F401
     from importlib.metadata import version
+
+    import math_verify  # noqa: F401
 
     out = {
         "command": f".venv/bin/python benchmarks/verifier_math.py --n {args.n} --workers {args.workers}",
-        "checks": len(rows), "symbolic_share": round(symbolic / len(rows), 3),
-        "cpu_count": os.cpu_count(), "python": platform.python_version(),
-        "math_verify": version("math-verify"), "goal_checks_per_s": 3000, "results": results,
+        "checks": len(rows),
+        "symbolic_share": round(symbolic / len(rows), 3),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "math_verify": version("math-verify"),
+        "goal_checks_per_s": 3000,
+        "results": results,
     }
     res = ROOT / "benchmarks/results"
     res.mkdir(parents=True, exist_ok=True)
     (res / "verifier_math.json").write_text(json.dumps(out, indent=2) + "\n")
     lines = [
-        "# Math verifier throughput (`grade_math`)", "",
+        "# Math verifier throughput (`grade_math`)",
+        "",
         f"Command: `{out['command']}` ({out['cpu_count']} CPUs, Python {out['python']}, "
-        f"math-verify {out['math_verify']}).", "",
+        f"math-verify {out['math_verify']}).",
+        "",
         f"Mix: {len(rows)} checks, {out['symbolic_share']:.0%} symbolic LaTeX pairs, the rest tiny-world "
-        "traces and fraction/decimal/percent answers. Goal: >= 3,000 uncached checks/s on 2 cores.", "",
+        "traces and fraction/decimal/percent answers. Goal: >= 3,000 uncached checks/s on 2 cores.",
+        "",
         "Mix `unique`: the same, but every symbolic pair has fresh coefficients, so no cache of any "
-        "kind (ours or math-verify's parse caches) can help: the uncached number.", "",
-        "| mix | mode | slow-check cache | checks/s | wall s | rules |", "|---|---|---|---|---|---|",
+        "kind (ours or math-verify's parse caches) can help: the uncached number.",
+        "",
+        "| mix | mode | slow-check cache | checks/s | wall s | rules |",
+        "|---|---|---|---|---|---|",
     ]
     for r in results:
-        lines.append(f"| {r.get('mix', 'repeating')} | {r['mode']} | {'on' if r['cache'] else 'off'} | "
-                     f"{r['checks_per_s']:,.0f} | {r['wall_s']} | {r['rules']} |")
+        lines.append(
+            f"| {r.get('mix', 'repeating')} | {r['mode']} | {'on' if r['cache'] else 'off'} | "
+            f"{r['checks_per_s']:,.0f} | {r['wall_s']} | {r['rules']} |"
+        )
     (res / "verifier_math.md").write_text("\n".join(lines) + "\n")
 
 

@@ -13,8 +13,9 @@ from eurus_prime.tinyworld.tokenizer import TokenizerConfig, build_tokenizer, ch
 from eurus_prime.tinyworld.world import TinyWorldConfig, generate_world  # noqa: E402
 
 SMALL_WORLD = TinyWorldConfig(n_sft=300, n_train=60, n_val=20, n_test=40, seed=3)
-SMALL_MODEL = ModelConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                          num_key_value_heads=1, intermediate_size=64)
+SMALL_MODEL = ModelConfig(
+    hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1, intermediate_size=64
+)
 
 
 @pytest.fixture(scope="session")

@@ -25,8 +25,12 @@ def _module():
 
 def test_where_keeps_the_prompts_whose_extra_info_matches():
     ca = _module()
-    prompts = pd.DataFrame({"data_source": ["a", "b", "c", "d"],
-                            "extra_info": [{"traps": t, "novel": n} for t, n in ((1, False), (3, False), (3, True), (2, False))]})
+    prompts = pd.DataFrame(
+        {
+            "data_source": ["a", "b", "c", "d"],
+            "extra_info": [{"traps": t, "novel": n} for t, n in ((1, False), (3, False), (3, True), (2, False))],
+        }
+    )
     assert list(ca._where(prompts, "traps == 3")["data_source"]) == ["b", "c"]
     assert list(ca._where(prompts, "traps == 3 and not novel")["data_source"]) == ["b"]
     assert ca._where(prompts, None) is prompts

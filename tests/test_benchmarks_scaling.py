@@ -39,19 +39,31 @@ def synthetic_points(quadratic: float = 0.0, noise: float = 0.01, seed: int = 0)
         prompt = 30.0
         gen_rollouts = 2 * P * N
         trained_rollouts = 0.45 * gen_rollouts
-        m = {"label": scaling.label(p), **p,
-             "generated_rollouts": gen_rollouts, "generated_tokens": gen_rollouts * resp,
-             "generated_prompt_tokens": gen_rollouts * prompt,
-             "generated_tokens_padded": gen_rollouts * min(L, 3 * resp),
-             "generated_sq_tokens": gen_rollouts * ((prompt + resp) ** 2 - prompt ** 2),
-             "response_length_mean": resp, "response_length_max": min(L, 3 * resp),
-             "truncated_share": 0.5 if L < 64 else 0.01, "distinct_responses": gen_rollouts,
-             "groups_drawn": 2 * P, "groups_selected": trained_rollouts / N,
-             "trained_rollouts": trained_rollouts, "trained_response_tokens": trained_rollouts * resp,
-             "trained_tokens": trained_rollouts * (prompt + resp),
-             "trained_sq_tokens": trained_rollouts * (prompt + resp) ** 2,
-             "io_seconds": 0.5, "kedro_other_seconds": 0.4, "resamples": 0, "peak_rss_mb": 900.0, "run_seconds": 30.0,
-             "node_peak_rss_mb": {n: 800.0 for n in scaling.NODES}}
+        m = {
+            "label": scaling.label(p),
+            **p,
+            "generated_rollouts": gen_rollouts,
+            "generated_tokens": gen_rollouts * resp,
+            "generated_prompt_tokens": gen_rollouts * prompt,
+            "generated_tokens_padded": gen_rollouts * min(L, 3 * resp),
+            "generated_sq_tokens": gen_rollouts * ((prompt + resp) ** 2 - prompt**2),
+            "response_length_mean": resp,
+            "response_length_max": min(L, 3 * resp),
+            "truncated_share": 0.5 if L < 64 else 0.01,
+            "distinct_responses": gen_rollouts,
+            "groups_drawn": 2 * P,
+            "groups_selected": trained_rollouts / N,
+            "trained_rollouts": trained_rollouts,
+            "trained_response_tokens": trained_rollouts * resp,
+            "trained_tokens": trained_rollouts * (prompt + resp),
+            "trained_sq_tokens": trained_rollouts * (prompt + resp) ** 2,
+            "io_seconds": 0.5,
+            "kedro_other_seconds": 0.4,
+            "resamples": 0,
+            "peak_rss_mb": 900.0,
+            "run_seconds": 30.0,
+            "node_peak_rss_mb": {n: 800.0 for n in scaling.NODES},
+        }
         scaling.add_derived(m)
         nodes = {}
         for name in scaling.NODES:
@@ -86,7 +98,8 @@ def test_grid_varies_one_axis_at_a_time_around_the_default():
     assert all("extra" not in p for p in points if p["max_response_length"] >= 64)
     assert scaling.parse_points("8x2x32, 16x4x64") == [
         {"prompts_per_step": 8, "samples_per_prompt": 2, "max_response_length": 32, "axes": ["custom"]},
-        {"prompts_per_step": 16, "samples_per_prompt": 4, "max_response_length": 64, "axes": ["custom"]}]
+        {"prompts_per_step": 16, "samples_per_prompt": 4, "max_response_length": 64, "axes": ["custom"]},
+    ]
 
 
 def test_point_params_turn_evaluation_off_and_let_the_point_win():
@@ -136,8 +149,15 @@ def test_analyse_sees_an_attention_term():
 
 def test_write_plot_and_markdown(tmp_path):
     points = synthetic_points()
-    result = {"command": "python benchmarks/scaling.py --test", "iterations": 2, "params": "", "total_seconds": 60.0,
-              "points": points, "failed": [], "notes": scaling.NOTES}
+    result = {
+        "command": "python benchmarks/scaling.py --test",
+        "iterations": 2,
+        "params": "",
+        "total_seconds": 60.0,
+        "points": points,
+        "failed": [],
+        "notes": scaling.NOTES,
+    }
     result["analysis"] = scaling.analyse(points)
     out = tmp_path / "results/scaling"
     scaling.write(result, out)
@@ -161,8 +181,15 @@ def test_quick_points_analyse_and_plot(tmp_path):
     a = scaling.analyse(points)
     assert a["nodes"]["iteration"]["r2"] > 0.95
     assert "squared_length_fit" in a["nodes"]["update_policy"]  # NaN with < 4 points, reported as –
-    result = {"command": "x", "iterations": 2, "params": "", "total_seconds": 1.0, "points": points,
-              "failed": [], "analysis": a}
+    result = {
+        "command": "x",
+        "iterations": 2,
+        "params": "",
+        "total_seconds": 1.0,
+        "points": points,
+        "failed": [],
+        "analysis": a,
+    }
     scaling.write(result, tmp_path / "scaling")
     assert "–" in (tmp_path / "scaling.md").read_text()
 
@@ -171,11 +198,17 @@ def test_table_counts_reads_the_iteration_tables(tmp_path):
     import pandas as pd
 
     it = tmp_path / "data/05_rollouts/iter_0001"
-    rollouts = pd.DataFrame({
-        "prompt_id": ["a", "a", "b", "b"], "ability": "math", "ground_truth": "1",
-        "response": ["x", "x", "y", "z"], "response_length": [3, 5, 2, 4],
-        "prompt_ids": [np.arange(2), np.arange(2), np.arange(4), np.arange(4)],
-        "finish_reason": ["stop", "length", "stop", "stop"]})
+    rollouts = pd.DataFrame(
+        {
+            "prompt_id": ["a", "a", "b", "b"],
+            "ability": "math",
+            "ground_truth": "1",
+            "response": ["x", "x", "y", "z"],
+            "response_length": [3, 5, 2, 4],
+            "prompt_ids": [np.arange(2), np.arange(2), np.arange(4), np.arange(4)],
+            "finish_reason": ["stop", "length", "stop", "stop"],
+        }
+    )
     report = pd.DataFrame({"prompt_id": ["a", "b"], "selected": [True, False]})
     for name, frame in (("rollouts", rollouts), ("filter_report", report)):
         for version in ("2020-01-01T00.00.00.000Z", "2021-01-01T00.00.00.000Z"):
@@ -194,12 +227,18 @@ def test_table_counts_reads_the_iteration_tables(tmp_path):
 def test_stage_timing_scaled_params():
     base = {"prompts_per_step": 64, "ppo_mini_batch": 64, "prm_mini_batch": 256}
     assert stage_timing.scaled_params("", 1, base=base) == "prime.prompts_per_step=64"
-    assert stage_timing.scaled_params("prime.rollout_engine=hf", 4, base=base) == \
-        "prime.rollout_engine=hf,prime.prompts_per_step=256"
-    assert stage_timing.scaled_params("prime.prompts_per_step=32,prime.seed=1", 4, base=base) == \
-        "prime.seed=1,prime.prompts_per_step=128"
-    assert stage_timing.scaled_params("", 4, True, base=base) == \
-        "prime.prompts_per_step=256,prime.ppo_mini_batch=256,prime.prm_mini_batch=1024"
+    assert (
+        stage_timing.scaled_params("prime.rollout_engine=hf", 4, base=base)
+        == "prime.rollout_engine=hf,prime.prompts_per_step=256"
+    )
+    assert (
+        stage_timing.scaled_params("prime.prompts_per_step=32,prime.seed=1", 4, base=base)
+        == "prime.seed=1,prime.prompts_per_step=128"
+    )
+    assert (
+        stage_timing.scaled_params("", 4, True, base=base)
+        == "prime.prompts_per_step=256,prime.ppo_mini_batch=256,prime.prm_mini_batch=1024"
+    )
     assert stage_timing.default_prime()["prompts_per_step"] == 64
 
 
@@ -207,9 +246,18 @@ def test_stage_timing_summary_and_markdown():
     rows = []
     elapsed = 0.0
     for i in range(3):
-        r = {"iteration": i, "seconds": 10.0 * (1 + (i == 0)), "resamples": 0, "time/io_load": 0.3,
-             "time/io_save": 0.2, "rollout/responses": 512.0, "rollout/response_length_mean": 50.0,
-             "filter/drawn": 128.0, "filter/selected": 60.0, "memory/peak_rss_mb": 900.0 + i}
+        r = {
+            "iteration": i,
+            "seconds": 10.0 * (1 + (i == 0)),
+            "resamples": 0,
+            "time/io_load": 0.3,
+            "time/io_save": 0.2,
+            "rollout/responses": 512.0,
+            "rollout/response_length_mean": 50.0,
+            "filter/drawn": 128.0,
+            "filter/selected": 60.0,
+            "memory/peak_rss_mb": 900.0 + i,
+        }
         for n in stage_timing.NODES:
             r[f"time/{n}"] = 1.0
         for n in stage_timing.MEMORY_NODES:
@@ -227,23 +275,34 @@ def test_stage_timing_summary_and_markdown():
     assert s["evaluated_iterations"] == [] and s["measured_iterations"] == [1, 2]
     assert s["kedro_parquet_overhead_share"] == pytest.approx(2.0 / 10.5, abs=1e-3)
     assert s["overhead_share"] == pytest.approx(2.5 / 10.5, abs=1e-3)
-    result = {"command": "python benchmarks/stage_timing.py --iterations 3", "iterations": 3, "params": "",
-              "by_scale": {"1x": {**s, "params": "prime.prompts_per_step=64"},
-                           "4x": {**s, "params": "prime.prompts_per_step=256"}}}
+    result = {
+        "command": "python benchmarks/stage_timing.py --iterations 3",
+        "iterations": 3,
+        "params": "",
+        "by_scale": {
+            "1x": {**s, "params": "prime.prompts_per_step=64"},
+            "4x": {**s, "params": "prime.prompts_per_step=256"},
+        },
+    }
     md = stage_timing.render_markdown(result)
     assert md.splitlines()[2] == "Command: `python benchmarks/stage_timing.py --iterations 3`"
-    assert ("| part | 1x s | 1x share | 1x peak RSS MB | 1x it. 0 peak RSS MB | 4x s | 4x share | 4x peak RSS MB "
-            "| 4x it. 0 peak RSS MB | 4x / 1x time |") in md
+    assert (
+        "| part | 1x s | 1x share | 1x peak RSS MB | 1x it. 0 peak RSS MB | 4x s | 4x share | 4x peak RSS MB "
+        "| 4x it. 0 peak RSS MB | 4x / 1x time |"
+    ) in md
     assert "| node `update_policy` | 1.00 | 9.5% | 852 (+52) | 850 (+50) |" in md
     assert "Kedro + Parquet/checkpoint I/O overhead" in md
 
 
-@pytest.mark.parametrize("retries, runs_seen, kept, runs", [
-    (1, [(0.9, 30.0), (0.1, 10.0)], 10.0, 2),   # busy, rerun, quiet: keep the quiet one
-    (0, [(0.9, 30.0)], 30.0, 1),                # no retries
-    (1, [(0.1, 10.0)], 10.0, 1),                # quiet at once
-    (2, [(0.9, 30.0), (0.8, 12.0), (0.9, 20.0)], 12.0, 3),  # busy throughout: keep the fastest
-])
+@pytest.mark.parametrize(
+    "retries, runs_seen, kept, runs",
+    [
+        (1, [(0.9, 30.0), (0.1, 10.0)], 10.0, 2),  # busy, rerun, quiet: keep the quiet one
+        (0, [(0.9, 30.0)], 30.0, 1),  # no retries
+        (1, [(0.1, 10.0)], 10.0, 1),  # quiet at once
+        (2, [(0.9, 30.0), (0.8, 12.0), (0.9, 20.0)], 12.0, 3),  # busy throughout: keep the fastest
+    ],
+)
 def test_busy_points_are_rerun_keeping_the_fastest(monkeypatch, tmp_path, retries, runs_seen, kept, runs):
     template = synthetic_points()
     calls = []

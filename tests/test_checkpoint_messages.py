@@ -11,7 +11,7 @@ def _policy_in(tmp_path, iteration: int) -> HFCheckpointDataset:
     return HFCheckpointDataset(
         filepath=str(tmp_path / "06_models/policy/iter_0000"),  # versioned, nothing saved
         version=Version(None, None),
-        initial=str(tmp_path / "06_models/sft_model"),           # missing too
+        initial=str(tmp_path / "06_models/sft_model"),  # missing too
         iteration=iteration,
     )
 

@@ -16,16 +16,27 @@ from eurus_prime.contract import (
 def good_rows() -> list[dict]:
     msgs = lambda q: [{"role": "system", "content": "s"}, {"role": "user", "content": q}]  # noqa: E731
     return [
-        {"data_source": "a", "prompt": msgs("1+1?"), "ability": "math",
-         "reward_model": {"style": "rule", "ground_truth": "2"},
-         "extra_info": {"split": "train", "index": 0}},
-        {"data_source": "b", "prompt": msgs("write f"), "ability": "code",
-         "reward_model": {"style": "rule",
-                          "ground_truth": '{"fn_name": "f", "inputs": [[1]], "outputs": [2]}'},
-         "extra_info": {"split": "test", "index": 1}},
-        {"data_source": "a", "prompt": msgs("2+2?"), "ability": "math",
-         "reward_model": {"style": "rule", "ground_truth": "4"},
-         "extra_info": {"split": "val", "index": 2}},
+        {
+            "data_source": "a",
+            "prompt": msgs("1+1?"),
+            "ability": "math",
+            "reward_model": {"style": "rule", "ground_truth": "2"},
+            "extra_info": {"split": "train", "index": 0},
+        },
+        {
+            "data_source": "b",
+            "prompt": msgs("write f"),
+            "ability": "code",
+            "reward_model": {"style": "rule", "ground_truth": '{"fn_name": "f", "inputs": [[1]], "outputs": [2]}'},
+            "extra_info": {"split": "test", "index": 1},
+        },
+        {
+            "data_source": "a",
+            "prompt": msgs("2+2?"),
+            "ability": "math",
+            "reward_model": {"style": "rule", "ground_truth": "4"},
+            "extra_info": {"split": "val", "index": 2},
+        },
     ]
 
 
@@ -94,8 +105,11 @@ def test_field_split_and_hash_split_are_disjoint_and_stable():
 
 @pytest.mark.parametrize(
     "kwargs,match",
-    [({"mode": "random"}, "mode"), ({"val_fraction": 0.6, "test_fraction": 0.5}, "fractions"),
-     ({"field_values": {"train": ["train"]}}, "field_values")],
+    [
+        ({"mode": "random"}, "mode"),
+        ({"val_fraction": 0.6, "test_fraction": 0.5}, "fractions"),
+        ({"field_values": {"train": ["train"]}}, "field_values"),
+    ],
 )
 def test_split_config_rejects_bad_values(kwargs, match):
     with pytest.raises(ValueError, match=match):

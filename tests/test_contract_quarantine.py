@@ -28,17 +28,18 @@ def mixed_rows() -> pd.DataFrame:
     rows = [dict(good[0]), *[json.loads(json.dumps(good[0])) for _ in range(7)]]
     rows[2] = good[1]
     rows[5] = good[2]
-    rows[1]["ability"] = "poetry"                                            # unknown ability
-    rows[3]["reward_model"] = {"style": "rule"}                              # missing ground truth
+    rows[1]["ability"] = "poetry"  # unknown ability
+    rows[3]["reward_model"] = {"style": "rule"}  # missing ground truth
     rows[4]["prompt"] = [{"role": "system", "content": "only a system prompt"}]  # no user message
-    rows[6]["prompt"][1]["content"] = None                                   # message without str content
-    rows[7]["ability"] = "code"                                              # two problems in one row
+    rows[6]["prompt"][1]["content"] = None  # message without str content
+    rows[7]["ability"] = "code"  # two problems in one row
     rows[7]["reward_model"]["ground_truth"] = '{"inputs": [[1], [2]], "outputs": [2]}'
     rows[7]["extra_info"] = {"split": "train"}
     for i, r in enumerate(rows):
         r["extra_info"] = {**r["extra_info"], "index": i} if "index" in r["extra_info"] else r["extra_info"]
-        r["prompt"] = [dict(m, content=m["content"] if m["content"] is None else f"{m['content']} #{i}")
-                       for m in r["prompt"]]
+        r["prompt"] = [
+            dict(m, content=m["content"] if m["content"] is None else f"{m['content']} #{i}") for m in r["prompt"]
+        ]
     return pd.DataFrame(rows)
 
 
@@ -47,9 +48,10 @@ EXPECTED = {  # row -> (field, reason)
     3: ("reward_model.ground_truth", "must be a non-empty string, got None"),
     4: ("prompt", "has no user message"),
     6: ("prompt[1]", "must be a {role, content} message with str content"),
-    7: ("reward_model.ground_truth, extra_info",
-        "code ground_truth has 2 inputs but 1 outputs; "
-        "must be a {split, index} record, got {'split': 'train'}"),
+    7: (
+        "reward_model.ground_truth, extra_info",
+        "code ground_truth has 2 inputs but 1 outputs; must be a {split, index} record, got {'split': 'train'}",
+    ),
 }
 
 
@@ -113,8 +115,10 @@ def test_the_node_fails_by_default_and_quarantines_when_asked(caplog):
         "data_prep/rows_kept": {"value": 3.0, "step": 0},
     }
     warning = caplog.text
-    assert ("5 of 8 rows break the Eurus-2-RL-Data schema and were quarantined to prompts_quarantine "
-            "(data/02_primary/quarantine.parquet); 3 rows kept") in warning
+    assert (
+        "5 of 8 rows break the Eurus-2-RL-Data schema and were quarantined to prompts_quarantine "
+        "(data/02_primary/quarantine.parquet); 3 rows kept"
+    ) in warning
     assert f"{SOURCE}: row 1, field ability: must be one of" in warning
 
 

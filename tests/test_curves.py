@@ -7,8 +7,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from eurus_prime.curves import (BASELINE, CORE_COLUMNS, iteration_metrics, mlflow_metrics,
-                                plot_learning_curves, sft_baseline, write_learning_curves)
+from eurus_prime.curves import (
+    BASELINE,
+    CORE_COLUMNS,
+    iteration_metrics,
+    mlflow_metrics,
+    plot_learning_curves,
+    sft_baseline,
+    write_learning_curves,
+)
 from eurus_prime.datasets.versions import latest_version
 from tests.pipelines.helpers import make_project
 
@@ -52,8 +59,9 @@ def test_frame_values_match_the_tables(trained_project, frame):
 
 def test_frame_matches_every_metric_the_training_loop_logged(trained_project, frame):
     """train_log.jsonl holds the metrics the nodes logged to MLflow; the tables reproduce them."""
-    log = pd.DataFrame([json.loads(line) for line in
-                        (trained_project / "data/08_reporting/train_log.jsonl").read_text().splitlines()])
+    log = pd.DataFrame(
+        [json.loads(line) for line in (trained_project / "data/08_reporting/train_log.jsonl").read_text().splitlines()]
+    )
     rows, logged = frame.set_index("iteration").loc[[0, 1]], log.set_index("iteration")
     shared = [c for c in rows.columns if c in logged and not c.startswith("time/")]
     assert len(shared) > 25
@@ -106,7 +114,8 @@ def test_mlflow_metrics_match_the_tables(trained_project, frame, tmp_path):
     pd.testing.assert_frame_equal(logged[shared], rows[shared], check_dtype=False, rtol=1e-9)
     # MLflow has only the SFT model's full evaluation (val/test_score/*), not its items
     assert tracked.set_index("iteration").loc[BASELINE, "eval/all"] == pytest.approx(
-        sft_baseline(trained_project)["eval/all"])
+        sft_baseline(trained_project)["eval/all"]
+    )
     assert plot_learning_curves(tracked, tmp_path / "mlflow.png").read_bytes().startswith(PNG_SIGNATURE)
 
 
@@ -114,8 +123,15 @@ def test_summary_and_progress_line_split_in_distribution_from_novel():
     from eurus_prime.curves import summary_lines
     from eurus_prime.training import _progress_line
 
-    curves = pd.DataFrame({"iteration": [0, 1], "time/iteration": [10.0, 12.0], "eval/all": [np.nan, 0.6],
-                           "eval/in_distribution": [np.nan, 0.8], "eval/novel": [np.nan, 0.4]})
+    curves = pd.DataFrame(
+        {
+            "iteration": [0, 1],
+            "time/iteration": [10.0, 12.0],
+            "eval/all": [np.nan, 0.6],
+            "eval/in_distribution": [np.nan, 0.8],
+            "eval/novel": [np.nan, 0.4],
+        }
+    )
     lines = summary_lines(curves, {"eval/all": 0.5})
     assert "last evaluated, iteration 1: 60.0% (+10.0 points); in-distribution 80.0%, novel 40.0%" in lines
     line = _progress_line({"seconds": 3.0, "eval/all": 0.6, "eval/in_distribution": 0.8, "eval/novel": 0.4})

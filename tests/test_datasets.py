@@ -11,9 +11,11 @@ from .test_contract import good_rows
 def test_prompt_source_reads_local_files_and_names_them(tmp_path, suffix):
     frame = pd.DataFrame(good_rows())
     path = tmp_path / f"prompts{suffix}"
-    {".parquet": lambda: frame.to_parquet(path),
-     ".jsonl": lambda: frame.to_json(path, orient="records", lines=True),
-     ".json": lambda: frame.to_json(path, orient="records")}[suffix]()
+    {
+        ".parquet": lambda: frame.to_parquet(path),
+        ".jsonl": lambda: frame.to_json(path, orient="records", lines=True),
+        ".json": lambda: frame.to_json(path, orient="records"),
+    }[suffix]()
     loaded = PromptSourceDataset(filepath=str(path), hub_id="PRIME-RL/Eurus-2-RL-Data").load()
     assert len(loaded) == 3 and loaded.attrs["source"] == str(path)
     assert loaded["prompt"][0][1]["content"] == "1+1?"
@@ -64,8 +66,13 @@ def test_hub_id_is_the_fallback_when_there_is_no_local_copy(tmp_path):
     (tmp_path / "sft_model" / "2026-01-01T00.00.00.000Z" / "sft_model").mkdir(parents=True)
     ds = HFCheckpointDataset(str(tmp_path / "sft_model"), version=Version(None, None), hub_id="PRIME-RL/Eurus-2-7B-SFT")
     assert ds._source().endswith("2026-01-01T00.00.00.000Z/sft_model")
-    policy = HFCheckpointDataset(str(tmp_path / "policy/iter_0000"), version=Version(None, None),
-                                 initial=str(tmp_path / "none"), iteration=0, hub_id="PRIME-RL/Eurus-2-7B-SFT")
+    policy = HFCheckpointDataset(
+        str(tmp_path / "policy/iter_0000"),
+        version=Version(None, None),
+        initial=str(tmp_path / "none"),
+        iteration=0,
+        hub_id="PRIME-RL/Eurus-2-7B-SFT",
+    )
     assert policy._fallback()._source() == "PRIME-RL/Eurus-2-7B-SFT"
     with pytest.raises(Exception, match="is not a Hugging Face hub id"):
         HFCheckpointDataset(str(tmp_path / "x"), hub_id="not a hub id")

@@ -4,9 +4,8 @@ import re
 from pathlib import Path
 
 import pytest
-from kedro.pipeline import node, pipeline
-
 from click.testing import CliRunner
+from kedro.pipeline import node, pipeline
 
 from eurus_prime.cli import main as cli
 from eurus_prime.diagram import markers, mermaid, readme_block
@@ -54,13 +53,21 @@ def test_prime_iteration_shows_every_node_and_dataset_edge():
 
 @pytest.mark.filterwarnings("ignore:One or more dataset names contain")
 def test_ids_are_sanitised_and_never_clash():
-    tiny = pipeline([node(_identity, ["in.table", "params:x"], "end", name="end"),
-                     node(_identity, "end", "out-table", name="ns.second"),
-                     node(_identity, "params:x", None, name="alone")])
+    tiny = pipeline(
+        [
+            node(_identity, ["in.table", "params:x"], "end", name="end"),
+            node(_identity, "end", "out-table", name="ns.second"),
+            node(_identity, "params:x", None, name="alone"),
+        ]
+    )
     text = mermaid(tiny)
     assert 'd_in_table[("in.table")]' in text and 'n_ns_second("ns.second")' in text
-    assert _edges(text) == {("d_in_table", "n_end"), ("n_end", "d_end"), ("d_end", "n_ns_second"),
-                            ("n_ns_second", "d_out_table")}
+    assert _edges(text) == {
+        ("d_in_table", "n_end"),
+        ("n_end", "d_end"),
+        ("d_end", "n_ns_second"),
+        ("n_ns_second", "d_out_table"),
+    }
     assert '    n_alone("alone")' in text.splitlines()
     assert mermaid(tiny, direction="LR").startswith("flowchart LR\n")
 
@@ -101,5 +108,5 @@ def test_missing_markers_are_named(tmp_path):
 
 def test_readme_diagram_is_current():
     assert main(["--check", str(ROOT / "README.md")])[0] == 0, (
-        "README.md's prime_iteration diagram is missing or stale: "
-        "run `eurus-prime diagram --write README.md`")
+        "README.md's prime_iteration diagram is missing or stale: run `eurus-prime diagram --write README.md`"
+    )

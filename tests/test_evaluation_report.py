@@ -12,8 +12,17 @@ def _items() -> pd.DataFrame:
         for method in ("greedy", "prm@4"):
             for index, source in enumerate(["a", "a", "b", "b"]):
                 ok = index in right if method == "greedy" else index in right | {3}
-                rows.append({"checkpoint": ckpt, "suite": "test", "data_source": source, "method": method,
-                             "index": index, "correct": float(ok), "score": float(ok)})
+                rows.append(
+                    {
+                        "checkpoint": ckpt,
+                        "suite": "test",
+                        "data_source": source,
+                        "method": method,
+                        "index": index,
+                        "correct": float(ok),
+                        "score": float(ok),
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -41,12 +50,15 @@ def test_chart_is_a_png():
     assert chart_png(suite_table(_items()))[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.mark.parametrize("field,value,message", [
-    ("checkpoints", [], "checkpoints is empty"),
-    ("suites", [], "suites is empty"),
-    ("max_items", 0, "max_items must be >= 1"),
-    ("best_of", -1, "best_of must be >= 0"),
-])
+@pytest.mark.parametrize(
+    "field,value,message",
+    [
+        ("checkpoints", [], "checkpoints is empty"),
+        ("suites", [], "suites is empty"),
+        ("max_items", 0, "max_items must be >= 1"),
+        ("best_of", -1, "best_of must be >= 0"),
+    ],
+)
 def test_config_errors_name_the_parameter(field, value, message):
     with pytest.raises(ValueError, match=f"evaluation_suites.{message}"):
         SuiteEvalConfig(**{field: value})
@@ -62,10 +74,14 @@ def test_methods_follow_best_of():
 def test_accuracy_report_splits_held_out_items_into_in_distribution_and_novel():
     from eurus_prime.evaluation import accuracy_report
 
-    items = pd.DataFrame({
-        "data_source": ["tiny_math_d2", "tiny_math_d3", "tiny_math_novel_d4", "tiny_code_novel_d1"],
-        "ability": ["math", "math", "math", "code"],
-        "correct": [True, False, True, True], "score": [1.0, 0.0, 1.0, 1.0]})
+    items = pd.DataFrame(
+        {
+            "data_source": ["tiny_math_d2", "tiny_math_d3", "tiny_math_novel_d4", "tiny_code_novel_d1"],
+            "ability": ["math", "math", "math", "code"],
+            "correct": [True, False, True, True],
+            "score": [1.0, 0.0, 1.0, 1.0],
+        }
+    )
     report = accuracy_report(items).set_index(["group", "name"])
     assert report.loc[("all", "all"), "accuracy"] == 0.75
     assert report.loc[("heldout", "in_distribution"), "accuracy"] == 0.5

@@ -41,8 +41,9 @@ def _ids(tok, texts):
 def test_greedy_equals_hf_generate(model, tiny_tokenizer, prompts, batch_size, n_prompts):
     prompts = prompts[:n_prompts]
     hf = generate(model, tiny_tokenizer, prompts, max_new_tokens=24, temperature=0, batch_size=batch_size, engine="hf")
-    ours = generate(model, tiny_tokenizer, prompts, max_new_tokens=24, temperature=0, batch_size=batch_size,
-                    engine="fast")
+    ours = generate(
+        model, tiny_tokenizer, prompts, max_new_tokens=24, temperature=0, batch_size=batch_size, engine="fast"
+    )
     assert len({len(x) for x in _ids(tiny_tokenizer, prompts)}) > 2  # the batches really are padded
     assert [g.token_ids for g in ours] == [g.token_ids for g in hf]
     assert [g.text for g in ours] == [g.text for g in hf]
@@ -51,10 +52,21 @@ def test_greedy_equals_hf_generate(model, tiny_tokenizer, prompts, batch_size, n
 
 def test_greedy_equals_hf_generate_for_llama_without_biases(tiny_tokenizer, prompts):
     """Llama layout (no q/k/v bias, explicit head_dim, untied head, rope_theta 1e5) as SmolLM2."""
-    cfg = LlamaConfig(vocab_size=len(tiny_tokenizer), hidden_size=48, intermediate_size=96, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=512,
-                      rope_theta=100000.0, tie_word_embeddings=False, eos_token_id=tiny_tokenizer.eos_token_id,
-                      pad_token_id=tiny_tokenizer.pad_token_id, bos_token_id=None)
+    cfg = LlamaConfig(
+        vocab_size=len(tiny_tokenizer),
+        hidden_size=48,
+        intermediate_size=96,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        max_position_embeddings=512,
+        rope_theta=100000.0,
+        tie_word_embeddings=False,
+        eos_token_id=tiny_tokenizer.eos_token_id,
+        pad_token_id=tiny_tokenizer.pad_token_id,
+        bos_token_id=None,
+    )
     torch.manual_seed(0)
     llama = LlamaForCausalLM(cfg).eval()
     assert fast.unsupported_reason(llama) is None
@@ -67,8 +79,9 @@ def test_greedy_equals_hf_generate_for_llama_without_biases(tiny_tokenizer, prom
 def test_sampling_logprobs_match_a_teacher_forced_pass(model, tiny_tokenizer, prompts, temperature):
     gens = generate(model, tiny_tokenizer, prompts, max_new_tokens=32, temperature=temperature, batch_size=7, seed=3)
     assert all(len(g.logprobs) == len(g.token_ids) > 0 for g in gens)
-    forced = score_responses(model, _ids(tiny_tokenizer, prompts), [g.token_ids for g in gens],
-                             tiny_tokenizer.pad_token_id, micro_batch=8)
+    forced = score_responses(
+        model, _ids(tiny_tokenizer, prompts), [g.token_ids for g in gens], tiny_tokenizer.pad_token_id, micro_batch=8
+    )
     if temperature == 1.0:
         worst = max(float(np.abs(f - g.logprobs).max()) for f, g in zip(forced, gens))
         assert worst < LOGPROB_TOL
@@ -77,8 +90,10 @@ def test_sampling_logprobs_match_a_teacher_forced_pass(model, tiny_tokenizer, pr
 
 
 def test_seeds_make_samples_reproducible(model, tiny_tokenizer, prompts):
-    run = lambda seed: [g.token_ids for g in generate(model, tiny_tokenizer, prompts, max_new_tokens=16,  # noqa: E731
-                                                      temperature=1.0, batch_size=8, seed=seed)]
+    def run(seed):
+        gens = generate(model, tiny_tokenizer, prompts, max_new_tokens=16, temperature=1.0, batch_size=8, seed=seed)
+        return [g.token_ids for g in gens]
+
     torch.manual_seed(123)
     a = run(0)
     torch.manual_seed(456)  # the global RNG does not matter: the engine seeds its own generator
@@ -119,8 +134,16 @@ def test_dropping_finished_rows_changes_nothing(sharp_model, tiny_tokenizer, pro
 
 def test_a_stopped_row_ends_with_its_end_of_turn_token(model, tiny_tokenizer, prompts):
     eos = tiny_tokenizer.eos_token_id
-    for s in fast.sample(model, _ids(tiny_tokenizer, prompts), max_new_tokens=40, eos_token_id=eos,
-                         pad_token_id=tiny_tokenizer.pad_token_id, temperature=1.0, batch_size=24, seed=5):
+    for s in fast.sample(
+        model,
+        _ids(tiny_tokenizer, prompts),
+        max_new_tokens=40,
+        eos_token_id=eos,
+        pad_token_id=tiny_tokenizer.pad_token_id,
+        temperature=1.0,
+        batch_size=24,
+        seed=5,
+    ):
         assert (s.finish_reason == "stop") == (eos in s.token_ids)
         if s.finish_reason == "stop":
             assert s.token_ids.index(eos) == len(s.token_ids) - 1
@@ -136,8 +159,16 @@ def test_samples_follow_the_model_distribution(sharp_model, tiny_tokenizer, prom
     n = 4000
     with torch.no_grad():
         probs = (model(torch.tensor(ids)).logits[0, -1] / temperature).softmax(-1).numpy()
-    samples = fast.sample(model, ids * n, max_new_tokens=1, eos_token_id=None, pad_token_id=tiny_tokenizer.pad_token_id,
-                          temperature=temperature, batch_size=n, seed=0)
+    samples = fast.sample(
+        model,
+        ids * n,
+        max_new_tokens=1,
+        eos_token_id=None,
+        pad_token_id=tiny_tokenizer.pad_token_id,
+        temperature=temperature,
+        batch_size=n,
+        seed=0,
+    )
     freq = np.bincount([s.token_ids[0] for s in samples], minlength=len(probs)) / n
     likely = probs > 0.02
     assert likely.sum() >= 2
@@ -148,8 +179,9 @@ def test_samples_follow_the_model_distribution(sharp_model, tiny_tokenizer, prom
 
 def test_top_p_keeps_the_nucleus(model, tiny_tokenizer, prompts):
     greedy = generate(model, tiny_tokenizer, prompts, max_new_tokens=12, temperature=0, batch_size=8)
-    nucleus_of_one = generate(model, tiny_tokenizer, prompts, max_new_tokens=12, temperature=1.0, top_p=1e-6,
-                              batch_size=8)
+    nucleus_of_one = generate(
+        model, tiny_tokenizer, prompts, max_new_tokens=12, temperature=1.0, top_p=1e-6, batch_size=8
+    )
     assert [g.token_ids for g in nucleus_of_one] == [g.token_ids for g in greedy]
     logits = torch.tensor([[3.0, 2.0, 1.0, 0.0]])
     kept = torch.isfinite(fast._top_p_filter(logits, 0.8))[0].tolist()
@@ -157,9 +189,17 @@ def test_top_p_keeps_the_nucleus(model, tiny_tokenizer, prompts):
 
 
 def test_unsupported_models_fall_back_to_hf_generate(tiny_tokenizer, prompts, caplog):
-    gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=len(tiny_tokenizer), n_embd=32, n_layer=1, n_head=2,
-                                      eos_token_id=tiny_tokenizer.eos_token_id, bos_token_id=None,
-                                      pad_token_id=tiny_tokenizer.pad_token_id)).eval()
+    gpt2 = GPT2LMHeadModel(
+        GPT2Config(
+            vocab_size=len(tiny_tokenizer),
+            n_embd=32,
+            n_layer=1,
+            n_head=2,
+            eos_token_id=tiny_tokenizer.eos_token_id,
+            bos_token_id=None,
+            pad_token_id=tiny_tokenizer.pad_token_id,
+        )
+    ).eval()
     assert "gpt2" in fast.unsupported_reason(gpt2)
     with caplog.at_level(logging.WARNING):
         out = generate(gpt2, tiny_tokenizer, prompts[:3], max_new_tokens=4, temperature=0, engine="fast")

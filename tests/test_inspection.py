@@ -51,12 +51,16 @@ def _unselect_first_prompt(tables: dict[str, pd.DataFrame]) -> tuple[dict[str, p
 
 # ------------------------------------------------------------------------------------- tokens
 
-@pytest.mark.parametrize("text", [
-    "def run(x):\n    return  x + 5\n\n\n",
-    "  leading spaces, trailing tab\t",
-    "h\u00e9llo \u2192 \U0001F600 caf\u00e9\n\\boxed{8}",
-    "The answer is 8<|im_end|>",
-])
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "def run(x):\n    return  x + 5\n\n\n",
+        "  leading spaces, trailing tab\t",
+        "h\u00e9llo \u2192 \U0001f600 caf\u00e9\n\\boxed{8}",
+        "The answer is 8<|im_end|>",
+    ],
+)
 def test_token_pieces_round_trip(tokenizer, text):
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     pieces = inspection.token_pieces(tokenizer, ids)
@@ -65,10 +69,10 @@ def test_token_pieces_round_trip(tokenizer, text):
 
 
 def test_token_pieces_keep_a_character_split_over_tokens_whole(tokenizer):
-    ids = tokenizer("x\U0001F600y", add_special_tokens=False)["input_ids"]
+    ids = tokenizer("x\U0001f600y", add_special_tokens=False)["input_ids"]
     assert len(ids) > 3  # the emoji's four bytes are several tokens
     pieces = inspection.token_pieces(tokenizer, ids)
-    assert "\U0001F600" in pieces[1:-1] and pieces.count("") == len(ids) - 3
+    assert "\U0001f600" in pieces[1:-1] and pieces.count("") == len(ids) - 3
     truncated = ids[:-2]  # a response cut inside the emoji still round-trips (replacement text)
     assert "".join(inspection.token_pieces(tokenizer, truncated)) == tokenizer.decode(truncated)
     assert inspection.token_pieces(tokenizer, []) == []
@@ -82,6 +86,7 @@ def test_token_pieces_of_real_rollouts(frame, tokenizer):
 
 
 # --------------------------------------------------------------------------------------- ANSI
+
 
 def test_ansi_tokens_colour_by_sign_and_leave_missing_plain():
     out = inspection.ansi_tokens(["neg", "pos", "end\n", "none", "zero"], [-2.0, 2.0, 1.0, None, 0.0])
@@ -101,6 +106,7 @@ def test_ansi_tokens_scale_and_palette():
 
 
 # ------------------------------------------------------------------------------------ joining
+
 
 def test_rollout_frame_joins_one_row_per_rollout(tables, frame):
     assert len(frame) == len(tables["rollouts"])
@@ -136,11 +142,19 @@ def test_summaries(frame):
 
 # ----------------------------------------------------------------------------------- terminal
 
+
 def test_format_rollout(tables, frame, tokenizer):
     row = frame.iloc[0]
     text = inspection.format_rollout(row, tokenizer)
-    for part in (row["prompt_id"], f"iteration: {ITERATION}", "sequence score", "filter: selected",
-                 row["question"].strip(), "legend", "\x1b[48;2;"):
+    for part in (
+        row["prompt_id"],
+        f"iteration: {ITERATION}",
+        "sequence score",
+        "filter: selected",
+        row["question"].strip(),
+        "legend",
+        "\x1b[48;2;",
+    ):
         assert part in text
     plain = inspection.format_rollout(row, tokenizer, color=False)
     assert "\x1b" not in plain and tokenizer.decode(list(row["response_ids"])) in plain
@@ -152,6 +166,7 @@ def test_format_rollout(tables, frame, tokenizer):
 
 
 # --------------------------------------------------------------------------------------- HTML
+
 
 class _TagChecker(HTMLParser):
     """Fails on a closing tag that does not close the innermost open element."""
@@ -181,9 +196,15 @@ def _with_hostile_text(frame: pd.DataFrame, tokenizer) -> pd.DataFrame:
     frame = frame.copy()
     ids = np.asarray(tokenizer("<script>alert('x')</script> & \"quotes\"\n", add_special_tokens=False)["input_ids"])
     values = np.linspace(-1, 1, len(ids))
-    for column, value in (("response_ids", ids), ("implicit_reward", values), ("token_rewards", values),
-                          ("advantages", values), ("response_length", len(ids)),
-                          ("question", "<b>bold</b> question"), ("correct", True)):
+    for column, value in (
+        ("response_ids", ids),
+        ("implicit_reward", values),
+        ("token_rewards", values),
+        ("advantages", values),
+        ("response_length", len(ids)),
+        ("question", "<b>bold</b> question"),
+        ("correct", True),
+    ):
         cells = frame[column].tolist()
         cells[0] = value
         frame[column] = pd.Series(cells, index=frame.index)
@@ -200,8 +221,12 @@ def test_html_report_is_self_contained_escaped_and_deterministic(frame, tokenize
     assert checker.stack == []
     tags = {tag for tag, _ in checker.tags}
     assert {"script", "link", "img", "iframe"}.isdisjoint(tags)
-    assert not any(v and v.startswith(("http://", "https://", "//")) for _, attrs in checker.tags
-                   for k, v in attrs.items() if k in ("src", "href"))
+    assert not any(
+        v and v.startswith(("http://", "https://", "//"))
+        for _, attrs in checker.tags
+        for k, v in attrs.items()
+        if k in ("src", "href")
+    )
     assert "url(" not in page and "@import" not in page
     assert "<script>alert('x')</script> & \"quotes\"" in "".join(checker.text)  # shown as text
     assert "&lt;b&gt;bold&lt;/b&gt;" in page
@@ -229,7 +254,9 @@ def test_write_html_report_defaults_to_the_iteration_reporting_folder(project):
 
 
 def test_load_iteration_names_what_to_run_for_a_missing_iteration(project):
-    with pytest.raises(FileNotFoundError, match=r"iteration 7 .*kedro run --pipelines=prime_iteration --params=iteration=7"):
+    with pytest.raises(
+        FileNotFoundError, match=r"iteration 7 .*kedro run --pipelines=prime_iteration --params=iteration=7"
+    ):
         inspection.load_iteration(project, 7, tables=("rollouts", "outcomes"))
 
 
@@ -247,9 +274,22 @@ def test_report_renders_in_headless_chromium(project, tmp_path):
 
     report = inspection.write_html_report(project, ITERATION, out_path=tmp_path / "report.html")
     png = tmp_path / "report.png"
-    subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                    f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={png}", "--window-size=1280,2000",
-                    report.as_uri()], capture_output=True, timeout=120, check=True)
+    subprocess.run(
+        [
+            "chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            f"--screenshot={png}",
+            "--window-size=1280,2000",
+            report.as_uri(),
+        ],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
     pixels = matplotlib.image.imread(png)[..., :3]
     assert pixels.shape[:2] == (2000, 1280)
     assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 50  # text, tables, badges: not one flat colour

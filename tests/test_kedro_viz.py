@@ -23,8 +23,7 @@ def viz_build(tmp_path_factory) -> Path:
     project = make_project(tmp_path_factory.mktemp("viz"))
     env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1", "DO_NOT_TRACK": "1"}
     start = time.perf_counter()
-    proc = subprocess.run([KEDRO, "viz", "build"], cwd=project, capture_output=True, text=True,
-                          timeout=600, env=env)
+    proc = subprocess.run([KEDRO, "viz", "build"], cwd=project, capture_output=True, text=True, timeout=600, env=env)
     print(f"kedro viz build: {time.perf_counter() - start:.1f} s")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     return project / "build/api"
@@ -50,6 +49,8 @@ def test_build_has_every_prime_iteration_node_and_dataset(viz_build):
 def test_prime_iteration_layers_are_shown(viz_build):
     """kedro-viz drops the layer bands when the catalog's layers form a cycle."""
     layers = _load(viz_build / "pipelines/prime_iteration")["layers"]
-    assert layers, ("kedro-viz disabled the layers of prime_iteration: the catalog's kedro-viz layers "
-                    "form a cycle (models -> rollouts -> models: policy_in -> rollouts -> policy_out). "
-                    "Give policy_out and prm_out a layer of their own in conf/base/catalog.yml.")
+    assert layers, (
+        "kedro-viz disabled the layers of prime_iteration: the catalog's kedro-viz layers "
+        "form a cycle (models -> rollouts -> models: policy_in -> rollouts -> policy_out). "
+        "Give policy_out and prm_out a layer of their own in conf/base/catalog.yml."
+    )

@@ -60,10 +60,21 @@ def test_head_chunks_give_the_full_logits_answer_with_and_without_grad(tiny_mode
                 logprobs._body_and_head = split
         else:
             assert logprobs._body_and_head(tiny_model) is not None
-            lp, ent = sequence_logprobs(tiny_model, ids, mask, 4, grad=True, return_entropy=True,
-                                        chunk_logits=chunk_tokens * tiny_model.config.vocab_size)
+            lp, ent = sequence_logprobs(
+                tiny_model,
+                ids,
+                mask,
+                4,
+                grad=True,
+                return_entropy=True,
+                chunk_logits=chunk_tokens * tiny_model.config.vocab_size,
+            )
         ((lp * weights).sum() + ent.sum()).backward()
-        results[name] = (lp.detach(), ent.detach(), tiny_model.model.layers[0].mlp.up_proj.weight.grad.clone(),
-                         tiny_model.lm_head.weight.grad.clone())
+        results[name] = (
+            lp.detach(),
+            ent.detach(),
+            tiny_model.model.layers[0].mlp.up_proj.weight.grad.clone(),
+            tiny_model.lm_head.weight.grad.clone(),
+        )
     for a, b in zip(results["full"], results["chunked"]):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)

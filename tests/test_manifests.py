@@ -22,18 +22,30 @@ def test_manifests_are_atomic_ordered_and_know_when_a_stage_is_stale(tmp_path):
     (tmp_path / out).parent.mkdir(parents=True)
     (tmp_path / out).write_bytes(b"x")
     manifests.write("iter_0000", "gen", {"save_version": "v1", "outputs": {}}, root)
-    manifests.write("iter_0000", "gen", {"save_version": "v2", "params": {"params:prime": manifests.canonical(_Cfg())},
-                                          "inputs": {"drawn": {"version": "d1"}},
-                                          "outputs": {"rollouts": {"version": "v2", "path": out}}}, root)
+    manifests.write(
+        "iter_0000",
+        "gen",
+        {
+            "save_version": "v2",
+            "params": {"params:prime": manifests.canonical(_Cfg())},
+            "inputs": {"drawn": {"version": "d1"}},
+            "outputs": {"rollouts": {"version": "v2", "path": out}},
+        },
+        root,
+    )
     assert [r["save_version"] for r in manifests.read_all("iter_0000", "gen", root)] == ["v1", "v2"]
     assert not list(root.rglob("*.tmp-*"))
     record = manifests.latest("iter_0000", "gen", root)
     assert manifests.stale_reason(record, {"params:prime": _Cfg()}, {"drawn": {"version": "d1"}}, root) is None
     assert manifests.stale_reason(None, {}, {}, root) == "no manifest"
-    assert manifests.stale_reason(record, {"params:prime": _Cfg(lr=0.2)}, {}, root) == \
-        "params:prime changed (lr: 0.1 -> 0.2)"
-    assert manifests.stale_reason(record, {}, {"drawn": {"version": "d2"}}, root) == \
-        "its input drawn was rewritten since it ran"
+    assert (
+        manifests.stale_reason(record, {"params:prime": _Cfg(lr=0.2)}, {}, root)
+        == "params:prime changed (lr: 0.1 -> 0.2)"
+    )
+    assert (
+        manifests.stale_reason(record, {}, {"drawn": {"version": "d2"}}, root)
+        == "its input drawn was rewritten since it ran"
+    )
     (tmp_path / out).unlink()
     assert manifests.stale_reason(record, {}, {}, root) == "an output is missing"
     manifests.log_retention(out, "keep_checkpoints", root)  # pruned on purpose: still complete

@@ -15,8 +15,10 @@ from kedro.runner import SequentialRunner
 
 from eurus_prime import hooks
 
-pytestmark = pytest.mark.skipif(not hooks.reset_peak_rss() or not hooks.read_rss_kb(),
-                                reason="needs Linux /proc/self/clear_refs (writable) and /proc/self/status")
+pytestmark = pytest.mark.skipif(
+    not hooks.reset_peak_rss() or not hooks.read_rss_kb(),
+    reason="needs Linux /proc/self/clear_refs (writable) and /proc/self/status",
+)
 
 MB = 2**20
 
@@ -56,8 +58,13 @@ def test_allocating_node_has_the_larger_peak():
     memory = hooks.MemoryHooks()
     _run(memory)
     m = memory.totals()
-    assert set(m) == {"memory/quiet_peak_rss_mb", "memory/quiet_rss_before_mb", "memory/hungry_peak_rss_mb",
-                      "memory/hungry_rss_before_mb", "memory/peak_rss_mb"}
+    assert set(m) == {
+        "memory/quiet_peak_rss_mb",
+        "memory/quiet_rss_before_mb",
+        "memory/hungry_peak_rss_mb",
+        "memory/hungry_rss_before_mb",
+        "memory/peak_rss_mb",
+    }
     hungry = m["memory/hungry_peak_rss_mb"] - m["memory/hungry_rss_before_mb"]
     quiet = m["memory/quiet_peak_rss_mb"] - m["memory/quiet_rss_before_mb"]
     assert hungry > 180, m  # the 200 MB buffer (the counter was reset before the node)

@@ -9,13 +9,24 @@ import pytest
 
 from eurus_prime import hooks
 
-NODES = ("sample_prompts", "generate_rollouts", "verify_outcomes", "filter_prompts", "compute_process_rewards",
-         "update_prm", "estimate_advantages", "update_policy", "evaluate_policy")
+NODES = (
+    "sample_prompts",
+    "generate_rollouts",
+    "verify_outcomes",
+    "filter_prompts",
+    "compute_process_rewards",
+    "update_prm",
+    "estimate_advantages",
+    "update_policy",
+    "evaluate_policy",
+)
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not hooks.reset_peak_rss() or not hooks.read_rss_kb(),
-                    reason="needs Linux /proc/self/clear_refs (writable) and /proc/self/status")
+@pytest.mark.skipif(
+    not hooks.reset_peak_rss() or not hooks.read_rss_kb(),
+    reason="needs Linux /proc/self/clear_refs (writable) and /proc/self/status",
+)
 def test_train_log_and_campaign_carry_memory_metrics(trained_project):
     rows = [json.loads(x) for x in (trained_project / "data/08_reporting/train_log.jsonl").read_text().splitlines()]
     assert [r["iteration"] for r in rows] == [0, 1]

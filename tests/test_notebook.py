@@ -35,8 +35,9 @@ def test_notebook_runs_headless_on_the_latest_iteration(trained_project, tmp_pat
         monkeypatch.delenv(name, raising=False)  # the defaults: this project, its latest iteration
 
     nb = nbformat.read(notebook, as_version=4)
-    NotebookClient(nb, kernel_name=KERNEL, timeout=180,
-                   resources={"metadata": {"path": str(notebook.parent)}}).execute()
+    NotebookClient(
+        nb, kernel_name=KERNEL, timeout=180, resources={"metadata": {"path": str(notebook.parent)}}
+    ).execute()
 
     outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]

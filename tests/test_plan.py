@@ -12,10 +12,18 @@ from eurus_prime.plan import GIB, PlanConfig, make_plan
 from eurus_prime.prime.config import PrimeConfig
 
 P = 7.62e9
-SEVEN_B = PrimeConfig(prompts_per_step=256, oversample_factor=4.0, max_prompt_length=1024, max_response_length=3072,
-                      micro_batch=4, rollout_engine="vllm", gradient_checkpointing=True, trainer_backend="deepspeed",
-                      vllm={"gpu_memory_utilization": 0.45, "tensor_parallel_size": 8},
-                      deepspeed={"zero_stage": 2, "offload_optimizer": True, "bf16": True})
+SEVEN_B = PrimeConfig(
+    prompts_per_step=256,
+    oversample_factor=4.0,
+    max_prompt_length=1024,
+    max_response_length=3072,
+    micro_batch=4,
+    rollout_engine="vllm",
+    gradient_checkpointing=True,
+    trainer_backend="deepspeed",
+    vllm={"gpu_memory_utilization": 0.45, "tensor_parallel_size": 8},
+    deepspeed={"zero_stage": 2, "offload_optimizer": True, "bf16": True},
+)
 
 
 def _line(plan, phase, start):
@@ -36,8 +44,11 @@ def test_memory_lines_are_the_sums_they_claim():
 
 
 def test_zero_shards_over_the_ranks():
-    for stage, sharded in ((1, {"fp32 master"}), (2, {"fp32 master", "bf16 gradients"}),
-                           (3, {"fp32 master", "bf16 gradients", "bf16 weights"})):
+    for stage, sharded in (
+        (1, {"fp32 master"}),
+        (2, {"fp32 master", "bf16 gradients"}),
+        (3, {"fp32 master", "bf16 gradients", "bf16 weights"}),
+    ):
         one = make_plan(dataclasses.replace(SEVEN_B, deepspeed={"zero_stage": stage}), {})
         eight = make_plan(dataclasses.replace(SEVEN_B, deepspeed={"zero_stage": stage, "num_procs": 8}), {})
         for item in ("fp32 master", "bf16 gradients", "bf16 weights"):
@@ -55,8 +66,10 @@ def test_what_does_not_fit_is_named():
     assert any(w.startswith("update: ") for w in make_plan(greedy, {}).warnings)
     tiny_share = dataclasses.replace(SEVEN_B, vllm={"gpu_memory_utilization": 0.01, "tensor_parallel_size": 1})
     assert any("does not hold its weights" in w for w in make_plan(tiny_share, {}).warnings)
-    assert any("trainer_backend is torch" in w
-               for w in make_plan(dataclasses.replace(SEVEN_B, trainer_backend="torch"), {}).warnings)
+    assert any(
+        "trainer_backend is torch" in w
+        for w in make_plan(dataclasses.replace(SEVEN_B, trainer_backend="torch"), {}).warnings
+    )
     # checkpointing trades time for memory
     full = make_plan(dataclasses.replace(SEVEN_B, gradient_checkpointing=False), {})
     assert full.peaks["update"] > plan.peaks["update"] or full.warnings
@@ -69,8 +82,13 @@ def test_plan_command_on_the_eurus7b_environment(monkeypatch):
     result = CliRunner().invoke(cli.main, ["plan", "--env", "eurus7b"])
     assert result.exit_code == 0, result.output
     out = result.output
-    for text in ("vLLM KV cache", "fp32 master weights + AdamW moments", "GPU-hours per step", "Steps per epoch: 445",
-                 "Fits: every phase is under the GPU's memory."):
+    for text in (
+        "vLLM KV cache",
+        "fp32 master weights + AdamW moments",
+        "GPU-hours per step",
+        "Steps per epoch: 445",
+        "Fits: every phase is under the GPU's memory.",
+    ):
         assert text in out, out
     result = CliRunner().invoke(cli.main, ["plan", "--env", "eurus7b", "--params", "prime.deepspeed.num_procs=1"])
     assert result.exit_code == 0 and "WARNING: update:" in result.output, result.output
@@ -92,4 +110,5 @@ def test_a_token_cap_plans_the_worst_micro_batch_it_allows():
     assert capped.peaks["update"] < rows16.peaks["update"]
     # a cap under one sequence still plans one row
     assert _line(make_plan(dataclasses.replace(SEVEN_B, micro_batch_tokens=100), {}), "scoring", act).item.startswith(
-        "activations (1 row x")
+        "activations (1 row x"
+    )

@@ -54,17 +54,36 @@ TINY_VOCAB = 512
 PROMPTS, SAMPLES, NEW_TOKENS = 2, 2, 32
 POLICY_LR = PRM_LR = 1e-4
 PRIME = {
-    "prompts_per_step": PROMPTS, "oversample_factor": 1.0, "samples_per_prompt": SAMPLES,
-    "max_response_length": NEW_TOKENS, "filter_mode": "fixed_batch", "filter_low": 0.2, "filter_high": 0.8,
-    "prm_update": "before", "generation_batch_size": PROMPTS * SAMPLES,
-    "prm_mini_batch": PROMPTS * SAMPLES, "ppo_mini_batch": PROMPTS * SAMPLES, "micro_batch": 2,
-    "policy_lr": POLICY_LR, "prm_lr": PRM_LR, "policy_weight_decay": 0.0, "prm_weight_decay": 0.0,
-    "eval_every": 1, "eval_max_items": 2,
+    "prompts_per_step": PROMPTS,
+    "oversample_factor": 1.0,
+    "samples_per_prompt": SAMPLES,
+    "max_response_length": NEW_TOKENS,
+    "filter_mode": "fixed_batch",
+    "filter_low": 0.2,
+    "filter_high": 0.8,
+    "prm_update": "before",
+    "generation_batch_size": PROMPTS * SAMPLES,
+    "prm_mini_batch": PROMPTS * SAMPLES,
+    "ppo_mini_batch": PROMPTS * SAMPLES,
+    "micro_batch": 2,
+    "policy_lr": POLICY_LR,
+    "prm_lr": PRM_LR,
+    "policy_weight_decay": 0.0,
+    "prm_weight_decay": 0.0,
+    "eval_every": 1,
+    "eval_max_items": 2,
 }
 EVALUATION = {"max_new_tokens": NEW_TOKENS, "max_items": 2, "batch_size": 2}
 ITER = "iter_0000"
-ROLLOUT_TABLES = ("drawn_prompts", "rollouts", "outcomes", "filter_report", "process_rewards", "prm_rewards",
-                  "advantages")
+ROLLOUT_TABLES = (
+    "drawn_prompts",
+    "rollouts",
+    "outcomes",
+    "filter_report",
+    "process_rewards",
+    "prm_rewards",
+    "advantages",
+)
 REPORT_TABLES = ("prm_stats", "ppo_stats", "eval_report")
 
 
@@ -173,8 +192,9 @@ def test_rollouts_use_smollm2s_chat_template_and_real_vocabulary(trained, smollm
         assert text == row.prompt_text
         assert text.startswith("<|im_start|>system\n") and "<|im_end|>\n<|im_start|>user\n" in text
         assert text.endswith("<|im_start|>assistant\n")
-        expected = tok.apply_chat_template([dict(m) for m in by_prompt[row.prompt_id]], tokenize=False,
-                                           add_generation_prompt=True)
+        expected = tok.apply_chat_template(
+            [dict(m) for m in by_prompt[row.prompt_id]], tokenize=False, add_generation_prompt=True
+        )
         assert text == expected  # SmolLM2's own template, not the tiny world's
         ids = np.asarray(row.response_ids)
         assert 0 < len(ids) == row.response_length <= NEW_TOKENS
@@ -199,9 +219,11 @@ def test_reward_advantage_and_ppo_tables_are_finite(trained):
     assert len(report) == PROMPTS and report["selected"].all()
     assert set(report["status"]) <= {"selected", "filled"}
     lengths = dict(zip(zip(rollouts["prompt_id"], rollouts["sample_idx"]), rollouts["response_length"]))
-    for name, columns in [("process_rewards", ["old_logprobs", "ref_logprobs", "prm_logprobs", "implicit_reward"]),
-                          ("prm_rewards", ["prm_logprobs", "token_rewards"]),
-                          ("advantages", ["returns", "advantages"])]:
+    for name, columns in [
+        ("process_rewards", ["old_logprobs", "ref_logprobs", "prm_logprobs", "implicit_reward"]),
+        ("prm_rewards", ["prm_logprobs", "token_rewards"]),
+        ("advantages", ["returns", "advantages"]),
+    ]:
         table = _rollout(project, name)
         assert len(table) == PROMPTS * SAMPLES, name
         for col in columns:
@@ -234,8 +256,13 @@ def test_logprobs_in_the_tables_are_smollm2s(trained, smollm2_state):
     model, tok = smollm2_state
     rollouts = _rollout(project, "rollouts")
     process = _rollout(project, "process_rewards").merge(rollouts, on=["prompt_id", "sample_idx"])
-    want = score_responses(model, [list(p) for p in process["prompt_ids"]],
-                           [list(r) for r in process["response_ids"]], tok.pad_token_id, micro_batch=2)
+    want = score_responses(
+        model,
+        [list(p) for p in process["prompt_ids"]],
+        [list(r) for r in process["response_ids"]],
+        tok.pad_token_id,
+        micro_batch=2,
+    )
     for w, old, ref in zip(want, process["old_logprobs"], process["ref_logprobs"]):
         np.testing.assert_allclose(ref, w, atol=2e-4)
         np.testing.assert_allclose(old, w, atol=2e-3)
@@ -280,10 +307,15 @@ def test_peak_memory_per_node_is_logged(trained):
     memory = {k: v for k, v in log[0].items() if k.startswith("memory/")}
     if not memory:
         pytest.skip("no memory/ metrics (MemoryHooks needs a writable /proc/self/clear_refs)")
-    peaks = {k.removeprefix("memory/").removesuffix("_peak_rss_mb"): v for k, v in memory.items()
-             if k.endswith("_peak_rss_mb") and k != "memory/peak_rss_mb"}
-    print(f"\npeak RSS per node (MB; run {memory.get('memory/peak_rss_mb', float('nan')):.0f}): "
-          + ", ".join(f"{k} {v:.0f}" for k, v in peaks.items()))
+    peaks = {
+        k.removeprefix("memory/").removesuffix("_peak_rss_mb"): v
+        for k, v in memory.items()
+        if k.endswith("_peak_rss_mb") and k != "memory/peak_rss_mb"
+    }
+    print(
+        f"\npeak RSS per node (MB; run {memory.get('memory/peak_rss_mb', float('nan')):.0f}): "
+        + ", ".join(f"{k} {v:.0f}" for k, v in peaks.items())
+    )
     # A 135M-parameter float32 model is 0.5 GB; the update nodes add gradients and AdamW state.
     assert peaks["update_policy"] > 1000 and peaks["update_prm"] > 1000
     assert memory["memory/peak_rss_mb"] >= max(peaks.values()) - 1

@@ -46,11 +46,16 @@ def py(code: str) -> str:
 
 
 def test_registry_lists_the_seven_suites():
-    assert list(SUITES) == ["aime2024", "amc", "math500", "minerva_math", "olympiadbench", "leetcode",
-                            "livecodebench"]
+    assert list(SUITES) == ["aime2024", "amc", "math500", "minerva_math", "olympiadbench", "leetcode", "livecodebench"]
     assert {n: s.ability for n, s in SUITES.items()} == {
-        "aime2024": "math", "amc": "math", "math500": "math", "minerva_math": "math",
-        "olympiadbench": "math", "leetcode": "code", "livecodebench": "code"}
+        "aime2024": "math",
+        "amc": "math",
+        "math500": "math",
+        "minerva_math": "math",
+        "olympiadbench": "math",
+        "leetcode": "code",
+        "livecodebench": "code",
+    }
 
 
 @pytest.mark.parametrize("name", list(SUITES))
@@ -76,8 +81,11 @@ def test_each_fixture_becomes_valid_eurus2_prompts(name):
 MATH_EXPECTED = {
     "aime2024": (["204", "25", "73"], "Every morning Aya goes for a $9$-kilometer-long walk", ["60", "61", "75"]),
     "amc": (["142", "5", "2"], "What is the value of \\[3+\\frac{1}{3+", ["0", "11", "25"]),
-    "math500": (["\\left( 3, \\frac{\\pi}{2} \\right)", "\\frac{14}{3}", "9"], "Convert the point $(0,3)$",
-                ["test/precalculus/807.json", "test/algebra/2584.json", "test/number_theory/572.json"]),
+    "math500": (
+        ["\\left( 3, \\frac{\\pi}{2} \\right)", "\\frac{14}{3}", "9"],
+        "Convert the point $(0,3)$",
+        ["test/precalculus/807.json", "test/algebra/2584.json", "test/number_theory/572.json"],
+    ),
     "minerva_math": (["1.6", "4.5e33", "16000"], "Each of the two Magellan telescopes", ["0", "1", "2"]),
     "olympiadbench": (["2", "\\frac{1}{2 n+2}", "2^{1009}"], "Xenia and Sergey play", ["1606", "1607", "1612"]),
 }
@@ -92,13 +100,16 @@ def test_math_questions_answers_and_ids(name):
     assert [e["id"] for e in frame["extra_info"]] == ids
 
 
-@pytest.mark.parametrize("name,row,response,wrong", [
-    ("aime2024", 0, "so the walk takes \\boxed{204} minutes", "\\boxed{240}"),
-    ("amc", 0, "\\boxed{142}", "\\boxed{141}"),
-    ("math500", 1, "\\boxed{\\dfrac{14}{3}}", "\\boxed{\\frac{3}{14}}"),
-    ("minerva_math", 2, "\\boxed{16000}", "\\boxed{8000}"),
-    ("olympiadbench", 2, "\\boxed{2^{1009}}", "\\boxed{2^{1008}}"),
-])
+@pytest.mark.parametrize(
+    "name,row,response,wrong",
+    [
+        ("aime2024", 0, "so the walk takes \\boxed{204} minutes", "\\boxed{240}"),
+        ("amc", 0, "\\boxed{142}", "\\boxed{141}"),
+        ("math500", 1, "\\boxed{\\dfrac{14}{3}}", "\\boxed{\\frac{3}{14}}"),
+        ("minerva_math", 2, "\\boxed{16000}", "\\boxed{8000}"),
+        ("olympiadbench", 2, "\\boxed{2^{1009}}", "\\boxed{2^{1008}}"),
+    ],
+)
 def test_math_ground_truth_grades_right_and_wrong_answers(name, row, response, wrong):
     truth = truths(load_suite(name, fixture(name)))[row]
     assert verify("math", response, truth).correct
@@ -111,8 +122,9 @@ def test_aime_keeps_2024_only_and_counts_the_rest():
 
 
 def test_mirror_field_names_are_accepted(tmp_path):
-    aime = write_jsonl(tmp_path / "aime.jsonl", [
-        {"ID": "2024-I-4", "Problem": "Find $m+n$.", "Solution": "...", "Answer": 116}])
+    aime = write_jsonl(
+        tmp_path / "aime.jsonl", [{"ID": "2024-I-4", "Problem": "Find $m+n$.", "Solution": "...", "Answer": 116}]
+    )
     frame = load_suite("aime2024", aime)
     assert truths(frame) == ["116"] and frame["extra_info"][0]["id"] == "2024-I-4"
     minerva = write_jsonl(tmp_path / "minerva.jsonl", [{"question": "Compute $2+2$.", "answer": "4"}])
@@ -122,8 +134,9 @@ def test_mirror_field_names_are_accepted(tmp_path):
 
 
 def test_math_answer_taken_from_the_last_box_of_the_solution(tmp_path):
-    path = write_jsonl(tmp_path / "math.jsonl", [
-        {"problem": "p", "solution": "first \\boxed{1}, then \\boxed{\\frac{a}{b}}."}])
+    path = write_jsonl(
+        tmp_path / "math.jsonl", [{"problem": "p", "solution": "first \\boxed{1}, then \\boxed{\\frac{a}{b}}."}]
+    )
     assert truths(load_suite("math500", path)) == ["\\frac{a}{b}"]
 
 
@@ -155,16 +168,21 @@ def test_leetcode_question_is_prime_prompt_sft_and_asserts_become_calls(caplog):
         frame = load_suite("leetcode", fixture("leetcode"))
     assert user(frame, 0) == native[0]["prompt_sft"] + CODE_SUFFIX
     assert json.loads(truths(frame)[1]) == {
-        "fn_name": "countOfPairs", "inputs": [[3, 1, 3], [5, 2, 4], [4, 1, 1]],
-        "outputs": [[6, 0, 0], [10, 8, 2, 0, 0], [6, 4, 2, 0]]}
+        "fn_name": "countOfPairs",
+        "inputs": [[3, 1, 3], [5, 2, 4], [4, 1, 1]],
+        "outputs": [[6, 0, 0], [10, 8, 2, 0, 0], [6, 4, 2, 0]],
+    }
     assert frame["extra_info"][0]["id"] == native[0]["task_id"]
     [(row, reason)] = frame.attrs["skipped"]
     assert row == 2 and "the assert is not `<call> == <value>`" in reason
     assert "1 of 3 leetcode rows could not be converted" in caplog.text and "row 2:" in caplog.text
 
 
-@pytest.mark.parametrize("row,right,wrong", [(0, PUSHES_RIGHT, PUSHES_WRONG), (1, PAIRS_RIGHT, PAIRS_WRONG)],
-                         ids=["minimumPushes", "countOfPairs"])
+@pytest.mark.parametrize(
+    "row,right,wrong",
+    [(0, PUSHES_RIGHT, PUSHES_WRONG), (1, PAIRS_RIGHT, PAIRS_WRONG)],
+    ids=["minimumPushes", "countOfPairs"],
+)
 def test_leetcode_ground_truth_grades_reference_solutions(row, right, wrong):
     truth = truths(load_suite("leetcode", fixture("leetcode")))[row]
     assert verify("code", py(right), truth).correct
@@ -173,15 +191,25 @@ def test_leetcode_ground_truth_grades_reference_solutions(row, right, wrong):
 
 def test_leetcode_orders_keyword_arguments_by_the_signature_and_reads_check_candidate(tmp_path):
     stub = "class Solution:\n    def f(self, n: int, x: int, y: int) -> List[int]:\n        "
-    path = write_jsonl(tmp_path / "lc.jsonl", [
-        {"task_id": "kw", "prompt": f'"""\nStatement.\n"""\n{stub}',
-         "test": "\nmy_solution = Solution()\n\ntest_input = { \"y\": 3, \"n\": 4, \"x\": 1 }\n"
-                 "assert my_solution.f(**test_input) == [1, 2]\n"},
-        {"task_id": "cand", "question": "Add two numbers.", "entry_point": "add",
-         "starter_code": "class Solution:\n    def add(self, a: int, b: int) -> int:\n        ",
-         "test": "def check(candidate):\n    assert candidate(1, b=2) == 3\n    assert candidate(a=-1, b=1) == 0\n\n"
-                 "check(Solution().add)\n"},
-    ])
+    path = write_jsonl(
+        tmp_path / "lc.jsonl",
+        [
+            {
+                "task_id": "kw",
+                "prompt": f'"""\nStatement.\n"""\n{stub}',
+                "test": '\nmy_solution = Solution()\n\ntest_input = { "y": 3, "n": 4, "x": 1 }\n'
+                "assert my_solution.f(**test_input) == [1, 2]\n",
+            },
+            {
+                "task_id": "cand",
+                "question": "Add two numbers.",
+                "entry_point": "add",
+                "starter_code": "class Solution:\n    def add(self, a: int, b: int) -> int:\n        ",
+                "test": "def check(candidate):\n    assert candidate(1, b=2) == 3\n    assert candidate(a=-1, b=1) == 0\n\n"
+                "check(Solution().add)\n",
+            },
+        ],
+    )
     frame = load_suite("leetcode", path)
     assert json.loads(truths(frame)[0])["inputs"] == [[4, 1, 3]]
     assert json.loads(truths(frame)[1]) == {"fn_name": "add", "inputs": [[1, 2], [-1, 1]], "outputs": [3, 0]}
@@ -219,13 +247,17 @@ def test_livecodebench_question_template_and_tests():
     frame = load_suite("livecodebench", fixture("livecodebench"))
     first = user(frame, 0)
     assert first.startswith("### Question:\nYou are given a 0-indexed integer array batteryPercentages")
-    assert ("### Format: You will use the following starter code to write the solution to the problem and "
-            "enclose your code within delimiters.\n```python\nclass Solution:\n    def countTestedDevices") in first
+    assert (
+        "### Format: You will use the following starter code to write the solution to the problem and "
+        "enclose your code within delimiters.\n```python\nclass Solution:\n    def countTestedDevices"
+    ) in first
     assert "### Answer: (use the provided format with backticks)\n\n" + CODE_SUFFIX in first
     assert "Read the inputs from stdin solve the problem" in user(frame, 2)
     assert json.loads(truths(frame)[0]) == {  # 2 public + 3 compressed private tests
-        "fn_name": "countTestedDevices", "inputs": [[[1, 1, 2, 1, 3]], [[0, 1, 2]], [[0]], [[5, 5, 5]], [[2, 0, 1, 3]]],
-        "outputs": [3, 2, 0, 3, 2]}
+        "fn_name": "countTestedDevices",
+        "inputs": [[[1, 1, 2, 1, 3]], [[0, 1, 2]], [[0]], [[5, 5, 5]], [[2, 0, 1, 3]]],
+        "outputs": [3, 2, 0, 3, 2],
+    }
     assert json.loads(truths(frame)[1])["inputs"][:2] == [[5, 2], [3, 3]]  # newline-separated arguments
     stdin = json.loads(truths(frame)[2])
     assert "fn_name" not in stdin and stdin["outputs"] == ["3\n", "0\n", "6\n", "1\n"]
@@ -233,9 +265,11 @@ def test_livecodebench_question_template_and_tests():
     assert frame.attrs["skipped"] == [(3, "functional tests, but 'metadata' names no 'func_name'")]
 
 
-@pytest.mark.parametrize("row,right,wrong", [
-    (0, TESTED_RIGHT, TESTED_WRONG), (1, CANDIES_RIGHT, CANDIES_WRONG), (2, PASSES_RIGHT, PASSES_WRONG)],
-    ids=["functional", "functional-two-args", "stdin"])
+@pytest.mark.parametrize(
+    "row,right,wrong",
+    [(0, TESTED_RIGHT, TESTED_WRONG), (1, CANDIES_RIGHT, CANDIES_WRONG), (2, PASSES_RIGHT, PASSES_WRONG)],
+    ids=["functional", "functional-two-args", "stdin"],
+)
 def test_livecodebench_ground_truth_grades_reference_solutions(row, right, wrong):
     truth = truths(load_suite("livecodebench", fixture("livecodebench")))[row]
     assert verify("code", py(right), truth).correct
@@ -293,8 +327,12 @@ def test_missing_field_names_the_file_row_and_field(tmp_path):
     with pytest.raises(ValueError, match=re.escape(f"{path} row 3: no answer field (looked for 'answer', 'Answer')")):
         load_suite("aime2024", path)
     no_question = write_jsonl(tmp_path / "lcb.jsonl", [{"public_test_cases": "[]"}])
-    with pytest.raises(ValueError, match=re.escape(
-            f"{no_question} row 0: no question field (looked for 'question_content', 'question', 'problem')")):
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
+            f"{no_question} row 0: no question field (looked for 'question_content', 'question', 'problem')"
+        ),
+    ):
         load_suite("livecodebench", no_question)
     no_box = write_jsonl(tmp_path / "minerva.jsonl", [{"problem": "p", "solution": "no box here"}])
     with pytest.raises(ValueError, match=r"row 0: no answer field .* no solution with a \\boxed\{\} answer"):
@@ -320,11 +358,14 @@ def test_bad_names_files_and_contents(tmp_path):
 
 
 def test_load_suites_concatenates_and_reindexes_within_each_suite():
-    frame = load_suites([
-        {"name": "amc", "path": str(fixture("amc"))},
-        {"name": "leetcode", "path": fixture("leetcode")},
-        {"name": "amc", "path": fixture("amc"), "limit": 2},
-    ], system="tiny")
+    frame = load_suites(
+        [
+            {"name": "amc", "path": str(fixture("amc"))},
+            {"name": "leetcode", "path": fixture("leetcode")},
+            {"name": "amc", "path": fixture("amc"), "limit": 2},
+        ],
+        system="tiny",
+    )
     validate_prompts(frame, "suites")
     assert list(frame["data_source"]) == ["amc"] * 3 + ["leetcode"] * 2 + ["amc"] * 2
     assert [e["index"] for e in frame["extra_info"]] == [0, 1, 2, 0, 1, 3, 4]
@@ -356,9 +397,11 @@ def test_hub_loading_uses_each_suites_defaults(monkeypatch):
     assert frame.attrs["source"] == "AI-MO/aimo-validation-amc (train)" and len(frame) == 3
     load_suite("olympiadbench")
     load_suite("olympiadbench", hub_id="someone/olympiad-mirror", split="test")
-    assert hub.calls[:3] == [(("AI-MO/aimo-validation-amc", None), {"split": "train"}),
-                             (("Hothan/OlympiadBench", "OE_TO_maths_en_COMP"), {"split": "train"}),
-                             (("someone/olympiad-mirror", None), {"split": "test"})]
+    assert hub.calls[:3] == [
+        (("AI-MO/aimo-validation-amc", None), {"split": "train"}),
+        (("Hothan/OlympiadBench", "OE_TO_maths_en_COMP"), {"split": "train"}),
+        (("someone/olympiad-mirror", None), {"split": "test"}),
+    ]
     with pytest.raises(ValueError, match="row 0: no tests field"):  # AMC rows are not LiveCodeBench rows
         load_suite("livecodebench")
     args, kwargs = hub.calls[3]

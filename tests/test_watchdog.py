@@ -15,8 +15,11 @@ def test_a_stuck_stage_raises_stage_timeout_through_except_exception(tmp_path):
     monitor.step(2, 8, "rows")
     watchdog.arm("verify_outcomes", 0.3, tmp_path, grace=5)
     try:
-        with pytest.raises(watchdog.StageTimeout, match=r"watchdog: stage verify_outcomes ran past its limit "
-                           r"of 0.3 s .*progress: verify_outcomes after .* 2/8 rows"):
+        with pytest.raises(
+            watchdog.StageTimeout,
+            match=r"watchdog: stage verify_outcomes ran past its limit "
+            r"of 0.3 s .*progress: verify_outcomes after .* 2/8 rows",
+        ):
             try:
                 time.sleep(10)  # interrupted by SIGUSR1
             except Exception:  # noqa: BLE001 - a per-row guard must not swallow the watchdog
@@ -39,8 +42,11 @@ def test_a_disarmed_watchdog_never_fires_and_a_stray_signal_is_ignored(tmp_path)
 
 def test_one_writer_per_data_folder(tmp_path):
     with data_lock(tmp_path, "eurus-prime train"):
-        with pytest.raises(Busy, match=rf"held by pid {os.getpid()} \(eurus-prime train\): one eurus-prime gc "
-                                       "at a time per data/ folder"):
+        with pytest.raises(
+            Busy,
+            match=rf"held by pid {os.getpid()} \(eurus-prime train\): one eurus-prime gc "
+            "at a time per data/ folder",
+        ):
             with data_lock(tmp_path, "eurus-prime gc"):
                 pass
     with data_lock(tmp_path, "eurus-prime gc"):  # released

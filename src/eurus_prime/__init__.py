@@ -1,4 +1,3 @@
-"""eurus_prime
-"""
+"""eurus_prime"""
 
 __version__ = "0.1"

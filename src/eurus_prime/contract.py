@@ -85,9 +85,7 @@ def _row_errors(row: Mapping) -> list[tuple[str, str]]:
 def _check_columns(frame: pd.DataFrame, source: str) -> None:
     missing = [c for c in COLUMNS if c not in frame.columns]
     if missing:
-        raise SchemaError(
-            f"{source}: missing column(s) {missing}; the Eurus-2-RL-Data schema needs {list(COLUMNS)}"
-        )
+        raise SchemaError(f"{source}: missing column(s) {missing}; the Eurus-2-RL-Data schema needs {list(COLUMNS)}")
 
 
 def _problems(frame: pd.DataFrame) -> list[tuple[int, str, str]]:
@@ -121,8 +119,7 @@ def validate_prompts(frame: pd.DataFrame, source: str = "<prompts>") -> pd.DataF
     if problems:
         bad_rows = len({i for i, _, _ in problems})
         raise SchemaError(
-            f"{bad_rows} of {len(frame)} rows break the Eurus-2-RL-Data schema:\n"
-            + _problem_lines(problems, source)
+            f"{bad_rows} of {len(frame)} rows break the Eurus-2-RL-Data schema:\n" + _problem_lines(problems, source)
         )
     return _plain_prompts(frame)
 
@@ -145,11 +142,15 @@ def row_to_json(row: Mapping) -> str:
 
 def empty_quarantine() -> pd.DataFrame:
     """A quarantine table with no rows and the columns and dtypes of a full one."""
-    return pd.DataFrame({
-        "source": pd.Series(dtype=str), "row": pd.Series(dtype="int64"),
-        "field": pd.Series(dtype=str), "reason": pd.Series(dtype=str),
-        "row_json": pd.Series(dtype=str),
-    })
+    return pd.DataFrame(
+        {
+            "source": pd.Series(dtype=str),
+            "row": pd.Series(dtype="int64"),
+            "field": pd.Series(dtype=str),
+            "reason": pd.Series(dtype=str),
+            "row_json": pd.Series(dtype=str),
+        }
+    )
 
 
 def quarantine_prompts(frame: pd.DataFrame, source: str = "<prompts>") -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -189,16 +190,16 @@ def quarantine_prompts(frame: pd.DataFrame, source: str = "<prompts>") -> tuple[
 
 def describe_quarantine(quarantine: pd.DataFrame) -> str:
     """The first few quarantined rows as ``<source>: row <i>, field <field>: <reason>`` lines."""
-    lines = [f"{r.source}: row {r.row}, field {r.field}: {r.reason}"
-             for r in quarantine.head(MAX_REPORTED_ERRORS).itertuples()]
+    lines = [
+        f"{r.source}: row {r.row}, field {r.field}: {r.reason}"
+        for r in quarantine.head(MAX_REPORTED_ERRORS).itertuples()
+    ]
     return "\n".join(lines) + ("\n..." if len(quarantine) > MAX_REPORTED_ERRORS else "")
 
 
 def prompt_key(messages) -> str:
     """Identity of a prompt for deduplication: its non-system messages (the question)."""
-    return "\n".join(
-        f"{m['role']}:{m['content']}" for m in _as_list(messages) if m["role"] != "system"
-    )
+    return "\n".join(f"{m['role']}:{m['content']}" for m in _as_list(messages) if m["role"] != "system")
 
 
 @dataclass(frozen=True)
@@ -251,8 +252,7 @@ def assign_splits(frame: pd.DataFrame, cfg: SplitConfig) -> pd.Series:
     if cfg.mode == "hash":
         u = frame["prompt"].map(lambda p: _hash_unit(prompt_key(p), cfg.salt))
         return pd.Series(
-            np.where(u < cfg.val_fraction, "val",
-                     np.where(u < cfg.val_fraction + cfg.test_fraction, "test", "train")),
+            np.where(u < cfg.val_fraction, "val", np.where(u < cfg.val_fraction + cfg.test_fraction, "test", "train")),
             index=frame.index,
         )
     value_to_table = {v: t for t, values in cfg.field_values.items() for v in values}

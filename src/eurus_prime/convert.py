@@ -110,8 +110,10 @@ def load_gguf(gguf_path: str | Path, *, dtype: torch.dtype = torch.float32):
     gguf_path = _check_gguf_file(Path(gguf_path))
     missing = missing_packages()
     if missing:
-        raise ImportError(f"reading GGUF files needs the {' and '.join(f'`{m}`' for m in missing)} "
-                          f"package{'s' * (len(missing) > 1)}: run `{INSTALL_COMMAND}`")
+        raise ImportError(
+            f"reading GGUF files needs the {' and '.join(f'`{m}`' for m in missing)} "
+            f"package{'s' * (len(missing) > 1)}: run `{INSTALL_COMMAND}`"
+        )
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     folder, name = str(gguf_path.parent), gguf_path.name
@@ -140,8 +142,9 @@ def plain_copy(model):
 
 def _check_target(out_dir: Path, overwrite: bool) -> None:
     if out_dir.exists() and not overwrite and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise FileExistsError(f"{out_dir} already exists and is not empty: pass overwrite=True "
-                              f"(--overwrite) to replace it")
+        raise FileExistsError(
+            f"{out_dir} already exists and is not empty: pass overwrite=True (--overwrite) to replace it"
+        )
 
 
 def _verify_ids(tokenizer) -> list[int]:
@@ -177,12 +180,15 @@ def verify_folder(folder: Path, tokenizer, reference_logits: torch.Tensor, ids: 
     diff = float((_logits(model, ids) - reference_logits).abs().max())
     tolerance = LOGIT_TOLERANCE.get(dtype, LOW_PRECISION_TOLERANCE)
     if not diff <= tolerance:
-        raise RuntimeError(f"the saved model's logits differ from the GGUF-loaded model's by {diff:.3g} "
-                           f"(> {tolerance:g}) on a {len(ids)}-token input")
+        raise RuntimeError(
+            f"the saved model's logits differ from the GGUF-loaded model's by {diff:.3g} "
+            f"(> {tolerance:g}) on a {len(ids)}-token input"
+        )
 
 
-def save_hf(model, tokenizer, out_dir: str | Path, *, overwrite: bool = False,
-            progress: Progress | None = None) -> Path:
+def save_hf(
+    model, tokenizer, out_dir: str | Path, *, overwrite: bool = False, progress: Progress | None = None
+) -> Path:
     """Save a GGUF-loaded ``model`` (through :func:`plain_copy`) and ``tokenizer`` as a plain
     Hugging Face folder at ``out_dir``, verified (:func:`verify_folder`) before it is renamed into
     place. FileExistsError when ``out_dir`` is a non-empty folder (or a file) and not ``overwrite``."""
@@ -214,8 +220,14 @@ def save_hf(model, tokenizer, out_dir: str | Path, *, overwrite: bool = False,
     return out_dir
 
 
-def gguf_to_hf(gguf_path: str | Path, out_dir: str | Path, *, dtype: torch.dtype = torch.float32,
-               overwrite: bool = False, progress: Progress | None = None) -> Path:
+def gguf_to_hf(
+    gguf_path: str | Path,
+    out_dir: str | Path,
+    *,
+    dtype: torch.dtype = torch.float32,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+) -> Path:
     """Convert the GGUF file ``gguf_path`` into a plain Hugging Face folder ``out_dir`` (model in
     ``dtype``, tokenizer with its chat template, generation config) and return ``out_dir``.
 
@@ -232,6 +244,8 @@ def gguf_to_hf(gguf_path: str | Path, out_dir: str | Path, *, dtype: torch.dtype
     say(f"loading {gguf_path} (dequantizing to {str(dtype).removeprefix('torch.')})")
     model, tokenizer = load_gguf(gguf_path, dtype=dtype)
     n_params = sum(p.numel() for p in model.parameters())
-    say(f"loaded {type(model).__name__} ({model.config.model_type}, {n_params / 1e6:.1f}M parameters, "
-        f"vocabulary {len(tokenizer)})")
+    say(
+        f"loaded {type(model).__name__} ({model.config.model_type}, {n_params / 1e6:.1f}M parameters, "
+        f"vocabulary {len(tokenizer)})"
+    )
     return save_hf(model, tokenizer, out_dir, overwrite=overwrite, progress=say)

@@ -34,14 +34,34 @@ from eurus_prime.prime.progress import LAST_STAGE, completed_iterations, iter_di
 BASELINE = -1
 #: Columns every frame has (NaN where an iteration did not log them), beside ``iteration``.
 CORE_COLUMNS = (
-    "eval/all", "eval/math", "eval/code", "eval/in_distribution", "eval/novel",
-    "train_verify_score/all", "train_verify_score/math", "train_verify_score/code",
-    "prm/loss", "prm/acc_before", "prm/acc_after",
-    "prm_eval/fresh_pairwise_acc", "prm_eval/fixed_pairwise_acc", "prm_eval/fresh_auc", "prm_eval/fixed_auc",
-    "prm_eval/fresh_localisation", "prm_eval/fixed_localisation",
-    "filter/in_band_share", "filter/selected_share",
-    "rollout/response_length_mean", "rollout/response_length_max", "rollout/truncated_share",
-    "ppo/pg_loss", "ppo/pg_clipfrac", "ppo/ppo_kl", "ppo/entropy", "ppo/grad_norm", "prm/grad_norm",
+    "eval/all",
+    "eval/math",
+    "eval/code",
+    "eval/in_distribution",
+    "eval/novel",
+    "train_verify_score/all",
+    "train_verify_score/math",
+    "train_verify_score/code",
+    "prm/loss",
+    "prm/acc_before",
+    "prm/acc_after",
+    "prm_eval/fresh_pairwise_acc",
+    "prm_eval/fixed_pairwise_acc",
+    "prm_eval/fresh_auc",
+    "prm_eval/fixed_auc",
+    "prm_eval/fresh_localisation",
+    "prm_eval/fixed_localisation",
+    "filter/in_band_share",
+    "filter/selected_share",
+    "rollout/response_length_mean",
+    "rollout/response_length_max",
+    "rollout/truncated_share",
+    "ppo/pg_loss",
+    "ppo/pg_clipfrac",
+    "ppo/ppo_kl",
+    "ppo/entropy",
+    "ppo/grad_norm",
+    "prm/grad_norm",
     "time/iteration",
 )
 DEFAULT_TITLE = "PRIME learning curves"
@@ -50,14 +70,14 @@ CSV = Path("data/08_reporting/learning_curves.csv")
 
 
 # --------------------------------------------------------------------------- from the tables
-def _table(project: Path, layer: str, iteration: int, name: str,
-           columns: list[str] | None = None) -> pd.DataFrame:
+def _table(project: Path, layer: str, iteration: int, name: str, columns: list[str] | None = None) -> pd.DataFrame:
     """The latest version of one iteration table (``data/<layer>/iter_NNNN/<name>.parquet``)."""
     folder = project / "data" / layer / iter_dir(iteration) / f"{name}.parquet"
     path = latest_version(folder)
     if path is None:
-        raise FileNotFoundError(f"{folder} has no saved version, though iteration {iteration} is "
-                                "complete: was it deleted by hand?")
+        raise FileNotFoundError(
+            f"{folder} has no saved version, though iteration {iteration} is complete: was it deleted by hand?"
+        )
     return pd.read_parquet(path, columns=columns)
 
 
@@ -100,10 +120,8 @@ def _stage_seconds(project: Path, iteration: int) -> float:
 
 def _iteration_row(project: Path, iteration: int) -> dict[str, float]:
     """Every metric of one completed iteration, recomputed from its tables."""
-    rollouts = _table(project, "05_rollouts", iteration, "rollouts",
-                      ["iteration", "response_length", "finish_reason"])
-    outcomes = _table(project, "05_rollouts", iteration, "outcomes",
-                      ["prompt_id", "sample_idx", "ability", "score"])
+    rollouts = _table(project, "05_rollouts", iteration, "rollouts", ["iteration", "response_length", "finish_reason"])
+    outcomes = _table(project, "05_rollouts", iteration, "outcomes", ["prompt_id", "sample_idx", "ability", "score"])
     report = _table(project, "05_rollouts", iteration, "filter_report")
     return {
         "iteration": iteration,
@@ -112,8 +130,7 @@ def _iteration_row(project: Path, iteration: int) -> dict[str, float]:
         **stages.filter_metrics(report),
         **_prm_metrics(project, iteration, outcomes, report),
         **_prm_eval_metrics(project, iteration),
-        **stages.advantage_metrics(_table(project, "05_rollouts", iteration, "advantages",
-                                          ["advantages", "returns"])),
+        **stages.advantage_metrics(_table(project, "05_rollouts", iteration, "advantages", ["advantages", "returns"])),
         **stages.ppo_metrics(_table(project, "08_reporting", iteration, "ppo_stats")),
         **_eval_metrics(_table(project, "08_reporting", iteration, "eval_report")),
         "time/iteration": _stage_seconds(project, iteration),
@@ -137,9 +154,11 @@ def sft_baseline(project: Path, items: int | None = None) -> dict[str, float]:
 
 def _evaluated_items(project: Path, iterations: Iterable[int]) -> int | None:
     """How many held-out prompts the evaluated iterations scored (None if none was evaluated)."""
-    sizes = [report.loc[report["group"] == "all", "n"].max()
-             for report in (_table(project, "08_reporting", i, "eval_report") for i in iterations)
-             if len(report)]
+    sizes = [
+        report.loc[report["group"] == "all", "n"].max()
+        for report in (_table(project, "08_reporting", i, "eval_report") for i in iterations)
+        if len(report)
+    ]
     return int(max(sizes)) if sizes else None
 
 
@@ -150,9 +169,11 @@ def iteration_metrics(project: Path) -> pd.DataFrame:
     project = Path(project).resolve()
     done = completed_iterations(project / manifests.ROOT)
     if done == 0:
-        raise FileNotFoundError(f"no completed PRIME iteration in {project / 'data'} (no "
-                                f"iter_0000/{LAST_STAGE} manifest under {manifests.ROOT}): run "
-                                "`eurus-prime train --iterations N` first")
+        raise FileNotFoundError(
+            f"no completed PRIME iteration in {project / 'data'} (no "
+            f"iter_0000/{LAST_STAGE} manifest under {manifests.ROOT}): run "
+            "`eurus-prime train --iterations N` first"
+        )
     rows = [_iteration_row(project, i) for i in range(done)]
     baseline = sft_baseline(project, _evaluated_items(project, range(done)))
     return _finish(([{"iteration": BASELINE, **baseline}] if baseline else []) + rows)
@@ -174,8 +195,9 @@ def _campaign_run(client, experiment_id: str, campaign: str | None):
     """The given campaign run, or the experiment's newest one."""
     if campaign is not None:
         return client.get_run(campaign)
-    runs = client.search_runs([experiment_id], "tags.`eurus_prime.role` = 'campaign'",
-                              order_by=["attributes.start_time DESC"], max_results=1)
+    runs = client.search_runs(
+        [experiment_id], "tags.`eurus_prime.role` = 'campaign'", order_by=["attributes.start_time DESC"], max_results=1
+    )
     if not runs:
         raise LookupError(f"experiment {experiment_id} has no campaign run: run `eurus-prime train` first")
     return runs[0]
@@ -184,13 +206,14 @@ def _campaign_run(client, experiment_id: str, campaign: str | None):
 def _mlflow_baseline(client, experiment_id: str, before: int) -> dict[str, float]:
     """``val/test_score/<name>`` of the newest SFT evaluation run started before the campaign
     (all test prompts: MLflow has no per-item results to cut to the iterations' subset)."""
-    runs = client.search_runs([experiment_id], "metrics.`val/test_score/all` >= 0",
-                              order_by=["attributes.start_time DESC"])
+    runs = client.search_runs(
+        [experiment_id], "metrics.`val/test_score/all` >= 0", order_by=["attributes.start_time DESC"]
+    )
     earlier = [r for r in runs if r.info.start_time <= before]
     if not earlier:
         return {}
     prefix = "val/test_score/"
-    return {f"eval/{k[len(prefix):]}": v for k, v in earlier[0].data.metrics.items() if k.startswith(prefix)}
+    return {f"eval/{k[len(prefix) :]}": v for k, v in earlier[0].data.metrics.items() if k.startswith(prefix)}
 
 
 def mlflow_metrics(tracking_uri: str, experiment: str = "eurus_prime", campaign: str | None = None) -> pd.DataFrame:
@@ -207,8 +230,12 @@ def mlflow_metrics(tracking_uri: str, experiment: str = "eurus_prime", campaign:
     if exp is None:
         raise LookupError(f"no MLflow experiment {experiment!r} at {tracking_uri}")
     parent = _campaign_run(client, exp.experiment_id, campaign)
-    children = client.search_runs([exp.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
-                                  order_by=["attributes.start_time ASC"], max_results=50000)
+    children = client.search_runs(
+        [exp.experiment_id],
+        f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
+        order_by=["attributes.start_time ASC"],
+        max_results=50000,
+    )
     by_iteration: dict[int, dict[str, float]] = {}
     for run in children:
         i = int(run.data.tags["eurus_prime.iteration"])
@@ -231,24 +258,54 @@ def _with_time(row: dict[str, float]) -> dict[str, float]:
 #: baseline dashed where it has the column, at least ``ACCURACY_SPAN`` points tall), "percent"
 #: (100 x value), "chance" (0.5 dotted), "plain".
 PANELS: tuple[tuple[str, str, tuple[tuple[str, str], ...], str], ...] = (
-    ("held-out greedy pass@1", "%", (("eval/all", "all"), ("eval/math", "math"), ("eval/code", "code"),
-                                     ("eval/in_distribution", "in-distribution"), ("eval/novel", "novel")),
-     "accuracy"),
-    ("train verify score (before filter)", "%", (("train_verify_score/all", "all"),
-                                                 ("train_verify_score/math", "math"),
-                                                 ("train_verify_score/code", "code")), "accuracy"),
+    (
+        "held-out greedy pass@1",
+        "%",
+        (
+            ("eval/all", "all"),
+            ("eval/math", "math"),
+            ("eval/code", "code"),
+            ("eval/in_distribution", "in-distribution"),
+            ("eval/novel", "novel"),
+        ),
+        "accuracy",
+    ),
+    (
+        "train verify score (before filter)",
+        "%",
+        (("train_verify_score/all", "all"), ("train_verify_score/math", "math"), ("train_verify_score/code", "code")),
+        "accuracy",
+    ),
     ("PRM loss (cross-entropy)", "", (("prm/loss", "loss"),), "plain"),
-    ("PRM pairwise accuracy", "", (("prm/acc_before", "before update"), ("prm/acc_after", "after update")),
-     "chance"),
-    ("PRM quality: fresh rollouts / fixed set", "", (("prm_eval/fresh_auc", "AUC, fresh"),
-                                                   ("prm_eval/fixed_auc", "AUC, fixed"),
-                                                   ("prm_eval/fixed_pairwise_acc", "pairwise, fixed")), "chance"),
-    ("PRM first-error localisation", "share of wrong rollouts",
-     (("prm_eval/fresh_localisation", "fresh"), ("prm_eval/fixed_localisation", "fixed")), "plain"),
-    ("filter keep-rate", "%", (("filter/in_band_share", "in band"), ("filter/selected_share", "selected / drawn")),
-     "percent"),
-    ("response length", "tokens", (("rollout/response_length_mean", "mean"),
-                                   ("rollout/response_length_max", "max")), "plain"),
+    ("PRM pairwise accuracy", "", (("prm/acc_before", "before update"), ("prm/acc_after", "after update")), "chance"),
+    (
+        "PRM quality: fresh rollouts / fixed set",
+        "",
+        (
+            ("prm_eval/fresh_auc", "AUC, fresh"),
+            ("prm_eval/fixed_auc", "AUC, fixed"),
+            ("prm_eval/fixed_pairwise_acc", "pairwise, fixed"),
+        ),
+        "chance",
+    ),
+    (
+        "PRM first-error localisation",
+        "share of wrong rollouts",
+        (("prm_eval/fresh_localisation", "fresh"), ("prm_eval/fixed_localisation", "fixed")),
+        "plain",
+    ),
+    (
+        "filter keep-rate",
+        "%",
+        (("filter/in_band_share", "in band"), ("filter/selected_share", "selected / drawn")),
+        "percent",
+    ),
+    (
+        "response length",
+        "tokens",
+        (("rollout/response_length_mean", "mean"), ("rollout/response_length_max", "max")),
+        "plain",
+    ),
     ("truncated responses", "%", (("rollout/truncated_share", "finish_reason = length"),), "percent"),
     ("PPO policy-gradient loss", "", (("ppo/pg_loss", "pg_loss"),), "plain"),
     ("PPO clip fraction", "%", (("ppo/pg_clipfrac", "pg_clipfrac"),), "percent"),
@@ -274,8 +331,15 @@ def _panel(ax, title: str, ylabel: str, series, kind: str, curves: pd.DataFrame,
             continue
         points = curves[["iteration", column]].dropna()
         sparse = len(points) < len(curves) or len(points) <= MARKER_LIMIT
-        ax.plot(points["iteration"], scale * points[column], label=label, color=f"C{k}",
-                marker="o" if sparse else None, markersize=4, linewidth=1.5)
+        ax.plot(
+            points["iteration"],
+            scale * points[column],
+            label=label,
+            color=f"C{k}",
+            marker="o" if sparse else None,
+            markersize=4,
+            linewidth=1.5,
+        )
         drawn += 1
         if kind == "accuracy" and column in baseline:
             ax.axhline(scale * baseline[column], color=f"C{k}", linestyle="--", linewidth=1)
@@ -325,17 +389,21 @@ def _duration(seconds: float) -> str:
 
 def summary_lines(curves: pd.DataFrame, baseline: dict[str, float]) -> list[str]:
     """The headline numbers, printed beside the panels: SFT, last and best held-out accuracy."""
-    lines = [f"{len(curves)} iterations (0-{int(curves['iteration'].max())}), "
-             f"{_duration(curves['time/iteration'].sum())} in the stages"]
+    lines = [
+        f"{len(curves)} iterations (0-{int(curves['iteration'].max())}), "
+        f"{_duration(curves['time/iteration'].sum())} in the stages"
+    ]
     if "eval/all" in baseline:
         lines.append(f"SFT model: {100 * baseline['eval/all']:.1f}% held-out pass@1")
     evaluated = curves.dropna(subset=["eval/all"])
     if len(evaluated):
         last, best = evaluated.iloc[-1], evaluated.loc[evaluated["eval/all"].idxmax()]
-        gain = (f" ({100 * (last['eval/all'] - baseline['eval/all']):+.1f} points)"
-                if "eval/all" in baseline else "")
-        split = (f"; in-distribution {100 * last['eval/in_distribution']:.1f}%, novel {100 * last['eval/novel']:.1f}%"
-                 if pd.notna(last.get("eval/novel")) and pd.notna(last.get("eval/in_distribution")) else "")
+        gain = f" ({100 * (last['eval/all'] - baseline['eval/all']):+.1f} points)" if "eval/all" in baseline else ""
+        split = (
+            f"; in-distribution {100 * last['eval/in_distribution']:.1f}%, novel {100 * last['eval/novel']:.1f}%"
+            if pd.notna(last.get("eval/novel")) and pd.notna(last.get("eval/in_distribution"))
+            else ""
+        )
         lines.append(f"last evaluated, iteration {int(last['iteration'])}: {100 * last['eval/all']:.1f}%{gain}{split}")
         lines.append(f"best, iteration {int(best['iteration'])}: {100 * best['eval/all']:.1f}%")
     else:
@@ -365,7 +433,7 @@ def plot_learning_curves(frame: pd.DataFrame, out_path: Path, title: str = DEFAU
         ax = fig.add_subplot(grid[divmod(k, NCOLS)])
         _panel(ax, name, ylabel, series, kind, curves, baseline)
         _iteration_axis(ax, first, last)
-    text = fig.add_subplot(grid[nrows - 1, len(PANELS) % NCOLS:])
+    text = fig.add_subplot(grid[nrows - 1, len(PANELS) % NCOLS :])
     text.axis("off")
     text.text(0.05, 0.5, "\n".join(summary_lines(curves, baseline)), va="center", fontsize=12, linespacing=1.8)
     fig.suptitle(title, fontsize=14)
@@ -393,4 +461,3 @@ def write_learning_curves(project: Path, out_dir: Path | None = None, source: st
     csv = folder / CSV.name
     write_file_atomically(csv, frame.to_csv(index=False))
     return png, csv
-

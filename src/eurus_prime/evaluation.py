@@ -60,8 +60,14 @@ def evaluate_prompts(model, tokenizer, prompts: pd.DataFrame, cfg: EvalConfig) -
     rows = prompts if cfg.max_items is None else prompts.head(cfg.max_items)
     texts = [render_prompt(tokenizer, list(p)) for p in rows["prompt"]]
     gens = generate(
-        model, tokenizer, texts, max_new_tokens=cfg.max_new_tokens,
-        temperature=cfg.temperature, batch_size=cfg.batch_size, seed=cfg.seed, engine=cfg.engine,
+        model,
+        tokenizer,
+        texts,
+        max_new_tokens=cfg.max_new_tokens,
+        temperature=cfg.temperature,
+        batch_size=cfg.batch_size,
+        seed=cfg.seed,
+        engine=cfg.engine,
     )
     verdicts = verify_all(
         rows["ability"].tolist(),
@@ -90,15 +96,19 @@ def accuracy_report(items: pd.DataFrame) -> pd.DataFrame:
     """Accuracy per data source, per ability and overall (the ``group`` column says which); where
     some data sources are novel (``NOVEL_MARK``), also per ``heldout`` kind: ``in_distribution``
     and ``novel``."""
+
     def block(group: str, key: pd.Series) -> pd.DataFrame:
         g = items.groupby(key)
-        return pd.DataFrame({
-            "group": group,
-            "name": list(g.groups),
-            "n": g.size().to_numpy(),
-            "accuracy": g["correct"].mean().to_numpy(),
-            "mean_score": g["score"].mean().to_numpy(),
-        })
+        return pd.DataFrame(
+            {
+                "group": group,
+                "name": list(g.groups),
+                "n": g.size().to_numpy(),
+                "accuracy": g["correct"].mean().to_numpy(),
+                "mean_score": g["score"].mean().to_numpy(),
+            }
+        )
+
     overall = pd.Series("all", index=items.index)
     blocks = [block("all", overall), block("ability", items["ability"])]
     novel = items["data_source"].astype(str).str.contains(NOVEL_MARK, regex=False)
@@ -147,6 +157,7 @@ class SuiteEvalConfig:
     def __post_init__(self) -> None:
         def bad(field_: str, why: str) -> ValueError:
             return ValueError(f"evaluation_suites.{field_} {why}")
+
         _check_engine("evaluation_suites", self.engine)
         if not self.checkpoints:
             raise bad("checkpoints", "is empty: name at least one (e.g. [sft, latest])")
@@ -177,7 +188,9 @@ def _verdict_frame(verdicts) -> pd.DataFrame:
     return pd.DataFrame([v.as_row() for v in verdicts])[["score", "correct", "reason", "extracted"]]
 
 
-def best_of_n_items(policy, prm, reference, prompts: pd.DataFrame, cfg: SuiteEvalConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+def best_of_n_items(
+    policy, prm, reference, prompts: pd.DataFrame, cfg: SuiteEvalConfig
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Sample ``cfg.best_of`` answers per prompt, grade them all, and pick by majority and by PRM.
 
     Returns (per item and method: the chosen response and its verdict; per sample: its verdict,
@@ -188,24 +201,42 @@ def best_of_n_items(policy, prm, reference, prompts: pd.DataFrame, cfg: SuiteEva
     n = cfg.best_of
     texts = [render_prompt(policy.tokenizer, list(p)) for p in prompts["prompt"]]
     abilities = prompts["ability"].tolist()
-    cands = best_of_n(policy, prm, reference, texts, abilities, n=n, max_new_tokens=cfg.max_new_tokens,
-                      temperature=cfg.temperature, beta=cfg.beta, seed=cfg.seed, batch_size=cfg.batch_size,
-                      micro_batch=cfg.micro_batch, engine=cfg.engine)
+    cands = best_of_n(
+        policy,
+        prm,
+        reference,
+        texts,
+        abilities,
+        n=n,
+        max_new_tokens=cfg.max_new_tokens,
+        temperature=cfg.temperature,
+        beta=cfg.beta,
+        seed=cfg.seed,
+        batch_size=cfg.batch_size,
+        micro_batch=cfg.micro_batch,
+        engine=cfg.engine,
+    )
     truths = [rm["ground_truth"] for rm in prompts["reward_model"]]
     flat = [c for group in cands for c in group]
-    verdicts = _verdict_frame(verify_all([a for a in abilities for _ in range(n)],
-                                         [c.generation.text for c in flat],
-                                         [t for t in truths for _ in range(n)]))
-    samples = pd.DataFrame({
-        "row": np.repeat(np.arange(len(prompts)), n),
-        "sample_idx": np.tile(np.arange(n), len(prompts)),
-        "response": [c.generation.text for c in flat],
-        "response_length": [len(c.generation.token_ids) for c in flat],
-        "finish_reason": [c.generation.finish_reason for c in flat],
-        "answer_key": [answer_key(c.parsed.answer, a) for c, a in zip(flat, np.repeat(abilities, n))],
-        "prm_score": [c.score for c in flat],
-        **verdicts.to_dict("list"),
-    })
+    verdicts = _verdict_frame(
+        verify_all(
+            [a for a in abilities for _ in range(n)],
+            [c.generation.text for c in flat],
+            [t for t in truths for _ in range(n)],
+        )
+    )
+    samples = pd.DataFrame(
+        {
+            "row": np.repeat(np.arange(len(prompts)), n),
+            "sample_idx": np.tile(np.arange(n), len(prompts)),
+            "response": [c.generation.text for c in flat],
+            "response_length": [len(c.generation.token_ids) for c in flat],
+            "finish_reason": [c.generation.finish_reason for c in flat],
+            "answer_key": [answer_key(c.parsed.answer, a) for c, a in zip(flat, np.repeat(abilities, n))],
+            "prm_score": [c.score for c in flat],
+            **verdicts.to_dict("list"),
+        }
+    )
     items = []
     samples["majority_choice"] = False
     samples["prm_choice"] = False
@@ -217,16 +248,43 @@ def best_of_n_items(policy, prm, reference, prompts: pd.DataFrame, cfg: SuiteEva
         samples.loc[best, "prm_choice"] = True
         chosen = {f"majority@{n}": samples.loc[maj], f"prm@{n}": samples.loc[best]}
         for method, s in chosen.items():
-            items.append({"row": row, "method": method, "response": s["response"], "score": s["score"],
-                          "correct": bool(s["correct"]), "reason": s["reason"], "extracted": s["extracted"],
-                          "prm_score": s["prm_score"]})
+            items.append(
+                {
+                    "row": row,
+                    "method": method,
+                    "response": s["response"],
+                    "score": s["score"],
+                    "correct": bool(s["correct"]),
+                    "reason": s["reason"],
+                    "extracted": s["extracted"],
+                    "prm_score": s["prm_score"],
+                }
+            )
         first = group.iloc[0]
-        items.append({"row": row, "method": "sample@1", "response": first["response"],
-                      "score": float(group["score"].mean()), "correct": float(group["correct"].mean()),
-                      "reason": "mean", "extracted": None, "prm_score": float(scores.mean())})
-        items.append({"row": row, "method": f"pass@{n}", "response": None,
-                      "score": float(group["score"].max()), "correct": bool(group["correct"].any()),
-                      "reason": "any", "extracted": None, "prm_score": float(scores.max())})
+        items.append(
+            {
+                "row": row,
+                "method": "sample@1",
+                "response": first["response"],
+                "score": float(group["score"].mean()),
+                "correct": float(group["correct"].mean()),
+                "reason": "mean",
+                "extracted": None,
+                "prm_score": float(scores.mean()),
+            }
+        )
+        items.append(
+            {
+                "row": row,
+                "method": f"pass@{n}",
+                "response": None,
+                "score": float(group["score"].max()),
+                "correct": bool(group["correct"].any()),
+                "reason": "any",
+                "extracted": None,
+                "prm_score": float(scores.max()),
+            }
+        )
     rank = {m: i for i, m in enumerate(cfg.methods)}
     frame = pd.DataFrame(items)
     frame = frame.iloc[np.lexsort((frame["row"].to_numpy(), frame["method"].map(rank).to_numpy()))]
@@ -248,38 +306,58 @@ def evaluate_suites(prompts: pd.DataFrame, cfg: SuiteEvalConfig, project) -> tup
         scoring = [resolve(cfg.prm, project), resolve(cfg.reference, project)]
         prm, reference = load_each(scoring)
         scorers = {scoring[0].source: prm, scoring[1].source: reference}
-    keys = pd.DataFrame({
-        "suite": prompts["suite"].to_numpy(),
-        "data_source": prompts["data_source"].to_numpy(),
-        "ability": prompts["ability"].to_numpy(),
-        "index": [e["index"] for e in prompts["extra_info"]],
-    })
+    keys = pd.DataFrame(
+        {
+            "suite": prompts["suite"].to_numpy(),
+            "data_source": prompts["data_source"].to_numpy(),
+            "ability": prompts["ability"].to_numpy(),
+            "index": [e["index"] for e in prompts["extra_info"]],
+        }
+    )
     items, samples = [], []
     for ref in refs:
         ckpt = scorers.get(ref.source) or ref.load()  # evaluating the reference (sft): loaded once
         log.info("evaluation: %s (%s) on %d items", ref.label, ckpt.version, len(prompts))
-        greedy = evaluate_prompts(ckpt.model, ckpt.tokenizer, prompts,
-                                  EvalConfig(max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size,
-                                             engine=cfg.engine))
-        items.append(keys.assign(checkpoint=ref.label, version=ckpt.version, method=GREEDY,
-                                 response=greedy["response"].to_numpy(), score=greedy["score"].to_numpy(),
-                                 correct=greedy["correct"].astype(float).to_numpy(),
-                                 reason=greedy["reason"].to_numpy(), extracted=greedy["extracted"].to_numpy(),
-                                 prm_score=np.nan))
+        greedy = evaluate_prompts(
+            ckpt.model,
+            ckpt.tokenizer,
+            prompts,
+            EvalConfig(max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, engine=cfg.engine),
+        )
+        items.append(
+            keys.assign(
+                checkpoint=ref.label,
+                version=ckpt.version,
+                method=GREEDY,
+                response=greedy["response"].to_numpy(),
+                score=greedy["score"].to_numpy(),
+                correct=greedy["correct"].astype(float).to_numpy(),
+                reason=greedy["reason"].to_numpy(),
+                extracted=greedy["extracted"].to_numpy(),
+                prm_score=np.nan,
+            )
+        )
         if cfg.best_of:
             chosen, drawn = best_of_n_items(ckpt, prm, reference, prompts, cfg)
             meta = keys.iloc[chosen["row"]].reset_index(drop=True)
-            items.append(pd.concat([meta, chosen.drop(columns="row")], axis=1)
-                         .assign(checkpoint=ref.label, version=ckpt.version))
+            items.append(
+                pd.concat([meta, chosen.drop(columns="row")], axis=1).assign(checkpoint=ref.label, version=ckpt.version)
+            )
             meta = keys.iloc[drawn["row"]].reset_index(drop=True)
-            samples.append(pd.concat([meta, drawn.drop(columns="row")], axis=1)
-                           .assign(checkpoint=ref.label, version=ckpt.version))
+            samples.append(
+                pd.concat([meta, drawn.drop(columns="row")], axis=1).assign(checkpoint=ref.label, version=ckpt.version)
+            )
     order = ["checkpoint", "version", "suite", "data_source", "ability", "index", "method"]
     items_frame = pd.concat(items, ignore_index=True)
     items_frame["correct"] = items_frame["correct"].astype(float)
     items_frame = items_frame[order + [c for c in items_frame.columns if c not in order]]
-    samples_frame = pd.concat(samples, ignore_index=True) if samples else pd.DataFrame(
-        {c: [] for c in ["checkpoint", "version", "suite", "data_source", "ability", "index", "sample_idx"]})
+    samples_frame = (
+        pd.concat(samples, ignore_index=True)
+        if samples
+        else pd.DataFrame(
+            {c: [] for c in ["checkpoint", "version", "suite", "data_source", "ability", "index", "sample_idx"]}
+        )
+    )
     return items_frame, samples_frame
 
 
@@ -288,6 +366,7 @@ def suite_table(items: pd.DataFrame) -> pd.DataFrame:
 
     Checkpoints and methods keep the order in which they were evaluated.
     """
+
     def summary(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
         g = frame.groupby(by, sort=False)
         return g.agg(n=("correct", "size"), accuracy=("correct", "mean"), mean_score=("score", "mean")).reset_index()
@@ -302,7 +381,8 @@ def suite_table(items: pd.DataFrame) -> pd.DataFrame:
     table["_a"] = table["data_source"] != "all"
     table = table.sort_values(["suite", "_a", "data_source", "_c", "_m"], kind="stable")
     return table.drop(columns=["_c", "_m", "_a"]).reset_index(drop=True)[
-        ["checkpoint", "suite", "data_source", "method", "n", "accuracy", "mean_score"]]
+        ["checkpoint", "suite", "data_source", "method", "n", "accuracy", "mean_score"]
+    ]
 
 
 def markdown_report(table: pd.DataFrame, title: str = "Evaluation") -> str:
@@ -315,16 +395,26 @@ def markdown_report(table: pd.DataFrame, title: str = "Evaluation") -> str:
         methods = list(dict.fromkeys(whole["method"]))
         checkpoints = list(dict.fromkeys(whole["checkpoint"]))
         n = int(whole["n"].iloc[0])
-        lines += [f"## {suite} ({n} items)", "", "| checkpoint | " + " | ".join(methods) + " |",
-                  "|---|" + "---:|" * len(methods)]
+        lines += [
+            f"## {suite} ({n} items)",
+            "",
+            "| checkpoint | " + " | ".join(methods) + " |",
+            "|---|" + "---:|" * len(methods),
+        ]
         for ckpt in checkpoints:
             acc = dict(zip(whole[whole.checkpoint == ckpt]["method"], whole[whole.checkpoint == ckpt]["accuracy"]))
             lines.append(f"| {ckpt} | " + " | ".join(pct(acc[m]) if m in acc else "" for m in methods) + " |")
         greedy = frame[(frame["method"] == GREEDY)]
         delta = len(checkpoints) > 1
-        lines += ["", "Greedy pass@1 by data source:", "",
-                  "| data source | n | " + " | ".join(checkpoints) + (f" | {checkpoints[-1]} - {checkpoints[0]} |" if delta else " |"),
-                  "|---|---:|" + "---:|" * (len(checkpoints) + delta)]
+        lines += [
+            "",
+            "Greedy pass@1 by data source:",
+            "",
+            "| data source | n | "
+            + " | ".join(checkpoints)
+            + (f" | {checkpoints[-1]} - {checkpoints[0]} |" if delta else " |"),
+            "|---|---:|" + "---:|" * (len(checkpoints) + delta),
+        ]
         for source, rows in greedy.groupby("data_source", sort=False):
             acc = dict(zip(rows["checkpoint"], rows["accuracy"]))
             cells = [pct(acc[c]) if c in acc else "" for c in checkpoints]
@@ -334,9 +424,12 @@ def markdown_report(table: pd.DataFrame, title: str = "Evaluation") -> str:
             lines.append(f"| {source} | {int(rows['n'].iloc[0])} | " + " | ".join(cells) + " |")
         lines.append("")
     if table["method"].ne(GREEDY).any():
-        lines += ["`greedy`: pass@1 at temperature 0. Best-of-N: `sample@1` is the mean accuracy of the N samples, "
-                  "`majority@N` the most common final answer, `prm@N` the answer the implicit PRM scores highest, "
-                  "`pass@N` whether any sample is correct (the bound a perfect ranker would reach).", ""]
+        lines += [
+            "`greedy`: pass@1 at temperature 0. Best-of-N: `sample@1` is the mean accuracy of the N samples, "
+            "`majority@N` the most common final answer, `prm@N` the answer the implicit PRM scores highest, "
+            "`pass@N` whether any sample is correct (the bound a perfect ranker would reach).",
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -355,8 +448,14 @@ def chart_png(table: pd.DataFrame, title: str = "Held-out accuracy") -> bytes:
     methods = list(dict.fromkeys(whole["method"]))
     checkpoints = list(dict.fromkeys(whole["checkpoint"]))
     width = 0.8 / len(checkpoints)
-    fig, axes = plt.subplots(1, len(suites), figsize=(1.0 + len(suites) * (1.2 + 0.45 * len(methods) * len(checkpoints)), 3.8),
-                             dpi=110, squeeze=False, sharey=True)
+    fig, axes = plt.subplots(
+        1,
+        len(suites),
+        figsize=(1.0 + len(suites) * (1.2 + 0.45 * len(methods) * len(checkpoints)), 3.8),
+        dpi=110,
+        squeeze=False,
+        sharey=True,
+    )
     for ax, suite in zip(axes[0], suites):
         rows = whole[whole["suite"] == suite]
         for k, ckpt in enumerate(checkpoints):

@@ -44,8 +44,10 @@ def parse(spec: str | None) -> list[tuple[str, str, str]]:
         except ValueError:
             raise ValueError(f"{ENV}={spec!r}: {item!r} is not <node>:<kind>@<where>") from None
         if kind not in KINDS or where not in WHERE:
-            raise ValueError(f"{ENV}={spec!r}: kind must be one of {list(KINDS)} and where one of "
-                             f"{list(WHERE)}, got {kind!r}@{where!r}")
+            raise ValueError(
+                f"{ENV}={spec!r}: kind must be one of {list(KINDS)} and where one of "
+                f"{list(WHERE)}, got {kind!r}@{where!r}"
+            )
         out.append((node, kind, where))
     return out
 

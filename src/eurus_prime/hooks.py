@@ -121,8 +121,7 @@ class MemoryHooks:
         if reset_peak_rss():
             return True
         if not self._warned:
-            log.debug("memory hooks: cannot reset the peak RSS (%s is not writable); no memory/ metrics",
-                      CLEAR_REFS)
+            log.debug("memory hooks: cannot reset the peak RSS (%s is not writable); no memory/ metrics", CLEAR_REFS)
             self._warned = True
         return False
 
@@ -233,8 +232,12 @@ class StageGuardHooks:
         if iteration is not None:
             removed = prune_stage(catalog, node, scope, self.project)
             if removed:
-                log.warning("%s: removed %d output version(s) of an earlier run of this stage that did "
-                            "not complete: %s", node.name, len(removed), ", ".join(map(str, removed)))
+                log.warning(
+                    "%s: removed %d output version(s) of an earlier run of this stage that did not complete: %s",
+                    node.name,
+                    len(removed),
+                    ", ".join(map(str, removed)),
+                )
         self._pending[node.name] = set(node.outputs)
         self._records[node.name] = {
             "stage": node.name,
@@ -244,12 +247,19 @@ class StageGuardHooks:
             "started_at": _now(),
             "_t0": time.perf_counter(),
             "params": {k: manifests.canonical(v) for k, v in inputs.items() if k.startswith("params:")},
-            "inputs": {k: _input_provenance(catalog, k, v, self.project) for k, v in inputs.items()
-                       if not k.startswith("params:")},
+            "inputs": {
+                k: _input_provenance(catalog, k, v, self.project)
+                for k, v in inputs.items()
+                if not k.startswith("params:")
+            },
         }
         seconds = (self._watchdog.get("stages") or {}).get(node.name, self._watchdog.get("default_s"))
-        watchdog.arm(node.name, seconds, self.project / self._watchdog.get("report_dir", "data/08_reporting/watchdog"),
-                     grace=float(self._watchdog.get("grace_s", 30)))
+        watchdog.arm(
+            node.name,
+            seconds,
+            self.project / self._watchdog.get("report_dir", "data/08_reporting/watchdog"),
+            grace=float(self._watchdog.get("grace_s", 30)),
+        )
         faults.point("start")
 
     @hook_impl
@@ -278,8 +288,9 @@ class StageGuardHooks:
         record["seconds"] = time.perf_counter() - record.pop("_t0")
         record["finished_at"] = _now()
         record["outputs"] = {o: _output_provenance(self._catalog, o, self.project) for o in node.outputs}
-        record["save_version"] = next((o["version"] for o in record["outputs"].values() if o.get("version")),
-                                      record["finished_at"])
+        record["save_version"] = next(
+            (o["version"] for o in record["outputs"].values() if o.get("version")), record["finished_at"]
+        )
         prime = record["params"].get("params:prime")
         if isinstance(prime, dict):
             record["seed"] = prime.get("seed")
@@ -315,7 +326,8 @@ def preflight(pipeline, catalog) -> None:
         raise ValueError(
             f"prime.max_prompt_length ({prime.max_prompt_length}) + prime.max_response_length "
             f"({prime.max_response_length}) = {budget} tokens exceeds the policy's context of {context} "
-            f"(max_position_embeddings of {policy._describe()['filepath']}); lower them")
+            f"(max_position_embeddings of {policy._describe()['filepath']}); lower them"
+        )
 
 
 def _now() -> str:

@@ -71,7 +71,7 @@ def parse_response(text: str, ability: str) -> ParsedResponse:
     steps = []
     for k, h in enumerate(headers):
         end = headers[k + 1].start() if k + 1 < len(headers) else len(text)
-        body = text[h.end():end].strip("\n")
+        body = text[h.end() : end].strip("\n")
         nxt = _NEXT.search(body.rstrip())
         if nxt:
             body = body.rstrip()[: nxt.start()].rstrip()
@@ -121,14 +121,21 @@ class _CallbackStreamer:
         if not final and text.endswith("\ufffd"):
             return
         if len(text) > self.sent:
-            self.on_text(text[self.sent:])
+            self.on_text(text[self.sent :])
             self.sent = len(text)
 
 
 @torch.no_grad()
-def stream_generate(checkpoint, prompt_text: str, *, max_new_tokens: int, temperature: float = 0.0,
-                    top_p: float = 1.0, seed: int = 0,
-                    on_text: Callable[[str], None] | None = None) -> Generation:
+def stream_generate(
+    checkpoint,
+    prompt_text: str,
+    *,
+    max_new_tokens: int,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    seed: int = 0,
+    on_text: Callable[[str], None] | None = None,
+) -> Generation:
     """Generate one response, calling ``on_text`` with each new piece of text as it is produced.
 
     Returns the same ``Generation`` as the batched engine (text, token ids incl. the end-of-turn
@@ -139,23 +146,39 @@ def stream_generate(checkpoint, prompt_text: str, *, max_new_tokens: int, temper
     ids = torch.tensor([tok(prompt_text, add_special_tokens=False)["input_ids"]])
     streamer = _CallbackStreamer(tok, on_text or (lambda _: None))
     torch.manual_seed(seed)
-    out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
-                         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, streamer=streamer,
-                         **sampling_kwargs(temperature, top_p))
-    return finish(tok, out[0, ids.shape[1]:].tolist())
+    out = model.generate(
+        input_ids=ids,
+        attention_mask=torch.ones_like(ids),
+        max_new_tokens=max_new_tokens,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        streamer=streamer,
+        **sampling_kwargs(temperature, top_p),
+    )
+    return finish(tok, out[0, ids.shape[1] :].tolist())
 
 
 def check_same_tokenizer(a, b, what: str) -> None:
     """Scoring reuses the sampled token ids, so the PRM and reference must share the policy's
     vocabulary; ValueError otherwise (re-tokenising text would score other tokens)."""
-    if len(a) != len(b) or a.convert_ids_to_tokens(list(range(min(len(a), 1000)))) != \
-            b.convert_ids_to_tokens(list(range(min(len(b), 1000)))):
-        raise ValueError(f"{what} has another tokenizer than the sampling model ({len(b)} vs {len(a)} tokens); "
-                         "the implicit PRM scores the sampled token ids, so they must share one")
+    if len(a) != len(b) or a.convert_ids_to_tokens(list(range(min(len(a), 1000)))) != b.convert_ids_to_tokens(
+        list(range(min(len(b), 1000)))
+    ):
+        raise ValueError(
+            f"{what} has another tokenizer than the sampling model ({len(b)} vs {len(a)} tokens); "
+            "the implicit PRM scores the sampled token ids, so they must share one"
+        )
 
 
-def prm_sequence_scores(prm, reference, prompt_ids: Sequence[Sequence[int]], response_ids: Sequence[Sequence[int]],
-                        *, beta: float, micro_batch: int = 32) -> list[np.ndarray]:
+def prm_sequence_scores(
+    prm,
+    reference,
+    prompt_ids: Sequence[Sequence[int]],
+    response_ids: Sequence[Sequence[int]],
+    *,
+    beta: float,
+    micro_batch: int = 32,
+) -> list[np.ndarray]:
     """Per-token implicit rewards ``beta * (log pi_prm - log pi_ref)`` of each response.
 
     Returns one array per response (its sum is the sequence score used for ranking).
@@ -201,10 +224,24 @@ class Candidate:
     parsed: ParsedResponse
 
 
-def best_of_n(policy, prm, reference, prompt_texts: Sequence[str], abilities: Sequence[str], *, n: int,
-              max_new_tokens: int, temperature: float = 1.0, top_p: float = 1.0, beta: float = 0.05,
-              seed: int = 0, batch_size: int = 64, micro_batch: int = 32,
-              progress: bool = True, engine: str = "fast") -> list[list[Candidate]]:
+def best_of_n(
+    policy,
+    prm,
+    reference,
+    prompt_texts: Sequence[str],
+    abilities: Sequence[str],
+    *,
+    n: int,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    beta: float = 0.05,
+    seed: int = 0,
+    batch_size: int = 64,
+    micro_batch: int = 32,
+    progress: bool = True,
+    engine: str = "fast",
+) -> list[list[Candidate]]:
     """Sample ``n`` answers per prompt and score each with the implicit PRM.
 
     Returns, per prompt, its ``n`` candidates in sampling order (``sorted(..., key=score)`` ranks
@@ -216,14 +253,25 @@ def best_of_n(policy, prm, reference, prompt_texts: Sequence[str], abilities: Se
     check_same_tokenizer(tok, prm.tokenizer, "the PRM")
     check_same_tokenizer(tok, reference.tokenizer, "the reference model")
     rep = [i for i in range(len(prompt_texts)) for _ in range(n)]
-    gens = generate(policy.model, tok, [prompt_texts[i] for i in rep], max_new_tokens=max_new_tokens,
-                    temperature=temperature, top_p=top_p, batch_size=batch_size, seed=seed, progress=progress,
-                    engine=engine)
+    gens = generate(
+        policy.model,
+        tok,
+        [prompt_texts[i] for i in rep],
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        top_p=top_p,
+        batch_size=batch_size,
+        seed=seed,
+        progress=progress,
+        engine=engine,
+    )
     p_ids = [tok(prompt_texts[i], add_special_tokens=False)["input_ids"] for i in rep]
-    rewards = prm_sequence_scores(prm, reference, p_ids, [g.token_ids for g in gens], beta=beta,
-                                  micro_batch=micro_batch)
+    rewards = prm_sequence_scores(
+        prm, reference, p_ids, [g.token_ids for g in gens], beta=beta, micro_batch=micro_batch
+    )
     out: list[list[Candidate]] = [[] for _ in prompt_texts]
     for i, g, r in zip(rep, gens, rewards):
-        out[i].append(Candidate(generation=g, score=float(r.sum()), token_rewards=r,
-                                parsed=parse_response(g.text, abilities[i])))
+        out[i].append(
+            Candidate(generation=g, score=float(r.sum()), token_rewards=r, parsed=parse_response(g.text, abilities[i]))
+        )
     return out

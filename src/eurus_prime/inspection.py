@@ -30,11 +30,29 @@ from eurus_prime.datasets.atomic import write_file_atomically
 from eurus_prime.prime.progress import iter_dir
 
 #: The per-iteration tables ``load_iteration`` reads by default (docs/tables.md).
-TABLES = ("drawn_prompts", "rollouts", "outcomes", "filter_report", "process_rewards", "prm_rewards",
-          "advantages", "prm_stats", "ppo_stats", "eval_items", "eval_report")
+TABLES = (
+    "drawn_prompts",
+    "rollouts",
+    "outcomes",
+    "filter_report",
+    "process_rewards",
+    "prm_rewards",
+    "advantages",
+    "prm_stats",
+    "ppo_stats",
+    "eval_items",
+    "eval_report",
+)
 #: The tables ``rollout_frame`` joins (``drawn_prompts`` only for the question text).
-ROLLOUT_TABLES = ("drawn_prompts", "rollouts", "outcomes", "filter_report", "process_rewards",
-                  "prm_rewards", "advantages")
+ROLLOUT_TABLES = (
+    "drawn_prompts",
+    "rollouts",
+    "outcomes",
+    "filter_report",
+    "process_rewards",
+    "prm_rewards",
+    "advantages",
+)
 #: The columns that join the per-rollout tables.
 KEY = ["prompt_id", "sample_idx"]
 #: Per-token columns of ``rollout_frame`` (None on rollouts of unselected prompt groups).
@@ -50,6 +68,7 @@ _NEWLINE_MARK = "\u21b5"  # a visible mark where a token ends a line
 
 
 # ------------------------------------------------------------------------------------- loading
+
 
 @contextmanager
 def _catalog(project: Path, env: str | None, iteration: int | None = None) -> Iterator[Any]:
@@ -71,8 +90,9 @@ def _catalog(project: Path, env: str | None, iteration: int | None = None) -> It
         os.chdir(cwd)
 
 
-def load_iteration(project: Path, iteration: int, env: str | None = None,
-                   tables: Sequence[str] = TABLES) -> dict[str, pd.DataFrame]:
+def load_iteration(
+    project: Path, iteration: int, env: str | None = None, tables: Sequence[str] = TABLES
+) -> dict[str, pd.DataFrame]:
     """The latest version of each of ``tables`` for ``iteration``, loaded through the catalog.
 
     Raises ``FileNotFoundError`` naming the iteration, the missing tables and the command that
@@ -88,7 +108,8 @@ def _load_tables(catalog: Any, project: Path, iteration: int, tables: Sequence[s
             f"iteration {iteration} of {project} has no {', '.join(missing)} table"
             f"{'s' if len(missing) > 1 else ''} yet: run `eurus-prime train` (runs the iterations in "
             f"order) or `kedro run --pipelines=prime_iteration "
-            f"--params=iteration={iteration}`")
+            f"--params=iteration={iteration}`"
+        )
     return {name: catalog.load(name) for name in tables}
 
 
@@ -111,6 +132,7 @@ def load_tokenizer(project: Path, env: str | None = None) -> Any:
 
 # ------------------------------------------------------------------------------------- joining
 
+
 def _last_user_message(messages: Sequence[Mapping[str, str]]) -> str:
     users = [m["content"] for m in messages if m["role"] == "user"]
     return users[-1] if users else ""
@@ -131,20 +153,29 @@ def rollout_frame(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     train have None there (NaN for ``sequence_score``). Filter it with ``DataFrame.query``, e.g.
     ``"ability == 'math' and correct == False"``."""
     rollouts = tables["rollouts"]
-    frame = rollouts.merge(tables["outcomes"].drop(columns=["data_source", "ability"], errors="ignore"),
-                           on=KEY, how="left", validate="one_to_one")
+    frame = rollouts.merge(
+        tables["outcomes"].drop(columns=["data_source", "ability"], errors="ignore"),
+        on=KEY,
+        how="left",
+        validate="one_to_one",
+    )
     report = tables["filter_report"][["prompt_id", "status", "selected", "accuracy"]]
-    frame = frame.merge(report.rename(columns={"accuracy": "prompt_accuracy"}), on="prompt_id",
-                        how="left", validate="many_to_one")
+    frame = frame.merge(
+        report.rename(columns={"accuracy": "prompt_accuracy"}), on="prompt_id", how="left", validate="many_to_one"
+    )
     if "drawn_prompts" in tables:
         drawn = tables["drawn_prompts"]
-        questions = pd.DataFrame({"prompt_id": drawn["prompt_id"],
-                                  "question": [_last_user_message(list(p)) for p in drawn["prompt"]]})
+        questions = pd.DataFrame(
+            {"prompt_id": drawn["prompt_id"], "question": [_last_user_message(list(p)) for p in drawn["prompt"]]}
+        )
         frame = frame.merge(questions, on="prompt_id", how="left", validate="many_to_one")
     else:
         frame["question"] = frame["prompt_text"]
-    for table, columns in (("process_rewards", ["implicit_reward", "sequence_score"]),
-                           ("prm_rewards", ["token_rewards"]), ("advantages", ["advantages"])):
+    for table, columns in (
+        ("process_rewards", ["implicit_reward", "sequence_score"]),
+        ("prm_rewards", ["token_rewards"]),
+        ("advantages", ["advantages"]),
+    ):
         frame = frame.merge(tables[table][KEY + columns], on=KEY, how="left", validate="one_to_one")
     for column in TOKEN_COLUMNS:
         frame[column] = _none_where_missing(frame[column])
@@ -153,25 +184,28 @@ def rollout_frame(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
 
 def accuracy_by_source(frame: pd.DataFrame) -> pd.DataFrame:
     """Per data source: rollouts, accuracy (share correct), mean score, selected rollouts."""
-    grouped = frame.assign(trained=frame["implicit_reward"].notna()).groupby(
-        ["data_source", "ability"], sort=True)
-    return pd.DataFrame({
-        "rollouts": grouped.size(),
-        "accuracy": grouped["correct"].mean(),
-        "mean_score": grouped["score"].mean(),
-        "selected": grouped["trained"].sum(),
-    }).reset_index()
+    grouped = frame.assign(trained=frame["implicit_reward"].notna()).groupby(["data_source", "ability"], sort=True)
+    return pd.DataFrame(
+        {
+            "rollouts": grouped.size(),
+            "accuracy": grouped["correct"].mean(),
+            "mean_score": grouped["score"].mean(),
+            "selected": grouped["trained"].sum(),
+        }
+    ).reset_index()
 
 
 def filter_summary(frame: pd.DataFrame) -> pd.DataFrame:
     """How the accuracy-band filter treated the prompt groups: prompts per ``status``."""
     prompts = frame.drop_duplicates("prompt_id")
     counts = prompts["status"].value_counts()
-    return pd.DataFrame({"status": counts.index, "prompts": counts.to_numpy(),
-                         "share": counts.to_numpy() / len(prompts)})
+    return pd.DataFrame(
+        {"status": counts.index, "prompts": counts.to_numpy(), "share": counts.to_numpy() / len(prompts)}
+    )
 
 
 # -------------------------------------------------------------------------------------- tokens
+
 
 def _decode(tokenizer: Any, ids: Sequence[int]) -> str:
     return tokenizer.decode(list(ids), skip_special_tokens=False, clean_up_tokenization_spaces=False)
@@ -190,14 +224,14 @@ def token_pieces(tokenizer: Any, ids: Sequence[int]) -> list[str]:
     start, done = 0, 0  # ids[start:done] is already emitted context; ids[done:] is not
     for i in range(len(ids)):
         before = _decode(tokenizer, ids[start:done])
-        after = _decode(tokenizer, ids[start:i + 1])
+        after = _decode(tokenizer, ids[start : i + 1])
         if len(after) > len(before) and not after.endswith("\ufffd"):
-            pieces.append(after[len(before):])
+            pieces.append(after[len(before) :])
             start, done = done, i + 1
         else:
             pieces.append("")
     if done < len(ids):  # the response stops inside a character: its replacement text
-        pieces[-1] = _decode(tokenizer, ids[start:])[len(_decode(tokenizer, ids[start:done])):]
+        pieces[-1] = _decode(tokenizer, ids[start:])[len(_decode(tokenizer, ids[start:done])) :]
     return pieces
 
 
@@ -239,8 +273,9 @@ def _check_aligned(pieces: Sequence[str], values: Sequence[float | None]) -> Non
         raise ValueError(f"{len(pieces)} token pieces but {len(values)} values")
 
 
-def ansi_tokens(pieces: Sequence[str], values: Sequence[float | None], scale: float | None = None,
-                *, truecolor: bool = True) -> str:
+def ansi_tokens(
+    pieces: Sequence[str], values: Sequence[float | None], scale: float | None = None, *, truecolor: bool = True
+) -> str:
     """Terminal text of ``pieces`` with each token's background coloured by its value on a
     diverging scale symmetric around 0 (red negative, green positive, ``scale`` = full colour,
     default the largest |value|). A token that ends a line shows a coloured ``↵`` before the
@@ -250,7 +285,7 @@ def ansi_tokens(pieces: Sequence[str], values: Sequence[float | None], scale: fl
     _check_aligned(pieces, values)
     scale = _scale(values, scale)
     out = []
-    for i, (piece, value) in enumerate(zip(pieces, values)):
+    for piece, value in zip(pieces, values):
         colors = _colors(value, scale)
         if colors is None:
             out.append(piece)
@@ -288,25 +323,28 @@ def _fmt(value: Any, spec: str = ".4g") -> str:
 def _clip(value: Any, width: int = 100) -> str:
     """``value`` on one line, cut to ``width`` characters."""
     text = "-" if value is None else str(value).replace("\n", _NEWLINE_MARK)
-    return text if len(text) <= width else text[:width - 1] + "\u2026"
+    return text if len(text) <= width else text[: width - 1] + "\u2026"
 
 
 def _header_fields(row: pd.Series) -> list[list[tuple[str, str]]]:
     """The (label, text) metadata shown above a rollout, terminal and HTML alike, in lines:
     which rollout, how it scored and trained, what was graded against what."""
     return [
-        [("iteration", _fmt(row.get("iteration"), "d")),
-         ("prompt", str(row["prompt_id"])),
-         ("sample", _fmt(row["sample_idx"], "d")),
-         ("source", f"{row['data_source']} ({row['ability']})")],
-        [("score", _fmt(row.get("score"), ".3g")),
-         ("correct", str(bool(row.get("correct")))),
-         ("reason", str(row.get("reason"))),
-         ("filter", f"{row.get('status')} (prompt accuracy {_fmt(row.get('prompt_accuracy'), '.2f')})"),
-         ("length", f"{_fmt(row['response_length'], 'd')} tokens ({row.get('finish_reason')})"),
-         ("sequence score", _fmt(row.get("sequence_score"), "+.4g"))],
-        [("extracted", _clip(row.get("extracted"))),
-         ("ground truth", _clip(row.get("ground_truth")))],
+        [
+            ("iteration", _fmt(row.get("iteration"), "d")),
+            ("prompt", str(row["prompt_id"])),
+            ("sample", _fmt(row["sample_idx"], "d")),
+            ("source", f"{row['data_source']} ({row['ability']})"),
+        ],
+        [
+            ("score", _fmt(row.get("score"), ".3g")),
+            ("correct", str(bool(row.get("correct")))),
+            ("reason", str(row.get("reason"))),
+            ("filter", f"{row.get('status')} (prompt accuracy {_fmt(row.get('prompt_accuracy'), '.2f')})"),
+            ("length", f"{_fmt(row['response_length'], 'd')} tokens ({row.get('finish_reason')})"),
+            ("sequence score", _fmt(row.get("sequence_score"), "+.4g")),
+        ],
+        [("extracted", _clip(row.get("extracted"))), ("ground truth", _clip(row.get("ground_truth")))],
         *([[("first wrong step", _first_wrong(row))]] if _labelled(row) else []),
     ]
 
@@ -323,8 +361,12 @@ def _first_wrong(row: pd.Series) -> str:
     if k < 0:
         return "none: every step re-executes correctly"
     response, spans, span = str(row["response"]), row.get("step_spans"), row.get("wrong_span")
-    line = f": {_clip(response[int(spans[k][0]):int(spans[k][1])], 60)!r}" if spans is not None and k < len(spans) else ""
-    blamed = "" if span is None else f" (outlined: {_clip(response[int(span[0]):int(span[1])], 30)!r})"
+    line = (
+        f": {_clip(response[int(spans[k][0]) : int(spans[k][1])], 60)!r}"
+        if spans is not None and k < len(spans)
+        else ""
+    )
+    blamed = "" if span is None else f" (outlined: {_clip(response[int(span[0]) : int(span[1])], 30)!r})"
     return f"{k} of {_fmt(row.get('n_steps'), 'd')}{line}{blamed}"
 
 
@@ -334,8 +376,7 @@ def _wrong_tokens(row: pd.Series, pieces: list[str]) -> set[int]:
     return set() if span is None else set(span_tokens(pieces, (int(span[0]), int(span[1]))))
 
 
-def format_rollout(row: pd.Series, tokenizer: Any, color: bool = True,
-                   column: str = "implicit_reward") -> str:
+def format_rollout(row: pd.Series, tokenizer: Any, color: bool = True, column: str = "implicit_reward") -> str:
     """A rollout of ``rollout_frame`` for the terminal: a metadata header, the question, the
     response with each token coloured by ``column`` (default the implicit process reward) and a
     legend. A rollout whose prompt group was not selected has no per-token values: its response
@@ -351,9 +392,12 @@ def format_rollout(row: pd.Series, tokenizer: Any, color: bool = True,
     else:
         scale = _scale(values, None)
         labels, legend_values = _legend_values(scale)
-        lines += [f"response, background = {column} per token (red < 0 < green):",
-                  ansi_tokens(pieces, values, scale), "",
-                  "legend: " + ansi_tokens(labels, legend_values, scale)]
+        lines += [
+            f"response, background = {column} per token (red < 0 < green):",
+            ansi_tokens(pieces, values, scale),
+            "",
+            "legend: " + ansi_tokens(labels, legend_values, scale),
+        ]
     return "\n".join(lines)
 
 
@@ -403,8 +447,9 @@ def _css_color(rgb: tuple[int, int, int]) -> str:
     return "#{:02x}{:02x}{:02x}".format(*rgb)
 
 
-def heatmap_html(pieces: Sequence[str], values: Sequence[float | None], scale: float | None = None,
-                 marked: Collection[int] = ()) -> str:
+def heatmap_html(
+    pieces: Sequence[str], values: Sequence[float | None], scale: float | None = None, marked: Collection[int] = ()
+) -> str:
     """The tokens as ``<span>``s whose background is their value's colour (the scale of
     ``ansi_tokens``) and whose tooltip gives the token and its value. Whitespace is the token's
     own (show it inside a ``white-space: pre-wrap`` element such as ``.ep-tokens``); a token that
@@ -419,8 +464,7 @@ def heatmap_html(pieces: Sequence[str], values: Sequence[float | None], scale: f
         colors = _colors(value, scale)
         text = newline.join(html.escape(line) for line in piece.split("\n"))
         tip = html.escape(f"{piece!r} = {float(value):+.4g}" if _finite(value) else repr(piece))
-        style = (f' style="background:{_css_color(colors[0])};color:{_css_color(colors[1])}"'
-                 if colors else "")
+        style = f' style="background:{_css_color(colors[0])};color:{_css_color(colors[1])}"' if colors else ""
         mark = ' class="ep-wrong"' if i in marked else ""
         spans.append(f'<span{mark}{style} title="{tip}">{text}</span>')
     return "".join(spans)
@@ -433,8 +477,10 @@ def _legend_html(scale: float) -> str:
 
 def _heatmap_block(pieces: list[str], values: list[float], label: str, marked: Collection[int] = ()) -> str:
     scale = _scale(values, None)
-    return (f'<div class="ep-label">{html.escape(label)} {_legend_html(scale)}</div>'
-            f'<div class="ep-tokens">{heatmap_html(pieces, values, scale, marked)}</div>')
+    return (
+        f'<div class="ep-label">{html.escape(label)} {_legend_html(scale)}</div>'
+        f'<div class="ep-tokens">{heatmap_html(pieces, values, scale, marked)}</div>'
+    )
 
 
 def rollout_card(row: pd.Series, tokenizer: Any) -> str:
@@ -444,24 +490,35 @@ def rollout_card(row: pd.Series, tokenizer: Any) -> str:
     ok = bool(row.get("correct"))
     badge = f'<span class="ep-badge {"ep-ok" if ok else "ep-bad"}">{"correct" if ok else "wrong"}</span>'
     fields = "<br>".join(
-        "".join(f'<span class="ep-field"><i>{html.escape(label)}</i> {html.escape(text)}</span> '
-                for label, text in line if label != "correct")  # the badge says it
-        for line in _header_fields(row))
+        "".join(
+            f'<span class="ep-field"><i>{html.escape(label)}</i> {html.escape(text)}</span> '
+            for label, text in line
+            if label != "correct"
+        )  # the badge says it
+        for line in _header_fields(row)
+    )
     pieces = token_pieces(tokenizer, row["response_ids"])
     wrong = _wrong_tokens(row, pieces)
     body = [f'<div class="ep-label">question</div><div class="ep-text">{html.escape(str(row["question"]))}</div>']
     rewards, advantages = _token_values(row, "implicit_reward"), _token_values(row, "advantages")
     if rewards is None:
-        body.append('<div class="ep-label">response (prompt group not selected: no process rewards)</div>'
-                    f'<div class="ep-tokens">{heatmap_html(pieces, [None] * len(pieces), 1.0, wrong) if wrong else html.escape("".join(pieces))}</div>')
+        body.append(
+            '<div class="ep-label">response (prompt group not selected: no process rewards)</div>'
+            f'<div class="ep-tokens">{heatmap_html(pieces, [None] * len(pieces), 1.0, wrong) if wrong else html.escape("".join(pieces))}</div>'
+        )
     else:
-        body.append(_heatmap_block(pieces, rewards, "implicit process reward per token, β·(log π_prm − log π_ref)",
-                                   wrong))
+        body.append(
+            _heatmap_block(pieces, rewards, "implicit process reward per token, β·(log π_prm − log π_ref)", wrong)
+        )
     if advantages is not None:
-        body.append(f"<details><summary>advantages per token</summary>"
-                    f"{_heatmap_block(pieces, advantages, 'advantage')}</details>")
-    return (f'<div class="ep-card"><div class="ep-card-head">{badge}{fields}</div>'
-            f'<div class="ep-card-body">{"".join(body)}</div></div>')
+        body.append(
+            f"<details><summary>advantages per token</summary>"
+            f"{_heatmap_block(pieces, advantages, 'advantage')}</details>"
+        )
+    return (
+        f'<div class="ep-card"><div class="ep-card-head">{badge}{fields}</div>'
+        f'<div class="ep-card-body">{"".join(body)}</div></div>'
+    )
 
 
 def rollout_cards(rows: pd.DataFrame, tokenizer: Any) -> str:
@@ -476,8 +533,7 @@ def _table_html(table: pd.DataFrame) -> str:
         return html.escape(_fmt(value, ".3f") if isinstance(value, float) else str(value))
 
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in table.columns)
-    rows = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in r) + "</tr>"
-                   for r in table.itertuples(index=False))
+    rows = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in r) + "</tr>" for r in table.itertuples(index=False))
     return f'<table class="ep-table"><tr>{head}</tr>{rows}</table>'
 
 
@@ -487,49 +543,59 @@ def _stat(label: str, value: str) -> str:
 
 def _summary_html(frame: pd.DataFrame) -> str:
     selected = frame["implicit_reward"].notna()
-    stats = [_stat("rollouts", str(len(frame))),
-             _stat("prompts", str(frame["prompt_id"].nunique())),
-             _stat("selected rollouts", str(int(selected.sum()))),
-             _stat("accuracy", f"{frame['correct'].mean():.1%}"),
-             _stat("mean response length", f"{frame['response_length'].mean():.0f}"),
-             _stat("truncated", f"{(frame['finish_reason'] == 'length').mean():.1%}")]
-    return (f'<h2>Summary</h2><div class="ep-stats">{"".join(stats)}</div><div class="ep-tables">'
-            f'<div><div class="ep-label">accuracy by data source</div>{_table_html(accuracy_by_source(frame))}</div>'
-            f'<div><div class="ep-label">filter status (prompts)</div>{_table_html(filter_summary(frame))}</div>'
-            "</div>")
+    stats = [
+        _stat("rollouts", str(len(frame))),
+        _stat("prompts", str(frame["prompt_id"].nunique())),
+        _stat("selected rollouts", str(int(selected.sum()))),
+        _stat("accuracy", f"{frame['correct'].mean():.1%}"),
+        _stat("mean response length", f"{frame['response_length'].mean():.0f}"),
+        _stat("truncated", f"{(frame['finish_reason'] == 'length').mean():.1%}"),
+    ]
+    return (
+        f'<h2>Summary</h2><div class="ep-stats">{"".join(stats)}</div><div class="ep-tables">'
+        f'<div><div class="ep-label">accuracy by data source</div>{_table_html(accuracy_by_source(frame))}</div>'
+        f'<div><div class="ep-label">filter status (prompts)</div>{_table_html(filter_summary(frame))}</div>'
+        "</div>"
+    )
 
 
 def _sample(pool: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
     return pool.sample(n=min(n, len(pool)), random_state=seed).sort_index()
 
 
-def html_report(frame: pd.DataFrame, tokenizer: Any, *, title: str, n_correct: int = 5,
-                n_wrong: int = 5, seed: int = 0) -> str:
+def html_report(
+    frame: pd.DataFrame, tokenizer: Any, *, title: str, n_correct: int = 5, n_wrong: int = 5, seed: int = 0
+) -> str:
     """A self-contained HTML page (inline CSS, no script, nothing fetched) on ``frame`` (of
     ``rollout_frame``): a summary (rollouts, selected, accuracy by data source, filter status),
     then ``n_correct`` correct and ``n_wrong`` wrong selected rollouts drawn with ``seed``, each a
     card with its token heatmap (``rollout_card``). Same inputs, same page."""
     selected = frame[frame["implicit_reward"].notna()]
     sections = []
-    for name, pool, n in (("Correct", selected[selected["correct"]], n_correct),
-                          ("Wrong", selected[~selected["correct"]], n_wrong)):
+    for name, pool, n in (
+        ("Correct", selected[selected["correct"]], n_correct),
+        ("Wrong", selected[~selected["correct"]], n_wrong),
+    ):
         shown = _sample(pool, n, seed)
         cards = "".join(rollout_card(row, tokenizer) for _, row in shown.iterrows()) or '<p class="ep-muted">none</p>'
-        sections.append(f'<h2>{name} selected rollouts <span class="ep-muted">{len(shown)} of '
-                        f"{len(pool)}, sample seed {seed}</span></h2>{cards}")
+        sections.append(
+            f'<h2>{name} selected rollouts <span class="ep-muted">{len(shown)} of '
+            f"{len(pool)}, sample seed {seed}</span></h2>{cards}"
+        )
     versions = ", ".join(sorted(frame["policy_version"].dropna().unique()))
-    return ("<!DOCTYPE html>\n"
-            f'<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-            f"<style>{STYLE}</style></head><body>"
-            f'<div class="ep-page"><h1>{html.escape(title)}</h1>'
-            f'<div class="ep-muted">policy {html.escape(versions)}. Token colour: implicit process '
-            "reward β·(log π_prm − log π_ref), red &lt; 0 &lt; green, scaled per card to its largest "
-            "|value|; hover a token for its value.</div>"
-            f"{_summary_html(frame)}{''.join(sections)}</div></body></html>\n")
+    return (
+        "<!DOCTYPE html>\n"
+        f'<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f"<style>{STYLE}</style></head><body>"
+        f'<div class="ep-page"><h1>{html.escape(title)}</h1>'
+        f'<div class="ep-muted">policy {html.escape(versions)}. Token colour: implicit process '
+        "reward β·(log π_prm − log π_ref), red &lt; 0 &lt; green, scaled per card to its largest "
+        "|value|; hover a token for its value.</div>"
+        f"{_summary_html(frame)}{''.join(sections)}</div></body></html>\n"
+    )
 
 
-def write_html_report(project: Path, iteration: int, out_path: Path | None = None,
-                      env: str | None = None) -> Path:
+def write_html_report(project: Path, iteration: int, out_path: Path | None = None, env: str | None = None) -> Path:
     """Write ``html_report`` of ``iteration`` (default
     ``data/08_reporting/rollout_reports/iter_NNNN.html`` in ``project``) and return its path."""
     project = Path(project).resolve()

@@ -137,8 +137,12 @@ def prune_unmanifested(scope: str, stage: str, output_folders: list[Path], root:
     data written before manifests existed is never deleted; a version folder without its artifact
     (a torn write) always goes."""
     project = Path(root).parent.parent
-    kept = {str((project / o["path"]).resolve()) for r in read_all(scope, stage, root)
-            for o in r.get("outputs", {}).values() if o.get("path")}
+    kept = {
+        str((project / o["path"]).resolve())
+        for r in read_all(scope, stage, root)
+        for o in r.get("outputs", {}).values()
+        if o.get("path")
+    }
     since = epoch(root)
     removed: list[Path] = []
     for folder in output_folders:
@@ -179,7 +183,9 @@ def leftovers(data_root: str | Path = "data") -> list[Path]:
     return sorted(p for p in found if not any(q in found for q in p.parents))
 
 
-def stale_reason(record: dict | None, params: dict[str, Any], upstream: dict[str, dict], root: Path = ROOT) -> str | None:
+def stale_reason(
+    record: dict | None, params: dict[str, Any], upstream: dict[str, dict], root: Path = ROOT
+) -> str | None:
     """Why a stage's latest manifest does not make it complete now, or None when it does.
 
     Args:

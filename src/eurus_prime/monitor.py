@@ -55,5 +55,4 @@ def describe() -> str:
     if _state.stage is None:
         return "no stage running"
     parts = ", ".join(f"{d}/{t if t is not None else '?'} {u}" for u, (d, t) in _state.parts.items())
-    return (f"{_state.stage} after {time.monotonic() - _state.started:.1f} s: "
-            + (parts or "no progress reported yet"))
+    return f"{_state.stage} after {time.monotonic() - _state.started:.1f} s: " + (parts or "no progress reported yet")

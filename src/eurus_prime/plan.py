@@ -83,7 +83,9 @@ class PlanConfig:
         model = value.pop("model", {}) or {}
         bad = sorted(set(model) - {f.name for f in fields(ModelShape)})
         if bad:
-            raise ValueError(f"plan.model has unknown keys {bad}; valid keys are {sorted(f.name for f in fields(ModelShape))}")
+            raise ValueError(
+                f"plan.model has unknown keys {bad}; valid keys are {sorted(f.name for f in fields(ModelShape))}"
+            )
         return cls(model=ModelShape(**model), **value)
 
 
@@ -124,8 +126,10 @@ class Plan:
             out.append(f"    {name:<44}{sec / 3600:>8.3f}")
         out.append(f"    {'step':<44}{self.step_hours:>8.3f}")
         out.append(f"GPU-hours per step: {self.gpu_hours_per_step:.2f} ({self.gpus} GPUs held)")
-        out.append(f"Steps per epoch: {self.steps_per_epoch}; GPU-hours per epoch: {self.gpu_hours_per_epoch:,.0f} "
-                   f"({self.gpu_hours_per_epoch / self.gpus / 24:.1f} days on {self.gpus} GPUs)")
+        out.append(
+            f"Steps per epoch: {self.steps_per_epoch}; GPU-hours per epoch: {self.gpu_hours_per_epoch:,.0f} "
+            f"({self.gpu_hours_per_epoch / self.gpus / 24:.1f} days on {self.gpus} GPUs)"
+        )
         out += [f"WARNING: {w}" for w in self.warnings] or ["Fits: every phase is under the GPU's memory."]
         return "\n".join(out)
 
@@ -155,27 +159,39 @@ def make_plan(prime: PrimeConfig | dict, plan: dict | PlanConfig | None) -> Plan
         kv_per_token = 2 * m.layers * m.kv_heads * m.head_dim * 2 / tp  # K and V, bf16, per GPU
         kv = vllm_share - weights - 1.0  # ~1 GiB of vLLM's own activations and graphs
         tokens = kv * gib / kv_per_token
-        lines += [Line("generation", f"vLLM weights (bf16 / TP={tp})", weights, f"GPUs 0-{tp - 1}"),
-                  Line("generation", "vLLM KV cache", kv, f"GPUs 0-{tp - 1}"),
-                  Line("generation", f"= {tokens:,.0f} tokens, {tokens / longest:,.0f} sequences of {longest} "
-                                     "tokens at once", None)]
+        lines += [
+            Line("generation", f"vLLM weights (bf16 / TP={tp})", weights, f"GPUs 0-{tp - 1}"),
+            Line("generation", "vLLM KV cache", kv, f"GPUs 0-{tp - 1}"),
+            Line(
+                "generation",
+                f"= {tokens:,.0f} tokens, {tokens / longest:,.0f} sequences of {longest} tokens at once",
+                None,
+            ),
+        ]
         if kv <= 0:
-            warnings.append(f"vLLM's share ({vllm_share:.0f} GiB) does not hold its weights ({weights:.1f} GiB): raise "
-                            "prime.vllm.gpu_memory_utilization or tensor_parallel_size")
+            warnings.append(
+                f"vLLM's share ({vllm_share:.0f} GiB) does not hold its weights ({weights:.1f} GiB): raise "
+                "prime.vllm.gpu_memory_utilization or tensor_parallel_size"
+            )
         elif tokens < longest:
             warnings.append(f"vLLM's KV cache holds {tokens:,.0f} tokens, fewer than one sequence ({longest})")
     gen_peak = vllm_share + p.activation_overhead_gib
 
     # --- scoring: one bf16 model on GPU 0, a micro-batch, one logits chunk
     # The worst micro-batch: micro_batch rows of the longest sequence, or fewer under a token cap.
-    mb_rows = cfg.micro_batch if cfg.micro_batch_tokens is None else max(1, min(cfg.micro_batch,
-                                                                             cfg.micro_batch_tokens // longest))
+    mb_rows = (
+        cfg.micro_batch
+        if cfg.micro_batch_tokens is None
+        else max(1, min(cfg.micro_batch, cfg.micro_batch_tokens // longest))
+    )
     act_fwd = mb_rows * longest * m.hidden * 2 * 4 / gib  # a few live (rows, len, hidden) bf16 tensors
     chunk = 2**24 * 4 * 2 / gib  # engines.logprobs chunk_logits floats, logits and softmax
-    lines += [Line("scoring", "vLLM (resident)", vllm_share),
-              Line("scoring", "one model's bf16 weights (ref, PRM or policy)", bf16),
-              Line("scoring", f"activations ({mb_rows} row{'s' * (mb_rows != 1)} x {longest} tokens)", act_fwd),
-              Line("scoring", "one chunk of logits", chunk)]
+    lines += [
+        Line("scoring", "vLLM (resident)", vllm_share),
+        Line("scoring", "one model's bf16 weights (ref, PRM or policy)", bf16),
+        Line("scoring", f"activations ({mb_rows} row{'s' * (mb_rows != 1)} x {longest} tokens)", act_fwd),
+        Line("scoring", "one chunk of logits", chunk),
+    ]
     score_peak = vllm_share + bf16 + act_fwd + chunk + p.activation_overhead_gib
 
     # --- update: DeepSpeed on `ranks` GPUs (ZeRO shards what its stage says), or torch on GPU 0
@@ -193,22 +209,35 @@ def make_plan(prime: PrimeConfig | dict, plan: dict | PlanConfig | None) -> Plan
     else:
         act = m.layers * mb_rows * longest * (34 * m.hidden + 5 * m.heads * longest) / gib
     where = f"GPUs 0-{ranks - 1}" if ranks > 1 else "GPU 0"
-    lines += [Line("update", "vLLM (resident)", vllm_share),
-              Line("update", f"bf16 weights (ZeRO-{stage}, {ranks} rank(s))", weights_u, where),
-              Line("update", "bf16 gradients", grads, where),
-              Line("update", "fp32 master weights + AdamW moments", 0.0 if offload else optimizer,
-                   "CPU RAM" if offload else where),
-              Line("update", "activations" + (" (layer inputs: checkpointing)" if cfg.gradient_checkpointing
-                                               else " (no checkpointing)"), act, where),
-              Line("update", "logits chunk (recomputed in backward)", chunk, where)]
-    update_peak = vllm_share + weights_u + grads + (0.0 if offload else optimizer) + act + chunk + p.activation_overhead_gib
+    lines += [
+        Line("update", "vLLM (resident)", vllm_share),
+        Line("update", f"bf16 weights (ZeRO-{stage}, {ranks} rank(s))", weights_u, where),
+        Line("update", "bf16 gradients", grads, where),
+        Line(
+            "update",
+            "fp32 master weights + AdamW moments",
+            0.0 if offload else optimizer,
+            "CPU RAM" if offload else where,
+        ),
+        Line(
+            "update",
+            "activations" + (" (layer inputs: checkpointing)" if cfg.gradient_checkpointing else " (no checkpointing)"),
+            act,
+            where,
+        ),
+        Line("update", "logits chunk (recomputed in backward)", chunk, where),
+    ]
+    update_peak = (
+        vllm_share + weights_u + grads + (0.0 if offload else optimizer) + act + chunk + p.activation_overhead_gib
+    )
     peaks = {"generation": gen_peak, "scoring": score_peak, "update": update_peak}
     for phase, peak in peaks.items():
         if peak > p.gpu_memory_gib:
             warnings.append(f"{phase}: {peak:.0f} GiB on GPU 0 > {p.gpu_memory_gib:.0f} GiB")
     if cfg.trainer_backend != "deepspeed":
-        warnings.append("prime.trainer_backend is torch: fp32 AdamW in one process; at 7B use deepspeed with "
-                        "offload_optimizer")
+        warnings.append(
+            "prime.trainer_backend is torch: fp32 AdamW in one process; at 7B use deepspeed with offload_optimizer"
+        )
     # CPU: offloaded optimizer (one model at a time) + the checkpoints Kedro holds (policy, PRM,
     # reference in bf16) + the updated model being saved
     cpu = (optimizer * ranks if offload else 0.0) + 4 * bf16
@@ -221,18 +250,34 @@ def make_plan(prime: PrimeConfig | dict, plan: dict | PlanConfig | None) -> Plan
     gen_tokens = drawn * min(p.mean_response_tokens, cfg.max_response_length)
     flops_rate = p.gpu_bf16_tflops * 1e12 * p.train_mfu  # one trainer GPU
     fwd = 2 * m.params * trained * seq
-    reuse = cfg.reuse_sampling_logprobs and cfg.temperature == 1 and cfg.top_p == 1 and cfg.rollout_engine in ("fast", "vllm")
+    reuse = (
+        cfg.reuse_sampling_logprobs
+        and cfg.temperature == 1
+        and cfg.top_p == 1
+        and cfg.rollout_engine in ("fast", "vllm")
+    )
     passes = 2 + (0 if reuse else 1)  # reference + PRM (+ old policy)
     bwd = 6 if cfg.gradient_checkpointing else 4
     seconds = {
         "generation (vLLM)": gen_tokens / (p.rollout_tokens_per_s_per_gpu * max(tp, 1)),
         f"scoring ({passes} forward passes)": passes * fwd / flops_rate,
         f"PRM update (forward + backward, {ranks} rank(s))": (fwd + bwd / 2 * fwd) / flops_rate / ranks,
-        f"policy update ({cfg.ppo_epochs} epoch(s), {ranks} rank(s))":
-            cfg.ppo_epochs * (fwd + bwd / 2 * fwd) / flops_rate / ranks,
+        f"policy update ({cfg.ppo_epochs} epoch(s), {ranks} rank(s))": cfg.ppo_epochs
+        * (fwd + bwd / 2 * fwd)
+        / flops_rate
+        / ranks,
     }
     step_h = sum(seconds.values()) / 3600
     steps = math.ceil(p.train_prompts / cfg.prompts_drawn)
-    return Plan(lines=lines, peaks=peaks, cpu_gib=cpu, step_hours=step_h, gpu_hours_per_step=step_h * gpus,
-                steps_per_epoch=steps, gpu_hours_per_epoch=step_h * gpus * steps, seconds=seconds,
-                warnings=warnings, gpus=gpus)
+    return Plan(
+        lines=lines,
+        peaks=peaks,
+        cpu_gib=cpu,
+        step_hours=step_h,
+        gpu_hours_per_step=step_h * gpus,
+        steps_per_epoch=steps,
+        gpu_hours_per_epoch=step_h * gpus * steps,
+        seconds=seconds,
+        warnings=warnings,
+        gpus=gpus,
+    )

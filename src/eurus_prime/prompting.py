@@ -30,10 +30,7 @@ TINY_SYSTEM_PROMPT = "\nActions: [ASSESS] [ADVANCE] [OUTPUT]\nFormat: [ACTION]\n
 SYSTEM_PROMPTS = {"eurus2": EURUS2_SYSTEM_PROMPT, "tiny": TINY_SYSTEM_PROMPT}
 
 MATH_SUFFIX = "\n\nPresent the answer in LaTex format: \\boxed{Your answer}"
-CODE_SUFFIX = (
-    "\n\nWrite Python code to solve the problem. Present the code in \n```python\nYour code\n```"
-    "\nat the end."
-)
+CODE_SUFFIX = "\n\nWrite Python code to solve the problem. Present the code in \n```python\nYour code\n```\nat the end."
 USER_SUFFIXES = {"math": MATH_SUFFIX, "code": CODE_SUFFIX}
 
 #: The actions a response may use, in the order the Eurus-2 prompt lists them.
@@ -45,9 +42,7 @@ def system_prompt(name: str) -> str:
     try:
         return SYSTEM_PROMPTS[name]
     except KeyError:
-        raise ValueError(
-            f"unknown system prompt {name!r}; valid names: {sorted(SYSTEM_PROMPTS)}"
-        ) from None
+        raise ValueError(f"unknown system prompt {name!r}; valid names: {sorted(SYSTEM_PROMPTS)}") from None
 
 
 def build_messages(question: str, ability: str, system: str) -> list[dict[str, str]]:
@@ -66,6 +61,4 @@ def render_prompt(tokenizer: Any, messages: Sequence[dict[str, str]]) -> str:
     transformers 5 returns a dict from ``apply_chat_template`` unless ``tokenize=False``, so we
     always render text and tokenize separately.
     """
-    return tokenizer.apply_chat_template(
-        [dict(m) for m in messages], tokenize=False, add_generation_prompt=True
-    )
+    return tokenizer.apply_chat_template([dict(m) for m in messages], tokenize=False, add_generation_prompt=True)

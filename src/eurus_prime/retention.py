@@ -66,8 +66,10 @@ def prune_checkpoints(project: Path, keep_last: int, dry_run: bool = False, curr
     ``current``: the folder the training loop just wrote (``i + 1``); the kept window ends there
     and folders after it (from an earlier, longer run) are left alone. None: the newest folder."""
     if keep_last < 1:
-        raise ValueError(f"train.keep_checkpoints = {keep_last} is invalid: must be >= 1 (the next "
-                         "iteration starts from the last checkpoint)")
+        raise ValueError(
+            f"train.keep_checkpoints = {keep_last} is invalid: must be >= 1 (the next "
+            "iteration starts from the last checkpoint)"
+        )
     project = Path(project)
     pruned = Pruned()
     best = best_iteration(project)
@@ -82,8 +84,9 @@ def prune_checkpoints(project: Path, keep_last: int, dry_run: bool = False, curr
                 pruned.add(version)
                 if not dry_run:
                     artifact = (version / folder.name).relative_to(project)
-                    manifests.log_retention(str(artifact), f"train.keep_checkpoints={keep_last}",
-                                            project / manifests.ROOT)
+                    manifests.log_retention(
+                        str(artifact), f"train.keep_checkpoints={keep_last}", project / manifests.ROOT
+                    )
                     shutil.rmtree(version)
             if not dry_run:
                 folder.rmdir()
@@ -100,8 +103,7 @@ def versioned_folders(data: Path) -> list[Path]:
     return out
 
 
-def gc(project: Path, keep_versions: int = 1, keep_checkpoints: int | None = None,
-       dry_run: bool = False) -> Pruned:
+def gc(project: Path, keep_versions: int = 1, keep_checkpoints: int | None = None, dry_run: bool = False) -> Pruned:
     """Prune old versions: in every versioned folder keep the newest ``keep_versions`` and every
     version a stage's latest manifest uses; delete temporary files of interrupted writes; with
     ``keep_checkpoints``, apply checkpoint retention too."""

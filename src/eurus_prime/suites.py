@@ -148,13 +148,16 @@ def _boxed_answer(row: Mapping[str, Any], answers: Sequence[str], solutions: Seq
     found = _first(row, solutions)
     boxed = None if found is None else last_boxed(str(found[1]))
     if boxed is None or not boxed.strip():
-        raise _BadRow(f"no answer field (looked for {_looked_for(answers)}) and no solution with a "
-                      f"\\boxed{{}} answer (looked for {_looked_for(solutions)})")
+        raise _BadRow(
+            f"no answer field (looked for {_looked_for(answers)}) and no solution with a "
+            f"\\boxed{{}} answer (looked for {_looked_for(solutions)})"
+        )
     return boxed.strip()
 
 
-def _convert_math(row: Mapping[str, Any], *, questions: Sequence[str], answers: Sequence[str],
-                  solutions: Sequence[str] = ()) -> _Item:
+def _convert_math(
+    row: Mapping[str, Any], *, questions: Sequence[str], answers: Sequence[str], solutions: Sequence[str] = ()
+) -> _Item:
     """Question as is; answer from the first answer field, else (where ``solutions`` are named)
     the last ``\\boxed{}`` of the solution."""
     _, question = _need_text(row, questions, "question")
@@ -203,8 +206,7 @@ def _leetcode_question(row: Mapping[str, Any]) -> str:
     below", the starter class). Without it, a plain statement plus ``starter_code`` when present,
     else ``prompt`` (the statement as a docstring over the starter class). The joining sentence is
     DeepSeek's ``prompt_sft`` wording, typo included, so both paths ask alike."""
-    name, text = _need_text(row, ("prompt_sft", "question", "problem_description", "content", "prompt"),
-                            "question")
+    name, text = _need_text(row, ("prompt_sft", "question", "problem_description", "content", "prompt"), "question")
     starter = row.get("starter_code")
     if name in ("question", "problem_description", "content") and _present(starter):
         text += f"\n\nPlease complete the code below to solve above prblem:\n```python\n{starter}\n```"
@@ -235,8 +237,12 @@ def _test_statements(source: str) -> list[ast.stmt]:
     for stmt in tree.body:
         if isinstance(stmt, ast.FunctionDef) and stmt.name == "check":
             out += stmt.body
-        elif not (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call)
-                  and isinstance(stmt.value.func, ast.Name) and stmt.value.func.id == "check"):
+        elif not (
+            isinstance(stmt, ast.Expr)
+            and isinstance(stmt.value, ast.Call)
+            and isinstance(stmt.value.func, ast.Name)
+            and stmt.value.func.id == "check"
+        ):
             out.append(stmt)
     return out
 
@@ -270,10 +276,13 @@ class _Case:
 
 def _assert_case(stmt: ast.Assert, instances: set[str], bound: Mapping[str, Any]) -> _Case:
     test = stmt.test
-    if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)
-            and isinstance(test.left, ast.Call)):
-        raise _Unconvertible(f"line {stmt.lineno}: the assert is not `<call> == <value>`: "
-                             f"{ast.unparse(test)[:80]!r}")
+    if not (
+        isinstance(test, ast.Compare)
+        and len(test.ops) == 1
+        and isinstance(test.ops[0], ast.Eq)
+        and isinstance(test.left, ast.Call)
+    ):
+        raise _Unconvertible(f"line {stmt.lineno}: the assert is not `<call> == <value>`: {ast.unparse(test)[:80]!r}")
     call = test.left
     if any(isinstance(a, ast.Starred) for a in call.args):
         raise _Unconvertible(f"line {stmt.lineno}: *args in {ast.unparse(call)[:60]!r}")
@@ -286,8 +295,9 @@ def _assert_case(stmt: ast.Assert, instances: set[str], bound: Mapping[str, Any]
             kwargs.update(value)
         else:
             raise _Unconvertible(f"line {stmt.lineno}: ** of a {type(value).__name__}, not a dict")
-    return _Case(_callee(call.func, instances), [_value(a, bound) for a in call.args], kwargs,
-                 _value(test.comparators[0], bound))
+    return _Case(
+        _callee(call.func, instances), [_value(a, bound) for a in call.args], kwargs, _value(test.comparators[0], bound)
+    )
 
 
 def _leetcode_cases(source: str) -> list[_Case]:
@@ -309,8 +319,7 @@ def _leetcode_cases(source: str) -> list[_Case]:
         elif isinstance(stmt, ast.Assert):
             cases.append(_assert_case(stmt, instances, bound))
         else:
-            raise _Unconvertible(f"line {stmt.lineno}: not a test_input/assert statement: "
-                                 f"{ast.unparse(stmt)[:80]!r}")
+            raise _Unconvertible(f"line {stmt.lineno}: not a test_input/assert statement: {ast.unparse(stmt)[:80]!r}")
     if not cases:
         raise _Unconvertible("the test program has no assert")
     return cases
@@ -320,7 +329,7 @@ def _positional(case: _Case, params: list[str] | None) -> list:
     """The call's arguments in signature order (keyword order when the signature is unknown)."""
     if not case.kwargs:
         return case.args
-    rest = list(case.kwargs) if params is None else params[len(case.args):]
+    rest = list(case.kwargs) if params is None else params[len(case.args) :]
     if set(rest) != set(case.kwargs):
         raise _Unconvertible(f"arguments {sorted(case.kwargs)} do not match the signature {params}")
     return case.args + [case.kwargs[p] for p in rest]
@@ -346,8 +355,10 @@ def _convert_leetcode(row: Mapping[str, Any]) -> _Item:
     entry = row.get("entry_point")
     names = {c.fn or entry for c in cases}
     if len(names) != 1 or None in names:
-        raise _Unconvertible(f"the asserts call {sorted(map(str, names))}; need one named method "
-                             "(candidate(...) needs an 'entry_point' field)")
+        raise _Unconvertible(
+            f"the asserts call {sorted(map(str, names))}; need one named method "
+            "(candidate(...) needs an 'entry_point' field)"
+        )
     fn_name = str(names.pop())
     code = "\n".join(str(row[k]) for k in ("starter_code", "prompt", "prompt_sft") if _present(row.get(k)))
     params = _signature(code, fn_name)
@@ -358,10 +369,14 @@ def _convert_leetcode(row: Mapping[str, Any]) -> _Item:
 # ---------------------------------------------------------------------------------------------
 # LiveCodeBench
 
-LCB_STARTER_FORMAT = ("You will use the following starter code to write the solution to the problem "
-                      "and enclose your code within delimiters.")
-LCB_STDIN_FORMAT = ("Read the inputs from stdin solve the problem and write the answer to stdout (do not "
-                    "directly test on the sample inputs). Enclose your code within delimiters as follows.")
+LCB_STARTER_FORMAT = (
+    "You will use the following starter code to write the solution to the problem "
+    "and enclose your code within delimiters."
+)
+LCB_STDIN_FORMAT = (
+    "Read the inputs from stdin solve the problem and write the answer to stdout (do not "
+    "directly test on the sample inputs). Enclose your code within delimiters as follows."
+)
 
 
 def _livecodebench_question(content: str, starter: str | None) -> str:
@@ -395,7 +410,8 @@ def _decode_tests(value: Any, name: str) -> list[dict]:
             except (ValueError, TypeError, EOFError, zlib.error, pickle.UnpicklingError) as exc:
                 raise _Unconvertible(f"{name!r} is neither JSON nor base64 zlib pickle: {exc}") from None
     if not isinstance(value, list) or not all(
-            isinstance(t, Mapping) and {"input", "output", "testtype"} <= set(t) for t in value):
+        isinstance(t, Mapping) and {"input", "output", "testtype"} <= set(t) for t in value
+    ):
         raise _Unconvertible(f"{name!r} is not a list of {{input, output, testtype}} tests")
     return list(value)
 
@@ -450,8 +466,9 @@ def _convert_livecodebench(row: Mapping[str, Any]) -> _Item:
     if kinds == {"stdin"}:
         truth = _code_truth([t["input"] for t in tests], [t["output"] for t in tests])
     elif kinds == {"functional"}:
-        truth = _code_truth([_json_args(t["input"]) for t in tests],
-                            [_json_output(t["output"]) for t in tests], _func_name(row))
+        truth = _code_truth(
+            [_json_args(t["input"]) for t in tests], [_json_output(t["output"]) for t in tests], _func_name(row)
+        )
     else:
         raise _Unconvertible(f"test types {sorted(map(str, kinds))}; need all 'stdin' or all 'functional'")
     question = _livecodebench_question(content, None if starter is None else str(starter[1]))
@@ -465,30 +482,58 @@ _COMPETITION = dict(questions=("problem", "question", "Problem"), answers=("answ
 
 SUITES: dict[str, SuiteSpec] = {
     "aime2024": SuiteSpec(
-        "math", "AI-MO/aimo-validation-aime", "train",
+        "math",
+        "AI-MO/aimo-validation-aime",
+        "train",
         "problem | question | Problem; answer | Answer; url (rows of other years left out)",
-        partial(_convert_math, **_COMPETITION), keep=_is_aime_2024, keep_note="not AIME 2024 (by 'url')"),
+        partial(_convert_math, **_COMPETITION),
+        keep=_is_aime_2024,
+        keep_note="not AIME 2024 (by 'url')",
+    ),
     "amc": SuiteSpec(
-        "math", "AI-MO/aimo-validation-amc", "train", "problem | question | Problem; answer | Answer",
-        partial(_convert_math, **_COMPETITION)),
+        "math",
+        "AI-MO/aimo-validation-amc",
+        "train",
+        "problem | question | Problem; answer | Answer",
+        partial(_convert_math, **_COMPETITION),
+    ),
     "math500": SuiteSpec(
-        "math", "HuggingFaceH4/MATH-500", "test", "problem | question; answer, else last \\boxed{} of solution",
-        partial(_convert_math, questions=("problem", "question"), answers=("answer",), solutions=("solution",))),
+        "math",
+        "HuggingFaceH4/MATH-500",
+        "test",
+        "problem | question; answer, else last \\boxed{} of solution",
+        partial(_convert_math, questions=("problem", "question"), answers=("answer",), solutions=("solution",)),
+    ),
     "minerva_math": SuiteSpec(
-        "math", "math-ai/minervamath", "test", "question | problem; answer, else last \\boxed{} of solution",
-        partial(_convert_math, questions=("question", "problem"), answers=("answer",), solutions=("solution",))),
+        "math",
+        "math-ai/minervamath",
+        "test",
+        "question | problem; answer, else last \\boxed{} of solution",
+        partial(_convert_math, questions=("question", "problem"), answers=("answer",), solutions=("solution",)),
+    ),
     "olympiadbench": SuiteSpec(
-        "math", "Hothan/OlympiadBench", "train", "question | problem; final_answer (list) | answer",
+        "math",
+        "Hothan/OlympiadBench",
+        "train",
+        "question | problem; final_answer (list) | answer",
         partial(_convert_math, questions=("question", "problem"), answers=("final_answer", "answer")),
-        hub_config="OE_TO_maths_en_COMP"),
+        hub_config="OE_TO_maths_en_COMP",
+    ),
     "leetcode": SuiteSpec(
-        "code", "davidheineman/deepseek-leetcode", "test",
+        "code",
+        "davidheineman/deepseek-leetcode",
+        "test",
         "prompt_sft | question (+ starter_code) | prompt; test (assert program); entry_point (optional)",
-        _convert_leetcode),
+        _convert_leetcode,
+    ),
     "livecodebench": SuiteSpec(
-        "code", "livecodebench/code_generation_lite", "test",
+        "code",
+        "livecodebench/code_generation_lite",
+        "test",
         "question_content; starter_code; public_test_cases; private_test_cases; metadata.func_name",
-        _convert_livecodebench, hub_files=("test.jsonl", "test2.jsonl", "test3.jsonl", "test4.jsonl")),
+        _convert_livecodebench,
+        hub_files=("test.jsonl", "test2.jsonl", "test3.jsonl", "test4.jsonl"),
+    ),
 }
 """The suites by name. LiveCodeBench's default files are ``release_v4`` (May 2023 - Sep 2024),
 the release PRIME evaluated."""
@@ -588,13 +633,20 @@ def _record(name: str, ability: str, item: _Item, system: str, index: int) -> di
 def _report_skipped(source: str, name: str, skipped: list[tuple[int, str]], seen: int) -> None:
     if skipped:
         first = "; ".join(f"row {i}: {reason}" for i, reason in skipped[:MAX_REPORTED_SKIPS])
-        log.warning("%s: %d of %d %s rows could not be converted and are left out "
-                    "(frame.attrs['skipped'] lists them all); first: %s",
-                    source, len(skipped), seen, name, first)
+        log.warning(
+            "%s: %d of %d %s rows could not be converted and are left out "
+            "(frame.attrs['skipped'] lists them all); first: %s",
+            source,
+            len(skipped),
+            seen,
+            name,
+            first,
+        )
 
 
-def _convert_rows(name: str, spec: SuiteSpec, rows: list[dict], source: str, system: str,
-                  limit: int | None) -> tuple[list[dict], list[tuple[int, str]], int]:
+def _convert_rows(
+    name: str, spec: SuiteSpec, rows: list[dict], source: str, system: str, limit: int | None
+) -> tuple[list[dict], list[tuple[int, str]], int]:
     """(records, skipped (row, reason), rows left out by ``spec.keep``); stops at ``limit``."""
     records: list[dict] = []
     skipped: list[tuple[int, str]] = []
@@ -620,8 +672,15 @@ def _convert_rows(name: str, spec: SuiteSpec, rows: list[dict], source: str, sys
     return records, skipped, filtered
 
 
-def load_suite(name: str, path: str | Path | None = None, *, hub_id: str | None = None,
-               split: str | None = None, system: str = "eurus2", limit: int | None = None) -> pd.DataFrame:
+def load_suite(
+    name: str,
+    path: str | Path | None = None,
+    *,
+    hub_id: str | None = None,
+    split: str | None = None,
+    system: str = "eurus2",
+    limit: int | None = None,
+) -> pd.DataFrame:
     """Load benchmark ``name`` as Eurus-2-RL-Data prompts (checked by ``contract``).
 
     Args:
@@ -654,8 +713,10 @@ def load_suite(name: str, path: str | Path | None = None, *, hub_id: str | None 
         source, rows = f"{hub_id} ({split})", _read_hub(spec, hub_id, split)
     records, skipped, filtered = _convert_rows(name, spec, rows, source, system_text, limit)
     if not records:
-        raise ValueError(f"{source}: no row of suite {name!r} could be converted ({len(rows)} rows, "
-                         f"{len(skipped)} skipped, {filtered} filtered out; fields read: {spec.fields})")
+        raise ValueError(
+            f"{source}: no row of suite {name!r} could be converted ({len(rows)} rows, "
+            f"{len(skipped)} skipped, {filtered} filtered out; fields read: {spec.fields})"
+        )
     frame = validate_prompts(pd.DataFrame(records, columns=list(COLUMNS)), source)
     frame.attrs.update(source=source, skipped=skipped, filtered=filtered)
     return frame
@@ -665,8 +726,9 @@ def _suite_kwargs(spec: str | Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(spec, str):
         return {"name": spec}
     if not isinstance(spec, Mapping) or "name" not in spec or set(spec) - set(SPEC_KEYS):
-        raise ValueError(f"a suite is a name or a mapping with 'name' and optionally "
-                         f"{list(SPEC_KEYS[1:])}; got {spec!r}")
+        raise ValueError(
+            f"a suite is a name or a mapping with 'name' and optionally {list(SPEC_KEYS[1:])}; got {spec!r}"
+        )
     return dict(spec)
 
 

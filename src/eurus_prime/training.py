@@ -52,8 +52,9 @@ def _unwind_mlflow(status: str = "FINISHED") -> None:
         mlflow.end_run(status)
 
 
-def run_pipeline(project: Path, env: str | None, pipeline: str, params: dict | None = None,
-                 from_nodes: list[str] | None = None) -> None:
+def run_pipeline(
+    project: Path, env: str | None, pipeline: str, params: dict | None = None, from_nodes: list[str] | None = None
+) -> None:
     """One ``kedro run`` in this process."""
     from eurus_prime import watchdog
 
@@ -73,7 +74,7 @@ def run_pipeline(project: Path, env: str | None, pipeline: str, params: dict | N
 def _param_value(params: dict, name: str):
     """``params:a.b`` -> ``params["a"]["b"]``."""
     value = params
-    for part in name[len("params:"):].split("."):
+    for part in name[len("params:") :].split("."):
         value = value[part]
     return value
 
@@ -82,8 +83,7 @@ def _param_value(params: dict, name: str):
 ATTEMPT_PARAMS = ("params:resample",)
 
 
-def incomplete_stage(catalog, pipeline, params: dict, scope: str,
-                     root: Path | None = None) -> tuple[str, str] | None:
+def incomplete_stage(catalog, pipeline, params: dict, scope: str, root: Path | None = None) -> tuple[str, str] | None:
     """The first stage of ``scope`` (in pipeline order) that is not complete now, and why: it has no
     manifest, an output is missing, a parameter it read has changed, or an input it read has been
     rewritten by a later run of an earlier stage. None when every stage is complete."""
@@ -95,8 +95,9 @@ def incomplete_stage(catalog, pipeline, params: dict, scope: str,
     upstream: dict[str, dict] = {}
     for stage in STAGES:
         node = by_name[stage]
-        current = {i: _param_value(params, i) for i in node.inputs
-                   if i.startswith("params:") and i not in ATTEMPT_PARAMS}
+        current = {
+            i: _param_value(params, i) for i in node.inputs if i.startswith("params:") and i not in ATTEMPT_PARAMS
+        }
         record = manifests.latest(scope, stage, root)
         reason = manifests.stale_reason(record, current, upstream, root)
         if reason is not None:
@@ -123,8 +124,9 @@ def _incomplete(project: Path, env: str | None, iteration: int, params: dict | N
     with _session(project, env, {**(params or {}), "iteration": iteration}) as session:
         context = session.load_context()
         pipeline = pipelines[PIPELINE]
-        todo = incomplete_stage(context.catalog, pipeline, context.params, iter_dir(iteration),
-                                project / manifests.ROOT)
+        todo = incomplete_stage(
+            context.catalog, pipeline, context.params, iter_dir(iteration), project / manifests.ROOT
+        )
         if todo is not None:
             for node in pipeline.nodes:
                 if STAGES.index(node.name) < STAGES.index(todo[0]):
@@ -166,7 +168,7 @@ class Campaign:
             cfg = context.config_loader["mlflow"]
         uri = cfg["server"]["mlflow_tracking_uri"]
         if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-            uri = f"sqlite:///{project / uri[len('sqlite:///'):]}"
+            uri = f"sqlite:///{project / uri[len('sqlite:///') :]}"
         mlflow.set_tracking_uri(uri)
         self.client = MlflowClient(uri)
         name = cfg["tracking"]["experiment"]["name"]
@@ -187,8 +189,7 @@ class Campaign:
 
     def start(self, params: dict) -> str:
         if self.run_id is None:
-            run = self.client.create_run(self.experiment_id, run_name="campaign",
-                                         tags={"eurus_prime.role": "campaign"})
+            run = self.client.create_run(self.experiment_id, run_name="campaign", tags={"eurus_prime.role": "campaign"})
             self.run_id = run.info.run_id
             for k, v in _flatten(params).items():
                 self.client.log_param(self.run_id, k, str(v)[:6000])
@@ -208,8 +209,7 @@ class Campaign:
         a dead process were closed by ``close_dangling`` when training started.)"""
         runs = self.client.search_runs(
             [self.experiment_id],
-            filter_string=f"tags.mlflow.parentRunId = '{self.run_id}' and "
-                          f"tags.`eurus_prime.iteration` = '{iteration}'",
+            filter_string=f"tags.mlflow.parentRunId = '{self.run_id}' and tags.`eurus_prime.iteration` = '{iteration}'",
         )
         same = [r for r in runs if r.data.tags.get("eurus_prime.config") == config]
         return max(same, key=lambda r: r.info.start_time).info.run_id if same else None
@@ -217,24 +217,23 @@ class Campaign:
     def close_dangling(self) -> int:
         """Mark the campaign's iteration runs still RUNNING as KILLED: with the data lock held,
         nothing else can be running them, so their process died (kill -9, a lost machine)."""
-        runs = self.client.search_runs([self.experiment_id],
-                                       filter_string=f"tags.mlflow.parentRunId = '{self.run_id}'")
+        runs = self.client.search_runs([self.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{self.run_id}'")
         dangling = [r for r in runs if r.info.status == "RUNNING"]
         for r in dangling:
             self.client.set_terminated(r.info.run_id, "KILLED")
         return len(dangling)
 
     def child_context(self, iteration: int, config: str) -> str:
-        return json.dumps({"mlflow.parentRunId": self.run_id, "eurus_prime.iteration": str(iteration),
-                           "eurus_prime.config": config})
+        return json.dumps(
+            {"mlflow.parentRunId": self.run_id, "eurus_prime.iteration": str(iteration), "eurus_prime.config": config}
+        )
 
     def copy_iteration_metrics(self, iteration: int, extra: dict[str, float]) -> dict[str, float]:
         """Log the iteration's child-run metrics and ``extra`` (the loop's own) to the campaign
         run at step = iteration; returns them all."""
         children = self.client.search_runs(
             [self.experiment_id],
-            filter_string=f"tags.mlflow.parentRunId = '{self.run_id}' and "
-                          f"tags.`eurus_prime.iteration` = '{iteration}'",
+            filter_string=f"tags.mlflow.parentRunId = '{self.run_id}' and tags.`eurus_prime.iteration` = '{iteration}'",
         )
         metrics: dict[str, float] = {}
         for child in sorted(children, key=lambda r: r.info.start_time):
@@ -270,9 +269,15 @@ def _flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
-def train(project: Path, env: str | None, iterations: int, echo: Callable[[str], None] = print,
-          params: dict | None = None, time_budget: float | None = None,
-          keep_checkpoints: int | None = None) -> list[dict]:
+def train(
+    project: Path,
+    env: str | None,
+    iterations: int,
+    echo: Callable[[str], None] = print,
+    params: dict | None = None,
+    time_budget: float | None = None,
+    keep_checkpoints: int | None = None,
+) -> list[dict]:
     """Run ``prime_iteration`` until ``iterations`` iterations are complete, resuming the first
     incomplete one at its first incomplete stage.
 
@@ -296,8 +301,16 @@ def train(project: Path, env: str | None, iterations: int, echo: Callable[[str],
         os.chdir(cwd)
 
 
-def _train(project: Path, env: str | None, iterations: int, echo: Callable[[str], None], params: dict,
-           time_budget: float | None, keep_checkpoints: int | None, started: float) -> list[dict]:
+def _train(
+    project: Path,
+    env: str | None,
+    iterations: int,
+    echo: Callable[[str], None],
+    params: dict,
+    time_budget: float | None,
+    keep_checkpoints: int | None,
+    started: float,
+) -> list[dict]:
     campaign = Campaign(project, env)
     summaries = []
     try:
@@ -315,14 +328,23 @@ def _train(project: Path, env: str | None, iterations: int, echo: Callable[[str]
                 break
             first, why = todo
             resumed = first != "sample_prompts" or why != "no manifest"
-            echo(f"iteration {i + 1}/{iterations} ({iter_dir(i)})"
-                 + (f": resuming at stage {first} ({why})" if resumed else ""))
+            echo(
+                f"iteration {i + 1}/{iterations} ({iter_dir(i)})"
+                + (f": resuming at stage {first} ({why})" if resumed else "")
+            )
             start = time.perf_counter()
             resample = _last_resample(i) if first != "sample_prompts" else 0
             while True:
                 try:
-                    _run_iteration(project, env, campaign, i, {**params, "resample": resample}, first,
-                                   config_digest(values, resample))
+                    _run_iteration(
+                        project,
+                        env,
+                        campaign,
+                        i,
+                        {**params, "resample": resample},
+                        first,
+                        config_digest(values, resample),
+                    )
                     break
                 except NothingSelected as err:
                     max_resamples = PrimeConfig.coerce(values["prime"]).max_resamples
@@ -330,18 +352,26 @@ def _train(project: Path, env: str | None, iterations: int, echo: Callable[[str]
                         raise NothingSelected(
                             f"{err} — still nothing after {resample} resample(s) (prime.max_resamples="
                             f"{max_resamples}); stopping. Widen the band (prime.filter_low/filter_high), "
-                            "use prime.filter_mode=fixed_batch, or change the prompt set.") from None
+                            "use prime.filter_mode=fixed_batch, or change the prompt set."
+                        ) from None
                     resample += 1
                     echo(f"  {err}; resampling (attempt {resample} of {max_resamples})")
                     first = "sample_prompts"
             seconds = time.perf_counter() - start
             metrics = campaign.copy_iteration_metrics(
-                i, {"time/iteration_wall": seconds, **IO_TIMING.totals(), **MEMORY.totals()})
+                i, {"time/iteration_wall": seconds, **IO_TIMING.totals(), **MEMORY.totals()}
+            )
             report = load_dataset(project, env, "eval_report", i)
             if report is not None and len(report):
                 campaign.log_text(report.to_string(index=False), f"eval/{iter_dir(i)}_eval_report.txt")
-            summary = {"iteration": i, "seconds": seconds, "elapsed": time.perf_counter() - started,
-                       "resumed_at": todo[0], "resamples": resample, **metrics}
+            summary = {
+                "iteration": i,
+                "seconds": seconds,
+                "elapsed": time.perf_counter() - started,
+                "resumed_at": todo[0],
+                "resamples": resample,
+                **metrics,
+            }
             summaries.append(summary)
             with open(project / TRAIN_LOG, "a") as f:
                 f.write(json.dumps(summary) + "\n")
@@ -349,8 +379,10 @@ def _train(project: Path, env: str | None, iterations: int, echo: Callable[[str]
             if keep_checkpoints:
                 pruned = prune_checkpoints(project, int(keep_checkpoints), current=i + 1)
                 if pruned.paths:
-                    echo(f"  retention (train.keep_checkpoints={keep_checkpoints}): deleted "
-                         f"{len(pruned.paths)} checkpoint version(s), {pruned.bytes / 2**20:.1f} MiB")
+                    echo(
+                        f"  retention (train.keep_checkpoints={keep_checkpoints}): deleted "
+                        f"{len(pruned.paths)} checkpoint version(s), {pruned.bytes / 2**20:.1f} MiB"
+                    )
         campaign.end("FINISHED")
     except KeyboardInterrupt:
         campaign.end("KILLED")
@@ -373,8 +405,9 @@ def config_digest(values: dict, resample: int) -> str:
     return hashlib.sha256(json.dumps(wanted, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _run_iteration(project: Path, env: str | None, campaign: Campaign, iteration: int, params: dict,
-                   first: str, config: str) -> None:
+def _run_iteration(
+    project: Path, env: str | None, campaign: Campaign, iteration: int, params: dict, first: str, config: str
+) -> None:
     """One session of ``prime_iteration`` from stage ``first`` (and every later stage), logging to the iteration's MLflow
     run: the existing one with the same parameters (``config``) when there is one (a resumed
     iteration continues its run)."""
@@ -388,7 +421,7 @@ def _run_iteration(project: Path, env: str | None, campaign: Campaign, iteration
     try:
         # Every stage from ``first`` on, not just what lies downstream of it: evaluate_prm is a
         # sibling of estimate_advantages, and Kedro's --from-nodes would leave it out.
-        run_pipeline(project, env, PIPELINE, params, from_nodes=list(STAGES[STAGES.index(first):]))
+        run_pipeline(project, env, PIPELINE, params, from_nodes=list(STAGES[STAGES.index(first) :]))
     finally:
         os.environ.pop("MLFLOW_RUN_CONTEXT", None)
         os.environ.pop("MLFLOW_RUN_ID", None)
@@ -403,8 +436,11 @@ def _progress_line(s: dict) -> str:
     if "prm/acc_before" in s:
         parts.append(f"PRM pair acc {s['prm/acc_before']:.2f}")
     if "eval/all" in s:
-        split = (f" (in-distribution {100 * s['eval/in_distribution']:.1f}%, novel {100 * s['eval/novel']:.1f}%)"
-                 if "eval/novel" in s and "eval/in_distribution" in s else "")
+        split = (
+            f" (in-distribution {100 * s['eval/in_distribution']:.1f}%, novel {100 * s['eval/novel']:.1f}%)"
+            if "eval/novel" in s and "eval/in_distribution" in s
+            else ""
+        )
         parts.append(f"held-out pass@1 {100 * s['eval/all']:.1f}%{split}")
     return ", ".join(parts)
 

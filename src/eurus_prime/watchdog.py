@@ -55,8 +55,11 @@ class _Watchdog:
             self._unwound = threading.Event()
             if in_main:
                 self._previous_handler = signal.signal(signal.SIGUSR1, self._raise_in_main)
-            self._timer = threading.Timer(seconds, self._fire, args=(
-                self._generation, stage, seconds, Path(report_dir), grace, in_main, self._unwound))
+            self._timer = threading.Timer(
+                seconds,
+                self._fire,
+                args=(self._generation, stage, seconds, Path(report_dir), grace, in_main, self._unwound),
+            )
             self._timer.daemon = True
             self._timer.start()
 
@@ -71,13 +74,23 @@ class _Watchdog:
                 signal.signal(signal.SIGUSR1, self._previous_handler)
                 self._previous_handler = None
 
-    def _fire(self, generation: int, stage: str, seconds: float, report_dir: Path, grace: float,
-              in_main: bool, unwound: threading.Event) -> None:
+    def _fire(
+        self,
+        generation: int,
+        stage: str,
+        seconds: float,
+        report_dir: Path,
+        grace: float,
+        in_main: bool,
+        unwound: threading.Event,
+    ) -> None:
         with self._lock:
             if self._armed != generation:  # the stage finished while the timer was firing
                 return
-        head = (f"watchdog: stage {stage} ran past its limit of {seconds:g} s "
-                f"(watchdog.stages.{stage} / watchdog.default_s); progress: {monitor.describe()}")
+        head = (
+            f"watchdog: stage {stage} ran past its limit of {seconds:g} s "
+            f"(watchdog.stages.{stage} / watchdog.default_s); progress: {monitor.describe()}"
+        )
         report = None
         try:
             stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H.%M.%SZ")

@@ -34,7 +34,8 @@ def test_roc_auc_by_hand():
 def test_first_error_localisation_by_hand():
     m = first_error_localisation(
         step_rewards=[[0.1, -0.5, 0.2], [-0.1, -0.3, 0.0], [0.2, 0.3], [0.2, -0.1], [0.1]],
-        first_wrong=[1, 0, -1, -1, 3])
+        first_wrong=[1, 0, -1, -1, 3],
+    )
     # wrong rows: 0 (argmin 1 = 1 hit; first below 0 is step 1: hit), 1 (argmin 1 != 0; first below 0 is 0: hit),
     # 4 (its wrong step was never written: a miss); right rows: 2 (nothing below 0: hit), 3 (step 1 below 0: miss)
     assert m["argmin_share"] == pytest.approx(1 / 3)
@@ -48,10 +49,18 @@ def chain_batch(tiny_tokenizer):
     tok = tiny_tokenizer
     responses = [RIGHT, WRONG, WRONG, RIGHT]
     ids = [np.asarray(tok(r, add_special_tokens=False)["input_ids"], dtype=np.int32) for r in responses]
-    rollouts = pd.DataFrame({
-        "prompt_id": "train/0", "sample_idx": range(4), "data_source": "chains_id_t4", "ability": "math",
-        "ground_truth": "5", "prompt_text": Q, "response": responses, "response_ids": ids,
-    })
+    rollouts = pd.DataFrame(
+        {
+            "prompt_id": "train/0",
+            "sample_idx": range(4),
+            "data_source": "chains_id_t4",
+            "ability": "math",
+            "ground_truth": "5",
+            "prompt_text": Q,
+            "response": responses,
+            "response_ids": ids,
+        }
+    )
     outcomes = stages.verify_rollouts(rollouts)
     return tok, rollouts, outcomes
 
@@ -66,8 +75,14 @@ def test_outcomes_carry_the_ground_truth_first_wrong_step(chain_batch):
 
 def test_oracle_rewards_sit_on_the_first_wrong_step(chain_batch):
     tok, rollouts, outcomes = chain_batch
-    prm_rewards = pd.DataFrame({"prompt_id": "train/0", "sample_idx": range(4), "sequence_score": 0.0,
-                                "token_rewards": [np.zeros(len(i), np.float32) for i in rollouts["response_ids"]]})
+    prm_rewards = pd.DataFrame(
+        {
+            "prompt_id": "train/0",
+            "sample_idx": range(4),
+            "sequence_score": 0.0,
+            "token_rewards": [np.zeros(len(i), np.float32) for i in rollouts["response_ids"]],
+        }
+    )
     out = stages.oracle_rewards(prm_rewards, rollouts, outcomes, tok)
     assert (out["process_reward"] == "oracle").all()
     for ids, r, k in zip(rollouts["response_ids"], out["token_rewards"], outcomes["first_wrong_step"]):
@@ -93,8 +108,14 @@ def test_prm_quality_localises_a_reward_dip_on_the_wrong_step(chain_batch):
             pieces = token_pieces(tok, ids)
             r[span_tokens(pieces, tuple(span))] = -0.2
         implicit.append(r)
-    process_rewards = pd.DataFrame({"prompt_id": "train/0", "sample_idx": range(4), "implicit_reward": implicit,
-                                    "sequence_score": [float(r.sum()) for r in implicit]})
+    process_rewards = pd.DataFrame(
+        {
+            "prompt_id": "train/0",
+            "sample_idx": range(4),
+            "implicit_reward": implicit,
+            "sequence_score": [float(r.sum()) for r in implicit],
+        }
+    )
     m = stages.prm_quality(process_rewards, rollouts, outcomes, tok, PrimeConfig())
     assert m["prm/auc_before"] == 1.0
     assert m["prm/localisation"] == 1.0 and m["prm/error_acc"] == 1.0 and m["prm/correct_acc"] == 1.0
@@ -115,12 +136,22 @@ def test_html_card_outlines_the_first_wrong_step(chain_batch):
     row["implicit_reward"] = np.zeros(len(row["response_ids"]), np.float32)
     card = rollout_card(row, tok)
     assert "first wrong step" in card and "1 of 4: &#x27;5 - 7 = 2&#x27; (outlined: &#x27;2&#x27;)" in card
-    outlined = "".join(part.split(">", 1)[1].split("</span>", 1)[0]
-                       for part in card.split('<span class="ep-wrong"')[1:])
+    outlined = "".join(
+        part.split(">", 1)[1].split("</span>", 1)[0] for part in card.split('<span class="ep-wrong"')[1:]
+    )
     assert outlined.strip() == "2"
     right = frame.iloc[0].copy()
-    for key in ("iteration", "status", "prompt_accuracy", "question", "response_length", "finish_reason",
-                "sequence_score", "advantages", "implicit_reward"):
+    for key in (
+        "iteration",
+        "status",
+        "prompt_accuracy",
+        "question",
+        "response_length",
+        "finish_reason",
+        "sequence_score",
+        "advantages",
+        "implicit_reward",
+    ):
         right[key] = row[key] if key != "implicit_reward" else None
     card = rollout_card(right, tok)
     assert "none: every step re-executes correctly" in card and "ep-wrong" not in card
@@ -132,13 +163,21 @@ def test_progress_process_rewards_by_hand():
     step = torch.tensor([[1, 1, 2, 0, 0], [1, 2, 2, 3, 0], [0, 0, 0, 0, 0]])
     mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
     r = progress_process_rewards(step, mask, torch.tensor([4, 3, 4]))
-    assert torch.allclose(r, torch.tensor([[0.125, 0.125, 0.25, 0, 0], [1 / 3, 1 / 6, 1 / 6, 1 / 3, 0], [0, 0, 0, 0, 0]]))
+    assert torch.allclose(
+        r, torch.tensor([[0.125, 0.125, 0.25, 0, 0], [1 / 3, 1 / 6, 1 / 6, 1 / 3, 0], [0, 0, 0, 0, 0]])
+    )
 
 
 def test_progress_oracle_pays_the_steps_before_the_first_error(chain_batch):
     tok, rollouts, outcomes = chain_batch
-    prm_rewards = pd.DataFrame({"prompt_id": "train/0", "sample_idx": range(4), "sequence_score": 0.0,
-                                "token_rewards": [np.zeros(len(i), np.float32) for i in rollouts["response_ids"]]})
+    prm_rewards = pd.DataFrame(
+        {
+            "prompt_id": "train/0",
+            "sample_idx": range(4),
+            "sequence_score": 0.0,
+            "token_rewards": [np.zeros(len(i), np.float32) for i in rollouts["response_ids"]],
+        }
+    )
     out = stages.oracle_rewards(prm_rewards, rollouts, outcomes, tok, "oracle_progress")
     assert (out["process_reward"] == "oracle_progress").all()
     for ids, r, k in zip(rollouts["response_ids"], out["token_rewards"], outcomes["first_wrong_step"]):

@@ -11,7 +11,11 @@ Q = "State the final answer to the following arithmetic problem: 4 + 1 - 7 + 7 -
 
 
 def _resp(lines, boxed):
-    return "[ADVANCE]\n\n" + "\n".join(lines) + f"\n\nNext action: [OUTPUT]\n\n[OUTPUT]\n\nThe answer is \\boxed{{{boxed}}}"
+    return (
+        "[ADVANCE]\n\n"
+        + "\n".join(lines)
+        + f"\n\nNext action: [OUTPUT]\n\n[OUTPUT]\n\nThe answer is \\boxed{{{boxed}}}"
+    )
 
 
 def test_parse_expression():
@@ -36,16 +40,19 @@ def test_label_right_response():
     assert label_steps(chain, _resp(["4+1=5", "5 -7 =  -2", "-2 + 7 = 5", "5 - 9 = -4"], -4)).first_wrong_step == -1
 
 
-@pytest.mark.parametrize(("lines", "boxed", "first"), [
-    (["4 + 1 = 5", "5 - 7 = 2", "2 + 7 = 9", "9 - 9 = 0"], 0, 1),        # the sign misconception
-    (["4 + 1 = 6", "6 - 7 = -1", "-1 + 7 = 6", "6 - 9 = -3"], -3, 0),    # a slip at the first step
-    (RIGHT, 4, 4),                                                        # the output step
-    (["4 + 1 = 5", "5 - 7 = -2", "-2 + 8 = 6", "6 - 9 = -3"], -3, 2),    # a term miscopied
-    (["4 + 1 = 5", "5 - 7 = -2"], -2, 2),                                 # steps missing
-    (RIGHT + ["-4 + 1 = -3"], -3, 4),                                     # an extra step
-    (["4 + 1 = 5", "5 + 7 = 12", "12 + 7 = 19", "19 - 9 = 10"], 10, 1),  # wrong operator copied
-    (["4 + 1 = 5", "3 - 7 = -4", "-4 + 7 = 3", "3 - 9 = -6"], -6, 1),    # does not continue the chain
-])
+@pytest.mark.parametrize(
+    ("lines", "boxed", "first"),
+    [
+        (["4 + 1 = 5", "5 - 7 = 2", "2 + 7 = 9", "9 - 9 = 0"], 0, 1),  # the sign misconception
+        (["4 + 1 = 6", "6 - 7 = -1", "-1 + 7 = 6", "6 - 9 = -3"], -3, 0),  # a slip at the first step
+        (RIGHT, 4, 4),  # the output step
+        (["4 + 1 = 5", "5 - 7 = -2", "-2 + 8 = 6", "6 - 9 = -3"], -3, 2),  # a term miscopied
+        (["4 + 1 = 5", "5 - 7 = -2"], -2, 2),  # steps missing
+        (RIGHT + ["-4 + 1 = -3"], -3, 4),  # an extra step
+        (["4 + 1 = 5", "5 + 7 = 12", "12 + 7 = 19", "19 - 9 = 10"], 10, 1),  # wrong operator copied
+        (["4 + 1 = 5", "3 - 7 = -4", "-4 + 7 = 3", "3 - 9 = -6"], -6, 1),  # does not continue the chain
+    ],
+)
 def test_first_wrong_step(lines, boxed, first):
     r = _resp(lines, boxed)
     label = label_steps(parse_expression(Q), r)
@@ -53,14 +60,17 @@ def test_first_wrong_step(lines, boxed, first):
     assert label.wrong_span is not None and label.wrong_span[1] > label.wrong_span[0]
 
 
-@pytest.mark.parametrize(("lines", "boxed", "blamed"), [
-    (["4 + 1 = 5", "5 - 7 = 2", "2 + 7 = 9", "9 - 9 = 0"], 0, "2"),       # the result's missing sign
-    (["4 + 1 = 5", "5 - 7 = -2", "-2 + 8 = 6", "6 - 9 = -3"], -3, "8"),   # the miscopied term
-    (["4 + 1 = 5", "5 + 7 = 12", "12 + 7 = 19", "19 - 9 = 10"], 10, "+"),  # the miscopied operator
-    (["4 + 1 = 5", "3 - 7 = -4", "-4 + 7 = 3", "3 - 9 = -6"], -6, "3"),   # the start value
-    (RIGHT, 4, "4"),                                                      # the boxed answer
-    (RIGHT + ["-4 + 1 = -3"], -3, "-4 + 1 = -3"),                         # an extra step: its line
-])
+@pytest.mark.parametrize(
+    ("lines", "boxed", "blamed"),
+    [
+        (["4 + 1 = 5", "5 - 7 = 2", "2 + 7 = 9", "9 - 9 = 0"], 0, "2"),  # the result's missing sign
+        (["4 + 1 = 5", "5 - 7 = -2", "-2 + 8 = 6", "6 - 9 = -3"], -3, "8"),  # the miscopied term
+        (["4 + 1 = 5", "5 + 7 = 12", "12 + 7 = 19", "19 - 9 = 10"], 10, "+"),  # the miscopied operator
+        (["4 + 1 = 5", "3 - 7 = -4", "-4 + 7 = 3", "3 - 9 = -6"], -6, "3"),  # the start value
+        (RIGHT, 4, "4"),  # the boxed answer
+        (RIGHT + ["-4 + 1 = -3"], -3, "-4 + 1 = -3"),  # an extra step: its line
+    ],
+)
 def test_blamed_span_is_the_first_wrong_field(lines, boxed, blamed):
     r = _resp(lines, boxed)
     label = label_steps(parse_expression(Q), r)
@@ -106,16 +116,19 @@ def test_generator_splits_and_labels():
     for frame in (seen, demos):
         chains = [parse_expression(p[1]["content"]) for p in frame["prompt"]]
         assert not any(is_novel(c, cfg) for c in chains)
-        assert all(cfg.min_traps <= len(traps(c)) <= cfg.max_traps and traps(c)[0] >= cfg.first_trap_step
-                   for c in chains)
+        assert all(
+            cfg.min_traps <= len(traps(c)) <= cfg.max_traps and traps(c)[0] >= cfg.first_trap_step for c in chains
+        )
     # No expression is in two splits.
     by_split = {}
     for p, e in zip(list(prompts["prompt"]) + list(demos["prompt"]), list(info) + list(demos["extra_info"])):
         by_split.setdefault(p[1]["content"], set()).add(e["split"])
     assert all(len(s) == 1 for s in by_split.values())
     # The demonstrations carry their ground-truth label, and the misconception makes most wrong.
-    relabelled = [label_steps(parse_expression(p[1]["content"]), r).first_wrong_step
-                  for p, r in zip(demos["prompt"], demos["response"])]
+    relabelled = [
+        label_steps(parse_expression(p[1]["content"]), r).first_wrong_step
+        for p, r in zip(demos["prompt"], demos["response"])
+    ]
     assert relabelled == demos["first_wrong_step"].tolist()
     assert 0.05 < (demos["first_wrong_step"] == -1).mean() < 0.4
 

@@ -7,9 +7,15 @@ import statistics
 import pytest
 import torch
 
-from eurus_prime.core.advantages import (ADVANTAGE_ESTIMATORS, advantage_estimator, grpo_advantages,
-                                         prime_advantages, prm_value_advantages, reinforce_advantages,
-                                         reinforce_pp_advantages)
+from eurus_prime.core.advantages import (
+    ADVANTAGE_ESTIMATORS,
+    advantage_estimator,
+    grpo_advantages,
+    prime_advantages,
+    prm_value_advantages,
+    reinforce_advantages,
+    reinforce_pp_advantages,
+)
 from eurus_prime.core.masked import reverse_cumsum
 
 # Two groups of n=2 on rows 0-1 and 2-3.
@@ -78,8 +84,11 @@ def test_rloo_kl_penalty_is_its_negated_return_to_go():
 def test_registry_names_every_estimator_and_rejects_others():
     assert list(ADVANTAGE_ESTIMATORS) == ["rloo", "rft", "reinforce", "reinforce_pp", "grpo", "prm_value"]
     assert advantage_estimator("grpo") is grpo_advantages
-    with pytest.raises(ValueError, match=r"unknown advantage estimator 'gae': valid ones are \['rloo', 'rft', "
-                                         r"'reinforce', 'reinforce_pp', 'grpo', 'prm_value'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"unknown advantage estimator 'gae': valid ones are \['rloo', 'rft', "
+        r"'reinforce', 'reinforce_pp', 'grpo', 'prm_value'\]",
+    ):
         advantage_estimator("gae")
     with pytest.raises(ValueError, match="not a whole number of groups"):
         grpo_advantages(R[:3], ACC[:3], MASK[:3], n=2)
@@ -108,11 +117,13 @@ def _loop(name, process, acc, mask, n, pc, oc, penalty):
         proc_mean = [sum(r[i]) / max(lengths[i], 1) for i in range(b)]
         for i in range(b):
             g = i - i % n
-            group_sum = sum(proc_mean[g:g + n])
-            o_base = (sum(acc[g:g + n]) - acc[i]) / (n - 1)  # leave-one-out mean of the outcome
+            group_sum = sum(proc_mean[g : g + n])
+            o_base = (sum(acc[g : g + n]) - acc[i]) / (n - 1)  # leave-one-out mean of the outcome
             proc = to_go([v * n / (n - 1) - group_sum / (n - 1) for v in r[i]])
-            out = [pc * proc[t] + (oc * (acc[i] - o_base) if lengths[i] else 0.0) - to_go(pen[i])[t]
-                   for t in range(lengths[i])]
+            out = [
+                pc * proc[t] + (oc * (acc[i] - o_base) if lengths[i] else 0.0) - to_go(pen[i])[t]
+                for t in range(lengths[i])
+            ]
             rows.append(out)
         return rows, _whiten(rows)
     if name in ("reinforce", "grpo"):
@@ -121,7 +132,7 @@ def _loop(name, process, acc, mask, n, pc, oc, penalty):
             if name == "reinforce":
                 o = acc[i] - sum(acc) / b
             else:
-                g = acc[i - i % n: i - i % n + n]
+                g = acc[i - i % n : i - i % n + n]
                 mean = sum(g) / n
                 std = math.sqrt(sum((a - mean) ** 2 for a in g) / (n - 1))
                 o = (acc[i] - mean) / (std + 1e-6)
@@ -131,8 +142,9 @@ def _loop(name, process, acc, mask, n, pc, oc, penalty):
     if name == "reinforce_pp":
         rows = []
         for i in range(b):
-            rewards = [pc * r[i][t] - pen[i][t] + (oc * acc[i] if t == lengths[i] - 1 else 0.0)
-                       for t in range(lengths[i])]
+            rewards = [
+                pc * r[i][t] - pen[i][t] + (oc * acc[i] if t == lengths[i] - 1 else 0.0) for t in range(lengths[i])
+            ]
             rows.append(to_go(rewards))
         return rows, _whiten(rows)
     if name == "prm_value":
@@ -165,8 +177,9 @@ def _random_batch(seed, groups, n, length, partial=False):
 def test_estimators_equal_plain_loops(name, seed, groups, n, length, coefs, with_penalty):
     process, acc, mask, penalty = _random_batch(seed, groups, n, length, partial=seed % 2 == 1)
     penalty = 0.1 * penalty if with_penalty else None
-    returns, adv = ADVANTAGE_ESTIMATORS[name](process, acc, mask, n, process_coef=coefs[0], outcome_coef=coefs[1],
-                                             token_penalty=penalty)
+    returns, adv = ADVANTAGE_ESTIMATORS[name](
+        process, acc, mask, n, process_coef=coefs[0], outcome_coef=coefs[1], token_penalty=penalty
+    )
     loop_returns, loop_adv = _loop(name, process, acc, mask, n, *coefs, penalty)
     width = mask.shape[1]
     torch.testing.assert_close(returns, _padded(loop_returns, width), atol=1e-5, rtol=1e-5)

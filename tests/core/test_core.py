@@ -105,8 +105,10 @@ def _loop_advantages(process, outcome, mask, n, pc, oc):
     flat = [returns[i][t] for i in range(b) for t in range(lengths[i])]
     mean = sum(flat) / len(flat)
     var = sum((v - mean) ** 2 for v in flat) / (len(flat) - 1)
-    adv = [[(returns[i][t] - mean) / math.sqrt(var + 1e-8) if t < lengths[i] else 0.0
-            for t in range(length)] for i in range(b)]
+    adv = [
+        [(returns[i][t] - mean) / math.sqrt(var + 1e-8) if t < lengths[i] else 0.0 for t in range(length)]
+        for i in range(b)
+    ]
     return torch.tensor(returns), torch.tensor(adv)
 
 

@@ -38,7 +38,8 @@ def test_prm_dpo_baseline_matches_a_loop(seed):
     expected = []
     for i in range(groups * n):
         start = i - i % n
-        others = [float(scores[j]) for j in range(start, start + n)
-                  if (acc[j] < acc[i] if acc[i] > 0 else acc[j] > acc[i])]
+        others = [
+            float(scores[j]) for j in range(start, start + n) if (acc[j] < acc[i] if acc[i] > 0 else acc[j] > acc[i])
+        ]
         expected.append(sum(others) / len(others) if others else 0.0)
     torch.testing.assert_close(prm_dpo_baseline(scores, acc, n), torch.tensor(expected))

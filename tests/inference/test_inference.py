@@ -11,8 +11,10 @@ from eurus_prime.datasets import Checkpoint
 from eurus_prime.engines.generation import generate
 from eurus_prime.prompting import CODE_SUFFIX, EURUS2_SYSTEM_PROMPT, MATH_SUFFIX
 
-TINY_RESPONSE = ("[ASSESS]\n\nStart: 3. Steps: /3.\n\nNext action: [ADVANCE]\n\n[ADVANCE]\n\n3 / 3 = 1\n\n"
-                 "Next action: [OUTPUT]\n\n[OUTPUT]\n\nThe answer is \\boxed{1}")
+TINY_RESPONSE = (
+    "[ASSESS]\n\nStart: 3. Steps: /3.\n\nNext action: [ADVANCE]\n\n[ADVANCE]\n\n3 / 3 = 1\n\n"
+    "Next action: [OUTPUT]\n\n[OUTPUT]\n\nThe answer is \\boxed{1}"
+)
 
 
 def test_parse_response_splits_action_steps_and_finds_the_boxed_answer():
@@ -26,8 +28,10 @@ def test_parse_response_splits_action_steps_and_finds_the_boxed_answer():
 
 
 def test_parse_response_ignores_headers_inside_code_and_reports_unknown_actions():
-    text = ("Let me think.\n[ASSESS]\n\nRead it.\n\nNext action: [GUESS]\n\n[GUESS]\n\nhm\n\n[OUTPUT]\n\n"
-            "```python\nx = 1\n[ADVANCE]\nprint(x)\n```")
+    text = (
+        "Let me think.\n[ASSESS]\n\nRead it.\n\nNext action: [GUESS]\n\n[GUESS]\n\nhm\n\n[OUTPUT]\n\n"
+        "```python\nx = 1\n[ADVANCE]\nprint(x)\n```"
+    )
     parsed = inference.parse_response(text, "code")
     assert [s.action for s in parsed.steps] == ["ASSESS", "GUESS", "OUTPUT"]
     assert parsed.unknown_actions == ["GUESS"] and parsed.preamble == "Let me think."
@@ -84,8 +88,12 @@ def test_prm_scores_are_beta_times_the_log_ratio(tiny_model, tiny_tokenizer):
     scores = inference.prm_sequence_scores(prm, ref, [prompt] * 3, responses, beta=0.5)
     ids = torch.tensor([prompt + responses[0]])
     with torch.no_grad():
-        lp = {name: torch.log_softmax(m(ids).logits[0, len(prompt) - 1:-1], -1).gather(-1, ids[0, len(prompt):, None])[:, 0]
-              for name, m in (("prm", prm_model), ("ref", tiny_model))}
+        lp = {
+            name: torch.log_softmax(m(ids).logits[0, len(prompt) - 1 : -1], -1).gather(-1, ids[0, len(prompt) :, None])[
+                :, 0
+            ]
+            for name, m in (("prm", prm_model), ("ref", tiny_model))
+        }
     np.testing.assert_allclose(scores[0], 0.5 * (lp["prm"] - lp["ref"]).numpy(), atol=1e-5)
     with pytest.raises(ValueError, match="beta must be > 0"):
         inference.prm_sequence_scores(prm, ref, [prompt], [[5]], beta=0)

@@ -12,16 +12,41 @@ from tests.pipelines.helpers import EURUS_PRIME, KEDRO, make_project, run
 
 TINY_CHAINS = {
     "world": "chains",
-    "chainworld": {"n_sft": 300, "n_train": 40, "n_val": 20, "n_test": 40, "min_terms": 6, "max_terms": 8,
-                   "novel_terms": [7], "max_traps": 2, "seed": 1},
+    "chainworld": {
+        "n_sft": 300,
+        "n_train": 40,
+        "n_val": 20,
+        "n_test": 40,
+        "min_terms": 6,
+        "max_terms": 8,
+        "novel_terms": [7],
+        "max_traps": 2,
+        "seed": 1,
+    },
     "tokenizer": {"vocab_size": 320},
-    "model": {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1,
-              "intermediate_size": 64},
+    "model": {
+        "hidden_size": 32,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 1,
+        "intermediate_size": 64,
+    },
     "sft": {"epochs": 1, "eval_every": 5, "batch_size": 32},
     "evaluation": {"max_new_tokens": 64},
-    "prime": {"prompts_per_step": 3, "oversample_factor": 1.0, "samples_per_prompt": 2, "max_response_length": 64,
-              "filter_low": 0.0, "filter_high": 1.0, "generation_batch_size": 8, "prm_mini_batch": 4,
-              "ppo_mini_batch": 4, "micro_batch": 4, "eval_max_items": 10, "process_reward": "oracle"},
+    "prime": {
+        "prompts_per_step": 3,
+        "oversample_factor": 1.0,
+        "samples_per_prompt": 2,
+        "max_response_length": 64,
+        "filter_low": 0.0,
+        "filter_high": 1.0,
+        "generation_batch_size": 8,
+        "prm_mini_batch": 4,
+        "ppo_mini_batch": 4,
+        "micro_batch": 4,
+        "eval_max_items": 10,
+        "process_reward": "oracle",
+    },
 }
 
 

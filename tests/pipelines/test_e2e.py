@@ -2,7 +2,6 @@
 
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -47,15 +46,20 @@ def _eurus_rows(n: int) -> pd.DataFrame:
     rows = []
     for i in range(n):
         math = i % 3
-        rows.append({
-            "data_source": "numina_olympiads" if math else "taco",
-            "prompt": build_messages(f"Question {i}: what is {i} + {i}?", "math" if math else "code",
-                                     system_prompt("eurus2")),
-            "ability": "math" if math else "code",
-            "reward_model": {"style": "rule", "ground_truth": str(2 * i) if math else
-                             '{"inputs": ["1\\n"], "outputs": ["2\\n"]}'},
-            "extra_info": {"split": "train", "index": i},
-        })
+        rows.append(
+            {
+                "data_source": "numina_olympiads" if math else "taco",
+                "prompt": build_messages(
+                    f"Question {i}: what is {i} + {i}?", "math" if math else "code", system_prompt("eurus2")
+                ),
+                "ability": "math" if math else "code",
+                "reward_model": {
+                    "style": "rule",
+                    "ground_truth": str(2 * i) if math else '{"inputs": ["1\\n"], "outputs": ["2\\n"]}',
+                },
+                "extra_info": {"split": "train", "index": i},
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -72,10 +76,21 @@ def test_eurus7b_env_loads_a_local_parquet_in_the_eurus_schema(project):
     raw = project / "data/01_raw"
     raw.mkdir(parents=True, exist_ok=True)
     _eurus_rows(3000).to_parquet(raw / "eurus2_rl_data.parquet")
-    _run([KEDRO, "run", "--env", "eurus7b", "--pipelines=data_prep",
-          "--params=data_prep.split.val_fraction=0.1,data_prep.split.test_fraction=0.1"], project)
-    tables = {n: pd.read_parquet(latest_version(project / f"data/02_primary/prompts_{n}.parquet"))
-              for n in ("train", "val", "test")}
+    _run(
+        [
+            KEDRO,
+            "run",
+            "--env",
+            "eurus7b",
+            "--pipelines=data_prep",
+            "--params=data_prep.split.val_fraction=0.1,data_prep.split.test_fraction=0.1",
+        ],
+        project,
+    )
+    tables = {
+        n: pd.read_parquet(latest_version(project / f"data/02_primary/prompts_{n}.parquet"))
+        for n in ("train", "val", "test")
+    }
     assert sum(len(t) for t in tables.values()) == 3000
     assert 200 < len(tables["test"]) < 400
     assert tables["train"]["prompt"].iloc[0][0]["content"].startswith("\nWhen tackling complex reasoning")
@@ -84,19 +99,32 @@ def test_eurus7b_env_loads_a_local_parquet_in_the_eurus_schema(project):
 @pytest.mark.slow
 def test_a_bad_row_fails_the_run_naming_file_row_and_field(project):
     _raw_with_a_bad_row_7(project, 10)
-    proc = subprocess.run([KEDRO, "run", "--env", "eurus7b", "--pipelines=data_prep"], cwd=project,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [KEDRO, "run", "--env", "eurus7b", "--pipelines=data_prep"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode != 0
     # Kedro's rich console wraps long lines at any character, so compare without whitespace.
     message = "".join((proc.stdout + proc.stderr).split())
     assert "eurus2_rl_data.parquet:row7,fieldability:mustbeoneof" in message
 
 
-ITERATION_TABLES = ["05_rollouts/{it}/drawn_prompts", "05_rollouts/{it}/rollouts", "05_rollouts/{it}/outcomes",
-                    "05_rollouts/{it}/filter_report", "05_rollouts/{it}/process_rewards",
-                    "05_rollouts/{it}/prm_rewards", "05_rollouts/{it}/advantages", "08_reporting/{it}/prm_stats",
-                    "08_reporting/{it}/ppo_stats", "08_reporting/{it}/eval_report",
-                    "07_model_output/{it}/eval_items"]
+ITERATION_TABLES = [
+    "05_rollouts/{it}/drawn_prompts",
+    "05_rollouts/{it}/rollouts",
+    "05_rollouts/{it}/outcomes",
+    "05_rollouts/{it}/filter_report",
+    "05_rollouts/{it}/process_rewards",
+    "05_rollouts/{it}/prm_rewards",
+    "05_rollouts/{it}/advantages",
+    "08_reporting/{it}/prm_stats",
+    "08_reporting/{it}/ppo_stats",
+    "08_reporting/{it}/eval_report",
+    "07_model_output/{it}/eval_items",
+]
 
 
 def _versions(folder: Path) -> list[Path]:
@@ -135,9 +163,13 @@ def test_prime_iteration_runs_reruns_a_stage_identically_and_trains_with_resume(
     assert "iteration 2/2 (iter_0001)" in out and "iteration 1/2" not in out
     assert "Held-out greedy pass@1 on the same 10 test prompts" in out
     # ... and after losing the last stages of iteration 1, resumes at the first missing one.
-    for rel in ["05_rollouts/iter_0001/advantages.parquet", "08_reporting/iter_0001/ppo_stats.parquet",
-                "08_reporting/iter_0001/eval_report.parquet", "07_model_output/iter_0001/eval_items.parquet",
-                "06_models/policy/iter_0002"]:
+    for rel in [
+        "05_rollouts/iter_0001/advantages.parquet",
+        "08_reporting/iter_0001/ppo_stats.parquet",
+        "08_reporting/iter_0001/eval_report.parquet",
+        "07_model_output/iter_0001/eval_items.parquet",
+        "06_models/policy/iter_0002",
+    ]:
         shutil.rmtree(data / rel)
     out = _run([EURUS_PRIME, "train", "--project", str(project), "--iterations", "2"], project).stdout
     assert "resuming at stage estimate_advantages" in out
@@ -171,9 +203,17 @@ def test_quarantine_sets_a_bad_row_aside_and_splits_the_rest(project):
     import mlflow
 
     _raw_with_a_bad_row_7(project, 40)
-    proc = _run([KEDRO, "run", "--env", "eurus7b", "--pipelines=data_prep",
-                 "--params=data_prep.quarantine=true,data_prep.split.val_fraction=0.2,"
-                 "data_prep.split.test_fraction=0.2"], project)
+    proc = _run(
+        [
+            KEDRO,
+            "run",
+            "--env",
+            "eurus7b",
+            "--pipelines=data_prep",
+            "--params=data_prep.quarantine=true,data_prep.split.val_fraction=0.2,data_prep.split.test_fraction=0.2",
+        ],
+        project,
+    )
     # Kedro's rich console wraps lines and puts the logger's file:line beside the first one.
     message = "".join((proc.stdout + proc.stderr).split())
     assert "1of40rows" in message
@@ -187,8 +227,9 @@ def test_quarantine_sets_a_bad_row_aside_and_splits_the_rest(project):
     assert quarantine["source"].item().endswith("eurus2_rl_data.parquet")
     assert json.loads(quarantine["row_json"].item())["extra_info"] == {"split": "train", "index": 7}
 
-    tables = {n: pd.read_parquet(latest_version(data / f"02_primary/prompts_{n}.parquet"))
-              for n in ("train", "val", "test")}
+    tables = {
+        n: pd.read_parquet(latest_version(data / f"02_primary/prompts_{n}.parquet")) for n in ("train", "val", "test")
+    }
     indices = sorted(i for t in tables.values() for i in t["extra_info"].map(lambda e: e["index"]))
     assert indices == [i for i in range(40) if i != 7]
     report = pd.read_parquet(latest_version(data / "08_reporting/data_prep_report.parquet"))
@@ -212,8 +253,16 @@ def test_prime_iteration_with_the_deepspeed_backend_reruns_identically_and_conti
     params = "--params=prime.trainer_backend=deepspeed,prime.deepspeed.zero_stage=2"
     _run([KEDRO, "run", "--pipelines=prime_iteration", params], project)
     data = project / "data"
-    _run([KEDRO, "run", "--pipelines=prime_iteration", "--nodes=update_policy", "--params=iteration=0,"
-          "prime.trainer_backend=deepspeed,prime.deepspeed.zero_stage=2"], project)
+    _run(
+        [
+            KEDRO,
+            "run",
+            "--pipelines=prime_iteration",
+            "--nodes=update_policy",
+            "--params=iteration=0,prime.trainer_backend=deepspeed,prime.deepspeed.zero_stage=2",
+        ],
+        project,
+    )
     policies = _versions(data / "06_models/policy/iter_0001")
     assert len(policies) == 2
     assert len({(p / "model.safetensors").read_bytes() for p in policies}) == 1

@@ -28,14 +28,14 @@ TRAIN = [EURUS_PRIME, "train", "--iterations", str(ITERATIONS)]
 
 #: (stage, kind, where): every stage, every kind of crash and every place one can happen.
 FAULTS = [
-    ("sample_prompts", "exit", "write"),            # torn Parquet write
-    ("generate_rollouts", "exit", "middle"),        # kill -9 half way through generation
-    ("verify_outcomes", "raise", "start"),          # an exception before any work
-    ("filter_prompts", "exit", "saved"),            # its table saved, its metrics and manifest not
+    ("sample_prompts", "exit", "write"),  # torn Parquet write
+    ("generate_rollouts", "exit", "middle"),  # kill -9 half way through generation
+    ("verify_outcomes", "raise", "start"),  # an exception before any work
+    ("filter_prompts", "exit", "saved"),  # its table saved, its metrics and manifest not
     ("compute_process_rewards", "exit", "write"),
-    ("update_prm", "exit", "saved"),                # the new PRM checkpoint saved, its tables not
+    ("update_prm", "exit", "saved"),  # the new PRM checkpoint saved, its tables not
     ("estimate_advantages", "raise", "middle"),
-    ("update_policy", "exit", "write"),             # torn checkpoint folder
+    ("update_policy", "exit", "write"),  # torn checkpoint folder
     ("evaluate_policy", "exit", "saved"),
 ]
 
@@ -102,8 +102,13 @@ def assert_same(actual: dict, expected: dict) -> None:
 def assert_clean(project: Path) -> None:
     data = project / "data"
     assert manifests.leftovers(data) == []
-    for pattern in ("05_rollouts/iter_*/*", "07_model_output/iter_*/*", "08_reporting/iter_*/*",
-                    "06_models/policy/iter_*", "06_models/prm/iter_*"):
+    for pattern in (
+        "05_rollouts/iter_*/*",
+        "07_model_output/iter_*/*",
+        "08_reporting/iter_*/*",
+        "06_models/policy/iter_*",
+        "06_models/prm/iter_*",
+    ):
         for folder in data.glob(pattern):
             assert len(list(folder.iterdir())) == 1, f"{folder} has {sorted(p.name for p in folder.iterdir())}"
 
@@ -131,8 +136,9 @@ def resume_and_compare(project: Path, reference: dict) -> str:
 
 
 def _crash(project: Path, spec: str, **extra_env) -> subprocess.CompletedProcess:
-    proc = subprocess.run(TRAIN, cwd=project, capture_output=True, text=True, timeout=900,
-                          env=_env(**{faults.ENV: spec}, **extra_env))
+    proc = subprocess.run(
+        TRAIN, cwd=project, capture_output=True, text=True, timeout=900, env=_env(**{faults.ENV: spec}, **extra_env)
+    )
     assert proc.returncode != 0, proc.stdout[-2000:]
     return proc
 
@@ -158,9 +164,14 @@ def test_a_crash_in_any_stage_resumes_to_the_uninterrupted_result(base, referenc
 @pytest.mark.slow
 def test_a_hung_stage_is_stopped_by_its_watchdog_with_progress_and_stacks_then_resumes(base, reference, tmp_path):
     project = _copy(base, tmp_path / "p")
-    proc = subprocess.run(TRAIN + ["--params", "watchdog.stages.verify_outcomes=3"], cwd=project,
-                          capture_output=True, text=True, timeout=600,
-                          env=_env(**{faults.ENV: "verify_outcomes:hang@start"}))
+    proc = subprocess.run(
+        TRAIN + ["--params", "watchdog.stages.verify_outcomes=3"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=_env(**{faults.ENV: "verify_outcomes:hang@start"}),
+    )
     output = proc.stdout + proc.stderr
     assert proc.returncode == 1, output[-3000:]
     assert "watchdog: stage verify_outcomes ran past its limit of 3 s" in output
@@ -183,12 +194,19 @@ def test_two_runs_with_one_seed_give_identical_tables_and_checkpoints(base, refe
 @pytest.mark.slow
 def test_a_response_budget_beyond_the_context_fails_before_any_stage_runs(base, tmp_path):
     project = _copy(base, tmp_path / "p")
-    proc = subprocess.run([KEDRO, "run", "--pipelines=prime_iteration", "--params=prime.max_response_length=400"],
-                          cwd=project, capture_output=True, text=True, timeout=600, env=_env())
+    proc = subprocess.run(
+        [KEDRO, "run", "--pipelines=prime_iteration", "--params=prime.max_response_length=400"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=_env(),
+    )
     assert proc.returncode != 0
     message = "".join((proc.stdout + proc.stderr).split())  # rich wraps long lines anywhere
-    assert ("prime.max_prompt_length(256)+prime.max_response_length(400)=656tokensexceedsthepolicy'scontext"
-            "of512") in message
+    assert (
+        "prime.max_prompt_length(256)+prime.max_response_length(400)=656tokensexceedsthepolicy'scontextof512"
+    ) in message
     assert not (project / "data/09_manifests/iter_0000").exists()  # no stage ran
 
 
@@ -201,8 +219,10 @@ def test_when_every_group_is_filtered_out_training_draws_again_then_stops_with_t
     assert proc.returncode == 1, output[-3000:]
     assert "resampling (attempt 1 of 1)" in output
     flat = "".join(output.split())
-    assert "Error:NothingSelected:everyoneofthe3drawnpromptgroupsisoutsidetheaccuracyband[0.3,0.4]:" \
-           "accuracydistribution{" in flat
+    assert (
+        "Error:NothingSelected:everyoneofthe3drawnpromptgroupsisoutsidetheaccuracyband[0.3,0.4]:"
+        "accuracydistribution{" in flat
+    )
     assert "stillnothingafter1resample(s)(prime.max_resamples=1);stopping." in flat
     # Both draws are kept, with their manifests saying which attempt each was.
     draws = manifests.read_all("iter_0000", "sample_prompts", project / "data/09_manifests")

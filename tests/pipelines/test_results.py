@@ -40,9 +40,26 @@ def test_train_leaves_the_last_rollout_report_and_the_learning_curves(project):
 
 
 def test_evaluate_compares_sft_with_the_latest_policy_greedy_and_best_of_n(project):
-    out = run([EURUS_PRIME, "evaluate", "--checkpoint", "sft", "--checkpoint", "latest", "--suite", "test",
-               "--suite", f"amc={FIXTURES / 'amc.jsonl'}", "--max-items", "6", "--best-of", "2"], project,
-              env=_env()).stdout
+    out = run(
+        [
+            EURUS_PRIME,
+            "evaluate",
+            "--checkpoint",
+            "sft",
+            "--checkpoint",
+            "latest",
+            "--suite",
+            "test",
+            "--suite",
+            f"amc={FIXTURES / 'amc.jsonl'}",
+            "--max-items",
+            "6",
+            "--best-of",
+            "2",
+        ],
+        project,
+        env=_env(),
+    ).stdout
     table = pd.read_parquet(_latest(project, "data/08_reporting/evaluation/eval_table.parquet"))
     whole = table[table.data_source == "all"]
     assert set(whole.checkpoint) == {"sft", "iter_0002"} and set(whole.suite) == {"test", "amc"}
@@ -68,26 +85,60 @@ def test_evaluate_compares_sft_with_the_latest_policy_greedy_and_best_of_n(proje
 
 
 def test_evaluate_names_a_bad_checkpoint(project):
-    proc = __import__("subprocess").run([EURUS_PRIME, "evaluate", "--checkpoint", "iter:9"], cwd=project,
-                                        capture_output=True, text=True, env=_env())
+    proc = __import__("subprocess").run(
+        [EURUS_PRIME, "evaluate", "--checkpoint", "iter:9"], cwd=project, capture_output=True, text=True, env=_env()
+    )
     assert proc.returncode != 0 and "policy after 9 iteration(s)" in proc.stderr
 
 
 def test_chat_streams_an_answer_and_parses_it(project):
-    out = run([EURUS_PRIME, "chat", "--model", "latest", "--system", "tiny", "--max-new-tokens", "40",
-               "Zoe has 3 toys. She buys 2 more. How many toys does Zoe have now?"], project, env=_env()).stdout
+    out = run(
+        [
+            EURUS_PRIME,
+            "chat",
+            "--model",
+            "latest",
+            "--system",
+            "tiny",
+            "--max-new-tokens",
+            "40",
+            "Zoe has 3 toys. She buys 2 more. How many toys does Zoe have now?",
+        ],
+        project,
+        env=_env(),
+    ).stdout
     assert "steps:" in out and "answer:" in out
-    best = run([EURUS_PRIME, "chat", "--model", "sft", "--system", "tiny", "--max-new-tokens", "24", "--best-of", "3",
-                "Add 2 and 2."], project, env=_env()).stdout
+    best = run(
+        [
+            EURUS_PRIME,
+            "chat",
+            "--model",
+            "sft",
+            "--system",
+            "tiny",
+            "--max-new-tokens",
+            "24",
+            "--best-of",
+            "3",
+            "Add 2 and 2.",
+        ],
+        project,
+        env=_env(),
+    ).stdout
     assert "3 samples ranked by the implicit PRM" in best and "best by PRM" in best
 
 
 def test_the_inference_pipeline_answers_a_file_of_questions(project):
-    rows = [{"id": "q1", "question": "Zoe has 3 toys. She buys 2 more. How many toys does Zoe have now?"},
-            {"question": "Write a function run(x) that returns x plus 5.", "ability": "code"}]
+    rows = [
+        {"id": "q1", "question": "Zoe has 3 toys. She buys 2 more. How many toys does Zoe have now?"},
+        {"question": "Write a function run(x) that returns x plus 5.", "ability": "code"},
+    ]
     (project / "data/01_raw/questions.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    run([KEDRO, "run", "--pipelines=inference", "--params=inference.max_new_tokens=32,inference.best_of=2"],
-        project, env=_env())
+    run(
+        [KEDRO, "run", "--pipelines=inference", "--params=inference.max_new_tokens=32,inference.best_of=2"],
+        project,
+        env=_env(),
+    )
     answers = pd.read_parquet(_latest(project, "data/07_model_output/inference/answers.parquet"))
     assert list(answers["id"]) == ["q1", "1"] and list(answers["ability"]) == ["math", "code"]
     assert {"response", "steps", "actions", "answer", "prm_score", "candidates"} <= set(answers.columns)
@@ -96,14 +147,33 @@ def test_the_inference_pipeline_answers_a_file_of_questions(project):
 
 
 def test_rollouts_show_report_and_curves(project):
-    out = run([EURUS_PRIME, "rollouts", "show", "--iteration", "1", "--where", "status == 'selected'",
-               "--limit", "2", "--color"], project, env=_env()).stdout
+    out = run(
+        [
+            EURUS_PRIME,
+            "rollouts",
+            "show",
+            "--iteration",
+            "1",
+            "--where",
+            "status == 'selected'",
+            "--limit",
+            "2",
+            "--color",
+        ],
+        project,
+        env=_env(),
+    ).stdout
     assert out.startswith("iteration 1:") and "\x1b[48;2;" in out and "response, background = implicit_reward" in out
-    bad = __import__("subprocess").run([EURUS_PRIME, "rollouts", "show", "--where", "nonsense ==="], cwd=project,
-                                       capture_output=True, text=True, env=_env())
+    bad = __import__("subprocess").run(
+        [EURUS_PRIME, "rollouts", "show", "--where", "nonsense ==="],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        env=_env(),
+    )
     assert bad.returncode != 0 and "--where 'nonsense ==='" in bad.stderr
     out = run([EURUS_PRIME, "rollouts", "report"], project, env=_env()).stdout
-    html = (project / "data/08_reporting/rollout_reports/iter_0001.html")
+    html = project / "data/08_reporting/rollout_reports/iter_0001.html"
     assert str(html) in out and "<html" in html.read_text().lower()
     out = run([EURUS_PRIME, "curves"], project, env=_env()).stdout
     assert (project / "data/08_reporting/learning_curves.png").read_bytes()[:4] == b"\x89PNG"

@@ -5,16 +5,17 @@ import torch
 from kedro.io import DatasetError
 from kedro.io.core import Version
 
+from eurus_prime import manifests
 from eurus_prime.datasets import Checkpoint, HFCheckpointDataset
 from eurus_prime.datasets.versions import latest_version
-from eurus_prime import manifests
 from eurus_prime.prime.progress import completed_iterations, iter_dir, next_iter_dir
 from eurus_prime.training import parse_params
 
 
 def _save(folder, model, tok, stamp, optimizer_state=None):
     HFCheckpointDataset(str(folder), version=Version(None, stamp)).save(
-        Checkpoint(model, tok, optimizer_state=optimizer_state))
+        Checkpoint(model, tok, optimizer_state=optimizer_state)
+    )
 
 
 def test_policy_in_starts_from_the_sft_model_at_iteration_0_only(tmp_path, tiny_model, tiny_tokenizer):
@@ -57,11 +58,24 @@ def test_iteration_bookkeeping(tmp_path):
         leaf.parent.mkdir(parents=True)
         leaf.write_bytes(b"x")
         if i != 1:
-            manifests.write(iter_dir(i), "evaluate_policy", {"save_version": "v1", "outputs": {"eval_report": {"path": rel}}}, root)
+            manifests.write(
+                iter_dir(i), "evaluate_policy", {"save_version": "v1", "outputs": {"eval_report": {"path": rel}}}, root
+            )
     assert completed_iterations(root) == 1  # iteration 1's table exists but it has no manifest
-    manifests.write(iter_dir(1), "evaluate_policy",
-                    {"save_version": "v1", "outputs": {"eval_report": {"path": "data/08_reporting/iter_0001/"
-                     "eval_report.parquet/2026-01-01T00.00.00.000Z/eval_report.parquet"}}}, root)
+    manifests.write(
+        iter_dir(1),
+        "evaluate_policy",
+        {
+            "save_version": "v1",
+            "outputs": {
+                "eval_report": {
+                    "path": "data/08_reporting/iter_0001/"
+                    "eval_report.parquet/2026-01-01T00.00.00.000Z/eval_report.parquet"
+                }
+            },
+        },
+        root,
+    )
     assert completed_iterations(root) == 2
     assert latest_version(tmp_path / "data/08_reporting/iter_0001/eval_report.parquet").name == "eval_report.parquet"
     assert latest_version(tmp_path / "nothing") is None
@@ -69,7 +83,9 @@ def test_iteration_bookkeeping(tmp_path):
 
 def test_parse_params_nests_dotted_keys_and_parses_values():
     assert parse_params("prime.policy_lr=3e-5,prime.filter_mode=fixed_batch,iteration=2") == {
-        "prime": {"policy_lr": 3e-5, "filter_mode": "fixed_batch"}, "iteration": 2}
+        "prime": {"policy_lr": 3e-5, "filter_mode": "fixed_batch"},
+        "iteration": 2,
+    }
     assert parse_params(None) == {}
     with pytest.raises(ValueError, match="not key=value"):
         parse_params("prime.policy_lr")

@@ -39,19 +39,21 @@ def _tables(tok, lengths, scores=None, finish=None, seed=0):
     pids = [f"train/{g}" for g in range(rows // N) for _ in range(N)]
     prompts = {p: rng.integers(10, vocab, size=int(rng.integers(3, 8))).astype(np.int32) for p in dict.fromkeys(pids)}
     scores = np.asarray(scores if scores is not None else rng.integers(0, 2, size=rows), dtype=np.float64)
-    rollouts = pd.DataFrame({
-        "iteration": 0,
-        "policy_version": "sft@v0",
-        "prompt_id": pids,
-        "sample_idx": np.tile(np.arange(N), rows // N),
-        "data_source": "tiny",
-        "ability": "math",
-        "response": ["x" * n for n in lengths],
-        "prompt_ids": [prompts[p] for p in pids],
-        "response_ids": [rng.integers(10, vocab, size=n).astype(np.int32) for n in lengths],
-        "response_length": list(lengths),
-        "finish_reason": finish if finish is not None else ["stop"] * rows,
-    })
+    rollouts = pd.DataFrame(
+        {
+            "iteration": 0,
+            "policy_version": "sft@v0",
+            "prompt_id": pids,
+            "sample_idx": np.tile(np.arange(N), rows // N),
+            "data_source": "tiny",
+            "ability": "math",
+            "response": ["x" * n for n in lengths],
+            "prompt_ids": [prompts[p] for p in pids],
+            "response_ids": [rng.integers(10, vocab, size=n).astype(np.int32) for n in lengths],
+            "response_length": list(lengths),
+            "finish_reason": finish if finish is not None else ["stop"] * rows,
+        }
+    )
     outcomes = rollouts[["prompt_id", "sample_idx", "data_source", "ability"]].assign(score=scores)
     report = pd.DataFrame({"prompt_id": list(dict.fromkeys(pids)), "selected": True})
     return rollouts, outcomes, report
@@ -89,8 +91,7 @@ def _policy_inputs(tok, batch, cfg=CFG):
     return policy, rollouts, rewards, adv
 
 
-def test_nan_advantages_skip_every_step_and_leave_weights_and_adam_moments_untouched(tiny_tokenizer, batch,
-                                                                                      caplog):
+def test_nan_advantages_skip_every_step_and_leave_weights_and_adam_moments_untouched(tiny_tokenizer, batch, caplog):
     policy, rollouts, rewards, adv = _policy_inputs(tiny_tokenizer, batch)
     policy, _ = stages.update_policy(policy, rollouts, rewards, adv, CFG, 0)  # a real step: AdamW moments exist
     weights, moments = _digest(policy.model), _opt_tensors(policy.optimizer_state)
@@ -102,8 +103,10 @@ def test_nan_advantages_skip_every_step_and_leave_weights_and_adam_moments_untou
     assert _digest(policy.model) == weights
     after = _opt_tensors(policy.optimizer_state)
     assert len(after) == len(moments) and all(torch.equal(a, b) for a, b in zip(after, moments))
-    assert ("update_policy: iteration 3 epoch 0 step 0: the loss is nan; the mini-batch is skipped, "
-            "no optimizer step (prime.nonfinite=skip)") in caplog.text
+    assert (
+        "update_policy: iteration 3 epoch 0 step 0: the loss is nan; the mini-batch is skipped, "
+        "no optimizer step (prime.nonfinite=skip)"
+    ) in caplog.text
     assert "update_policy: iteration 3 epoch 0 step 1: the loss is nan" in caplog.text
     assert stages.ppo_metrics(stats) == {"ppo/skipped_steps": 2.0}  # no NaN means logged
 
@@ -127,8 +130,10 @@ def test_nan_advantages_stop_raises_naming_stage_iteration_step_and_switch(tiny_
     poisoned = adv.assign(advantages=adv["advantages"].map(lambda a: np.full_like(a, np.nan)))
     with pytest.raises(NonFiniteError) as err:
         stages.update_policy(policy, rollouts, rewards, poisoned, cfg, 2)
-    assert str(err.value) == ("update_policy: iteration 2 epoch 0 step 0: the loss is nan; stopping because "
-                              "prime.nonfinite=stop (prime.nonfinite=skip skips such mini-batches instead)")
+    assert str(err.value) == (
+        "update_policy: iteration 2 epoch 0 step 0: the loss is nan; stopping because "
+        "prime.nonfinite=stop (prime.nonfinite=skip skips such mini-batches instead)"
+    )
 
 
 def test_infinite_grad_norm_is_caught_in_both_modes(tiny_tokenizer, batch, monkeypatch, caplog):
@@ -147,18 +152,25 @@ def test_infinite_grad_norm_is_caught_in_both_modes(tiny_tokenizer, batch, monke
     assert stats["skipped"].tolist() == [True, False]
     assert "update_policy: iteration 1 epoch 0 step 0: the grad norm is inf" in caplog.text
     calls.clear()
-    with pytest.raises(NonFiniteError, match=r"update_prm: iteration 1 step 0: the grad norm is inf; stopping "
-                                             r"because prime.nonfinite=stop"):
-        stages.update_prm(_ckpt(tiny_tokenizer), rollouts, rewards, batch[1],
-                          dataclasses.replace(CFG, nonfinite="stop"), 1)
+    with pytest.raises(
+        NonFiniteError,
+        match=r"update_prm: iteration 1 step 0: the grad norm is inf; stopping "
+        r"because prime.nonfinite=stop",
+    ):
+        stages.update_prm(
+            _ckpt(tiny_tokenizer), rollouts, rewards, batch[1], dataclasses.replace(CFG, nonfinite="stop"), 1
+        )
 
 
 def test_a_poisoned_checkpoint_is_never_returned(tiny_tokenizer, batch, caplog):
     policy, rollouts, rewards, adv = _policy_inputs(tiny_tokenizer, batch)
     with torch.no_grad():
         policy.model.model.norm.weight[0] = float("nan")
-    with pytest.raises(NonFiniteError, match="update_policy: iteration 0: parameter model.norm.weight is not "
-                                             "finite after the update; refusing to return a poisoned checkpoint"):
+    with pytest.raises(
+        NonFiniteError,
+        match="update_policy: iteration 0: parameter model.norm.weight is not "
+        "finite after the update; refusing to return a poisoned checkpoint",
+    ):
         stages.update_policy(policy, rollouts, rewards, adv, CFG, 0)
     assert "the loss is nan; the mini-batch is skipped" in caplog.text  # skip mode skipped every step first
 
@@ -176,8 +188,10 @@ def test_nan_ref_logprobs_skip_the_prm_update(tiny_tokenizer, batch, caplog):
     assert stats["skipped"].tolist() == [True, True]
     assert _digest(prm.model) == before
     assert not prm.optimizer_state["state"]  # AdamW never stepped: no moments at all
-    assert ("update_prm: iteration 5 step 0: the loss is nan; the mini-batch is skipped, no optimizer step "
-            "(prime.nonfinite=skip)") in caplog.text
+    assert (
+        "update_prm: iteration 5 step 0: the loss is nan; the mini-batch is skipped, no optimizer step "
+        "(prime.nonfinite=skip)"
+    ) in caplog.text
     metrics = stages.prm_metrics(poisoned, prm_rewards, outcomes, stats, CFG)
     assert metrics["prm/skipped_steps"] == 2.0 and "prm/loss" not in metrics
 
@@ -195,10 +209,13 @@ def test_nan_ref_logprobs_stop_raises(tiny_tokenizer, batch):
     rewards = stages.compute_process_rewards(sft, sft, sft, rollouts, report, CFG)
     poisoned = rewards.assign(ref_logprobs=rewards["ref_logprobs"].map(lambda a: np.full_like(a, np.nan)))
     with pytest.raises(NonFiniteError) as err:
-        stages.update_prm(_ckpt(tiny_tokenizer), rollouts, poisoned, outcomes,
-                          dataclasses.replace(CFG, nonfinite="stop"), 4)
-    assert str(err.value) == ("update_prm: iteration 4 step 0: the loss is nan; stopping because "
-                              "prime.nonfinite=stop (prime.nonfinite=skip skips such mini-batches instead)")
+        stages.update_prm(
+            _ckpt(tiny_tokenizer), rollouts, poisoned, outcomes, dataclasses.replace(CFG, nonfinite="stop"), 4
+        )
+    assert str(err.value) == (
+        "update_prm: iteration 4 step 0: the loss is nan; stopping because "
+        "prime.nonfinite=stop (prime.nonfinite=skip skips such mini-batches instead)"
+    )
 
 
 def test_normal_updates_mark_nothing_skipped(tiny_tokenizer, batch):
@@ -270,8 +287,10 @@ def test_core_functions_on_empty_rows():
         for norm in ("batch_norm", "none"):
             r = implicit_process_rewards(padded, torch.zeros_like(padded), mask, granularity=gran, normalisation=norm)
             assert torch.isfinite(r).all() and (r[0] == 0).all()
-            assert implicit_process_rewards(empty, empty, empty_mask, granularity=gran,
-                                            normalisation=norm).shape == (2, 0)
+            assert implicit_process_rewards(empty, empty, empty_mask, granularity=gran, normalisation=norm).shape == (
+                2,
+                0,
+            )
     loss = prm_loss(padded, torch.zeros_like(padded), mask, torch.tensor([0.0, 1.0, 1.0]))
     assert torch.isfinite(loss)
     # RLOO over groups of 3 with empty rows, and with no tokens at all
@@ -279,8 +298,9 @@ def test_core_functions_on_empty_rows():
     assert torch.isfinite(adv).all() and (adv[0] == 0).all() and (adv[2] == 0).all()
     returns, adv = prime_advantages(torch.zeros(3, 0), torch.tensor([0.0, 1.0, 0.0]), torch.zeros(3, 0), 3)
     assert adv.shape == (3, 0)
-    pg, diag = ppo_policy_loss(torch.zeros(2, 1, requires_grad=True), torch.zeros(2, 1), torch.ones(2, 1),
-                               torch.zeros(2, 1))
+    pg, diag = ppo_policy_loss(
+        torch.zeros(2, 1, requires_grad=True), torch.zeros(2, 1), torch.ones(2, 1), torch.zeros(2, 1)
+    )
     assert pg == 0 and all(torch.isfinite(v) for v in diag.values())
     pg.backward()
 
@@ -292,8 +312,10 @@ def test_every_response_truncated_warns_with_the_share(tiny_tokenizer, caplog):
     with caplog.at_level(logging.WARNING):
         metrics = stages.rollout_metrics(rollouts, dataclasses.replace(CFG, max_response_length=4))
     assert metrics["rollout/truncated_share"] == 1.0
-    assert ("generate_rollouts: iteration 7: truncated share 100%: all 6 responses hit "
-            "prime.max_response_length=4 tokens; raise prime.max_response_length") in caplog.text
+    assert (
+        "generate_rollouts: iteration 7: truncated share 100%: all 6 responses hit "
+        "prime.max_response_length=4 tokens; raise prime.max_response_length"
+    ) in caplog.text
 
 
 def test_some_responses_truncated_do_not_warn(tiny_tokenizer, caplog):
@@ -330,8 +352,10 @@ def test_a_verifier_crash_on_one_row_scores_it_zero_and_grades_the_rest(monkeypa
     assert out[1].error == "RuntimeError: sympy exploded" and not out[1].correct
     assert out[3].error.startswith("OSError: xxx") and len(out[3].error) == verifiers.MAX_ERROR_CHARS
     assert out[3].error.endswith("...")
-    assert ("verify_all: the math verifier raised on row 1 (RuntimeError: sympy exploded); the row scores 0 "
-            "(reason verifier_error) and the rest of the batch goes on") in caplog.text
+    assert (
+        "verify_all: the math verifier raised on row 1 (RuntimeError: sympy exploded); the row scores 0 "
+        "(reason verifier_error) and the rest of the batch goes on"
+    ) in caplog.text
     assert "verify_all: the code verifier raised on row 3 (OSError: xxx" in caplog.text
 
 
@@ -346,6 +370,12 @@ def test_verify_rollouts_keeps_a_crashed_row_in_the_outcomes(monkeypatch, tiny_t
     rollouts["ground_truth"] = "1"
     outcomes = stages.verify_rollouts(rollouts)
     assert len(outcomes) == 6
-    assert outcomes["reason"].tolist() == ["no_answer", "no_answer", "verifier_error", "verifier_error",
-                                           "no_answer", "no_answer"]
+    assert outcomes["reason"].tolist() == [
+        "no_answer",
+        "no_answer",
+        "verifier_error",
+        "verifier_error",
+        "no_answer",
+        "no_answer",
+    ]
     assert (outcomes["score"] == 0).all() and outcomes.loc[2, "error"] == "ValueError: bad latex"

@@ -10,9 +10,8 @@ import pytest
 import torch
 
 from eurus_prime.core.advantages import ADVANTAGE_ESTIMATORS
-from eurus_prime.core.kl import kl_penalty
 from eurus_prime.prime import stages
-from eurus_prime.prime.batch import pad_ragged, pad_values
+from eurus_prime.prime.batch import pad_ragged
 from tests.prime.test_degenerate import N, _tables
 from tests.prime.test_stages import CFG, _ckpt, _digest
 
@@ -39,8 +38,9 @@ def test_estimate_advantages_runs_the_named_estimator(name):
     cfg = dataclasses.replace(CFG, advantage_estimator=name, process_coef=0.5, outcome_coef=2.0)
     adv = stages.estimate_advantages(prm_rewards, outcomes, cfg)
     rewards, mask, lengths = pad_ragged(list(prm_rewards["token_rewards"]))
-    returns, expected = ADVANTAGE_ESTIMATORS[name](rewards, torch.tensor(SCORES, dtype=torch.float32), mask, N,
-                                                   process_coef=0.5, outcome_coef=2.0)
+    returns, expected = ADVANTAGE_ESTIMATORS[name](
+        rewards, torch.tensor(SCORES, dtype=torch.float32), mask, N, process_coef=0.5, outcome_coef=2.0
+    )
     for i, n in enumerate(lengths):
         np.testing.assert_array_equal(adv["advantages"][i], expected[i, :n].numpy())
         np.testing.assert_array_equal(adv["returns"][i], returns[i, :n].numpy())
@@ -82,9 +82,15 @@ def _policy_batch(tok, shift: float = 0.0):
     policy = _ckpt(tok)
     rewards = stages.compute_process_rewards(policy, policy, policy, rollouts, report, CFG)
     rewards = rewards.assign(ref_logprobs=[np.asarray(o) - shift for o in rewards["old_logprobs"]])
-    adv = pd.DataFrame({"prompt_id": rewards["prompt_id"], "sample_idx": rewards["sample_idx"],
-                        "outcome": 0.0, "returns": rewards["old_logprobs"].map(np.zeros_like),
-                        "advantages": rewards["old_logprobs"].map(np.zeros_like)})
+    adv = pd.DataFrame(
+        {
+            "prompt_id": rewards["prompt_id"],
+            "sample_idx": rewards["sample_idx"],
+            "outcome": 0.0,
+            "returns": rewards["old_logprobs"].map(np.zeros_like),
+            "advantages": rewards["old_logprobs"].map(np.zeros_like),
+        }
+    )
     return policy, rollouts, rewards, adv
 
 
@@ -139,7 +145,8 @@ def test_prm_dpo_loss_uses_the_groups_scores_before_the_update(tiny_tokenizer):
         sign = 1 if a > 0 else -1
         expected.append(math.log1p(math.exp(-sign * (0 - b))))
     assert stats["loss"].iloc[0] == pytest.approx(sum(expected) / len(expected), rel=1e-5)
-    ce, _, ce_stats = stages.update_prm(_ckpt(tiny_tokenizer), rollouts, rewards, outcomes,
-                                        dataclasses.replace(cfg, prm_loss="ce"), 0)
+    ce, _, ce_stats = stages.update_prm(
+        _ckpt(tiny_tokenizer), rollouts, rewards, outcomes, dataclasses.replace(cfg, prm_loss="ce"), 0
+    )
     assert ce_stats["loss"].iloc[0] == pytest.approx(math.log(2), abs=1e-6)  # ce ignores the stored scores
     assert _digest(ce.model) != _digest(prm.model)

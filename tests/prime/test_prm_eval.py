@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from eurus_prime.prime import prm_eval, stages
+from eurus_prime.prime import prm_eval
 from eurus_prime.prime.prm_eval import METRICS, PrmEvalConfig
 from tests.prime.test_stages import CFG, _ckpt
 
@@ -43,13 +43,15 @@ def test_evaluate_gives_a_row_per_set(fixed_set, tiny_tokenizer):
     sft, table = fixed_set
     other = _ckpt(tiny_tokenizer, version="prm@v1", seed=1)
     process_rewards = prm_eval.score_eval_set(other, table, CFG)
-    out = prm_eval.evaluate(other, table, process_rewards, table, table, dataclasses.replace(CFG, samples_per_prompt=3),
-                            3, with_fixed=True)
+    out = prm_eval.evaluate(
+        other, table, process_rewards, table, table, dataclasses.replace(CFG, samples_per_prompt=3), 3, with_fixed=True
+    )
     assert out["set"].tolist() == ["fresh", "fixed"] and list(out.columns) == ["set", "responses", *METRICS]
     assert out.loc[0, "ce"] == pytest.approx(out.loc[1, "ce"])  # the same responses, the same PRM
     assert not (out["ce"] == pytest.approx(math.log(2))).all()
-    only_fresh = prm_eval.evaluate(other, table, process_rewards, table, table, dataclasses.replace(CFG, samples_per_prompt=3),
-                                   3, with_fixed=False)
+    only_fresh = prm_eval.evaluate(
+        other, table, process_rewards, table, table, dataclasses.replace(CFG, samples_per_prompt=3), 3, with_fixed=False
+    )
     assert only_fresh["set"].tolist() == ["fresh"]
 
 

@@ -14,15 +14,26 @@ from eurus_prime.prime.config import PrimeConfig
 from eurus_prime.tinyworld.model import build_model
 from tests.conftest import SMALL_MODEL
 
-CFG = PrimeConfig(prompts_per_step=4, oversample_factor=1.5, samples_per_prompt=3, max_response_length=16,
-                  filter_low=0.0, filter_high=1.0, prm_mini_batch=6, ppo_mini_batch=6, micro_batch=4,
-                  generation_batch_size=8, eval_max_items=5)
+CFG = PrimeConfig(
+    prompts_per_step=4,
+    oversample_factor=1.5,
+    samples_per_prompt=3,
+    max_response_length=16,
+    filter_low=0.0,
+    filter_high=1.0,
+    prm_mini_batch=6,
+    ppo_mini_batch=6,
+    micro_batch=4,
+    generation_batch_size=8,
+    eval_max_items=5,
+)
 
 
 def _ckpt(tok, version="sft@v0", seed=0):
     torch.manual_seed(seed)
-    return Checkpoint(model=build_model(dataclasses.replace(SMALL_MODEL, seed=seed), tok), tokenizer=tok,
-                      version=version)
+    return Checkpoint(
+        model=build_model(dataclasses.replace(SMALL_MODEL, seed=seed), tok), tokenizer=tok, version=version
+    )
 
 
 def _digest(model) -> str:
@@ -56,8 +67,17 @@ def test_sample_prompts_depends_only_on_seed_and_iteration_and_walks_epochs(smal
     assert one_epoch["prompt_id"].is_unique and len(one_epoch) == len(train)  # each prompt once per epoch
     other = stages.sample_prompts(train, dataclasses.replace(cfg, seed=1), iteration=1)
     assert not a["prompt_id"].equals(other["prompt_id"])
-    assert list(a.columns) == ["iteration", "resample", "draw", "epoch", "prompt_id", "data_source", "ability", "prompt",
-                               "ground_truth"]
+    assert list(a.columns) == [
+        "iteration",
+        "resample",
+        "draw",
+        "epoch",
+        "prompt_id",
+        "data_source",
+        "ability",
+        "prompt",
+        "ground_truth",
+    ]
 
 
 def test_rollout_table_contract(iteration0):
@@ -77,17 +97,27 @@ def test_rollout_table_contract(iteration0):
 def test_filter_statuses_by_hand():
     cfg = dataclasses.replace(CFG, samples_per_prompt=4, prompts_per_step=2, filter_low=0.2, filter_high=0.8)
     scores = [1, 1, 1, 1, 0, 0, 0, 0, 1, 0, 0, 0, 1, 1, 0, 0, 1, 1, 1, 0]
-    outcomes = pd.DataFrame({"prompt_id": np.repeat(list("abcde"), 4), "sample_idx": np.tile(range(4), 5),
-                             "data_source": "s", "ability": "math", "score": np.array(scores, float)})
+    outcomes = pd.DataFrame(
+        {
+            "prompt_id": np.repeat(list("abcde"), 4),
+            "sample_idx": np.tile(range(4), 5),
+            "data_source": "s",
+            "ability": "math",
+            "score": np.array(scores, float),
+        }
+    )
     report = stages.filter_prompts(outcomes, cfg)
     assert report["status"].tolist() == ["too_easy", "too_hard", "selected", "selected", "surplus"]
     assert report["accuracy"].tolist() == [1.0, 0.0, 0.25, 0.5, 0.75]
     fixed = stages.filter_prompts(outcomes.iloc[:8], dataclasses.replace(cfg, filter_mode="fixed_batch"))
     assert fixed["status"].tolist() == ["filled", "filled"] and fixed["selected"].all()
     # regenerate mode with every group out of the band: an error reporting the distribution.
-    with pytest.raises(stages.NothingSelected, match=r"every one of the 2 drawn prompt groups is outside the "
-                       r"accuracy band \[0.2, 0.8\]: accuracy distribution \{0.00: 1, 1.00: 1\} "
-                       r"\(1 too easy, 1 too hard\)"):
+    with pytest.raises(
+        stages.NothingSelected,
+        match=r"every one of the 2 drawn prompt groups is outside the "
+        r"accuracy band \[0.2, 0.8\]: accuracy distribution \{0.00: 1, 1.00: 1\} "
+        r"\(1 too easy, 1 too hard\)",
+    ):
         stages.filter_prompts(outcomes.iloc[:8], cfg)
 
 
@@ -144,10 +174,15 @@ def test_update_stages_are_bit_reproducible(iteration0, tiny_tokenizer):
 def test_outcome_only_ablation_ignores_process_rewards(iteration0, tiny_tokenizer):
     _, _, rollouts, outcomes, report = iteration0
     cfg = dataclasses.replace(CFG, process_coef=0.0)
-    prm_rewards = pd.DataFrame({
-        "prompt_id": rollouts["prompt_id"], "sample_idx": rollouts["sample_idx"],
-        "token_rewards": [np.random.default_rng(i).normal(size=n) for i, n in enumerate(rollouts["response_length"])],
-    })
+    prm_rewards = pd.DataFrame(
+        {
+            "prompt_id": rollouts["prompt_id"],
+            "sample_idx": rollouts["sample_idx"],
+            "token_rewards": [
+                np.random.default_rng(i).normal(size=n) for i, n in enumerate(rollouts["response_length"])
+            ],
+        }
+    )
     adv = stages.estimate_advantages(prm_rewards, outcomes, cfg)
     zeroed = prm_rewards.assign(token_rewards=prm_rewards["token_rewards"].map(np.zeros_like))
     again = stages.estimate_advantages(zeroed, outcomes, cfg)
@@ -159,9 +194,15 @@ def test_update_refuses_mixed_or_stale_policy_versions(iteration0, tiny_tokenize
     _, _, rollouts, outcomes, report = iteration0
     policy = _ckpt(tiny_tokenizer)
     rewards = stages.compute_process_rewards(policy, policy, policy, rollouts, report, CFG)
-    adv = pd.DataFrame({"prompt_id": rewards["prompt_id"], "sample_idx": rewards["sample_idx"],
-                        "outcome": 0.0, "returns": rewards["old_logprobs"],
-                        "advantages": rewards["old_logprobs"].map(np.ones_like)})
+    adv = pd.DataFrame(
+        {
+            "prompt_id": rewards["prompt_id"],
+            "sample_idx": rewards["sample_idx"],
+            "outcome": 0.0,
+            "returns": rewards["old_logprobs"],
+            "advantages": rewards["old_logprobs"].map(np.ones_like),
+        }
+    )
     mixed = rollouts.copy()
     mixed.loc[1, "policy_version"] = "policy/iter_0001@other"
     with pytest.raises(ValueError, match="different policy versions"):
@@ -186,24 +227,38 @@ def test_no_selected_group_skips_the_update_and_says_so(iteration0, tiny_tokeniz
     assert stages.ppo_metrics(ppo) == {"ppo/skipped": 1.0}
 
 
-@pytest.mark.parametrize("override, message", [
-    ({"samples_per_prompt": 1}, "prime.samples_per_prompt = 1 is invalid: RLOO needs at least 2"),
-    ({"filter_low": 0.9, "filter_high": 0.1}, "the band is reversed"),
-    ({"filter_high": 1.5}, "prime.filter_high = 1.5 is invalid: must be in [0, 1]"),
-    ({"prm_update": "during"}, "valid values are ['after', 'before']"),
-    ({"process_coef": 0.0, "outcome_coef": 0.0}, "nothing to learn from"),
-    ({"process_reward": "gold"}, "prime.process_reward = 'gold' is invalid: valid values are ['implicit', 'oracle', 'oracle_progress']"),
-    ({"advantage_estimator": "ppo"}, "prime.advantage_estimator = 'ppo' is invalid: valid values are "
-                                     "['rloo', 'rft', 'reinforce', 'reinforce_pp', 'grpo', 'prm_value']"),
-    ({"prm_freeze_after": -1}, "prime.prm_freeze_after = -1 is invalid"),
-    ({"prm_loss": "bce"}, "prime.prm_loss = 'bce' is invalid: valid values are ['ce', 'dpo']"),
-    ({"kl_coef": -0.1}, "prime.kl_coef = -0.1 is invalid: must be >= 0"),
-    ({"kl_in": "advantage"}, "prime.kl_in = 'advantage' is invalid: valid values are ['reward', 'loss']"),
-    ({"kl_estimator": "abs"}, "prime.kl_estimator = 'abs' is invalid: valid values are ['k1', 'k2', 'k3']"),
-    ({"kl_coef": 0.1, "ref_type": "policy"},
-     "prime.kl_coef = 0.1 needs a reference model, but prime.ref_type = 'policy'"),
-    ({"kl_coef": 0.1, "advantage_estimator": "rft"}, "'rft' has no reward to subtract the KL from; use kl_in: loss"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ({"samples_per_prompt": 1}, "prime.samples_per_prompt = 1 is invalid: RLOO needs at least 2"),
+        ({"filter_low": 0.9, "filter_high": 0.1}, "the band is reversed"),
+        ({"filter_high": 1.5}, "prime.filter_high = 1.5 is invalid: must be in [0, 1]"),
+        ({"prm_update": "during"}, "valid values are ['after', 'before']"),
+        ({"process_coef": 0.0, "outcome_coef": 0.0}, "nothing to learn from"),
+        (
+            {"process_reward": "gold"},
+            "prime.process_reward = 'gold' is invalid: valid values are ['implicit', 'oracle', 'oracle_progress']",
+        ),
+        (
+            {"advantage_estimator": "ppo"},
+            "prime.advantage_estimator = 'ppo' is invalid: valid values are "
+            "['rloo', 'rft', 'reinforce', 'reinforce_pp', 'grpo', 'prm_value']",
+        ),
+        ({"prm_freeze_after": -1}, "prime.prm_freeze_after = -1 is invalid"),
+        ({"prm_loss": "bce"}, "prime.prm_loss = 'bce' is invalid: valid values are ['ce', 'dpo']"),
+        ({"kl_coef": -0.1}, "prime.kl_coef = -0.1 is invalid: must be >= 0"),
+        ({"kl_in": "advantage"}, "prime.kl_in = 'advantage' is invalid: valid values are ['reward', 'loss']"),
+        ({"kl_estimator": "abs"}, "prime.kl_estimator = 'abs' is invalid: valid values are ['k1', 'k2', 'k3']"),
+        (
+            {"kl_coef": 0.1, "ref_type": "policy"},
+            "prime.kl_coef = 0.1 needs a reference model, but prime.ref_type = 'policy'",
+        ),
+        (
+            {"kl_coef": 0.1, "advantage_estimator": "rft"},
+            "'rft' has no reward to subtract the KL from; use kl_in: loss",
+        ),
+    ],
+)
 def test_config_errors_name_the_parameter(override, message):
     with pytest.raises(ValueError) as err:
         PrimeConfig(**override)
@@ -221,8 +276,9 @@ def test_old_logprobs_reuse_the_samplers_after_a_teacher_forced_check(iteration0
     _, _, rollouts, _, report = iteration0
     sft = _ckpt(tiny_tokenizer)
     assert rollouts["sampling_logprobs"].map(len).equals(rollouts["response_length"])
-    forced = stages.compute_process_rewards(sft, sft, sft, rollouts, report,
-                                            dataclasses.replace(CFG, reuse_sampling_logprobs=False))
+    forced = stages.compute_process_rewards(
+        sft, sft, sft, rollouts, report, dataclasses.replace(CFG, reuse_sampling_logprobs=False)
+    )
     reused = stages.compute_process_rewards(sft, sft, sft, rollouts, report, CFG)
     sampled = stages.selected_rollouts(rollouts, report)["sampling_logprobs"]
     assert all((a == b).all() for a, b in zip(reused["old_logprobs"], sampled))  # taken as they are

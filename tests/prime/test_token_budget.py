@@ -98,7 +98,8 @@ def test_updates_under_a_token_cap_leave_the_same_weights(tiny_tokenizer, monkey
     rewards = stages.compute_process_rewards(ckpt, ckpt, ckpt, rollouts, report, BASE)
     rng = np.random.default_rng(0)
     adv = rollouts[["prompt_id", "sample_idx"]].assign(
-        advantages=[rng.normal(size=n).astype(np.float32) for n in rollouts["response_length"]])
+        advantages=[rng.normal(size=n).astype(np.float32) for n in rollouts["response_length"]]
+    )
 
     def run(cfg):
         prm, prm_rewards, prm_stats = stages.update_prm(copy.deepcopy(ckpt), rollouts, rewards, outcomes, cfg, 0)

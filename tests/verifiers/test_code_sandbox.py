@@ -60,8 +60,14 @@ def world(tmp_path_factory, monkeypatch):
     lsock.bind(("127.0.0.1", 0))
     lsock.listen(16)
     lsock.setblocking(False)
-    w = {"port": lsock.getsockname()[1], "canary": str(canary), "canary_dir": str(canary_dir),
-         "pid": os.getpid(), "marker": MARKER, "project": PROJECT}
+    w = {
+        "port": lsock.getsockname()[1],
+        "canary": str(canary),
+        "canary_dir": str(canary_dir),
+        "pid": os.getpid(),
+        "marker": MARKER,
+        "project": PROJECT,
+    }
     before_tmp = set(os.listdir("/tmp"))
     t0 = time.time()
     yield w
@@ -98,7 +104,7 @@ def _procs():
             uid = os.stat(f"/proc/{d}").st_uid
         except OSError:
             continue
-        rest = stat[stat.rfind(")") + 2:].split()
+        rest = stat[stat.rfind(")") + 2 :].split()
         yield int(d), int(rest[1]), uid, rest[0], int(rest[19]), cmd
 
 
@@ -126,10 +132,16 @@ def _leftovers(t0: float) -> list:
                 if c not in desc:
                     desc.add(c)
                     stack.append(c)
-        bad = [(pid, uid, state, cmd[:80]) for pid, ppid, uid, state, start, cmd in procs
-               if state != "Z" and ((pid in desc and not _verifier_pool(cmd, uid)) or MARKER in cmd or (
-                   sandbox.UID_BASE <= uid < sandbox.UID_BASE + sandbox.UID_SLOTS
-                   and btime + start / hz >= t0 - 1))]
+        bad = [
+            (pid, uid, state, cmd[:80])
+            for pid, ppid, uid, state, start, cmd in procs
+            if state != "Z"
+            and (
+                (pid in desc and not _verifier_pool(cmd, uid))
+                or MARKER in cmd
+                or (sandbox.UID_BASE <= uid < sandbox.UID_BASE + sandbox.UID_SLOTS and btime + start / hz >= t0 - 1)
+            )
+        ]
         if not bad:
             return []
         time.sleep(0.05)
@@ -137,8 +149,7 @@ def _leftovers(t0: float) -> list:
 
 
 def run(info, source: str, gt: dict, timeout: float = T):
-    v = grade_code_with(f"```python\n{textwrap.dedent(source)}\n```", json.dumps(gt),
-                        timeout=timeout, info=info)
+    v = grade_code_with(f"```python\n{textwrap.dedent(source)}\n```", json.dumps(gt), timeout=timeout, info=info)
     assert SECRET not in (v.detail or "") and SECRET not in (v.error or "")
     assert v.isolation == info.isolation and v.verifier == info.verifier and v.rule == "tests"
     return v
@@ -149,15 +160,19 @@ CALL = {"fn_name": "f", "inputs": [[1]], "outputs": [2]}
 
 # name -> (source template: {port} {canary} {pid} {marker} {project} {canary_dir}, ground truth)
 HOSTILE = {
-    "fork_bomb": ("""
+    "fork_bomb": (
+        """
         import os
         while True:
             try:
                 os.fork()
             except OSError:
                 pass
-        """, STDIO),
-    "fork_bomb_exec_marker": ("""
+        """,
+        STDIO,
+    ),
+    "fork_bomb_exec_marker": (
+        """
         import os, sys
         for _ in range(200):
             try:
@@ -166,27 +181,39 @@ HOSTILE = {
             except OSError:
                 pass
         print(6)
-        """, STDIO),
+        """,
+        STDIO,
+    ),
     "infinite_loop": ("while True: pass", STDIO),
-    "memory_bomb": ("""
+    "memory_bomb": (
+        """
         x = []
         while True:
             x.append(bytearray(50 * 1024 * 1024))
-        """, STDIO),
+        """,
+        STDIO,
+    ),
     "memory_bomb_single": ("x = bytearray(1 << 40)", STDIO),
-    "deep_recursion": ("""
+    "deep_recursion": (
+        """
         import sys
         sys.setrecursionlimit(10 ** 8)
         def f(n):
             return f(n + 1) + 1
         f(0)
-        """, STDIO),
-    "huge_stdout": ("""
+        """,
+        STDIO,
+    ),
+    "huge_stdout": (
+        """
         import sys
         while True:
             sys.stdout.write("x" * 65536)
-        """, STDIO),
-    "write_delete_outside": ("""
+        """,
+        STDIO,
+    ),
+    "write_delete_outside": (
+        """
         import os, shutil
         for act in (lambda: os.remove("{canary}"), lambda: open("{canary}", "w").write("pwned"),
                     lambda: shutil.rmtree("{canary_dir}"), lambda: open("{canary_dir}/{marker}", "w"),
@@ -197,8 +224,11 @@ HOSTILE = {
                 act()
             except Exception as e:
                 print(type(e).__name__)
-        """, STDIO),
-    "read_parent_env": ("""
+        """,
+        STDIO,
+    ),
+    "read_parent_env": (
+        """
         import os
         print(dict(os.environ))
         for p in ("/proc/{pid}/environ", "/proc/1/environ", "/proc/%d/environ" % os.getppid(),
@@ -210,8 +240,11 @@ HOSTILE = {
         import sys
         sys.stderr.write(str(dict(os.environ)))
         raise SystemExit(str(dict(os.environ)))
-        """, STDIO),
-    "socket_connect": ("""
+        """,
+        STDIO,
+    ),
+    "socket_connect": (
+        """
         import socket
         for host in ("127.0.0.1", "localhost", "::1"):
             try:
@@ -220,20 +253,29 @@ HOSTILE = {
                 print("CONNECTED")
             except Exception as e:
                 print(type(e).__name__, e)
-        """, STDIO),
-    "socket_raw_ctypes": ("""
+        """,
+        STDIO,
+    ),
+    "socket_raw_ctypes": (
+        """
         import ctypes, struct
         libc = ctypes.CDLL(None)
         fd = libc.socket(2, 1, 0)
         addr = struct.pack("!HH4s8x", 2, {port}, bytes([127, 0, 0, 1]))
         addr = struct.pack("<H", 2) + addr[2:]
         print(fd, libc.connect(fd, addr, len(addr)))
-        """, STDIO),
-    "kill_parent": ("""
+        """,
+        STDIO,
+    ),
+    "kill_parent": (
+        """
         import os, signal
         os.kill(os.getppid(), signal.SIGKILL)
-        """, STDIO),
-    "kill_test_pid": ("""
+        """,
+        STDIO,
+    ),
+    "kill_test_pid": (
+        """
         import os, signal
         for sig in (signal.SIGKILL, signal.SIGTERM):
             for target in ({pid}, -{pid}, 1):
@@ -241,39 +283,63 @@ HOSTILE = {
                     os.kill(target, sig)
                 except Exception as e:
                     print(type(e).__name__)
-        """, STDIO),
-    "kill_everything": ("""
+        """,
+        STDIO,
+    ),
+    "kill_everything": (
+        """
         import os, signal
         os.kill(-1, signal.SIGKILL)
-        """, STDIO),
-    "ctypes_segfault": ("""
+        """,
+        STDIO,
+    ),
+    "ctypes_segfault": (
+        """
         import ctypes
         ctypes.string_at(0)
-        """, STDIO),
-    "sys_exit_before_print": ("""
+        """,
+        STDIO,
+    ),
+    "sys_exit_before_print": (
+        """
         import sys
         sys.exit(0)
         print(6)
-        """, STDIO),
-    "os_exit_unflushed": ("""
+        """,
+        STDIO,
+    ),
+    "os_exit_unflushed": (
+        """
         import os
         print(6)
         os._exit(0)
-        """, STDIO),
-    "input_without_stdin": ("""
+        """,
+        STDIO,
+    ),
+    "input_without_stdin": (
+        """
         def f(x):
             return int(input()) * 2
-        """, CALL),
-    "read_past_eof": ("""
+        """,
+        CALL,
+    ),
+    "read_past_eof": (
+        """
         a = input(); b = input()
         print(6)
-        """, STDIO),
-    "sleep_past_timeout": ("""
+        """,
+        STDIO,
+    ),
+    "sleep_past_timeout": (
+        """
         import time
         time.sleep(60)
         print(6)
-        """, STDIO),
-    "detached_daemon": ("""
+        """,
+        STDIO,
+    ),
+    "detached_daemon": (
+        """
         import os, sys, time
         if os.fork() == 0:
             os.setsid()
@@ -285,16 +351,22 @@ HOSTILE = {
                     "    except Exception: pass", "/tmp/{marker}", "{canary_dir}/{marker}", "{marker}"])
             os._exit(0)
         print(6)
-        """, STDIO),
-    "close_fds": ("""
+        """,
+        STDIO,
+    ),
+    "close_fds": (
+        """
         import os
         for fd in range(0, 64):
             try:
                 os.close(fd)
             except OSError:
                 pass
-        """, STDIO),
-    "dup2_fake_result": ("""
+        """,
+        STDIO,
+    ),
+    "dup2_fake_result": (
+        """
         import os, sys, json
         fake = json.dumps([{{"status": "ok", "rc": 0, "out": "6\\n", "ret": "2", "err": "",
                             "time": 0, "maxrss_kb": 0, "output_limit": False}}])
@@ -306,8 +378,11 @@ HOSTILE = {
         os.dup2(2, 1)
         sys.__stdout__.write(fake)
         print("[true]")
-        """, STDIO),
-    "monkeypatch_builtins": ("""
+        """,
+        STDIO,
+    ),
+    "monkeypatch_builtins": (
+        """
         import builtins, json, sys, os
         builtins.print = lambda *a, **k: sys.__stdout__.write("6\\n")
         json.dumps = lambda *a, **k: "2"
@@ -319,8 +394,11 @@ HOSTILE = {
                 if isinstance(o, dict) and "outputs" in o:
                     return o["outputs"][0]
             return None
-        """, CALL),
-    "read_ground_truth": ("""
+        """,
+        CALL,
+    ),
+    "read_ground_truth": (
+        """
         import os, glob
         hits = []
         for root in ("/work", "/root", "/home", "/tmp", "/proc/{pid}/cwd"):
@@ -337,8 +415,11 @@ HOSTILE = {
         except Exception as e:
             print(type(e).__name__)
         print(hits)
-        """, STDIO),
-    "raise_limits_setuid": ("""
+        """,
+        STDIO,
+    ),
+    "raise_limits_setuid": (
+        """
         import os, resource
         for r in (resource.RLIMIT_NPROC, resource.RLIMIT_AS, resource.RLIMIT_CPU):
             try:
@@ -353,8 +434,11 @@ HOSTILE = {
                 print(type(e).__name__)
         while True:
             pass
-        """, STDIO),
-    "fill_disk": ("""
+        """,
+        STDIO,
+    ),
+    "fill_disk": (
+        """
         import os
         i = 0
         while True:
@@ -364,28 +448,40 @@ HOSTILE = {
             except OSError:
                 pass
             i += 1
-        """, STDIO),
-    "thread_bomb": ("""
+        """,
+        STDIO,
+    ),
+    "thread_bomb": (
+        """
         import threading, time
         while True:
             try:
                 threading.Thread(target=time.sleep, args=(100,), daemon=True).start()
             except Exception:
                 pass
-        """, STDIO),
-    "fd_exhaustion": ("""
+        """,
+        STDIO,
+    ),
+    "fd_exhaustion": (
+        """
         fs = []
         while True:
             fs.append(open("/dev/null"))
-        """, STDIO),
-    "sigxfsz_ignored_huge_file": ("""
+        """,
+        STDIO,
+    ),
+    "sigxfsz_ignored_huge_file": (
+        """
         import signal
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         with open("big_{marker}", "wb") as f:
             while True:
                 f.write(b"y" * (1 << 20))
-        """, STDIO),
-    "ptrace_or_proc_mem_of_harness": ("""
+        """,
+        STDIO,
+    ),
+    "ptrace_or_proc_mem_of_harness": (
+        """
         import os
         try:
             with open("/proc/%d/mem" % os.getppid(), "rb") as f:
@@ -393,7 +489,9 @@ HOSTILE = {
         except Exception as e:
             print(type(e).__name__)
         print(6)
-        """, {"inputs": ["3\n"], "outputs": ["7\n"]}),
+        """,
+        {"inputs": ["3\n"], "outputs": ["7\n"]},
+    ),
 }
 
 
@@ -429,16 +527,26 @@ def test_corpus_is_big_enough():
 # ---- honest programs, both test styles ------------------------------------------------------
 
 
-@pytest.mark.parametrize("src,gt,score", [
-    ("n = int(input())\nprint(n * 2)", {"inputs": ["3\n", "5\n", "0\n"], "outputs": ["6\n", "10\n", "0"]}, 1.0),
-    ("n = int(input())\nprint(n * 2)", {"inputs": ["3\n", "5\n"], "outputs": ["6\n", "11\n"]}, 0.5),
-    ("import sys\ndata = sys.stdin.buffer.read().split()\nsys.stdout.write(' '.join(str(int(x) / 3) for x in data) + '   \\n\\n')",
-     {"inputs": ["1 2\n"], "outputs": ["0.3333333 0.6666667\n"]}, 1.0),
-    ("def f(a, b):\n    return a + b", {"fn_name": "f", "inputs": [[1, 2], [3, 4]], "outputs": [3, 7]}, 1.0),
-    ("def f(a, b):\n    return (a, b)", {"fn_name": "f", "inputs": [[1, 2]], "outputs": [[[1, 2]]]}, 1.0),
-    ("class Solution:\n    def f(self, xs):\n        return sorted(xs)", {"fn_name": "f", "inputs": [[[3, 1, 2]]], "outputs": [[1, 2, 3]]}, 1.0),
-    ("def f(a):\n    return a * 1.0000001", {"fn_name": "f", "inputs": [[1.5], [2]], "outputs": [1.5, 3]}, 0.5),
-])
+@pytest.mark.parametrize(
+    "src,gt,score",
+    [
+        ("n = int(input())\nprint(n * 2)", {"inputs": ["3\n", "5\n", "0\n"], "outputs": ["6\n", "10\n", "0"]}, 1.0),
+        ("n = int(input())\nprint(n * 2)", {"inputs": ["3\n", "5\n"], "outputs": ["6\n", "11\n"]}, 0.5),
+        (
+            "import sys\ndata = sys.stdin.buffer.read().split()\nsys.stdout.write(' '.join(str(int(x) / 3) for x in data) + '   \\n\\n')",
+            {"inputs": ["1 2\n"], "outputs": ["0.3333333 0.6666667\n"]},
+            1.0,
+        ),
+        ("def f(a, b):\n    return a + b", {"fn_name": "f", "inputs": [[1, 2], [3, 4]], "outputs": [3, 7]}, 1.0),
+        ("def f(a, b):\n    return (a, b)", {"fn_name": "f", "inputs": [[1, 2]], "outputs": [[[1, 2]]]}, 1.0),
+        (
+            "class Solution:\n    def f(self, xs):\n        return sorted(xs)",
+            {"fn_name": "f", "inputs": [[[3, 1, 2]]], "outputs": [[1, 2, 3]]},
+            1.0,
+        ),
+        ("def f(a):\n    return a * 1.0000001", {"fn_name": "f", "inputs": [[1.5], [2]], "outputs": [1.5, 3]}, 0.5),
+    ],
+)
 def test_honest_programs(info, src, gt, score):
     v = run(info, src, gt)
     assert v.score == pytest.approx(score), v
@@ -518,8 +626,12 @@ def test_nothing_survives_into_the_next_program(info, leave):
     System V IPC state; program B, run next (in the same fork server where it is one), finds none."""
     sandbox.shutdown_servers()
     limits = sandbox.Limits()
-    program = {"files": LEAVE_FILES, "process": LEAVE_PROCESS, "state": LEAVE_STATE,
-               "daemon_holding_stdout": LEAVE_PROCESS.replace("for k in (0, 1, 2)", "for k in (0,)")}[leave]
+    program = {
+        "files": LEAVE_FILES,
+        "process": LEAVE_PROCESS,
+        "state": LEAVE_STATE,
+        "daemon_holding_stdout": LEAVE_PROCESS.replace("for k in (0, 1, 2)", "for k in (0,)"),
+    }[leave]
     first = sandbox.run_python(program, b"", 10.0, 5, limits, info=info)
     assert first.returncode == 0 and first.stdout and not first.timed_out, first
     if leave == "daemon_holding_stdout" and info.kind == "bwrap":

@@ -16,8 +16,7 @@ DEEP_PARENS = ("\\boxed{" + "(" * 450 + "1" + ")" * 450 + "}", "1")  # < MAX_ANS
 DEEP_BRACES = ("\\boxed{" + "{" * 450 + "1" + "}" * 450 + "}", "1")
 DEEP_500 = ("\\boxed{" + "(" * 500 + "1" + ")" * 500 + "}", "1")
 HUGE = ("\\boxed{" + "1" * 1_000_000 + "}", "1")
-CASES = {"tower": TOWER, "deep_parens": DEEP_PARENS, "deep_braces": DEEP_BRACES, "deep_500": DEEP_500,
-         "huge": HUGE}
+CASES = {"tower": TOWER, "deep_parens": DEEP_PARENS, "deep_braces": DEEP_BRACES, "deep_500": DEEP_500, "huge": HUGE}
 LIMIT_S = 0.5  # a short check limit keeps the suite fast; one test uses the real default
 WALL_S = 10.0
 
@@ -61,8 +60,7 @@ def test_pathological_thread_pool(name, short_limit):
     start = time.monotonic()
     response, truth = CASES[name]
     with ThreadPoolExecutor(max_workers=2) as pool:
-        verdicts = list(pool.map(vm.grade_math, [response, response, "\\boxed{\\frac{1}{2}x}"],
-                                 [truth, truth, "x/2"]))
+        verdicts = list(pool.map(vm.grade_math, [response, response, "\\boxed{\\frac{1}{2}x}"], [truth, truth, "x/2"]))
     assert all(_bad(v) for v in verdicts[:2]), verdicts
     assert verdicts[2].correct  # an ordinary symbolic check still works from a thread
     assert time.monotonic() - start < WALL_S
@@ -87,8 +85,13 @@ def _grade_in_worker(args):
 def test_pathological_in_worker_process():
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
-        results = list(pool.map(_grade_in_worker, [(*TOWER, LIMIT_S), (*DEEP_PARENS, LIMIT_S),
-                                                   ("\\boxed{0.5}", "\\frac12", LIMIT_S)], timeout=60))
+        results = list(
+            pool.map(
+                _grade_in_worker,
+                [(*TOWER, LIMIT_S), (*DEEP_PARENS, LIMIT_S), ("\\boxed{0.5}", "\\frac12", LIMIT_S)],
+                timeout=60,
+            )
+        )
     assert [r[0] for r in results[:2]] == ["timeout", "timeout"] and results[2][:2] == ("correct", 1.0)
     assert all(r[2] < WALL_S for r in results)
 

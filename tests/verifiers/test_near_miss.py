@@ -6,8 +6,14 @@ from fractions import Fraction
 import pytest
 
 from eurus_prime.verifiers.math import grade_math
-from eurus_prime.verifiers.near_miss import (decimal_text, mixed_text, near_miss_corpus, repeating_text,
-                                             scientific, significant_text)
+from eurus_prime.verifiers.near_miss import (
+    decimal_text,
+    mixed_text,
+    near_miss_corpus,
+    repeating_text,
+    scientific,
+    significant_text,
+)
 
 ROWS = near_miss_corpus()
 
@@ -15,16 +21,30 @@ ROWS = near_miss_corpus()
 def test_corpus_covers_magnitudes_forms_and_both_labels():
     kinds = Counter(kind for *_, kind in ROWS)
     assert len(ROWS) > 1500
-    for kind in ("int+-1", "int+-1/2", "int+-10^-6", "frac+-1", "frac+-1/2", "decimal last digit+-1",
-                 "mixed", "mixed spaced", "repeating decimal", "thousands ,", "scientific \\times",
-                 "scientific e", "dfrac", "fraction -> decimal", "decimal -> fraction"):
+    for kind in (
+        "int+-1",
+        "int+-1/2",
+        "int+-10^-6",
+        "frac+-1",
+        "frac+-1/2",
+        "decimal last digit+-1",
+        "mixed",
+        "mixed spaced",
+        "repeating decimal",
+        "thousands ,",
+        "scientific \\times",
+        "scientific e",
+        "dfrac",
+        "fraction -> decimal",
+        "decimal -> fraction",
+    ):
         assert kinds[kind] > 0, kind
     assert any(len(t.replace("-", "")) == 16 for _, t, _, k in ROWS if k == "int+-1")  # 10^15 magnitudes
 
 
 @pytest.mark.parametrize("expected", [True, False], ids=["equivalents", "near_misses"])
 def test_grader_on_corpus(expected):
-    graded = [(a, t, kind, grade_math("\\boxed{%s}" % a, t)) for a, t, e, kind in ROWS if e is expected]
+    graded = [(a, t, kind, grade_math(f"\\boxed{{{a}}}", t)) for a, t, e, kind in ROWS if e is expected]
     wrong = [(a, t, kind, v.rule) for a, t, kind, v in graded if v.correct is not expected]
     assert not wrong, f"{len(wrong)} misgraded, e.g. {wrong[:5]}"
 

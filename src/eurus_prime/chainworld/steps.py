@@ -116,8 +116,9 @@ def label_steps(chain: Chain, response: str) -> StepLabel:
         a, line_op, b, c = line.groups()
         # The first field that is wrong (start value, operator, term, result): the token(s) where
         # the step went wrong, not the whole line, whose other tokens are right.
-        for field, ok in enumerate((int(a) == value, line_op == op, int(b) == term,
-                                    int(c) == apply(value, op, term)), start=1):
+        for field, ok in enumerate(
+            (int(a) == value, line_op == op, int(b) == term, int(c) == apply(value, op, term)), start=1
+        ):
             if not ok:
                 return wrong(k, line.span(field))
         value = int(c)

@@ -82,13 +82,15 @@ class ChainWorldConfig:
             if getattr(self, name) < 0:
                 raise ValueError(f"chainworld.{name} must be >= 0, got {getattr(self, name)}")
         if not 3 <= self.min_terms <= self.max_terms:
-            raise ValueError(f"chainworld.min_terms ({self.min_terms}) must be >= 3 and <= max_terms "
-                             f"({self.max_terms})")
+            raise ValueError(
+                f"chainworld.min_terms ({self.min_terms}) must be >= 3 and <= max_terms ({self.max_terms})"
+            )
         if self.first_trap_step < 0:
             raise ValueError(f"chainworld.first_trap_step must be >= 0, got {self.first_trap_step}")
         if not 1 <= self.min_traps <= self.max_traps:
-            raise ValueError(f"chainworld.min_traps ({self.min_traps}) must be >= 1 and <= max_traps "
-                             f"({self.max_traps})")
+            raise ValueError(
+                f"chainworld.min_traps ({self.min_traps}) must be >= 1 and <= max_traps ({self.max_traps})"
+            )
         for name in ("novel_share", "novel_pattern_share", "misconception_rate"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"chainworld.{name} must be in [0, 1], got {getattr(self, name)}")
@@ -101,8 +103,14 @@ class ChainWorldConfig:
 
     def generator_config(self) -> dict:
         """The reasoning-gym config the questions are drawn from (recorded in ``extra_info``)."""
-        return {"min_terms": self.min_terms, "max_terms": self.max_terms, "min_digits": 1,
-                "max_digits": 1, "allow_negation": False, "seed": self.seed}
+        return {
+            "min_terms": self.min_terms,
+            "max_terms": self.max_terms,
+            "min_digits": 1,
+            "max_digits": 1,
+            "allow_negation": False,
+            "seed": self.seed,
+        }
 
 
 def traps(chain: Chain) -> list[int]:
@@ -129,8 +137,10 @@ def demonstrate(chain: Chain, rng: random.Random, misconception_rate: float) -> 
             out = term - value  # the misconception: the sign goes missing
         lines.append(f"{value} {op} {term} = {out}")
         value = out
-    return ("[ADVANCE]\n\n" + "\n".join(lines) + "\n\nNext action: [OUTPUT]\n\n"
-            f"[OUTPUT]\n\nThe answer is \\boxed{{{value}}}")
+    return (
+        "[ADVANCE]\n\n" + "\n".join(lines) + "\n\nNext action: [OUTPUT]\n\n"
+        f"[OUTPUT]\n\nThe answer is \\boxed{{{value}}}"
+    )
 
 
 def _chain_sum(cfg: ChainWorldConfig):
@@ -139,7 +149,8 @@ def _chain_sum(cfg: ChainWorldConfig):
     except ImportError as err:
         raise ImportError(
             "the chains world draws its tasks from reasoning-gym, which is not installed: "
-            'pip install -e ".[chains]" (or pip install reasoning-gym)') from err
+            'pip install -e ".[chains]" (or pip install reasoning-gym)'
+        ) from err
     size = (cfg.n_sft + cfg.n_train + cfg.n_val + cfg.n_test + 1) * cfg.max_draws_factor
     return reasoning_gym.create_dataset(GENERATOR, size=size, **cfg.generator_config())
 
@@ -157,13 +168,21 @@ def generate_chain_world(cfg: ChainWorldConfig) -> tuple[pd.DataFrame, pd.DataFr
     gen_config = json.dumps(cfg.generator_config(), sort_keys=True)
     system = system_prompt(cfg.system_prompt)
     n_novel = round(cfg.n_test * cfg.novel_share)
-    sizes = {("test", True): n_novel, ("test", False): cfg.n_test - n_novel, ("val", False): cfg.n_val,
-             ("train", False): cfg.n_train, ("sft", False): cfg.n_sft}
+    sizes = {
+        ("test", True): n_novel,
+        ("test", False): cfg.n_test - n_novel,
+        ("val", False): cfg.n_val,
+        ("train", False): cfg.n_train,
+        ("sft", False): cfg.n_sft,
+    }
     # Equal quotas per trap count: the stream itself is dominated by one-trap tasks, where an
     # outcome reward already points at the only trap.
     counts = range(cfg.min_traps, cfg.max_traps + 1)
-    want = {(*key, k): size // len(counts) + (i < size % len(counts)) for key, size in sizes.items()
-            for i, k in enumerate(counts)}
+    want = {
+        (*key, k): size // len(counts) + (i < size % len(counts))
+        for key, size in sizes.items()
+        for i, k in enumerate(counts)
+    }
     got: dict[tuple[str, bool, int], list[tuple[int, dict, Chain]]] = {k: [] for k in want}
     held: set[str] = set()  # expressions in train/val/test: never repeated in another split
     order = [("test", True), ("test", False), ("val", False), ("train", False), ("sft", False)]
@@ -174,8 +193,10 @@ def generate_chain_world(cfg: ChainWorldConfig) -> tuple[pd.DataFrame, pd.DataFr
         item = dataset[idx]
         chain = parse_expression(item["question"])
         if str(chain.answer) != item["answer"]:
-            raise ValueError(f"reasoning-gym chain_sum item {idx}: our parse of {item['question']!r} gives "
-                             f"{chain.answer}, the generator says {item['answer']}")
+            raise ValueError(
+                f"reasoning-gym chain_sum item {idx}: our parse of {item['question']!r} gives "
+                f"{chain.answer}, the generator says {item['answer']}"
+            )
         t = traps(chain)
         if t and t[0] < cfg.first_trap_step:
             continue
@@ -187,11 +208,16 @@ def generate_chain_world(cfg: ChainWorldConfig) -> tuple[pd.DataFrame, pd.DataFr
         if key[0] != "sft":
             held.add(expr)
         got[key].append((idx, item, chain))
-    short = {f"{s}{'/novel' if n else ''}/traps={k}": want[(s, n, k)] - len(v)
-             for (s, n, k), v in got.items() if len(v) < want[(s, n, k)]}
+    short = {
+        f"{s}{'/novel' if n else ''}/traps={k}": want[(s, n, k)] - len(v)
+        for (s, n, k), v in got.items()
+        if len(v) < want[(s, n, k)]
+    }
     if short:
-        raise ValueError(f"chainworld: the generator stream ran out with rows missing {short}; raise "
-                         f"chainworld.max_draws_factor or widen the world (terms, traps)")
+        raise ValueError(
+            f"chainworld: the generator stream ran out with rows missing {short}; raise "
+            f"chainworld.max_draws_factor or widen the world (terms, traps)"
+        )
     rows_of = {key: [r for (s, n, _), v in got.items() if (s, n) == key for r in v] for key in sizes}
     demo_rng = random.Random(cfg.seed + 1)
     prompts, demos = [], []
@@ -209,15 +235,22 @@ def generate_chain_world(cfg: ChainWorldConfig) -> tuple[pd.DataFrame, pd.DataFr
                 "prompt": build_messages(item["question"], "math", system),
                 "ability": "math",
                 "reward_model": {"style": "rule", "ground_truth": item["answer"]},
-                "extra_info": {"split": split, "index": index, "generator": GENERATOR,
-                               "generator_config": gen_config, "source_index": idx,
-                               "traps": len(traps(chain)), "novel": novel},
+                "extra_info": {
+                    "split": split,
+                    "index": index,
+                    "generator": GENERATOR,
+                    "generator_config": gen_config,
+                    "source_index": idx,
+                    "traps": len(traps(chain)),
+                    "novel": novel,
+                },
             }
             index += 1
             if split == "sft":
                 response = demonstrate(chain, demo_rng, cfg.misconception_rate)
-                demos.append({**row, "response": response,
-                              "first_wrong_step": label_steps(chain, response).first_wrong_step})
+                demos.append(
+                    {**row, "response": response, "first_wrong_step": label_steps(chain, response).first_wrong_step}
+                )
             else:
                 prompts.append(row)
     log.info("chainworld: %s", {f"{s}{'/novel' if n else ''}": len(v) for (s, n), v in rows_of.items()})

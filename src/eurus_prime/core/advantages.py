@@ -98,9 +98,14 @@ def prime_advantages(
     return returns, masked_whiten(returns, mask)
 
 
-def _sequence_outcome_plus_process(outcome_adv: torch.Tensor, process_rewards: torch.Tensor, mask: torch.Tensor,
-                                   process_coef: float, outcome_coef: float,
-                                   token_penalty: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+def _sequence_outcome_plus_process(
+    outcome_adv: torch.Tensor,
+    process_rewards: torch.Tensor,
+    mask: torch.Tensor,
+    process_coef: float,
+    outcome_coef: float,
+    token_penalty: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Shared tail of ``reinforce`` and ``grpo``: a per-sequence outcome advantage on every token,
     plus the process returns (gamma 1), minus the penalty's returns; not whitened. ``mask`` is
     already in the rewards' dtype."""
@@ -138,8 +143,9 @@ def reinforce_advantages(
     _check_groups(process_rewards.shape[0], n)
     mask = mask.to(process_rewards.dtype)
     acc = outcome.to(process_rewards.dtype)
-    return _sequence_outcome_plus_process(acc - acc.mean(), process_rewards, mask, process_coef, outcome_coef,
-                                          token_penalty)
+    return _sequence_outcome_plus_process(
+        acc - acc.mean(), process_rewards, mask, process_coef, outcome_coef, token_penalty
+    )
 
 
 def reinforce_pp_advantages(
@@ -210,8 +216,7 @@ def grpo_advantages(
     mask = mask.to(process_rewards.dtype)
     acc = outcome.to(mask.dtype).view(-1, n)  # (groups, n)
     normalised = ((acc - acc.mean(-1, keepdim=True)) / (acc.std(-1, keepdim=True) + eps)).reshape(-1)
-    return _sequence_outcome_plus_process(normalised, process_rewards, mask, process_coef, outcome_coef,
-                                          token_penalty)
+    return _sequence_outcome_plus_process(normalised, process_rewards, mask, process_coef, outcome_coef, token_penalty)
 
 
 def prm_value_advantages(

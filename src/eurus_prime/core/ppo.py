@@ -37,4 +37,3 @@ def ppo_policy_loss(
             "ppo_kl": masked_mean(-log_ratio, mask),
         }
     return pg_loss, stats
-

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 
 
-def roc_auc(scores: Sequence[float], labels: Sequence[float]) -> float:
+def roc_auc(scores: Sequence[float] | np.ndarray, labels: Sequence[float] | np.ndarray) -> float:
     """Area under the ROC curve of ``scores`` against binary ``labels`` (> 0.5 is positive);
     NaN when one class is missing."""
     s = np.asarray(scores, dtype=np.float64)
@@ -34,14 +34,15 @@ def roc_auc(scores: Sequence[float], labels: Sequence[float]) -> float:
         j = i
         while j + 1 < len(s) and sorted_s[j + 1] == sorted_s[i]:
             j += 1
-        ranks[order[i:j + 1]] = (i + j) / 2 + 1
+        ranks[order[i : j + 1]] = (i + j) / 2 + 1
         i = j + 1
     u = ranks[y].sum() - len(pos) * (len(pos) + 1) / 2
     return float(u / (len(pos) * len(neg)))
 
 
-def first_error_localisation(step_rewards: Sequence[Sequence[float]], first_wrong: Sequence[int],
-                             threshold: float = 0.0) -> dict[str, float]:
+def first_error_localisation(
+    step_rewards: Sequence[Sequence[float] | np.ndarray], first_wrong: Sequence[int], threshold: float = 0.0
+) -> dict[str, float]:
     """Localisation metrics (module docstring).
 
     Args:
@@ -55,8 +56,8 @@ def first_error_localisation(step_rewards: Sequence[Sequence[float]], first_wron
         the counts ``n_wrong``, ``n_right``.
     """
     argmin_hits, error_hits, correct_hits, n_wrong, n_right = 0, 0, 0, 0, 0
-    for steps, k in zip(step_rewards, first_wrong):
-        steps = np.asarray(steps, dtype=np.float64)
+    for row, k in zip(step_rewards, first_wrong):
+        steps = np.asarray(row, dtype=np.float64)
         below = np.flatnonzero(steps < threshold)
         predicted = int(below[0]) if len(below) else -1
         if k < 0:
@@ -69,7 +70,16 @@ def first_error_localisation(step_rewards: Sequence[Sequence[float]], first_wron
                 error_hits += predicted == k
     error_acc = error_hits / n_wrong if n_wrong else float("nan")
     correct_acc = correct_hits / n_right if n_right else float("nan")
-    f1 = (2 * error_acc * correct_acc / (error_acc + correct_acc)
-          if n_wrong and n_right and error_acc + correct_acc > 0 else (0.0 if n_wrong and n_right else float("nan")))
-    return {"argmin_share": argmin_hits / n_wrong if n_wrong else float("nan"), "error_acc": error_acc,
-            "correct_acc": correct_acc, "f1": f1, "n_wrong": float(n_wrong), "n_right": float(n_right)}
+    f1 = (
+        2 * error_acc * correct_acc / (error_acc + correct_acc)
+        if n_wrong and n_right and error_acc + correct_acc > 0
+        else (0.0 if n_wrong and n_right else float("nan"))
+    )
+    return {
+        "argmin_share": argmin_hits / n_wrong if n_wrong else float("nan"),
+        "error_acc": error_acc,
+        "correct_acc": correct_acc,
+        "f1": f1,
+        "n_wrong": float(n_wrong),
+        "n_right": float(n_right),
+    }

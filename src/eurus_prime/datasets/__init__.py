@@ -6,4 +6,11 @@ from eurus_prime.datasets.files import AtomicFileDataset
 from eurus_prime.datasets.parquet import AtomicParquetDataset
 from eurus_prime.datasets.prompt_source import PromptSourceDataset
 
-__all__ = ["AtomicFileDataset", "AtomicParquetDataset", "Checkpoint", "HFCheckpointDataset", "HFTokenizerDataset", "PromptSourceDataset"]
+__all__ = [
+    "AtomicFileDataset",
+    "AtomicParquetDataset",
+    "Checkpoint",
+    "HFCheckpointDataset",
+    "HFTokenizerDataset",
+    "PromptSourceDataset",
+]

@@ -6,8 +6,8 @@ import os
 import shutil
 import uuid
 from collections.abc import Callable
-from typing import BinaryIO
 from pathlib import Path
+from typing import BinaryIO
 
 from eurus_prime import faults
 

@@ -74,8 +74,7 @@ class _HFFolderDataset(AbstractVersionedDataset):
         )
 
     def _describe(self) -> dict[str, Any]:
-        return {"filepath": self._raw, "hub_id": self._hub_id, "version": self._version,
-                "load_args": self._load_args}
+        return {"filepath": self._raw, "hub_id": self._hub_id, "version": self._version, "load_args": self._load_args}
 
     def _exists(self) -> bool:
         try:
@@ -105,9 +104,16 @@ class HFCheckpointDataset(_HFFolderDataset):
     error naming the iteration that writes it.
     """
 
-    def __init__(self, filepath: str, version: Version | None = None, load_args: dict[str, Any] | None = None,
-                 metadata: dict[str, Any] | None = None, initial: str | None = None,
-                 iteration: int | None = None, hub_id: str | None = None) -> None:
+    def __init__(
+        self,
+        filepath: str,
+        version: Version | None = None,
+        load_args: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+        initial: str | None = None,
+        iteration: int | None = None,
+        hub_id: str | None = None,
+    ) -> None:
         super().__init__(filepath=filepath, version=version, load_args=load_args, metadata=metadata, hub_id=hub_id)
         self._initial = initial
         self._iteration = None if iteration is None else int(iteration)
@@ -127,8 +133,12 @@ class HFCheckpointDataset(_HFFolderDataset):
                 f"--params=iteration={(self._iteration or 1) - 1}` (or `eurus-prime train`)"
             )
         versioned = has_version(self._initial)
-        return HFCheckpointDataset(self._initial, version=Version(None, None) if versioned else None,
-                                   load_args=self._load_args, hub_id=self._hub_id)
+        return HFCheckpointDataset(
+            self._initial,
+            version=Version(None, None) if versioned else None,
+            load_args=self._load_args,
+            hub_id=self._hub_id,
+        )
 
     def load(self) -> Checkpoint:
         fallback = self._fallback()
@@ -142,8 +152,7 @@ class HFCheckpointDataset(_HFFolderDataset):
         state = None
         if (Path(source) / OPTIMIZER_FILE).exists():
             state = load_optimizer_state(Path(source) / OPTIMIZER_FILE)
-        return Checkpoint(model=model, tokenizer=tokenizer, version=self._version_label(),
-                          optimizer_state=state)
+        return Checkpoint(model=model, tokenizer=tokenizer, version=self._version_label(), optimizer_state=state)
 
     def model_config(self):
         """The checkpoint's ``transformers`` config (``config.json`` only; no weights loaded)."""
@@ -177,9 +186,7 @@ class HFCheckpointDataset(_HFFolderDataset):
 
     def save(self, checkpoint: Checkpoint) -> None:
         if not isinstance(checkpoint, Checkpoint):
-            raise DatasetError(
-                f"{type(self).__name__} saves a Checkpoint, got {type(checkpoint).__name__}"
-            )
+            raise DatasetError(f"{type(self).__name__} saves a Checkpoint, got {type(checkpoint).__name__}")
 
         def write(tmp: Path) -> None:
             checkpoint.model.save_pretrained(tmp)
@@ -208,4 +215,3 @@ def load_optimizer_state(path: Path) -> dict:
 
     with torch.serialization.safe_globals(deepspeed_state_globals()):
         return torch.load(path, weights_only=True)
-

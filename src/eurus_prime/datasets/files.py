@@ -26,8 +26,13 @@ TEXT_SUFFIXES = (".md", ".html", ".csv", ".txt", ".json")
 class AtomicFileDataset(AbstractVersionedDataset[bytes | str, bytes | str]):
     """One file whose content a node makes: text for ``TEXT_SUFFIXES``, bytes otherwise."""
 
-    def __init__(self, filepath: str, version: Version | None = None,
-                 metadata: dict[str, Any] | None = None, mlflow_artifact_path: str | None = None) -> None:
+    def __init__(
+        self,
+        filepath: str,
+        version: Version | None = None,
+        metadata: dict[str, Any] | None = None,
+        mlflow_artifact_path: str | None = None,
+    ) -> None:
         self._text = PurePosixPath(filepath).suffix in TEXT_SUFFIXES
         self._artifact_path = mlflow_artifact_path
         self.metadata = metadata
@@ -58,5 +63,4 @@ class AtomicFileDataset(AbstractVersionedDataset[bytes | str, bytes | str]):
             return False
 
     def _describe(self) -> dict[str, Any]:
-        return {"filepath": str(self._filepath), "version": self._version,
-                "mlflow_artifact_path": self._artifact_path}
+        return {"filepath": str(self._filepath), "version": self._version, "mlflow_artifact_path": self._artifact_path}

@@ -42,8 +42,7 @@ class PromptSourceDataset(AbstractDataset[None, pd.DataFrame]):
             suffix = Path(self._filepath).suffix
             if suffix not in _READERS:
                 raise DatasetError(
-                    f"{self._filepath}: unsupported prompt file type {suffix!r}; "
-                    f"use one of {sorted(_READERS)}"
+                    f"{self._filepath}: unsupported prompt file type {suffix!r}; use one of {sorted(_READERS)}"
                 )
             frame = _READERS[suffix](self._filepath)
             frame.attrs["source"] = self._filepath

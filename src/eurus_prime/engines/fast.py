@@ -91,19 +91,26 @@ class _Decoder:
             projs = (att.q_proj, att.k_proj, att.v_proj)
             bias = None
             if any(p.bias is not None for p in projs):
-                bias = torch.cat([p.bias if p.bias is not None else torch.zeros(p.out_features, dtype=p.weight.dtype)
-                                  for p in projs])
+                bias = torch.cat(
+                    [p.bias if p.bias is not None else torch.zeros(p.out_features, dtype=p.weight.dtype) for p in projs]
+                )
             gate_up_bias = None
             if mlp.gate_proj.bias is not None:
                 gate_up_bias = torch.cat([mlp.gate_proj.bias, mlp.up_proj.bias])
-            self.layers.append((
-                layer.input_layernorm.weight,
-                torch.cat([p.weight for p in projs]), bias,
-                att.o_proj.weight, att.o_proj.bias,
-                layer.post_attention_layernorm.weight,
-                torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]), gate_up_bias,
-                mlp.down_proj.weight, mlp.down_proj.bias,
-            ))
+            self.layers.append(
+                (
+                    layer.input_layernorm.weight,
+                    torch.cat([p.weight for p in projs]),
+                    bias,
+                    att.o_proj.weight,
+                    att.o_proj.bias,
+                    layer.post_attention_layernorm.weight,
+                    torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]),
+                    gate_up_bias,
+                    mlp.down_proj.weight,
+                    mlp.down_proj.bias,
+                )
+            )
         self.q_size = self.n_heads * self.head_dim
         self.kv_size = self.n_kv * self.head_dim
         self.intermediate = cfg.intermediate_size
@@ -133,8 +140,9 @@ class _Decoder:
         rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
         return x * cos + rotated * sin
 
-    def forward(self, ids: torch.Tensor, positions: torch.Tensor, caches, start: int,
-                mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(
+        self, ids: torch.Tensor, positions: torch.Tensor, caches, start: int, mask: torch.Tensor | None
+    ) -> torch.Tensor:
         """Run ``ids`` (rows, seq) at cache columns [start, start + seq); return the last position's
         hidden state (rows, hidden) after the final norm. ``mask`` (rows, 1, seq, start + seq) is
         True where a query may attend a key; None: attend every cached key (no padding, seq 1)."""
@@ -142,7 +150,9 @@ class _Decoder:
         x = F.embedding(ids, self.embed)
         cos, sin = self.rope(positions)
         end = start + seq
-        for (ln1, w_qkv, b_qkv, w_o, b_o, ln2, w_gu, b_gu, w_down, b_down), (k_cache, v_cache) in zip(self.layers, caches):
+        for (ln1, w_qkv, b_qkv, w_o, b_o, ln2, w_gu, b_gu, w_down, b_down), (k_cache, v_cache) in zip(
+            self.layers, caches
+        ):
             h = self.norm(x, ln1)
             qkv = F.linear(h, w_qkv, b_qkv)
             q, k, v = qkv.split((self.q_size, self.kv_size, self.kv_size), dim=-1)
@@ -150,8 +160,9 @@ class _Decoder:
             k = self.rotate(k.view(rows, seq, self.n_kv, self.head_dim).transpose(1, 2), cos, sin)
             k_cache[:, :, start:end] = k
             v_cache[:, :, start:end] = v.view(rows, seq, self.n_kv, self.head_dim).transpose(1, 2)
-            att = F.scaled_dot_product_attention(q, k_cache[:, :, :end], v_cache[:, :, :end], attn_mask=mask,
-                                                 enable_gqa=self.n_kv != self.n_heads)
+            att = F.scaled_dot_product_attention(
+                q, k_cache[:, :, :end], v_cache[:, :, :end], attn_mask=mask, enable_gqa=self.n_kv != self.n_heads
+            )
             x = x + F.linear(att.transpose(1, 2).reshape(rows, seq, self.q_size), w_o, b_o)
             gate, up = F.linear(self.norm(x, ln2), w_gu, b_gu).split(self.intermediate, dim=-1)
             x = x + F.linear(F.silu(gate) * up, w_down, b_down)
@@ -220,25 +231,46 @@ def sample(
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     out: list[Sample | None] = [None] * len(prompt_ids)
     for done, batch in enumerate(batches, 1):
-        for i, s in zip(batch, _sample_batch(decoder, [prompt_ids[i] for i in batch], max_new_tokens,
-                                             eos_token_id, pad_token_id, temperature, top_p, generator,
-                                             compact_ratio, step)):
+        for i, s in zip(
+            batch,
+            _sample_batch(
+                decoder,
+                [prompt_ids[i] for i in batch],
+                max_new_tokens,
+                eos_token_id,
+                pad_token_id,
+                temperature,
+                top_p,
+                generator,
+                compact_ratio,
+                step,
+            ),
+        ):
             out[i] = s
         if on_batch is not None:
             on_batch(done, len(batches))
     return out  # type: ignore[return-value]
 
 
-def _sample_batch(decoder: _Decoder, prompts: Sequence[Sequence[int]], budget: int, eos: int | None, pad: int,
-                  temperature: float, top_p: float, generator: torch.Generator, compact_ratio: float,
-                  step_fn) -> list[Sample]:
+def _sample_batch(
+    decoder: _Decoder,
+    prompts: Sequence[Sequence[int]],
+    budget: int,
+    eos: int | None,
+    pad: int,
+    temperature: float,
+    top_p: float,
+    generator: torch.Generator,
+    compact_ratio: float,
+    step_fn,
+) -> list[Sample]:
     rows = len(prompts)
     device = decoder.embed.device
     width = max(len(p) for p in prompts)
     lengths = torch.tensor([len(p) for p in prompts])
     ids = torch.full((rows, width), pad, dtype=torch.long)
     for r, p in enumerate(prompts):
-        ids[r, width - len(p):] = torch.as_tensor(list(p), dtype=torch.long)
+        ids[r, width - len(p) :] = torch.as_tensor(list(p), dtype=torch.long)
     ids, lengths = ids.to(device), lengths.to(device)
     # Left padding: row r's prompt occupies columns [width - len, width); its positions start at 0.
     key_valid = torch.arange(width, device=device)[None, :] >= (width - lengths)[:, None]
@@ -246,9 +278,13 @@ def _sample_batch(decoder: _Decoder, prompts: Sequence[Sequence[int]], budget: i
     total = width + budget
     dtype = decoder.embed.dtype
     decoder.rope_table(total)
-    caches = [(torch.zeros(rows, decoder.n_kv, total, decoder.head_dim, dtype=dtype, device=device),
-               torch.zeros(rows, decoder.n_kv, total, decoder.head_dim, dtype=dtype, device=device))
-              for _ in decoder.layers]
+    caches = [
+        (
+            torch.zeros(rows, decoder.n_kv, total, decoder.head_dim, dtype=dtype, device=device),
+            torch.zeros(rows, decoder.n_kv, total, decoder.head_dim, dtype=dtype, device=device),
+        )
+        for _ in decoder.layers
+    ]
     causal = torch.ones(width, width, dtype=torch.bool, device=device).tril()
     # A padding query attends itself only (never read later): no all-masked softmax rows.
     prefill_mask = (causal[None] & key_valid[:, None, :]) | torch.eye(width, dtype=torch.bool, device=device)[None]

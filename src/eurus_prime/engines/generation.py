@@ -61,8 +61,7 @@ def finish(tokenizer, new_ids: list[int]) -> Generation:
         new_ids, reason = new_ids[: new_ids.index(eos) + 1], "stop"
     else:
         reason = "length"
-    return Generation(text=tokenizer.decode(new_ids, skip_special_tokens=True), token_ids=new_ids,
-                      finish_reason=reason)
+    return Generation(text=tokenizer.decode(new_ids, skip_special_tokens=True), token_ids=new_ids, finish_reason=reason)
 
 
 @torch.no_grad()
@@ -103,16 +102,38 @@ def generate(
     if engine == "vllm":
         from eurus_prime.engines import vllm_engine  # noqa: PLC0415
 
-        samples = vllm_engine.sample(model, encoded, max_new_tokens=max_new_tokens,
-                                     eos_token_id=tokenizer.eos_token_id, temperature=temperature, top_p=top_p,
-                                     seed=seed, options=engine_options)
-        return [Generation(text=tokenizer.decode(s.token_ids, skip_special_tokens=True), token_ids=s.token_ids,
-                           finish_reason=s.finish_reason, logprobs=s.logprobs) for s in samples]
+        samples = vllm_engine.sample(
+            model,
+            encoded,
+            max_new_tokens=max_new_tokens,
+            eos_token_id=tokenizer.eos_token_id,
+            temperature=temperature,
+            top_p=top_p,
+            seed=seed,
+            options=engine_options,
+        )
+        return [
+            Generation(
+                text=tokenizer.decode(s.token_ids, skip_special_tokens=True),
+                token_ids=s.token_ids,
+                finish_reason=s.finish_reason,
+                logprobs=s.logprobs,
+            )
+            for s in samples
+        ]
     if engine == "fast":
         reason = fast.unsupported_reason(model)
         if reason is None:
-            return _generate_fast(model, tokenizer, encoded, max_new_tokens=max_new_tokens, temperature=temperature,
-                                  top_p=top_p, batch_size=batch_size, seed=seed)
+            return _generate_fast(
+                model,
+                tokenizer,
+                encoded,
+                max_new_tokens=max_new_tokens,
+                temperature=temperature,
+                top_p=top_p,
+                batch_size=batch_size,
+                seed=seed,
+            )
         log.warning("generation engine 'fast' cannot run %s (%s): using engine 'hf'", type(model).__name__, reason)
     was_training = model.training
     model.eval()
@@ -147,11 +168,35 @@ def generate(
     return results  # type: ignore[return-value]
 
 
-def _generate_fast(model, tokenizer, encoded: list[list[int]], *, max_new_tokens: int, temperature: float,
-                   top_p: float, batch_size: int, seed: int) -> list[Generation]:
-    samples = fast.sample(model, encoded, max_new_tokens=max_new_tokens, eos_token_id=tokenizer.eos_token_id,
-                          pad_token_id=tokenizer.pad_token_id, temperature=temperature, top_p=top_p,
-                          batch_size=batch_size, seed=seed,
-                          on_batch=lambda done, total: monitor.step(done, total, "generation batches"))
-    return [Generation(text=tokenizer.decode(s.token_ids, skip_special_tokens=True), token_ids=s.token_ids,
-                       finish_reason=s.finish_reason, logprobs=s.logprobs) for s in samples]
+def _generate_fast(
+    model,
+    tokenizer,
+    encoded: list[list[int]],
+    *,
+    max_new_tokens: int,
+    temperature: float,
+    top_p: float,
+    batch_size: int,
+    seed: int,
+) -> list[Generation]:
+    samples = fast.sample(
+        model,
+        encoded,
+        max_new_tokens=max_new_tokens,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        temperature=temperature,
+        top_p=top_p,
+        batch_size=batch_size,
+        seed=seed,
+        on_batch=lambda done, total: monitor.step(done, total, "generation batches"),
+    )
+    return [
+        Generation(
+            text=tokenizer.decode(s.token_ids, skip_special_tokens=True),
+            token_ids=s.token_ids,
+            finish_reason=s.finish_reason,
+            logprobs=s.logprobs,
+        )
+        for s in samples
+    ]

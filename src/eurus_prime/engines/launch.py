@@ -57,8 +57,10 @@ def _write_partitions(state: dict, folder: Path) -> dict:
 def _read_partitions(folder: Path, meta: dict, rank: int | None = None) -> dict:
     """The optimizer state :func:`_write_partitions` wrote; with ``rank``, only that rank's
     partition is read (the others are None: a rank needs its own)."""
-    ranks = [load_optimizer_state(folder / f"rank_{k}.pt") if rank is None or k == rank else None
-             for k in range(meta["world_size"])]
+    ranks = [
+        load_optimizer_state(folder / f"rank_{k}.pt") if rank is None or k == rank else None
+        for k in range(meta["world_size"])
+    ]
     return {"deepspeed": {**meta, "ranks": ranks}}
 
 
@@ -67,12 +69,29 @@ def launch_command(options, work: Path) -> list[str]:
     bin_dir = Path(sys.executable).parent
     if options.hostfile:
         deepspeed = shutil.which("deepspeed", path=str(bin_dir)) or "deepspeed"
-        return [deepspeed, "--hostfile", str(options.hostfile), "--num_gpus", str(options.num_procs),
-                "--master_port", str(options.master_port or _free_port()),
-                "--module", "eurus_prime.engines.launch", str(work)]
+        return [
+            deepspeed,
+            "--hostfile",
+            str(options.hostfile),
+            "--num_gpus",
+            str(options.num_procs),
+            "--master_port",
+            str(options.master_port or _free_port()),
+            "--module",
+            "eurus_prime.engines.launch",
+            str(work),
+        ]
     torchrun = shutil.which("torchrun", path=str(bin_dir)) or "torchrun"
-    return [torchrun, "--nproc_per_node", str(options.num_procs), "--master_port",
-            str(options.master_port or _free_port()), "-m", "eurus_prime.engines.launch", str(work)]
+    return [
+        torchrun,
+        "--nproc_per_node",
+        str(options.num_procs),
+        "--master_port",
+        str(options.master_port or _free_port()),
+        "-m",
+        "eurus_prime.engines.launch",
+        str(work),
+    ]
 
 
 def run_distributed(stage: str, checkpoint, args: tuple, cfg, iteration: int):
@@ -94,12 +113,24 @@ def run_distributed(stage: str, checkpoint, args: tuple, cfg, iteration: int):
             meta = _write_partitions(state["deepspeed"], work / "optimizer")
         else:
             if state:
-                log.warning("%s: the checkpoint's optimizer state comes from the torch backend; the deepspeed "
-                            "backend starts fresh AdamW moments", stage)
+                log.warning(
+                    "%s: the checkpoint's optimizer state comes from the torch backend; the deepspeed "
+                    "backend starts fresh AdamW moments",
+                    stage,
+                )
             meta = None
         with open(work / "job.pkl", "wb") as f:
-            pickle.dump({"stage": stage, "args": args, "cfg": cfg, "iteration": iteration,
-                         "version": checkpoint.version, "optimizer": meta}, f)
+            pickle.dump(
+                {
+                    "stage": stage,
+                    "args": args,
+                    "cfg": cfg,
+                    "iteration": iteration,
+                    "version": checkpoint.version,
+                    "optimizer": meta,
+                },
+                f,
+            )
         cmd = launch_command(options, work)
         log.info("%s: %d rank(s): %s", stage, options.num_procs, " ".join(cmd))
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -107,8 +138,10 @@ def run_distributed(stage: str, checkpoint, args: tuple, cfg, iteration: int):
             env.setdefault("DS_ACCELERATOR", "cpu")
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if proc.returncode != 0:
-            raise RuntimeError(f"{stage} on {options.num_procs} ranks failed (exit {proc.returncode}): "
-                               f"{' '.join(cmd)}\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}")
+            raise RuntimeError(
+                f"{stage} on {options.num_procs} ranks failed (exit {proc.returncode}): "
+                f"{' '.join(cmd)}\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}"
+            )
         from transformers import AutoModelForCausalLM  # noqa: PLC0415
 
         out = work / "out"

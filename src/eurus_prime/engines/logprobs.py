@@ -48,8 +48,9 @@ def _chunk_stats(hidden: torch.Tensor, targets: torch.Tensor, head, want_entropy
     return logp, entropy
 
 
-def _head_logprobs(hidden: torch.Tensor, targets: torch.Tensor, head, chunk_tokens: int, grad: bool,
-                   want_entropy: bool):
+def _head_logprobs(
+    hidden: torch.Tensor, targets: torch.Tensor, head, chunk_tokens: int, grad: bool, want_entropy: bool
+):
     """Token log-probs (and entropies) of ``targets`` (rows, T) from ``hidden`` (rows, T, H)."""
     rows, width = targets.shape
     flat_h, flat_t = hidden.reshape(rows * width, -1), targets.reshape(-1)
@@ -106,7 +107,9 @@ def sequence_logprobs(
         for start in range(0, input_ids.size(0), chunk_rows):
             rows = slice(start, start + chunk_rows)
             targets = input_ids[rows, -response_len:]
-            inputs = dict(input_ids=input_ids[rows], attention_mask=attention_mask[rows], position_ids=position_ids[rows])
+            inputs = dict(
+                input_ids=input_ids[rows], attention_mask=attention_mask[rows], position_ids=position_ids[rows]
+            )
             if split is not None:
                 body, head = split
                 hidden = body(**inputs).last_hidden_state[:, -response_len - 1 : -1]

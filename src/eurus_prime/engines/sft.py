@@ -165,9 +165,7 @@ def mean_loss(model, examples: Sequence[Example], pad_id: int, batch_size: int =
     return total / max(count, 1)
 
 
-def split_examples(
-    examples: Sequence[Example], cfg: SFTConfig
-) -> tuple[list[Example], list[Example]]:
+def split_examples(examples: Sequence[Example], cfg: SFTConfig) -> tuple[list[Example], list[Example]]:
     """Seeded split into (train, validation) demonstrations."""
     idx = list(range(len(examples)))
     random.Random(cfg.seed).shuffle(idx)
@@ -175,9 +173,7 @@ def split_examples(
     return [examples[i] for i in idx[n_val:]], [examples[i] for i in idx[:n_val]]
 
 
-def train_sft(
-    model, train: Sequence[Example], val: Sequence[Example], pad_id: int, cfg: SFTConfig
-) -> list[dict]:
+def train_sft(model, train: Sequence[Example], val: Sequence[Example], pad_id: int, cfg: SFTConfig) -> list[dict]:
     """Fine-tune ``model`` in place and (``keep_best``) load the weights of the best validation
     measurement.
 
@@ -228,21 +224,24 @@ def train_sft(
                 total = step
             if step % cfg.eval_every == 0 or step == total:
                 val_loss = mean_loss(model, val, pad_id)
-                history.append({
-                    "step": step, "epoch": step / steps_per_epoch, "lr": lr_at(step - 1, total, cfg),
-                    "train_loss": running / n_running, "val_loss": val_loss,
-                })
+                history.append(
+                    {
+                        "step": step,
+                        "epoch": step / steps_per_epoch,
+                        "lr": lr_at(step - 1, total, cfg),
+                        "train_loss": running / n_running,
+                        "val_loss": val_loss,
+                    }
+                )
                 bar.set_postfix(train=f"{running / n_running:.3f}", val=f"{val_loss:.3f}")
-                log.info("sft step %d/%d train_loss %.4f val_loss %.4f", step, total,
-                         running / n_running, val_loss)
+                log.info("sft step %d/%d train_loss %.4f val_loss %.4f", step, total, running / n_running, val_loss)
                 running, n_running = 0.0, 0
                 if val_loss < best[0]:
                     best, since_best = (val_loss, step, copy.deepcopy(model.state_dict())), 0
                 else:
                     since_best += 1
                     if cfg.patience and since_best >= cfg.patience:
-                        log.info("sft: validation loss flat for %d measurements; stopping at step %d",
-                                 since_best, step)
+                        log.info("sft: validation loss flat for %d measurements; stopping at step %d", since_best, step)
                         step = total
                         break
     bar.close()

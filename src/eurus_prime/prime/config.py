@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from eurus_prime.core.advantages import ADVANTAGE_ESTIMATORS as _ESTIMATOR_REGISTRY
 from eurus_prime.core.kl import KL_ESTIMATORS
@@ -156,13 +157,13 @@ class PrimeConfig:
     gradient_checkpointing: bool = False
     """Recompute each transformer layer in the backward pass of the PRM and policy updates (HF
     ``gradient_checkpointing_enable``): activations of one layer instead of all; needed at 7B."""
-    vllm: dict = field(default_factory=dict)
+    vllm: dict[str, Any] = field(default_factory=dict)
     """``engines.vllm_engine.VllmOptions`` for ``rollout_engine: vllm``: gpu_memory_utilization,
     tensor_parallel_size, dtype, max_model_len, enforce_eager, extra."""
     trainer_backend: str = "torch"
     """What takes the PRM and policy optimizer steps (``engines/trainer.py``): ``torch`` (one
     process, AdamW) or ``deepspeed`` (ZeRO 0-3, CPU offload, bf16, several ranks; ``deepspeed``)."""
-    deepspeed: dict = field(default_factory=dict)
+    deepspeed: dict[str, Any] = field(default_factory=dict)
     """``engines.trainer.DeepSpeedOptions`` for ``trainer_backend: deepspeed``: zero_stage,
     offload_optimizer, offload_param, bf16, extra_config."""
     nonfinite: str = "skip"
@@ -181,9 +182,16 @@ class PrimeConfig:
         def bad(name: str, allowed: str) -> None:
             raise ValueError(f"prime.{name} = {getattr(self, name)!r} is invalid: {allowed}")
 
-        for name in ("prompts_per_step", "max_prompt_length", "max_response_length",
-                     "generation_batch_size", "prm_mini_batch", "ppo_epochs", "ppo_mini_batch",
-                     "micro_batch"):
+        for name in (
+            "prompts_per_step",
+            "max_prompt_length",
+            "max_response_length",
+            "generation_batch_size",
+            "prm_mini_batch",
+            "ppo_epochs",
+            "ppo_mini_batch",
+            "micro_batch",
+        ):
             if int(getattr(self, name)) < 1:
                 bad(name, "must be an integer >= 1")
         if self.micro_batch_tokens is not None and int(self.micro_batch_tokens) < 1:
@@ -203,42 +211,63 @@ class PrimeConfig:
                 bad(name, "must be in [0, 1]")
         if self.filter_low > self.filter_high:
             raise ValueError(
-                f"prime.filter_low = {self.filter_low} > prime.filter_high = {self.filter_high}: "
-                "the band is reversed"
+                f"prime.filter_low = {self.filter_low} > prime.filter_high = {self.filter_high}: the band is reversed"
             )
-        for name, allowed in (("filter_mode", FILTER_MODES), ("prm_update", PRM_TIMINGS),
-                              ("ref_type", REF_TYPES), ("granularity", GRANULARITIES),
-                              ("normalisation", NORMALISATIONS), ("nonfinite", NONFINITE_ACTIONS),
-                              ("rollout_engine", ROLLOUT_ENGINES), ("trainer_backend", TRAINER_BACKENDS),
-                              ("process_reward", PROCESS_REWARDS),
-                              ("advantage_estimator", ADVANTAGE_ESTIMATORS), ("prm_loss", PRM_LOSSES),
-                              ("kl_in", KL_PLACES), ("kl_estimator", KL_ESTIMATORS)):
+        for name, allowed in (
+            ("filter_mode", FILTER_MODES),
+            ("prm_update", PRM_TIMINGS),
+            ("ref_type", REF_TYPES),
+            ("granularity", GRANULARITIES),
+            ("normalisation", NORMALISATIONS),
+            ("nonfinite", NONFINITE_ACTIONS),
+            ("rollout_engine", ROLLOUT_ENGINES),
+            ("trainer_backend", TRAINER_BACKENDS),
+            ("process_reward", PROCESS_REWARDS),
+            ("advantage_estimator", ADVANTAGE_ESTIMATORS),
+            ("prm_loss", PRM_LOSSES),
+            ("kl_in", KL_PLACES),
+            ("kl_estimator", KL_ESTIMATORS),
+        ):
             if getattr(self, name) not in allowed:
                 bad(name, f"valid values are {list(allowed)}")
         for name in ("beta", "prm_lr", "policy_lr", "clip_ratio", "logprob_reuse_tol"):
             if getattr(self, name) <= 0:
                 bad(name, "must be > 0")
-        for name in ("prm_weight_decay", "policy_weight_decay", "prm_grad_clip", "policy_grad_clip",
-                     "entropy_coef", "process_coef", "outcome_coef", "kl_coef"):
+        for name in (
+            "prm_weight_decay",
+            "policy_weight_decay",
+            "prm_grad_clip",
+            "policy_grad_clip",
+            "entropy_coef",
+            "process_coef",
+            "outcome_coef",
+            "kl_coef",
+        ):
             if getattr(self, name) < 0:
                 bad(name, "must be >= 0")
         if not 0.0 <= self.process_gamma <= 1.0:
             bad("process_gamma", "must be in [0, 1]")
         if self.process_gamma != 1.0 and self.advantage_estimator != "rloo":
-            bad("process_gamma", f"only the rloo estimator discounts its process returns "
-                f"(prime.advantage_estimator = {self.advantage_estimator!r}); leave it at 1")
+            bad(
+                "process_gamma",
+                f"only the rloo estimator discounts its process returns "
+                f"(prime.advantage_estimator = {self.advantage_estimator!r}); leave it at 1",
+            )
         if self.kl_coef > 0 and self.ref_type == "policy":
-            raise ValueError(f"prime.kl_coef = {self.kl_coef} needs a reference model, but prime.ref_type = 'policy' "
-                             "makes the reference log-probs the old policy's (the KL would be one to the old "
-                             "policy); use ref_type: freeze, or kl_coef: 0")
+            raise ValueError(
+                f"prime.kl_coef = {self.kl_coef} needs a reference model, but prime.ref_type = 'policy' "
+                "makes the reference log-probs the old policy's (the KL would be one to the old "
+                "policy); use ref_type: freeze, or kl_coef: 0"
+            )
         if self.kl_coef > 0 and self.kl_in == "reward" and self.advantage_estimator == "rft":
-            raise ValueError(f"prime.kl_coef = {self.kl_coef} with prime.kl_in = 'reward': "
-                             "prime.advantage_estimator = 'rft' has no reward to subtract the KL from; "
-                             "use kl_in: loss")
+            raise ValueError(
+                f"prime.kl_coef = {self.kl_coef} with prime.kl_in = 'reward': "
+                "prime.advantage_estimator = 'rft' has no reward to subtract the KL from; "
+                "use kl_in: loss"
+            )
         if self.process_coef == 0 and self.outcome_coef == 0:
             raise ValueError("prime.process_coef and prime.outcome_coef are both 0: nothing to learn from")
         from eurus_prime.engines.trainer import DeepSpeedOptions  # noqa: PLC0415
-
         from eurus_prime.engines.vllm_engine import VllmOptions  # noqa: PLC0415
 
         DeepSpeedOptions.coerce(self.deepspeed)  # names the bad key or value
@@ -254,7 +283,7 @@ class PrimeConfig:
             bad("eval_max_items", "must be >= 1 or null (the whole split)")
 
     @classmethod
-    def coerce(cls, value: PrimeConfig | dict) -> PrimeConfig:
+    def coerce(cls, value: PrimeConfig | dict[str, Any]) -> PrimeConfig:
         """``params:prime`` as Kedro hands it over: already typed, or the raw mapping."""
         return cls(**value) if isinstance(value, dict) else value
 
@@ -267,7 +296,7 @@ class PrimeConfig:
         """Prompts drawn per iteration (B * oversample_factor, rounded up)."""
         return math.ceil(self.prompts_per_step * self.oversample_factor - 1e-9)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -55,64 +56,109 @@ class PrmEvalConfig:
             raise ValueError(f"prm_eval.samples must be >= 2 (pairs within a prompt), got {self.samples}")
 
 
-def build_eval_set(reference, prompts: pd.DataFrame, cfg: PrmEvalConfig, prime: PrimeConfig) -> pd.DataFrame:
+def build_eval_set(reference: Any, prompts: pd.DataFrame, cfg: PrmEvalConfig, prime: PrimeConfig) -> pd.DataFrame:
     """Sample, grade and label the fixed set from the reference (SFT) model.
 
     Returns one row per sample: the rollout columns of ``stages.generate_rollouts``, the outcome
     columns of ``stages.verify_rollouts`` and ``ref_logprobs``."""
     rows = prompts.head(cfg.prompts)
-    drawn = pd.DataFrame({
-        "prompt_id": [stages.prompt_id(e) for e in rows["extra_info"]],
-        "draw": np.arange(len(rows)),
-        "data_source": rows["data_source"].to_numpy(),
-        "ability": rows["ability"].to_numpy(),
-        "prompt": [list(p) for p in rows["prompt"]],
-        "ground_truth": [rm["ground_truth"] for rm in rows["reward_model"]],
-    })
+    drawn = pd.DataFrame(
+        {
+            "prompt_id": [stages.prompt_id(e) for e in rows["extra_info"]],
+            "draw": np.arange(len(rows)),
+            "data_source": rows["data_source"].to_numpy(),
+            "ability": rows["ability"].to_numpy(),
+            "prompt": [list(p) for p in rows["prompt"]],
+            "ground_truth": [rm["ground_truth"] for rm in rows["reward_model"]],
+        }
+    )
     sampling = dataclasses.replace(prime, samples_per_prompt=cfg.samples, temperature=1.0, top_p=1.0, seed=cfg.seed)
     rollouts = stages.generate_rollouts(reference, drawn, sampling, -1, getattr(reference, "version", "") or "")
     outcomes = stages.verify_rollouts(rollouts)
-    ref = stages._score(reference.model, list(rollouts["prompt_ids"]), list(rollouts["response_ids"]),
-                        reference.tokenizer.pad_token_id, prime)
+    ref = stages._score(
+        reference.model,
+        list(rollouts["prompt_ids"]),
+        list(rollouts["response_ids"]),
+        reference.tokenizer.pad_token_id,
+        prime,
+    )
     extra = outcomes.drop(columns=[c for c in outcomes.columns if c in rollouts.columns and c not in stages.KEY])
     return rollouts.merge(extra, on=stages.KEY, validate="one_to_one").assign(ref_logprobs=ref)
 
 
-def quality(process_rewards: pd.DataFrame, rollouts: pd.DataFrame, outcomes: pd.DataFrame, tokenizer,
-            prime: PrimeConfig, n: int) -> dict[str, float]:
+def quality(
+    process_rewards: pd.DataFrame,
+    rollouts: pd.DataFrame,
+    outcomes: pd.DataFrame,
+    tokenizer: Any,
+    prime: PrimeConfig,
+    n: int,
+) -> dict[str, float]:
     """The metrics of ``METRICS`` for scored responses (groups of ``n`` contiguous rows)."""
     if len(process_rewards) == 0:
         return {}
     found = stages.prm_quality(process_rewards, rollouts, outcomes, tokenizer, prime)
     scores = process_rewards.merge(outcomes[stages.KEY + ["score"]], on=stages.KEY, validate="one_to_one")
-    out = {"ce": found["prm/ce_before"], "auc": found["prm/auc_before"],
-           "pairwise_acc": prm_pairwise_accuracy(torch.tensor(scores["sequence_score"].to_numpy()),
-                                                 torch.tensor(scores["score"].to_numpy()), n)}
+    out = {
+        "ce": found["prm/ce_before"],
+        "auc": found["prm/auc_before"],
+        "pairwise_acc": prm_pairwise_accuracy(
+            torch.tensor(scores["sequence_score"].to_numpy()), torch.tensor(scores["score"].to_numpy()), n
+        ),
+    }
     for key in ("localisation", "error_acc", "correct_acc", "localisation_f1"):
         if f"prm/{key}" in found:
             out[key] = found[f"prm/{key}"]
     return out
 
 
-def score_eval_set(prm, eval_set: pd.DataFrame, prime: PrimeConfig) -> pd.DataFrame:
+def score_eval_set(prm: Any, eval_set: pd.DataFrame, prime: PrimeConfig) -> pd.DataFrame:
     """The PRM's implicit rewards on the fixed set, as a ``process_rewards``-shaped table."""
-    lp = stages._score(prm.model, list(eval_set["prompt_ids"]), list(eval_set["response_ids"]),
-                       prm.tokenizer.pad_token_id, prime)
-    q = [prime.beta * (np.asarray(p, np.float32) - np.asarray(r, np.float32)) for p, r in zip(lp, eval_set["ref_logprobs"])]
-    return pd.DataFrame({"prompt_id": eval_set["prompt_id"].to_numpy(), "sample_idx": eval_set["sample_idx"].to_numpy(),
-                         "implicit_reward": q, "sequence_score": [float(x.sum()) for x in q]})
+    lp = stages._score(
+        prm.model, list(eval_set["prompt_ids"]), list(eval_set["response_ids"]), prm.tokenizer.pad_token_id, prime
+    )
+    q = [
+        prime.beta * (np.asarray(p, np.float32) - np.asarray(r, np.float32))
+        for p, r in zip(lp, eval_set["ref_logprobs"])
+    ]
+    return pd.DataFrame(
+        {
+            "prompt_id": eval_set["prompt_id"].to_numpy(),
+            "sample_idx": eval_set["sample_idx"].to_numpy(),
+            "implicit_reward": q,
+            "sequence_score": [float(x.sum()) for x in q],
+        }
+    )
 
 
-def evaluate(prm, eval_set: pd.DataFrame, process_rewards: pd.DataFrame, rollouts: pd.DataFrame,
-             outcomes: pd.DataFrame, prime: PrimeConfig, n_fixed: int, with_fixed: bool) -> pd.DataFrame:
+def evaluate(
+    prm: Any,
+    eval_set: pd.DataFrame,
+    process_rewards: pd.DataFrame,
+    rollouts: pd.DataFrame,
+    outcomes: pd.DataFrame,
+    prime: PrimeConfig,
+    n_fixed: int,
+    with_fixed: bool,
+) -> pd.DataFrame:
     """One row per set (``fresh``, and ``fixed`` when ``with_fixed``): ``set``, ``responses`` and
     the ``METRICS`` (NaN where not defined)."""
-    rows = [{"set": "fresh", "responses": len(process_rewards),
-             **quality(process_rewards, rollouts, outcomes, prm.tokenizer, prime, prime.samples_per_prompt)}]
+    rows = [
+        {
+            "set": "fresh",
+            "responses": len(process_rewards),
+            **quality(process_rewards, rollouts, outcomes, prm.tokenizer, prime, prime.samples_per_prompt),
+        }
+    ]
     if with_fixed:
         scored = score_eval_set(prm, eval_set, prime)
-        rows.append({"set": "fixed", "responses": len(eval_set),
-                     **quality(scored, eval_set, eval_set, prm.tokenizer, prime, n_fixed)})
+        rows.append(
+            {
+                "set": "fixed",
+                "responses": len(eval_set),
+                **quality(scored, eval_set, eval_set, prm.tokenizer, prime, n_fixed),
+            }
+        )
     table = pd.DataFrame(rows)
     for key in METRICS:
         if key not in table:
@@ -122,5 +168,9 @@ def evaluate(prm, eval_set: pd.DataFrame, process_rewards: pd.DataFrame, rollout
 
 def table_metrics(table: pd.DataFrame) -> dict[str, float]:
     """The ``prm_eval`` table as MLflow metrics, ``prm_eval/<set>_<metric>`` (NaN left out)."""
-    return {f"prm_eval/{row['set']}_{k}": float(row[k])
-            for row in table.to_dict("records") for k in METRICS if row[k] == row[k]}
+    return {
+        f"prm_eval/{row['set']}_{k}": float(row[k])
+        for row in table.to_dict("records")
+        for k in METRICS
+        if row[k] == row[k]
+    }

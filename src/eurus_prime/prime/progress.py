@@ -19,7 +19,7 @@ from eurus_prime import manifests
 LAST_STAGE = "evaluate_policy"
 
 
-def iter_dir(iteration) -> str:
+def iter_dir(iteration: int | str) -> str:
     """``iter_NNNN`` for an iteration number."""
     i = int(iteration)
     if i < 0:
@@ -27,7 +27,7 @@ def iter_dir(iteration) -> str:
     return f"iter_{i:04d}"
 
 
-def next_iter_dir(iteration) -> str:
+def next_iter_dir(iteration: int | str) -> str:
     """The folder of the checkpoints iteration ``i`` writes: ``iter_{i+1}``."""
     return iter_dir(int(iteration) + 1)
 
@@ -53,4 +53,3 @@ def completed_iterations(manifest_root: str | Path = manifests.ROOT) -> int:
     while iteration_complete(i, manifest_root):
         i += 1
     return i
-

@@ -21,7 +21,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 FN_NAMES = (
-    "f", "g", "h", "calc", "solve", "compute", "answer", "result", "work", "apply", "run", "go",
+    "f",
+    "g",
+    "h",
+    "calc",
+    "solve",
+    "compute",
+    "answer",
+    "result",
+    "work",
+    "apply",
+    "run",
+    "go",
 )
 
 
@@ -52,19 +63,32 @@ TEMPLATES: tuple[CodeTemplate, ...] = (
     CodeTemplate(2, "list", "the even items of {arg}, each plus {a}", "[v + {a} for v in {arg} if v % 2 == 0]"),
     CodeTemplate(2, "str", "{arg} repeated {k} times", "{arg} * {k}"),
     CodeTemplate(
-        2, "list", "the number of items of {arg} greater than {t}",
-        "len([v for v in {arg} if v > {t}])", "len([v for v in {arg} if v >= {t}])",
+        2,
+        "list",
+        "the number of items of {arg} greater than {t}",
+        "len([v for v in {arg} if v > {t}])",
+        "len([v for v in {arg} if v >= {t}])",
     ),
     CodeTemplate(
-        2, "list", "{arg} sorted from largest to smallest, each plus {a}",
-        "[v + {a} for v in sorted({arg}, reverse=True)]", "[v + {a} for v in sorted({arg})]",
+        2,
+        "list",
+        "{arg} sorted from largest to smallest, each plus {a}",
+        "[v + {a} for v in sorted({arg}, reverse=True)]",
+        "[v + {a} for v in sorted({arg})]",
     ),
     CodeTemplate(
-        3, "int", "{arg} plus {a}, all times {b}", "({arg} + {a}) * {b}", "{arg} + {a} * {b}",
+        3,
+        "int",
+        "{arg} plus {a}, all times {b}",
+        "({arg} + {a}) * {b}",
+        "{arg} + {a} * {b}",
     ),
     CodeTemplate(
-        3, "list", "the sum of the items of {arg} greater than {t}",
-        "sum(v for v in {arg} if v > {t})", "sum(v for v in {arg} if v >= {t})",
+        3,
+        "list",
+        "the sum of the items of {arg} greater than {t}",
+        "sum(v for v in {arg} if v > {t})",
+        "sum(v for v in {arg} if v >= {t})",
     ),
 )
 
@@ -117,9 +141,7 @@ class CodeTask:
         """Eurus-2 code ground truth: call-based hidden tests as JSON."""
         fn = _compile(self.solution, self.fn_name)
         outputs = [fn(*args) for args in self.tests]
-        return json.dumps(
-            {"fn_name": self.fn_name, "inputs": [list(a) for a in self.tests], "outputs": outputs}
-        )
+        return json.dumps({"fn_name": self.fn_name, "inputs": [list(a) for a in self.tests], "outputs": outputs})
 
 
 def _compile(source: str, fn_name: str) -> Callable:

@@ -20,12 +20,32 @@ from dataclasses import dataclass
 MAX_VALUE = 99
 
 NAMES = (
-    ("Ann", "she"), ("Ben", "he"), ("Mia", "she"), ("Tom", "he"), ("Zoe", "she"), ("Sam", "he"),
-    ("Eva", "she"), ("Leo", "he"), ("Ivy", "she"), ("Max", "he"), ("Amy", "she"), ("Dan", "he"),
+    ("Ann", "she"),
+    ("Ben", "he"),
+    ("Mia", "she"),
+    ("Tom", "he"),
+    ("Zoe", "she"),
+    ("Sam", "he"),
+    ("Eva", "she"),
+    ("Leo", "he"),
+    ("Ivy", "she"),
+    ("Max", "he"),
+    ("Amy", "she"),
+    ("Dan", "he"),
 )
 ITEMS = (
-    "apples", "coins", "books", "cards", "pens", "stamps", "shells", "marbles", "cookies",
-    "stickers", "beads", "toys",
+    "apples",
+    "coins",
+    "books",
+    "cards",
+    "pens",
+    "stamps",
+    "shells",
+    "marbles",
+    "cookies",
+    "stickers",
+    "beads",
+    "toys",
 )
 
 
@@ -131,9 +151,7 @@ def _wrong(step: Step) -> tuple[str, int]:
     return verb.wrong_op or verb.op, operand
 
 
-def _chain_values(
-    start: int, ops: list[tuple[str, int]], max_value: int = MAX_VALUE
-) -> list[int] | None:
+def _chain_values(start: int, ops: list[tuple[str, int]], max_value: int = MAX_VALUE) -> list[int] | None:
     values = [start]
     for op, operand in ops:
         nxt = apply_op(values[-1], op, operand, max_value)
@@ -144,9 +162,7 @@ def _chain_values(
 
 
 def _ops(task_steps: tuple[Step, ...], slips: frozenset[int]) -> list[tuple[str, int]]:
-    return [
-        _wrong(s) if i in slips else (s.verb.op, s.operand) for i, s in enumerate(task_steps)
-    ]
+    return [_wrong(s) if i in slips else (s.verb.op, s.operand) for i, s in enumerate(task_steps)]
 
 
 def sample_math_task(
@@ -172,10 +188,7 @@ def sample_math_task(
         if len(steps) != difficulty:
             continue
         buggy = [i for i, s in enumerate(steps) if s.verb.wrong_op is not None]
-        subsets = (
-            frozenset(i for j, i in enumerate(buggy) if mask >> j & 1)
-            for mask in range(1 << len(buggy))
-        )
+        subsets = (frozenset(i for j, i in enumerate(buggy) if mask >> j & 1) for mask in range(1 << len(buggy)))
         if all(_chain_values(start, _ops(tuple(steps), s), max_value) is not None for s in subsets):
             return MathTask(name, pronoun, item, start, tuple(steps))
 
@@ -184,9 +197,7 @@ def demonstrate_math(task: MathTask, rng: random.Random, misconception_rate: flo
     """The demonstrator's action trace for ``task``: each misconceived phrase is translated
     wrongly with probability ``misconception_rate``, independently per step."""
     slips = frozenset(
-        i
-        for i, s in enumerate(task.steps)
-        if s.verb.wrong_op is not None and rng.random() < misconception_rate
+        i for i, s in enumerate(task.steps) if s.verb.wrong_op is not None and rng.random() < misconception_rate
     )
     ops = _ops(task.steps, slips)
     values = _chain_values(task.start, ops)

@@ -42,8 +42,7 @@ class TokenizerConfig:
     def __post_init__(self) -> None:
         if self.vocab_size < 300:
             raise ValueError(
-                f"tokenizer.vocab_size must be >= 300 (256 bytes + specials + merges), "
-                f"got {self.vocab_size}"
+                f"tokenizer.vocab_size must be >= 300 (256 bytes + specials + merges), got {self.vocab_size}"
             )
 
 
@@ -65,9 +64,7 @@ def build_tokenizer(corpus: Iterable[str], cfg: TokenizerConfig) -> PreTrainedTo
         show_progress=False,
     )
     tok.train_from_iterator(corpus, trainer)
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, eos_token=IM_END, pad_token=PAD, padding_side="left"
-    )
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=IM_END, pad_token=PAD, padding_side="left")
     fast.chat_template = CHAT_TEMPLATE
     return fast
 

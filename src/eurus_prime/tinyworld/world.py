@@ -86,31 +86,27 @@ class TinyWorldConfig:
         if not 0.0 <= self.code_fraction <= 1.0:
             raise ValueError(f"tinyworld.code_fraction must be in [0, 1], got {self.code_fraction}")
         if not 0.0 <= self.misconception_rate <= 1.0:
-            raise ValueError(
-                f"tinyworld.misconception_rate must be in [0, 1], got {self.misconception_rate}"
-            )
+            raise ValueError(f"tinyworld.misconception_rate must be in [0, 1], got {self.misconception_rate}")
         if not self.math_difficulties or any(d < 1 for d in self.math_difficulties):
-            raise ValueError(
-                f"tinyworld.math_difficulties must be positive step counts, "
-                f"got {self.math_difficulties}"
-            )
+            raise ValueError(f"tinyworld.math_difficulties must be positive step counts, got {self.math_difficulties}")
         if not 0.0 <= self.novel_share <= 1.0:
             raise ValueError(f"tinyworld.novel_share must be in [0, 1], got {self.novel_share}")
         if any(d < 1 for d in self.novel_math_difficulties):
-            raise ValueError(f"tinyworld.novel_math_difficulties must be positive step counts, "
-                             f"got {self.novel_math_difficulties}")
+            raise ValueError(
+                f"tinyworld.novel_math_difficulties must be positive step counts, got {self.novel_math_difficulties}"
+            )
         if set(self.novel_math_difficulties) & set(self.math_difficulties):
-            raise ValueError(f"tinyworld.novel_math_difficulties {list(self.novel_math_difficulties)} overlap "
-                             f"math_difficulties {list(self.math_difficulties)}: a held-out length must not "
-                             f"be trained on")
+            raise ValueError(
+                f"tinyworld.novel_math_difficulties {list(self.novel_math_difficulties)} overlap "
+                f"math_difficulties {list(self.math_difficulties)}: a held-out length must not "
+                f"be trained on"
+            )
         if self.novel_share > 0 and not self.novel_math_difficulties and self.code_fraction < 1:
             raise ValueError("tinyworld.novel_share > 0 needs novel_math_difficulties for its math rows")
         if not 10 <= self.math_max_value <= 99:
             raise ValueError(f"tinyworld.math_max_value must be in [10, 99], got {self.math_max_value}")
         if not 1 <= self.math_max_operand <= self.math_max_value:
-            raise ValueError(
-                f"tinyworld.math_max_operand must be in [1, math_max_value], got {self.math_max_operand}"
-            )
+            raise ValueError(f"tinyworld.math_max_operand must be in [1, math_max_value], got {self.math_max_operand}")
         system_prompt(self.system_prompt)  # raises listing the valid names
 
     def count(self, split: str) -> int:
@@ -136,18 +132,14 @@ class _Draw:
 def _draw(rng: random.Random, cfg: TinyWorldConfig, ability: str) -> _Draw:
     if ability == "code":
         return _Draw("code", sample_code_task(rng, rng.choice(TEMPLATES)))
-    task = sample_math_task(
-        rng, rng.choice(cfg.math_difficulties), cfg.math_max_value, cfg.math_max_operand
-    )
+    task = sample_math_task(rng, rng.choice(cfg.math_difficulties), cfg.math_max_value, cfg.math_max_operand)
     return _Draw("math", task)
 
 
 def _draw_novel(rng: random.Random, cfg: TinyWorldConfig, ability: str) -> _Draw:
     if ability == "code":
         return _Draw("code", sample_code_task(rng, rng.choice(NOVEL_TEMPLATES)), novel=True)
-    task = sample_math_task(
-        rng, rng.choice(cfg.novel_math_difficulties), cfg.math_max_value, cfg.math_max_operand
-    )
+    task = sample_math_task(rng, rng.choice(cfg.novel_math_difficulties), cfg.math_max_value, cfg.math_max_operand)
     return _Draw("math", task, novel=True)
 
 
@@ -157,8 +149,7 @@ def task_signature(task: MathTask | CodeTask) -> tuple:
     more" are one operation). Math: the start value and each step's operation, operand and whether
     it carries a misconception; code: the template and its constants."""
     if isinstance(task, MathTask):
-        return ("math", task.start,
-                tuple((s.verb.op, s.operand, s.verb.wrong_op is not None) for s in task.steps))
+        return ("math", task.start, tuple((s.verb.op, s.operand, s.verb.wrong_op is not None) for s in task.steps))
     return ("code", task.template.description, tuple(sorted(task.constants.items())))
 
 
@@ -241,8 +232,11 @@ def _held_out_test(cfg: TinyWorldConfig, drawn: dict[str, list[_Draw]], owner: d
     they were."""
     n_novel = round(cfg.n_test * cfg.novel_share)
     n_novel_code = round(n_novel * cfg.code_fraction)
-    quotas = {(False, "math"): cfg.n_test - n_novel, (True, "code"): n_novel_code,
-              (True, "math"): n_novel - n_novel_code}
+    quotas = {
+        (False, "math"): cfg.n_test - n_novel,
+        (True, "code"): n_novel_code,
+        (True, "math"): n_novel - n_novel_code,
+    }
     seen = {task_signature(d.task) for split in ("sft", "train", "val") for d in drawn[split]}
     taken: set[tuple] = set()  # signatures already in the test split: no task twice
     out: dict[tuple[bool, str], list[_Draw]] = {key: [] for key in quotas}
@@ -269,7 +263,8 @@ def _held_out_test(cfg: TinyWorldConfig, drawn: dict[str, list[_Draw]], owner: d
                 raise ValueError(
                     f"tinyworld: only {len(out[key])} usable {'novel' if novel else 'in-distribution'} "
                     f"{ability} prompts for split 'test' after {draws} draws (wanted {want}); lower "
-                    f"tinyworld.n_test or novel_share, or widen the world")
+                    f"tinyworld.n_test or novel_share, or widen the world"
+                )
             offer(_draw_novel(rng, cfg, ability) if novel else _draw(rng, cfg, ability))
     rows = [d for key in quotas for d in out[key]]
     random.Random(cfg.seed + 102).shuffle(rows)  # any head of the split mixes the kinds

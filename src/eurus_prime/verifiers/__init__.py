@@ -108,18 +108,20 @@ def _parallel(abilities: list[str], responses: list[str], ground_truths: list[st
     global _POOL
     chunks = [list(range(c, len(responses), workers * 4)) for c in range(min(workers * 4, len(responses)))]
     pool = _pool(workers)
-    futures = [pool.submit(_serial, [abilities[i] for i in c], [responses[i] for i in c],
-                           [ground_truths[i] for i in c]) for c in chunks]
+    futures = [
+        pool.submit(_serial, [abilities[i] for i in c], [responses[i] for i in c], [ground_truths[i] for i in c])
+        for c in chunks
+    ]
     verdicts: list[Verdict | None] = [None] * len(responses)
     for chunk, future in zip(chunks, futures):
         try:
             part = future.result()
         except BrokenProcessPool as exc:  # a worker died (killed, out of memory): grade here instead
-            log.warning("verify_all: a verifier worker died (%s); grading its %d rows in this process", exc,
-                        len(chunk))
+            log.warning("verify_all: a verifier worker died (%s); grading its %d rows in this process", exc, len(chunk))
             _POOL = None
-            part = _serial([abilities[i] for i in chunk], [responses[i] for i in chunk],
-                           [ground_truths[i] for i in chunk])
+            part = _serial(
+                [abilities[i] for i in chunk], [responses[i] for i in chunk], [ground_truths[i] for i in chunk]
+            )
         for i, v in zip(chunk, part):
             verdicts[i] = v
     return verdicts  # type: ignore[return-value]
@@ -137,10 +139,15 @@ def verify_table(rows, workers: int | None = None):
     if empty:
         shown = "; ".join(f"row {pos}: {field}" for pos, field in empty[:5])
         more = f" (and {len(empty) - 5} more)" if len(empty) > 5 else ""
-        raise ValueError(f"verify_table: {len(empty)} row(s) lack a value: {shown}{more} "
-                         "(rows counted from 0; nothing was scored)")
-    verdicts = verify_all(list(rows["ability"]), [str(r) for r in rows["response"]],
-                          [str(g) for g in rows["ground_truth"]], workers=workers)
+        raise ValueError(
+            f"verify_table: {len(empty)} row(s) lack a value: {shown}{more} (rows counted from 0; nothing was scored)"
+        )
+    verdicts = verify_all(
+        list(rows["ability"]),
+        [str(r) for r in rows["response"]],
+        [str(g) for g in rows["ground_truth"]],
+        workers=workers,
+    )
     scored = pd.DataFrame([v.as_row() for v in verdicts], index=rows.index)
     return pd.concat([rows.drop(columns=[c for c in scored.columns if c in rows.columns]), scored], axis=1)
 
@@ -163,8 +170,10 @@ def summarise(scored) -> str:
     lines = [f"{len(scored)} rows"]
     for ability, g in scored.groupby("ability"):
         reasons = ", ".join(f"{k} {v}" for k, v in g["reason"].value_counts().items())
-        lines.append(f"  {ability:<5} n={len(g):<6} accuracy {100 * g['correct'].mean():5.1f}%  "
-                     f"mean score {g['score'].mean():.3f}  ({reasons})")
+        lines.append(
+            f"  {ability:<5} n={len(g):<6} accuracy {100 * g['correct'].mean():5.1f}%  "
+            f"mean score {g['score'].mean():.3f}  ({reasons})"
+        )
     isolation = scored.loc[scored["ability"] == "code", "isolation"].value_counts()
     if len(isolation):
         lines.append("  code isolation: " + ", ".join(f"{k} ({v})" for k, v in isolation.items()))
@@ -177,6 +186,11 @@ def verifier_error(row: int, ability: str, exc: BaseException) -> Verdict:
     text = f"{type(exc).__name__}: {exc}"
     if len(text) > MAX_ERROR_CHARS:
         text = text[: MAX_ERROR_CHARS - 3] + "..."
-    log.warning("verify_all: the %s verifier raised on row %d (%s); the row scores 0 (reason "
-                "verifier_error) and the rest of the batch goes on", ability, row, text)
+    log.warning(
+        "verify_all: the %s verifier raised on row %d (%s); the row scores 0 (reason "
+        "verifier_error) and the rest of the batch goes on",
+        ability,
+        row,
+        text,
+    )
     return Verdict(0.0, False, "verifier_error", error=text)

@@ -216,10 +216,7 @@ def parse_ground_truth(ground_truth: str) -> dict:
     if not isinstance(spec, dict) or "inputs" not in spec or "outputs" not in spec:
         raise ValueError("code ground_truth must be a JSON object with 'inputs' and 'outputs'")
     if len(spec["inputs"]) != len(spec["outputs"]):
-        raise ValueError(
-            f"code ground_truth has {len(spec['inputs'])} inputs but "
-            f"{len(spec['outputs'])} outputs"
-        )
+        raise ValueError(f"code ground_truth has {len(spec['inputs'])} inputs but {len(spec['outputs'])} outputs")
     return spec
 
 
@@ -306,8 +303,14 @@ def grade_code(response: str, ground_truth: str) -> Verdict:
     return grade_code_with(response, ground_truth)
 
 
-def grade_code_with(response: str, ground_truth: str, *, timeout: float | None = None,
-                    info: sandbox.SandboxInfo | None = None, bare: bool = False) -> Verdict:
+def grade_code_with(
+    response: str,
+    ground_truth: str,
+    *,
+    timeout: float | None = None,
+    info: sandbox.SandboxInfo | None = None,
+    bare: bool = False,
+) -> Verdict:
     """``grade_code`` with a per-test ``timeout`` (default ``PER_TEST_TIMEOUT_S``) and an explicit
     sandbox choice (``info``; ``bare=True`` runs with no sandbox: benchmarks only)."""
     spec = parse_ground_truth(ground_truth)
@@ -321,14 +324,21 @@ def grade_code_with(response: str, ground_truth: str, *, timeout: float | None =
     if not inputs:
         return Verdict(0.0, False, "error", error="ground truth has no tests", **common)
     fn_name = spec.get("fn_name") or None
-    payload = json.dumps({"source": source, "fn_name": fn_name, "inputs": inputs,
-                          "timeout": per_test, "max_out": MAX_OUTPUT_BYTES,
-                          "err_bytes": STDERR_BYTES}).encode()
+    payload = json.dumps(
+        {
+            "source": source,
+            "fn_name": fn_name,
+            "inputs": inputs,
+            "timeout": per_test,
+            "max_out": MAX_OUTPUT_BYTES,
+            "err_bytes": STDERR_BYTES,
+        }
+    ).encode()
     wall_timeout = per_test * len(inputs) + 3.0
-    limits = sandbox.Limits(memory_bytes=MEMORY_LIMIT_BYTES, file_bytes=MAX_OUTPUT_BYTES + 1,
-                            open_files=64, processes=MAX_PROCESSES)
-    run = sandbox.run_python(_HARNESS, payload, wall_timeout, int(wall_timeout) + 1, limits,
-                             info=info, bare=bare)
+    limits = sandbox.Limits(
+        memory_bytes=MEMORY_LIMIT_BYTES, file_bytes=MAX_OUTPUT_BYTES + 1, open_files=64, processes=MAX_PROCESSES
+    )
+    run = sandbox.run_python(_HARNESS, payload, wall_timeout, int(wall_timeout) + 1, limits, info=info, bare=bare)
     harness_err = run.stderr.decode("utf-8", "replace")[-STDERR_BYTES:]
     try:
         records = json.loads(run.stdout.decode("utf-8", "replace") or "null")
@@ -336,11 +346,14 @@ def grade_code_with(response: str, ground_truth: str, *, timeout: float | None =
             raise ValueError("harness printed no result")
     except ValueError:
         reason = "timeout" if run.timed_out else "error"
-        detail = {"tests": [], "sandbox_timed_out": run.timed_out,
-                  "sandbox_rc": run.returncode, "harness_stderr": harness_err}
+        detail = {
+            "tests": [],
+            "sandbox_timed_out": run.timed_out,
+            "sandbox_rc": run.returncode,
+            "harness_stderr": harness_err,
+        }
         error = harness_err or f"sandbox exit code {run.returncode}"
-        return Verdict(0.0, False, reason, error=error[-500:], detail=json.dumps(detail),
-                       **common)
+        return Verdict(0.0, False, reason, error=error[-500:], detail=json.dumps(detail), **common)
     tests = []
     for i, (rec, expected) in enumerate(zip(records, outputs)):
         if rec.get("status") != "ok":
@@ -350,12 +363,18 @@ def grade_code_with(response: str, ground_truth: str, *, timeout: float | None =
         else:
             passed = outputs_match(rec.get("out") or "", expected)
         err = rec.get("err") or ""
-        tests.append({
-            "i": i, "passed": passed, "status": rec.get("status"), "timeout": rec.get("status") == "timeout",
-            "memory_limit": "MemoryError" in err
-            or (rec.get("maxrss_kb") or 0) * 1024 >= 0.9 * MEMORY_LIMIT_BYTES, "output_limit": bool(rec.get("output_limit")),
-            "rc": rec.get("rc"), "stderr": err[-STDERR_BYTES:],
-        })
+        tests.append(
+            {
+                "i": i,
+                "passed": passed,
+                "status": rec.get("status"),
+                "timeout": rec.get("status") == "timeout",
+                "memory_limit": "MemoryError" in err or (rec.get("maxrss_kb") or 0) * 1024 >= 0.9 * MEMORY_LIMIT_BYTES,
+                "output_limit": bool(rec.get("output_limit")),
+                "rc": rec.get("rc"),
+                "stderr": err[-STDERR_BYTES:],
+            }
+        )
     passed = [t["passed"] for t in tests]
     score = 1.0 if all(passed) else sum(passed) / len(passed)
     if all(passed):
@@ -366,8 +385,13 @@ def grade_code_with(response: str, ground_truth: str, *, timeout: float | None =
         reason = "wrong"
     # Only what the program did goes in the record, not how long it took or its peak memory: those
     # vary run to run, and the outcomes table must be reproducible (tests/pipelines/test_faults.py).
-    detail = {"tests": tests, "sandbox_timed_out": run.timed_out,
-              "sandbox_rc": run.returncode, "harness_stderr": harness_err}
+    detail = {
+        "tests": tests,
+        "sandbox_timed_out": run.timed_out,
+        "sandbox_rc": run.returncode,
+        "harness_stderr": harness_err,
+    }
     first_err = next((t["stderr"] for t in tests if t["stderr"] and not t["passed"]), None)
-    return Verdict(score, all(passed), reason, error=first_err[-500:] if first_err else None,
-                   detail=json.dumps(detail), **common)
+    return Verdict(
+        score, all(passed), reason, error=first_err[-500:] if first_err else None, detail=json.dumps(detail), **common
+    )

@@ -73,12 +73,12 @@ import re
 import signal
 import threading
 import time
+from collections import OrderedDict
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
-from fractions import Fraction
-from collections import OrderedDict
 from dataclasses import dataclass
+from fractions import Fraction
 
 from eurus_prime.verifiers.verdict import Verdict
 
@@ -114,9 +114,7 @@ class CheckTimeout(BaseException):
 
 _BOX_START = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _BOX_BARE = re.compile(r"\\boxed\s+([^\s${}]+)")
-_ANSWER_CUE = re.compile(
-    r"(?:final\s+answer|the\s+answer|answer)\s*(?:is\s*:?|:|=)\s*", flags=re.IGNORECASE
-)
+_ANSWER_CUE = re.compile(r"(?:final\s+answer|the\s+answer|answer)\s*(?:is\s*:?|:|=)\s*", flags=re.IGNORECASE)
 
 
 def _brace_matches(text: str) -> dict[int, int]:
@@ -172,7 +170,7 @@ def extract_answer(response: str) -> str | None:
         return bare[-1].strip().rstrip(".")
     cues = list(_ANSWER_CUE.finditer(response))
     for cue in reversed(cues):
-        found = _after_cue(response[cue.end():cue.end() + 4 * MAX_ANSWER_CHARS])
+        found = _after_cue(response[cue.end() : cue.end() + 4 * MAX_ANSWER_CHARS])
         if found:
             return found
     return None
@@ -188,9 +186,7 @@ _UNIT_WORDS = (
     r"students|apples|coins|books|cards|pens|stamps|shells|marbles|cookies|stickers|beads|toys|"
     r"ways|items|points|percent)(?:\^?\{?[23]\}?)?"
 )
-_TEXT_UNIT = re.compile(
-    r"\\(?:text|textrm|mbox|mathrm)\{\s*" + _UNIT_WORDS + r"\s*\}(?:\^\{?[23]\}?)?\s*$"
-)
+_TEXT_UNIT = re.compile(r"\\(?:text|textrm|mbox|mathrm)\{\s*" + _UNIT_WORDS + r"\s*\}(?:\^\{?[23]\}?)?\s*$")
 _SPACED_UNIT = re.compile(r"(?<=[\d}.])\s+" + _UNIT_WORDS + r"\.?\s*$")
 _WRAPPERS = re.compile(r"\\(?:text|textrm|textbf|textit|mathrm|mathbf|mbox|operatorname)\{([^{}]*)\}")
 _EQ_LEFT = re.compile(r"^[a-zA-Z](?:_\{?\w+\}?)?=(?!=)")
@@ -306,7 +302,7 @@ class Num:
     def exact(self) -> bool:
         return self.noise == 0.0
 
-    def scaled(self, k: Fraction) -> "Num":
+    def scaled(self, k: Fraction) -> Num:
         return Num(self.value * k, self.noise, None if self.unit is None else self.unit * k, self.digits)
 
 
@@ -406,8 +402,8 @@ def _same_number(a: Num, b: Num) -> bool | None:
 def _numbers_equal(a: Num, b: Num, pct_a: bool, pct_b: bool) -> bool | None:
     """:func:`_same_number`, where a side with a percent sign may also mean value / 100."""
     undecided = False
-    for x in ([a, a.scaled(Fraction(1, 100))] if pct_a else [a]):
-        for y in ([b, b.scaled(Fraction(1, 100))] if pct_b else [b]):
+    for x in [a, a.scaled(Fraction(1, 100))] if pct_a else [a]:
+        for y in [b, b.scaled(Fraction(1, 100))] if pct_b else [b]:
             same = _same_number(x, y)
             if same:
                 return True
@@ -498,7 +494,10 @@ def _eval_number(s: str, env: dict[str, Fraction] | None = None) -> Num | None:
             if isinstance(base, Fraction):
                 if base == 0 and exp < 0:
                     raise _NotSimple
-                if base.numerator == 0 or max(abs(base.numerator), base.denominator).bit_length() * abs(exp) <= MAX_EXACT_BITS:
+                if (
+                    base.numerator == 0
+                    or max(abs(base.numerator), base.denominator).bit_length() * abs(exp) <= MAX_EXACT_BITS
+                ):
                     return base ** int(exp)
         fb, fe = _as_float(base), _as_float(exp)
         if abs(fe) > 1000:
@@ -910,8 +909,12 @@ def _get_pool() -> ProcessPoolExecutor | None:
                 pool.submit(_worker_ping).result(timeout=POOL_START_TIMEOUT_S)
                 _POOL = pool
             except Exception as exc:  # noqa: BLE001 - e.g. a daemonic process cannot have children
-                log.warning("grade_math: no worker process for timed checks (%s: %s); off-main-thread "
-                            "checks will run in abandonable threads", type(exc).__name__, exc)
+                log.warning(
+                    "grade_math: no worker process for timed checks (%s: %s); off-main-thread "
+                    "checks will run in abandonable threads",
+                    type(exc).__name__,
+                    exc,
+                )
                 _POOL_UNAVAILABLE = True
                 if pool is not None:
                     _kill_pool(pool)
@@ -961,8 +964,9 @@ def _pool_call(pred: str, truth: str, limit: float):
             try:
                 return future.result(timeout=limit + POOL_GRACE_S)
             except FutureTimeout:
-                log.warning("grade_math: a check ignored its alarm for %.1f s; killing the worker "
-                            "pool", limit + POOL_GRACE_S)
+                log.warning(
+                    "grade_math: a check ignored its alarm for %.1f s; killing the worker pool", limit + POOL_GRACE_S
+                )
                 _kill_pool(pool)
                 return _TIMEOUT
             except BrokenProcessPool:  # died (killed, out of memory): retry once on a new pool
@@ -1009,8 +1013,7 @@ def _guarded(pred: str, truth: str, limit: float | None = None):
 
 
 def _verdict(score_ok: bool, reason: str, rule: str, extracted: str | None, error: str | None = None) -> Verdict:
-    return Verdict(float(score_ok), score_ok, reason, extracted=extracted, error=error,
-                   verifier=VERIFIER, rule=rule)
+    return Verdict(float(score_ok), score_ok, reason, extracted=extracted, error=error, verifier=VERIFIER, rule=rule)
 
 
 def grade_math(response: str, ground_truth: str) -> Verdict:

@@ -111,12 +111,17 @@ def _integer_rows(n: int) -> list[tuple[str, str, bool, str]]:
     rows += [(fraction_text(q + d), truth, False, "int+-1/2") for d in (Fraction(-1, 2), Fraction(1, 2))]
     rows += [(decimal_text(q + d), truth, False, "int+-1/2 decimal") for d in (Fraction(-1, 2), Fraction(1, 2))]
     rows += [(decimal_text(q + Fraction(s, 10**k)), truth, False, f"int+-10^-{k}") for k in (1, 4, 6) for s in (-1, 1)]
-    rows += [(f"{n}.0", truth, True, "decimal point"), (fraction_text(Fraction(3 * n, 3)).replace("\\frac", "\\dfrac"),
-                                                       truth, True, "dfrac")]
+    rows += [
+        (f"{n}.0", truth, True, "decimal point"),
+        (fraction_text(Fraction(3 * n, 3)).replace("\\frac", "\\dfrac"), truth, True, "dfrac"),
+    ]
     rows.append((f"\\frac{{{3 * n}}}{{3}}", truth, True, "unreduced fraction"))
     if abs(n) >= 1000:
-        rows += [(thousands(n), truth, True, "thousands ,"), (thousands(n, "{,}"), truth, True, "thousands {,}"),
-                 (str(n), thousands(n), True, "reference with thousands")]
+        rows += [
+            (thousands(n), truth, True, "thousands ,"),
+            (thousands(n, "{,}"), truth, True, "thousands {,}"),
+            (str(n), thousands(n), True, "reference with thousands"),
+        ]
     if abs(n) >= 10:
         rows += [(scientific(q), truth, True, "scientific \\times"), (scientific(q, "e"), truth, True, "scientific e")]
         near = q + (1 if q > 0 else -1)
@@ -128,10 +133,17 @@ def _fraction_rows(q: Fraction) -> list[tuple[str, str, bool, str]]:
     truth = fraction_text(q)
     rows = [(fraction_text(q + d), truth, False, "frac+-1") for d in (-1, 1)]
     rows += [(fraction_text(q + d), truth, False, "frac+-1/2") for d in (Fraction(-1, 2), Fraction(1, 2))]
-    rows += [(fraction_text(q), truth, True, "same"), (fraction_text(q, "\\dfrac"), truth, True, "dfrac"),
-             (f"{'-' if q < 0 else ''}{abs(q.numerator)}/{q.denominator}", truth, True, "a/b"),
-             (f"{'-' if q < 0 else ''}\\frac{{{2 * abs(q.numerator)}}}{{{2 * q.denominator}}}", truth, True,
-              "unreduced fraction")]
+    rows += [
+        (fraction_text(q), truth, True, "same"),
+        (fraction_text(q, "\\dfrac"), truth, True, "dfrac"),
+        (f"{'-' if q < 0 else ''}{abs(q.numerator)}/{q.denominator}", truth, True, "a/b"),
+        (
+            f"{'-' if q < 0 else ''}\\frac{{{2 * abs(q.numerator)}}}{{{2 * q.denominator}}}",
+            truth,
+            True,
+            "unreduced fraction",
+        ),
+    ]
     for spaced in (False, True):
         mixed = mixed_text(q, spaced)
         if mixed:
@@ -154,8 +166,10 @@ def _fraction_rows(q: Fraction) -> list[tuple[str, str, bool, str]]:
         rounded = decimal_text(q, ROUNDED_DECIMALS)
         rows.append((rounded, truth, True, f"rounded to {ROUNDED_DECIMALS} places"))
         unit = Fraction(1, 10**ROUNDED_DECIMALS)
-        rows += [(decimal_text(Fraction(rounded) + s * unit, ROUNDED_DECIMALS), truth, False, "rounded last digit+-1")
-                 for s in (-1, 1)]
+        rows += [
+            (decimal_text(Fraction(rounded) + s * unit, ROUNDED_DECIMALS), truth, False, "rounded last digit+-1")
+            for s in (-1, 1)
+        ]
         rows.append((significant_text(q, 3), truth, False, "rounded to 3 significant digits"))
     return rows
 

@@ -150,11 +150,45 @@ del _ct, _libc, _lim
 # Modules imported before the uid drop in the fall-back, where the interpreter's prefix may not be
 # readable by the sandbox uid (e.g. pyenv under a 0700 /root).
 PREIMPORT = (
-    "math", "cmath", "collections", "itertools", "functools", "heapq", "bisect", "re", "string",
-    "fractions", "decimal", "random", "statistics", "operator", "copy", "typing", "array",
-    "dataclasses", "io", "json", "time", "datetime", "queue", "enum", "numbers", "textwrap",
-    "struct", "hashlib", "contextlib", "traceback", "socket", "select", "signal", "threading",
-    "resource", "builtins", "sys", "os", "errno",
+    "math",
+    "cmath",
+    "collections",
+    "itertools",
+    "functools",
+    "heapq",
+    "bisect",
+    "re",
+    "string",
+    "fractions",
+    "decimal",
+    "random",
+    "statistics",
+    "operator",
+    "copy",
+    "typing",
+    "array",
+    "dataclasses",
+    "io",
+    "json",
+    "time",
+    "datetime",
+    "queue",
+    "enum",
+    "numbers",
+    "textwrap",
+    "struct",
+    "hashlib",
+    "contextlib",
+    "traceback",
+    "socket",
+    "select",
+    "signal",
+    "threading",
+    "resource",
+    "builtins",
+    "sys",
+    "os",
+    "errno",
 )
 
 
@@ -183,9 +217,20 @@ def _prefix_binds() -> list[str]:
 
 def bwrap_argv(bwrap: str, root: bool) -> list[str]:
     """The bubblewrap command line (without the program to run)."""
-    argv = [bwrap, "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
-            "--unshare-cgroup-try", "--die-with-parent", "--new-session", "--clearenv",
-            "--ro-bind", "/usr", "/usr"]
+    argv = [
+        bwrap,
+        "--unshare-net",
+        "--unshare-pid",
+        "--unshare-ipc",
+        "--unshare-uts",
+        "--unshare-cgroup-try",
+        "--die-with-parent",
+        "--new-session",
+        "--clearenv",
+        "--ro-bind",
+        "/usr",
+        "/usr",
+    ]
     for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
         host = "/" + name
         if os.path.islink(host):
@@ -215,10 +260,13 @@ def sandbox_info() -> SandboxInfo:
         version = "unknown"
         try:
             version = _run([bwrap, "--version"]).stdout.decode().split()[-1]
-            cfg = _config(uid=UID_BASE + UID_SLOTS if root else None, cpu=5, limits=Limits(),
-                          unshare_net=False, net_hook=False)
-            probe = _run(bwrap_argv(bwrap, root) + [sys.executable, "-I", "-c",
-                         PREAMBLE + "import os; print(os.getuid())", json.dumps(cfg)])
+            cfg = _config(
+                uid=UID_BASE + UID_SLOTS if root else None, cpu=5, limits=Limits(), unshare_net=False, net_hook=False
+            )
+            probe = _run(
+                bwrap_argv(bwrap, root)
+                + [sys.executable, "-I", "-c", PREAMBLE + "import os; print(os.getuid())", json.dumps(cfg)]
+            )
             ok = probe.returncode == 0 and probe.stdout.strip() == str(cfg["uid"] or os.getuid()).encode()
             if not ok:
                 notes.append(f"bwrap probe failed: rc={probe.returncode} {probe.stderr[-300:]!r}")
@@ -227,17 +275,21 @@ def sandbox_info() -> SandboxInfo:
             notes.append(f"bwrap probe raised {exc!r}")
         if ok:
             iso = "bwrap+rlimits+uid" if root else "bwrap+rlimits"
-            return SandboxInfo("bwrap", iso, f"code/bwrap-{version}", bwrap, root, "netns",
-                               tuple(notes))
+            return SandboxInfo("bwrap", iso, f"code/bwrap-{version}", bwrap, root, "netns", tuple(notes))
     elif not bwrap:
         notes.append("bwrap not found on PATH")
     else:
         notes.append("EURUS_PRIME_NO_BWRAP=1")
     info = fallback_info()
-    log.warning("code sandbox: bubblewrap is not in force (%s); untrusted code runs in the weaker fall-back "
-                "isolation %s (README, 'Outcome verifiers and the code sandbox')", "; ".join(notes), info.isolation)
-    return SandboxInfo(info.kind, info.isolation, info.verifier, None, info.drop_uid, info.network,
-                       tuple(notes) + info.notes)
+    log.warning(
+        "code sandbox: bubblewrap is not in force (%s); untrusted code runs in the weaker fall-back "
+        "isolation %s (README, 'Outcome verifiers and the code sandbox')",
+        "; ".join(notes),
+        info.isolation,
+    )
+    return SandboxInfo(
+        info.kind, info.isolation, info.verifier, None, info.drop_uid, info.network, tuple(notes) + info.notes
+    )
 
 
 @functools.lru_cache(maxsize=1)
@@ -260,11 +312,20 @@ def fallback_info() -> SandboxInfo:
     return SandboxInfo("rlimits", iso, "code/rlimits", None, root, network, tuple(notes))
 
 
-def _config(uid: int | None, cpu: int, limits: Limits, unshare_net: bool, net_hook: bool,
-            preimport: tuple[str, ...] = ()) -> dict:
-    return {"uid": uid, "cpu": cpu, "mem": limits.memory_bytes, "fsize": limits.file_bytes,
-            "nofile": limits.open_files, "nproc": limits.processes if uid is not None else 0,
-            "unshare_net": unshare_net, "net_hook": net_hook, "preimport": list(preimport)}
+def _config(
+    uid: int | None, cpu: int, limits: Limits, unshare_net: bool, net_hook: bool, preimport: tuple[str, ...] = ()
+) -> dict:
+    return {
+        "uid": uid,
+        "cpu": cpu,
+        "mem": limits.memory_bytes,
+        "fsize": limits.file_bytes,
+        "nofile": limits.open_files,
+        "nproc": limits.processes if uid is not None else 0,
+        "unshare_net": unshare_net,
+        "net_hook": net_hook,
+        "preimport": list(preimport),
+    }
 
 
 # ----------------------------------------------------------------------------------------------
@@ -355,9 +416,11 @@ _LIBC = ctypes.CDLL(None, use_errno=True)
 def _remove_ipc_objects(uid: int) -> None:
     """Remove the System V shared memory, semaphores and message queues owned by ``uid`` (the
     fall-back shares the host's IPC namespace, so they would outlive the program)."""
-    for kind, ident, remove in (("shm", "shmid", lambda i: _LIBC.shmctl(i, 0, None)),
-                                ("sem", "semid", lambda i: _LIBC.semctl(i, 0, 0)),
-                                ("msg", "msqid", lambda i: _LIBC.msgctl(i, 0, None))):
+    for kind, ident, remove in (
+        ("shm", "shmid", lambda i: _LIBC.shmctl(i, 0, None)),
+        ("sem", "semid", lambda i: _LIBC.semctl(i, 0, 0)),
+        ("msg", "msqid", lambda i: _LIBC.msgctl(i, 0, None)),
+    ):
         try:
             with open(f"/proc/sysvipc/{kind}") as f:
                 header, *rows = [line.split() for line in f.read().splitlines()]
@@ -372,17 +435,29 @@ def _remove_ipc_objects(uid: int) -> None:
 def kill_uid(uid: int) -> None:
     """SIGKILL every process running as the sandbox ``uid`` (a helper that becomes that uid)."""
     true = shutil.which("true") or "/bin/true"
-    subprocess.run([true], preexec_fn=lambda: _become_and_kill_all(uid), env={},
-                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL, check=False)
+    subprocess.run(
+        [true],
+        preexec_fn=lambda: _become_and_kill_all(uid),
+        env={},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        check=False,
+    )
 
 
 # ----------------------------------------------------------------------------------------------
 
 
-def run_python(harness: str, stdin: bytes, wall_timeout: float, cpu_seconds: int,
-               limits: Limits = Limits(), info: SandboxInfo | None = None,
-               bare: bool = False) -> RunResult:
+def run_python(
+    harness: str,
+    stdin: bytes,
+    wall_timeout: float,
+    cpu_seconds: int,
+    limits: Limits = Limits(),
+    info: SandboxInfo | None = None,
+    bare: bool = False,
+) -> RunResult:
     """Run ``python -I -c PREAMBLE+harness`` in the sandbox with ``stdin``; never raises on child
     misbehaviour. ``bare=True`` runs the same harness with no sandbox at all (benchmarks only)."""
     info = info or sandbox_info()
@@ -392,8 +467,7 @@ def run_python(harness: str, stdin: bytes, wall_timeout: float, cpu_seconds: int
         except (RuntimeError, ServerDied, OSError) as exc:
             # The one-shot path below passed the probe: no program goes unjudged for want of a
             # server (each program still gets the full isolation, only slower).
-            log.warning("code sandbox: the fork server failed (%s); this program runs in a one-shot "
-                        "sandbox", exc)
+            log.warning("code sandbox: the fork server failed (%s); this program runs in a one-shot sandbox", exc)
     slot = _UidSlot() if (info.drop_uid and not bare) else None
     uid = slot.uid if slot else None
     workdir = None
@@ -406,27 +480,44 @@ def run_python(harness: str, stdin: bytes, wall_timeout: float, cpu_seconds: int
         elif info.kind == "bwrap":
             cfg = _config(uid, cpu_seconds, limits, False, False)
             argv = bwrap_argv(info.bwrap, os.geteuid() == 0) + [
-                sys.executable, "-I", "-c", PREAMBLE + harness, json.dumps(cfg)]
+                sys.executable,
+                "-I",
+                "-c",
+                PREAMBLE + harness,
+                json.dumps(cfg),
+            ]
             cwd = "/"
         else:
-            cfg = _config(uid, cpu_seconds, limits, unshare_net=info.network == "netns",
-                          net_hook=info.network != "netns", preimport=PREIMPORT if uid else ())
+            cfg = _config(
+                uid,
+                cpu_seconds,
+                limits,
+                unshare_net=info.network == "netns",
+                net_hook=info.network != "netns",
+                preimport=PREIMPORT if uid else (),
+            )
             argv = [sys.executable, "-I", "-c", PREAMBLE + harness, json.dumps(cfg)]
             workdir = tempfile.mkdtemp(prefix="eurus_prime_code_")
             if uid is not None:
                 os.chown(workdir, uid, uid)
             cwd = workdir
         t0 = time.monotonic()
-        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, cwd=cwd, env={}, start_new_session=True,
-                                close_fds=True)
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=cwd,
+            env={},
+            start_new_session=True,
+            close_fds=True,
+        )
         timed_out = False
         reaper = None
         if uid is not None and info.kind != "bwrap" and not bare:
             # A process the program left behind may hold its pipes open: once the program has
             # exited, end every process of its uid, so that reading the pipes does not wait on it.
-            reaper = threading.Thread(target=lambda: (proc.wait(), kill_uid(uid)), daemon=True,
-                                      name="sandbox-reaper")
+            reaper = threading.Thread(target=lambda: (proc.wait(), kill_uid(uid)), daemon=True, name="sandbox-reaper")
             reaper.start()
         try:
             out, err = proc.communicate(stdin, timeout=wall_timeout)
@@ -694,9 +785,16 @@ class _ForkServer:
 
     def __init__(self, info: SandboxInfo) -> None:
         argv = bwrap_argv(info.bwrap, os.geteuid() == 0) + [sys.executable, "-I", "-c", ZYGOTE]
-        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.DEVNULL, cwd="/", env={}, start_new_session=True,
-                                     close_fds=True)
+        self.proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            cwd="/",
+            env={},
+            start_new_session=True,
+            close_fds=True,
+        )
         self.harnesses: set[str] = set()
         self.alive = True
         hello = self._read(SERVER_START_TIMEOUT_S)
@@ -726,16 +824,26 @@ class _ForkServer:
                 return json.loads(buf)
             need, buf, header = int.from_bytes(buf, "big"), b"", False
 
-    def run(self, harness: str, stdin: bytes, wall_timeout: float, cpu_seconds: int, limits: Limits,
-            uid: int) -> RunResult:
+    def run(
+        self, harness: str, stdin: bytes, wall_timeout: float, cpu_seconds: int, limits: Limits, uid: int
+    ) -> RunResult:
         import base64
         import hashlib
 
         key = hashlib.sha256(harness.encode()).hexdigest()[:16]
-        req = {"key": key, "harness": None if key in self.harnesses else harness, "stdin_len": len(stdin),
-               "uid": uid, "cpu": cpu_seconds, "mem": limits.memory_bytes, "fsize": limits.file_bytes,
-               "nofile": limits.open_files, "nproc": limits.processes, "wall": wall_timeout,
-               "max_capture": MAX_CAPTURE_BYTES}
+        req = {
+            "key": key,
+            "harness": None if key in self.harnesses else harness,
+            "stdin_len": len(stdin),
+            "uid": uid,
+            "cpu": cpu_seconds,
+            "mem": limits.memory_bytes,
+            "fsize": limits.file_bytes,
+            "nofile": limits.open_files,
+            "nproc": limits.processes,
+            "wall": wall_timeout,
+            "max_capture": MAX_CAPTURE_BYTES,
+        }
         body = json.dumps(req).encode()
         try:
             self.proc.stdin.write(len(body).to_bytes(4, "big") + body + stdin)
@@ -752,8 +860,15 @@ class _ForkServer:
         if answer["tainted"]:
             log.info("code sandbox: a program left %s; starting a fresh sandbox", answer["tainted"][:3])
             self.close()
-        return RunResult(base64.b64decode(answer["stdout"]), base64.b64decode(answer["stderr"]),
-                         answer["rc"], answer["timed_out"], answer["wall"], uid, server=answer["server"])
+        return RunResult(
+            base64.b64decode(answer["stdout"]),
+            base64.b64decode(answer["stderr"]),
+            answer["rc"],
+            answer["timed_out"],
+            answer["wall"],
+            uid,
+            server=answer["server"],
+        )
 
     def close(self) -> None:
         self.alive = False
@@ -821,8 +936,9 @@ def use_fork_server() -> bool:
     return os.environ.get("EURUS_PRIME_SANDBOX_SERVER", "1") != "0"
 
 
-def _run_in_server(harness: str, stdin: bytes, wall_timeout: float, cpu_seconds: int, limits: Limits,
-                   info: SandboxInfo) -> RunResult:
+def _run_in_server(
+    harness: str, stdin: bytes, wall_timeout: float, cpu_seconds: int, limits: Limits, info: SandboxInfo
+) -> RunResult:
     slot = _UidSlot()
     try:
         for attempt in range(2):

@@ -22,8 +22,9 @@ log = logging.getLogger(__name__)
 WORLDS = ("tiny", "chains")
 
 
-def make_world(world: str, tinyworld: TinyWorldConfig, chainworld: ChainWorldConfig
-               ) -> tuple[pd.DataFrame, pd.DataFrame]:
+def make_world(
+    world: str, tinyworld: TinyWorldConfig, chainworld: ChainWorldConfig
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Generate the prompts (train/val/test) and SFT demonstrations of the world named by
     ``params:world``: ``tiny`` (``params:tinyworld``) or ``chains`` (``params:chainworld``)."""
     if world == "tiny":
@@ -35,9 +36,7 @@ def make_world(world: str, tinyworld: TinyWorldConfig, chainworld: ChainWorldCon
 
 def build_tiny_tokenizer(sft_demonstrations: pd.DataFrame, tokenizer: TokenizerConfig):
     """Train the byte-level BPE on the demonstrations, rendered exactly as the model sees them."""
-    corpus = [
-        chat_text(list(p), r) for p, r in zip(sft_demonstrations["prompt"], sft_demonstrations["response"])
-    ]
+    corpus = [chat_text(list(p), r) for p, r in zip(sft_demonstrations["prompt"], sft_demonstrations["response"])]
     return build_tokenizer(corpus, tokenizer)
 
 
@@ -66,7 +65,9 @@ def supervised_finetune(
     history = pd.DataFrame(train_sft(model, train, val, tok.pad_token_id, sft))
     seconds = time.perf_counter() - start
     metrics = {
-        "sft/train_loss": [{"value": float(v), "step": int(s)} for s, v in zip(history.step, history.train_loss) if v == v],
+        "sft/train_loss": [
+            {"value": float(v), "step": int(s)} for s, v in zip(history.step, history.train_loss) if v == v
+        ],
         "sft/val_loss": [{"value": float(v), "step": int(s)} for s, v in zip(history.step, history.val_loss)],
         "sft/best_val_loss": {"value": float(history.val_loss.min()), "step": 0},
         "timing/sft_seconds": {"value": seconds, "step": 0},

@@ -44,9 +44,12 @@ def validate_raw_prompts(
         valid, bad = validate_prompts(raw_prompts, source=source), empty_quarantine()
     if len(bad):
         log.warning(
-            "data_prep: %d of %d rows break the Eurus-2-RL-Data schema and were quarantined to %s; "
-            "%d rows kept:\n%s",
-            len(bad), len(raw_prompts), QUARANTINE_TABLE, len(valid), describe_quarantine(bad),
+            "data_prep: %d of %d rows break the Eurus-2-RL-Data schema and were quarantined to %s; %d rows kept:\n%s",
+            len(bad),
+            len(raw_prompts),
+            QUARANTINE_TABLE,
+            len(valid),
+            describe_quarantine(bad),
         )
     metrics = {
         "data_prep/rows_in": {"value": float(len(raw_prompts)), "step": 0},
@@ -94,8 +97,15 @@ def split_prompts(
         .sort_values(["table", "ability"], ignore_index=True)
     )
     report = pd.concat(
-        [report, pd.DataFrame([{"table": "duplicates_dropped", "ability": "all", "rows": len(dropped)},
-                               {"table": "quarantined", "ability": "all", "rows": len(quarantine)}])],
+        [
+            report,
+            pd.DataFrame(
+                [
+                    {"table": "duplicates_dropped", "ability": "all", "rows": len(dropped)},
+                    {"table": "quarantined", "ability": "all", "rows": len(quarantine)},
+                ]
+            ),
+        ],
         ignore_index=True,
     )
     log.info("data_prep: %s", {k: len(v) for k, v in out.items()})

@@ -7,13 +7,20 @@ import logging
 
 import pandas as pd
 
-from eurus_prime.datasets import Checkpoint
 from eurus_prime import evaluation
 from eurus_prime.checkpoints import current_project
+from eurus_prime.datasets import Checkpoint
+from eurus_prime.evaluation import (
+    SPLIT_SUITES,
+    EvalConfig,
+    SuiteEvalConfig,
+    accuracy_report,
+    evaluate_prompts,
+    suite_name,
+)
 from eurus_prime.prime import prm_eval as prm_eval_lib
 from eurus_prime.prime.config import PrimeConfig
 from eurus_prime.prime.prm_eval import PrmEvalConfig
-from eurus_prime.evaluation import SPLIT_SUITES, EvalConfig, SuiteEvalConfig, accuracy_report, evaluate_prompts, suite_name
 
 log = logging.getLogger(__name__)
 
@@ -31,24 +38,28 @@ def evaluate_checkpoint(
     report = accuracy_report(items)
     for row in report.itertuples():
         log.info("eval %-12s %-14s n=%-5d accuracy %.3f", row.group, row.name, row.n, row.accuracy)
-    metrics = {
-        f"val/test_score/{row.name}": {"value": float(row.accuracy), "step": 0}
-        for row in report.itertuples()
-    }
+    metrics = {f"val/test_score/{row.name}": {"value": float(row.accuracy), "step": 0} for row in report.itertuples()}
     return items, report, metrics
 
 
-def build_prm_eval_set(sft_model: Checkpoint, prompts_val: pd.DataFrame, prm_eval: PrmEvalConfig,
-                       prime: PrimeConfig) -> pd.DataFrame:
+def build_prm_eval_set(
+    sft_model: Checkpoint, prompts_val: pd.DataFrame, prm_eval: PrmEvalConfig, prime: PrimeConfig
+) -> pd.DataFrame:
     """The fixed set the PRM is measured on at every evaluation: SFT samples of validation prompts,
     graded, step-labelled where the world can, with the reference log-probs (``prime.prm_eval``)."""
     table = prm_eval_lib.build_eval_set(sft_model, prompts_val, prm_eval, prime)
-    log.info("prm_eval_set: %d samples of %d validation prompts, %.1f%% correct", len(table),
-             len(table) // prm_eval.samples, 100 * float(table["correct"].mean()) if len(table) else 0.0)
+    log.info(
+        "prm_eval_set: %d samples of %d validation prompts, %.1f%% correct",
+        len(table),
+        len(table) // prm_eval.samples,
+        100 * float(table["correct"].mean()) if len(table) else 0.0,
+    )
     return table
 
 
-def load_eval_suites(prompts_test: pd.DataFrame, prompts_val: pd.DataFrame, evaluation_suites: SuiteEvalConfig) -> pd.DataFrame:
+def load_eval_suites(
+    prompts_test: pd.DataFrame, prompts_val: pd.DataFrame, evaluation_suites: SuiteEvalConfig
+) -> pd.DataFrame:
     """The items to evaluate: the held-out splits named ``test``/``val`` and any benchmark suites
     (``eurus_prime.suites``), each cut to ``max_items``, with a ``suite`` column."""
     cfg = evaluation_suites
@@ -69,7 +80,9 @@ def load_eval_suites(prompts_test: pd.DataFrame, prompts_val: pd.DataFrame, eval
     return pd.concat(frames, ignore_index=True)
 
 
-def evaluate_suites(eval_suite_prompts: pd.DataFrame, evaluation_suites: SuiteEvalConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+def evaluate_suites(
+    eval_suite_prompts: pd.DataFrame, evaluation_suites: SuiteEvalConfig
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every checkpoint on every suite item, greedy and (``best_of`` > 0) best-of-N."""
     return evaluation.evaluate_suites(eval_suite_prompts, evaluation_suites, current_project())
 

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import pandas as pd
 
 from eurus_prime import inference as infer
-from eurus_prime.engines.generation import ENGINES, generate
 from eurus_prime.checkpoints import current_project, load_each, resolve
+from eurus_prime.engines.generation import ENGINES, generate
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +59,14 @@ def _questions(frame: pd.DataFrame, default_ability: str) -> pd.DataFrame:
         if a not in ("math", "code"):
             raise ValueError(f"{source} row {row}: field `ability` must be 'math' or 'code', got {a!r}")
     position = pd.Series([str(i) for i in range(len(frame))], index=frame.index)
-    ids = position if "id" not in frame.columns else frame["id"].map(
-        lambda v: None if pd.isna(v) else str(v)).fillna(position)  # a row without an id: its position
-    return pd.DataFrame({"id": ids.to_numpy(), "question": frame["question"].to_numpy(),
-                         "ability": abilities.to_numpy()})
+    ids = (
+        position
+        if "id" not in frame.columns
+        else frame["id"].map(lambda v: None if pd.isna(v) else str(v)).fillna(position)
+    )  # a row without an id: its position
+    return pd.DataFrame(
+        {"id": ids.to_numpy(), "question": frame["question"].to_numpy(), "ability": abilities.to_numpy()}
+    )
 
 
 def answer_questions(inference_questions: pd.DataFrame, inference: InferenceConfig) -> pd.DataFrame:
@@ -74,25 +78,50 @@ def answer_questions(inference_questions: pd.DataFrame, inference: InferenceConf
     specs = [cfg.model, cfg.prm, cfg.reference] if cfg.best_of else [cfg.model]
     model, *scorers = load_each([resolve(spec, project) for spec in specs])
     tok = model.tokenizer
-    texts = [infer.chat_prompt(tok, q, a, cfg.system_prompt) for q, a in zip(questions["question"], questions["ability"])]
+    texts = [
+        infer.chat_prompt(tok, q, a, cfg.system_prompt) for q, a in zip(questions["question"], questions["ability"])
+    ]
     out = questions.assign(model=model.version, prompt_text=texts)
     if not cfg.best_of:
-        gens = generate(model.model, tok, texts, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-                        batch_size=cfg.batch_size, seed=cfg.seed, engine=cfg.engine)
+        gens = generate(
+            model.model,
+            tok,
+            texts,
+            max_new_tokens=cfg.max_new_tokens,
+            temperature=cfg.temperature,
+            batch_size=cfg.batch_size,
+            seed=cfg.seed,
+            engine=cfg.engine,
+        )
         parsed = [infer.parse_response(g.text, a).as_row() for g, a in zip(gens, questions["ability"])]
-        return out.assign(response=[g.text for g in gens], finish_reason=[g.finish_reason for g in gens],
-                          response_length=[len(g.token_ids) for g in gens],
-                          **pd.DataFrame(parsed).to_dict("list"))
-    cands = infer.best_of_n(model, *scorers, texts, list(questions["ability"]), n=cfg.best_of,
-                                max_new_tokens=cfg.max_new_tokens, temperature=cfg.sample_temperature,
-                                beta=cfg.beta, seed=cfg.seed, batch_size=cfg.batch_size, engine=cfg.engine)
+        return out.assign(
+            response=[g.text for g in gens],
+            finish_reason=[g.finish_reason for g in gens],
+            response_length=[len(g.token_ids) for g in gens],
+            **pd.DataFrame(parsed).to_dict("list"),
+        )
+    cands = infer.best_of_n(
+        model,
+        *scorers,
+        texts,
+        list(questions["ability"]),
+        n=cfg.best_of,
+        max_new_tokens=cfg.max_new_tokens,
+        temperature=cfg.sample_temperature,
+        beta=cfg.beta,
+        seed=cfg.seed,
+        batch_size=cfg.batch_size,
+        engine=cfg.engine,
+    )
     best = [max(group, key=lambda c: c.score) for group in cands]
     return out.assign(
-        response=[c.generation.text for c in best], finish_reason=[c.generation.finish_reason for c in best],
+        response=[c.generation.text for c in best],
+        finish_reason=[c.generation.finish_reason for c in best],
         response_length=[len(c.generation.token_ids) for c in best],
         **pd.DataFrame([c.parsed.as_row() for c in best]).to_dict("list"),
         prm_score=[c.score for c in best],
-        candidates=[[{"response": c.generation.text, "answer": c.parsed.answer or "", "prm_score": c.score}
-                     for c in group] for group in cands],
+        candidates=[
+            [{"response": c.generation.text, "answer": c.parsed.answer or "", "prm_score": c.score} for c in group]
+            for group in cands
+        ],
     )
-

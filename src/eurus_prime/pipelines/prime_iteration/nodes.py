@@ -39,8 +39,9 @@ def sample_prompts(prompts_train: pd.DataFrame, prime: PrimeConfig, iteration: i
     return stages.sample_prompts(prompts_train, prime, iteration, int(resample))
 
 
-def generate_rollouts(policy_in: Checkpoint, drawn_prompts: pd.DataFrame, prime: PrimeConfig,
-                      iteration: int) -> tuple[pd.DataFrame, dict]:
+def generate_rollouts(
+    policy_in: Checkpoint, drawn_prompts: pd.DataFrame, prime: PrimeConfig, iteration: int
+) -> tuple[pd.DataFrame, dict]:
     """n samples per prompt from the current policy."""
     m: dict[str, float] = {}
     with _timed(m, "generate_rollouts"):
@@ -67,9 +68,15 @@ def filter_prompts(outcomes: pd.DataFrame, prime: PrimeConfig, iteration: int) -
     return report, _stepped(m, iteration)
 
 
-def compute_process_rewards(policy_in: Checkpoint, prm_in: Checkpoint, reference_model: Checkpoint,
-                            rollouts: pd.DataFrame, filter_report: pd.DataFrame, prime: PrimeConfig,
-                            iteration: int) -> tuple[pd.DataFrame, dict]:
+def compute_process_rewards(
+    policy_in: Checkpoint,
+    prm_in: Checkpoint,
+    reference_model: Checkpoint,
+    rollouts: pd.DataFrame,
+    filter_report: pd.DataFrame,
+    prime: PrimeConfig,
+    iteration: int,
+) -> tuple[pd.DataFrame, dict]:
     """Old-policy, reference and PRM log-probs of the selected rollouts; implicit rewards."""
     m: dict[str, float] = {}
     with _timed(m, "compute_process_rewards"):
@@ -77,35 +84,58 @@ def compute_process_rewards(policy_in: Checkpoint, prm_in: Checkpoint, reference
     return table, _stepped(m, iteration)
 
 
-def update_prm(prm_in: Checkpoint, rollouts: pd.DataFrame, process_rewards: pd.DataFrame,
-               outcomes: pd.DataFrame, prime: PrimeConfig, iteration: int):
+def update_prm(
+    prm_in: Checkpoint,
+    rollouts: pd.DataFrame,
+    process_rewards: pd.DataFrame,
+    outcomes: pd.DataFrame,
+    prime: PrimeConfig,
+    iteration: int,
+):
     """Cross-entropy update of the implicit PRM; the process rewards the advantages use (the
     PRM's, or with ``prime.process_reward: oracle`` the ground-truth first wrong step's)."""
     m: dict[str, float] = {}
     with _timed(m, "update_prm"):
-        prm_out, prm_rewards, prm_stats = stages.update_prm(prm_in, rollouts, process_rewards, outcomes,
-                                                            prime, iteration)
+        prm_out, prm_rewards, prm_stats = stages.update_prm(
+            prm_in, rollouts, process_rewards, outcomes, prime, iteration
+        )
     m.update(stages.prm_metrics(process_rewards, prm_rewards, outcomes, prm_stats, prime))
     if prime.process_reward != "implicit":
         prm_rewards = stages.oracle_rewards(prm_rewards, rollouts, outcomes, prm_out.tokenizer, prime.process_reward)
     return prm_out, prm_rewards, prm_stats, _stepped(m, iteration)
 
 
-def evaluate_prm(prm_out: Checkpoint, prm_eval_set: pd.DataFrame, process_rewards: pd.DataFrame,
-                 rollouts: pd.DataFrame, outcomes: pd.DataFrame, prm_eval: PrmEvalConfig, prime: PrimeConfig,
-                 iteration: int) -> tuple[pd.DataFrame, dict]:
+def evaluate_prm(
+    prm_out: Checkpoint,
+    prm_eval_set: pd.DataFrame,
+    process_rewards: pd.DataFrame,
+    rollouts: pd.DataFrame,
+    outcomes: pd.DataFrame,
+    prm_eval: PrmEvalConfig,
+    prime: PrimeConfig,
+    iteration: int,
+) -> tuple[pd.DataFrame, dict]:
     """The PRM on its own: on this iteration's fresh rollouts (as loaded, before its update) and,
     every ``prm_eval.every`` iterations, the updated PRM on the fixed set (``prime/prm_eval.py``)."""
     m: dict[str, float] = {}
     with _timed(m, "evaluate_prm"):
-        table = prm_eval_lib.evaluate(prm_out, prm_eval_set, process_rewards, rollouts, outcomes, prime,
-                                      prm_eval.samples, prm_eval.should_score(iteration))
+        table = prm_eval_lib.evaluate(
+            prm_out,
+            prm_eval_set,
+            process_rewards,
+            rollouts,
+            outcomes,
+            prime,
+            prm_eval.samples,
+            prm_eval.should_score(iteration),
+        )
     m.update(prm_eval_lib.table_metrics(table))
     return table.assign(iteration=iteration), _stepped(m, iteration)
 
 
-def estimate_advantages(prm_rewards: pd.DataFrame, outcomes: pd.DataFrame, process_rewards: pd.DataFrame,
-                        prime: PrimeConfig, iteration: int) -> tuple[pd.DataFrame, dict]:
+def estimate_advantages(
+    prm_rewards: pd.DataFrame, outcomes: pd.DataFrame, process_rewards: pd.DataFrame, prime: PrimeConfig, iteration: int
+) -> tuple[pd.DataFrame, dict]:
     """Returns and advantages by ``prime.advantage_estimator`` (RLOO on process and outcome rewards,
     combined and whitened, by default); ``process_rewards`` carries the log-probs of a KL in the reward."""
     m: dict[str, float] = {}
@@ -115,8 +145,14 @@ def estimate_advantages(prm_rewards: pd.DataFrame, outcomes: pd.DataFrame, proce
     return adv, _stepped(m, iteration)
 
 
-def update_policy(policy_in: Checkpoint, rollouts: pd.DataFrame, process_rewards: pd.DataFrame,
-                  advantages: pd.DataFrame, prime: PrimeConfig, iteration: int):
+def update_policy(
+    policy_in: Checkpoint,
+    rollouts: pd.DataFrame,
+    process_rewards: pd.DataFrame,
+    advantages: pd.DataFrame,
+    prime: PrimeConfig,
+    iteration: int,
+):
     """PPO update of the policy."""
     m: dict[str, float] = {}
     with _timed(m, "update_policy"):
@@ -125,15 +161,17 @@ def update_policy(policy_in: Checkpoint, rollouts: pd.DataFrame, process_rewards
     return policy_out, stats, _stepped(m, iteration)
 
 
-def evaluate_policy(policy_out: Checkpoint, prompts_test: pd.DataFrame, evaluation: EvalConfig,
-                    prime: PrimeConfig, iteration: int):
+def evaluate_policy(
+    policy_out: Checkpoint, prompts_test: pd.DataFrame, evaluation: EvalConfig, prime: PrimeConfig, iteration: int
+):
     """Greedy pass@1 of the updated policy on the first ``eval_max_items`` held-out test prompts
     (every ``eval_every`` iterations): the split and order of the SFT model's report, so the two
     compare item for item. Nothing is selected on it."""
     m: dict[str, float] = {}
     if not stages.should_evaluate(prime, iteration):
-        log.info("evaluate_policy: iteration %d is not an evaluation iteration (eval_every=%d)",
-                 iteration, prime.eval_every)
+        log.info(
+            "evaluate_policy: iteration %d is not an evaluation iteration (eval_every=%d)", iteration, prime.eval_every
+        )
         empty = pd.DataFrame({"group": [], "name": [], "n": [], "accuracy": [], "mean_score": []})
         return pd.DataFrame({"iteration": []}), empty.assign(iteration=[]), {}
     with _timed(m, "evaluate_policy"):
@@ -143,6 +181,7 @@ def evaluate_policy(policy_out: Checkpoint, prompts_test: pd.DataFrame, evaluati
     for row in report.itertuples():
         key = "all" if row.group == "all" else row.name
         m[f"eval/{key}"] = row.accuracy
-        log.info("iteration %d eval %-12s %-14s n=%-5d accuracy %.3f", iteration, row.group, row.name,
-                 row.n, row.accuracy)
+        log.info(
+            "iteration %d eval %-12s %-14s n=%-5d accuracy %.3f", iteration, row.group, row.name, row.n, row.accuracy
+        )
     return items.assign(iteration=iteration), report.assign(iteration=iteration), _stepped(m, iteration)

@@ -17,34 +17,76 @@ IT = "params:iteration"
 
 #: The node names, in pipeline order (the resume logic walks them in this order).
 STAGES = (
-    "sample_prompts", "generate_rollouts", "verify_outcomes", "filter_prompts",
-    "compute_process_rewards", "update_prm", "estimate_advantages", "evaluate_prm", "update_policy",
+    "sample_prompts",
+    "generate_rollouts",
+    "verify_outcomes",
+    "filter_prompts",
+    "compute_process_rewards",
+    "update_prm",
+    "estimate_advantages",
+    "evaluate_prm",
+    "update_policy",
     "evaluate_policy",
 )
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    return pipeline([
-        node(nodes.sample_prompts, ["prompts_train", CFG, IT, "params:resample"], "drawn_prompts",
-             name="sample_prompts"),
-        node(nodes.generate_rollouts, ["policy_in", "drawn_prompts", CFG, IT],
-             ["rollouts", "prime_rollout_metrics"], name="generate_rollouts"),
-        node(nodes.verify_outcomes, ["rollouts", IT], ["outcomes", "prime_verify_metrics"],
-             name="verify_outcomes"),
-        node(nodes.filter_prompts, ["outcomes", CFG, IT], ["filter_report", "prime_filter_metrics"],
-             name="filter_prompts"),
-        node(nodes.compute_process_rewards,
-             ["policy_in", "prm_in", "reference_model", "rollouts", "filter_report", CFG, IT],
-             ["process_rewards", "prime_reward_metrics"], name="compute_process_rewards"),
-        node(nodes.update_prm, ["prm_in", "rollouts", "process_rewards", "outcomes", CFG, IT],
-             ["prm_out", "prm_rewards", "prm_stats", "prime_prm_metrics"], name="update_prm"),
-        node(nodes.evaluate_prm, ["prm_out", "prm_eval_set", "process_rewards", "rollouts", "outcomes",
-                                  "params:prm_eval", CFG, IT],
-             ["prm_eval", "prime_prm_eval_metrics"], name="evaluate_prm"),
-        node(nodes.estimate_advantages, ["prm_rewards", "outcomes", "process_rewards", CFG, IT],
-             ["advantages", "prime_adv_metrics"], name="estimate_advantages"),
-        node(nodes.update_policy, ["policy_in", "rollouts", "process_rewards", "advantages", CFG, IT],
-             ["policy_out", "ppo_stats", "prime_ppo_metrics"], name="update_policy"),
-        node(nodes.evaluate_policy, ["policy_out", "prompts_test", "params:evaluation", CFG, IT],
-             ["eval_items", "eval_report", "prime_eval_metrics"], name="evaluate_policy"),
-    ])
+    return pipeline(
+        [
+            node(
+                nodes.sample_prompts,
+                ["prompts_train", CFG, IT, "params:resample"],
+                "drawn_prompts",
+                name="sample_prompts",
+            ),
+            node(
+                nodes.generate_rollouts,
+                ["policy_in", "drawn_prompts", CFG, IT],
+                ["rollouts", "prime_rollout_metrics"],
+                name="generate_rollouts",
+            ),
+            node(nodes.verify_outcomes, ["rollouts", IT], ["outcomes", "prime_verify_metrics"], name="verify_outcomes"),
+            node(
+                nodes.filter_prompts,
+                ["outcomes", CFG, IT],
+                ["filter_report", "prime_filter_metrics"],
+                name="filter_prompts",
+            ),
+            node(
+                nodes.compute_process_rewards,
+                ["policy_in", "prm_in", "reference_model", "rollouts", "filter_report", CFG, IT],
+                ["process_rewards", "prime_reward_metrics"],
+                name="compute_process_rewards",
+            ),
+            node(
+                nodes.update_prm,
+                ["prm_in", "rollouts", "process_rewards", "outcomes", CFG, IT],
+                ["prm_out", "prm_rewards", "prm_stats", "prime_prm_metrics"],
+                name="update_prm",
+            ),
+            node(
+                nodes.evaluate_prm,
+                ["prm_out", "prm_eval_set", "process_rewards", "rollouts", "outcomes", "params:prm_eval", CFG, IT],
+                ["prm_eval", "prime_prm_eval_metrics"],
+                name="evaluate_prm",
+            ),
+            node(
+                nodes.estimate_advantages,
+                ["prm_rewards", "outcomes", "process_rewards", CFG, IT],
+                ["advantages", "prime_adv_metrics"],
+                name="estimate_advantages",
+            ),
+            node(
+                nodes.update_policy,
+                ["policy_in", "rollouts", "process_rewards", "advantages", CFG, IT],
+                ["policy_out", "ppo_stats", "prime_ppo_metrics"],
+                name="update_policy",
+            ),
+            node(
+                nodes.evaluate_policy,
+                ["policy_out", "prompts_test", "params:evaluation", CFG, IT],
+                ["eval_items", "eval_report", "prime_eval_metrics"],
+                name="evaluate_policy",
+            ),
+        ]
+    )
