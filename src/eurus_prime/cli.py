@@ -37,11 +37,11 @@ def _project(option: Path | None) -> Path:
 
 def _format_report(report) -> str:
     rows = report[report["group"] != "data_source"]
-    lines = [f"  {'':<10}{'n':>6}  accuracy"]
-    lines += [f"  {r.name:<10}{r.n:>6}  {100 * r.accuracy:6.1f}%" for r in rows.itertuples()]
+    lines = [f"  {'':<16}{'n':>6}  accuracy"]
+    lines += [f"  {r.name:<16}{r.n:>6}  {100 * r.accuracy:6.1f}%" for r in rows.itertuples()]
     per_source = report[report["group"] == "data_source"]
     lines += ["  by data source:"]
-    lines += [f"    {r.name:<14}{r.n:>6}  {100 * r.accuracy:6.1f}%" for r in per_source.itertuples()]
+    lines += [f"    {r.name:<20}{r.n:>6}  {100 * r.accuracy:6.1f}%" for r in per_source.itertuples()]
     return "\n".join(lines)
 
 
@@ -127,6 +127,7 @@ def _report_after(project: Path, env: str | None) -> None:
     import pandas as pd
 
     from eurus_prime.datasets.versions import latest_version
+    from eurus_prime.evaluation import NOVEL_MARK
     from eurus_prime.prime.progress import completed_iterations, iter_dir
 
     items = None
@@ -141,11 +142,20 @@ def _report_after(project: Path, env: str | None) -> None:
     sft = load_dataset(project, env, "sft_eval_items")
     same = sft[sft["index"].isin(set(items["index"]))]
     click.echo(f"\nHeld-out greedy pass@1 on the same {len(items)} test prompts:")
-    click.echo(f"  {'':<14}{'SFT':>8}{'iter ' + str(i):>10}")
-    for name, key in [("all", None), ("math", "math"), ("code", "code")]:
-        a = same if key is None else same[same["ability"] == key]
-        b = items if key is None else items[items["ability"] == key]
-        click.echo(f"  {name:<14}{100 * a['correct'].mean():7.1f}%{100 * b['correct'].mean():9.1f}%")
+    click.echo(f"  {'':<16}{'SFT':>8}{'iter ' + str(i):>10}")
+    novel_a = same["data_source"].astype(str).str.contains(NOVEL_MARK, regex=False)
+    novel_b = items["data_source"].astype(str).str.contains(NOVEL_MARK, regex=False)
+    groups = [
+        ("all", None, None),
+        ("math", same["ability"] == "math", items["ability"] == "math"),
+        ("code", same["ability"] == "code", items["ability"] == "code"),
+    ]
+    if novel_b.any():  # a test split with held-out structures (the tiny and chains worlds)
+        groups += [("in_distribution", ~novel_a, ~novel_b), ("novel", novel_a, novel_b)]
+    for name, in_a, in_b in groups:
+        a = same if in_a is None else same[in_a]
+        b = items if in_b is None else items[in_b]
+        click.echo(f"  {name:<16}{100 * a['correct'].mean():7.1f}%{100 * b['correct'].mean():9.1f}%")
 
 
 @main.command()
