@@ -127,7 +127,7 @@ def _report_after(project: Path, env: str | None) -> None:
     import pandas as pd
 
     from eurus_prime.datasets.versions import latest_version
-    from eurus_prime.evaluation import NOVEL_MARK
+    from eurus_prime.evaluation import accuracy_report
     from eurus_prime.prime.progress import completed_iterations, iter_dir
 
     items = None
@@ -143,19 +143,14 @@ def _report_after(project: Path, env: str | None) -> None:
     same = sft[sft["index"].isin(set(items["index"]))]
     click.echo(f"\nHeld-out greedy pass@1 on the same {len(items)} test prompts:")
     click.echo(f"  {'':<16}{'SFT':>8}{'iter ' + str(i):>10}")
-    novel_a = same["data_source"].astype(str).str.contains(NOVEL_MARK, regex=False)
-    novel_b = items["data_source"].astype(str).str.contains(NOVEL_MARK, regex=False)
-    groups = [
-        ("all", None, None),
-        ("math", same["ability"] == "math", items["ability"] == "math"),
-        ("code", same["ability"] == "code", items["ability"] == "code"),
-    ]
-    if novel_b.any():  # a test split with held-out structures (the tiny and chains worlds)
-        groups += [("in_distribution", ~novel_a, ~novel_b), ("novel", novel_a, novel_b)]
-    for name, in_a, in_b in groups:
-        a = same if in_a is None else same[in_a]
-        b = items if in_b is None else items[in_b]
-        click.echo(f"  {name:<16}{100 * a['correct'].mean():7.1f}%{100 * b['correct'].mean():9.1f}%")
+    # accuracy_report groups both alike; its heldout group exists where the split has novel rows.
+    before, after = (
+        r[r["group"] != "data_source"].set_index("name")["accuracy"] for r in map(accuracy_report, (same, items))
+    )
+    heldout = ["in_distribution", "novel"] if "novel" in after.index else []
+    for name in ["all", "math", "code", *heldout]:
+        a, b = before.get(name, float("nan")), after.get(name, float("nan"))
+        click.echo(f"  {name:<16}{100 * a:7.1f}%{100 * b:9.1f}%")
 
 
 @main.command()

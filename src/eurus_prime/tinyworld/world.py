@@ -129,18 +129,14 @@ class _Draw:
         return self.task.ground_truth if self.ability == "code" else str(self.task.answer)
 
 
-def _draw(rng: random.Random, cfg: TinyWorldConfig, ability: str) -> _Draw:
+def _draw(rng: random.Random, cfg: TinyWorldConfig, ability: str, novel: bool = False) -> _Draw:
+    """One task of ``ability``: from the training templates and lengths, or with ``novel`` from the
+    held-out ones (``NOVEL_TEMPLATES``, ``novel_math_difficulties``)."""
     if ability == "code":
-        return _Draw("code", sample_code_task(rng, rng.choice(TEMPLATES)))
-    task = sample_math_task(rng, rng.choice(cfg.math_difficulties), cfg.math_max_value, cfg.math_max_operand)
-    return _Draw("math", task)
-
-
-def _draw_novel(rng: random.Random, cfg: TinyWorldConfig, ability: str) -> _Draw:
-    if ability == "code":
-        return _Draw("code", sample_code_task(rng, rng.choice(NOVEL_TEMPLATES)), novel=True)
-    task = sample_math_task(rng, rng.choice(cfg.novel_math_difficulties), cfg.math_max_value, cfg.math_max_operand)
-    return _Draw("math", task, novel=True)
+        return _Draw("code", sample_code_task(rng, rng.choice(NOVEL_TEMPLATES if novel else TEMPLATES)), novel)
+    lengths = cfg.novel_math_difficulties if novel else cfg.math_difficulties
+    task = sample_math_task(rng, rng.choice(lengths), cfg.math_max_value, cfg.math_max_operand)
+    return _Draw("math", task, novel)
 
 
 def task_signature(task: MathTask | CodeTask) -> tuple:
@@ -265,7 +261,7 @@ def _held_out_test(cfg: TinyWorldConfig, drawn: dict[str, list[_Draw]], owner: d
                     f"{ability} prompts for split 'test' after {draws} draws (wanted {want}); lower "
                     f"tinyworld.n_test or novel_share, or widen the world"
                 )
-            offer(_draw_novel(rng, cfg, ability) if novel else _draw(rng, cfg, ability))
+            offer(_draw(rng, cfg, ability, novel))
     rows = [d for key in quotas for d in out[key]]
     random.Random(cfg.seed + 102).shuffle(rows)  # any head of the split mixes the kinds
     log.info("tinyworld: test split %s", {f"{'novel' if n else 'id'}/{a}": len(v) for (n, a), v in out.items()})
