@@ -30,16 +30,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _project import ROOT, fresh_project  # noqa: E402
-
-
-def _catalog(project: Path, env: str | None):
-    from kedro.framework.session import KedroSession
-    from kedro.framework.startup import bootstrap_project
-
-    bootstrap_project(project)
-    session = KedroSession.create(project_path=project, env=env)
-    return session.load_context().catalog, session.load_context().params
+from _project import ROOT, catalog_and_params, fresh_project, write_json, write_markdown  # noqa: E402
 
 
 def _as(cls, value):
@@ -79,10 +70,10 @@ def main() -> None:
     import torch
 
     from eurus_prime.engines.sft import SFTConfig, split_examples, tokenize_demonstrations, train_sft
-    from eurus_prime.evaluation import EvalConfig, accuracy_report, evaluate_prompts
-    from eurus_prime.prompting import render_prompt
+    from eurus_prime.eval.evaluation import EvalConfig, accuracy_report, evaluate_prompts
+    from eurus_prime.tasks.prompting import render_prompt
 
-    catalog, params = _catalog(project, args.env)
+    catalog, params = catalog_and_params(project, args.env)
     report = catalog.load("sft_eval_report")
     sft = catalog.load("sft_model")
     demos = catalog.load("sft_demonstrations")
@@ -156,8 +147,7 @@ def main() -> None:
         round(float(np.mean([c["gain_points"] for c in result["control"]])), 2) if result["control"] else None
     )
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
+    write_json(args.out.with_suffix(".json"), result)
     md = [
         f"# Bootstrap benchmark ({args.env or 'tiny'} world)",
         "",
@@ -178,8 +168,7 @@ def main() -> None:
         "",
         *[f"- {k}: {100 * v:.1f}%" for k, v in result["sft_accuracy_by_source"].items()],
     ]
-    args.out.with_suffix(".md").write_text("\n".join(md) + "\n")
-    print("\n".join(md))
+    write_markdown(args.out.with_suffix(".md"), md, echo=True)
 
 
 if __name__ == "__main__":

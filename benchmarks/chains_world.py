@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _project import ROOT  # noqa: E402
+from _project import ROOT, write_json, write_markdown  # noqa: E402
 
 
 def main() -> None:
@@ -34,19 +34,16 @@ def main() -> None:
     os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
     import numpy as np
     import reasoning_gym
-    from kedro.framework.session import KedroSession
-    from kedro.framework.startup import bootstrap_project
 
-    from eurus_prime.chainworld.steps import parse_expression
-    from eurus_prime.chainworld.world import traps
-    from eurus_prime.engines.generation import generate
-    from eurus_prime.prompting import render_prompt
+    from eurus_prime.engines.rollout import generate
+    from eurus_prime.runs.session import open_context
+    from eurus_prime.tasks.chainworld.steps import parse_expression
+    from eurus_prime.tasks.chainworld.world import traps
+    from eurus_prime.tasks.prompting import render_prompt
     from eurus_prime.verifiers import verify_all
     from eurus_prime.verifiers.process import process_columns
 
-    bootstrap_project(args.project)
-    with KedroSession.create(project_path=args.project, env=args.env) as session:
-        ctx = session.load_context()
+    with open_context(args.project, args.env) as ctx:
         sft, train = ctx.catalog.load("sft_model"), ctx.catalog.load("prompts_train")
         prime = ctx.params["prime"]
         max_new = int(prime["max_response_length"] if isinstance(prime, dict) else prime.max_response_length)
@@ -96,8 +93,7 @@ def main() -> None:
             "graded": int(len(rep)),
         }
         print(mode, json.dumps(out[mode]), flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(out, indent=1) + "\n")
+    write_json(args.out.with_suffix(".json"), out)
     lines = [
         "# The chains world's SFT model",
         "",
@@ -108,7 +104,7 @@ def main() -> None:
     ]
     for key in out["greedy"]:
         lines.append(f"| {key} | {out['greedy'][key]} | {out['sampled'][key]} |")
-    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    write_markdown(args.out.with_suffix(".md"), lines)
 
 
 if __name__ == "__main__":

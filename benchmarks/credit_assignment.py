@@ -38,16 +38,26 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _project import ROOT, LoadMonitor, fresh_project  # noqa: E402
+from _project import (  # noqa: E402
+    ROOT,
+    finished_iterations,
+    fresh_project,
+    per_arm_and_point,
+    policy_after,
+    run_logged,
+    sft_checkpoint_row,
+    train_command,
+    train_log,
+    write_json,
+    write_markdown,
+)
 
-EURUS_PRIME = str(Path(sys.executable).with_name("eurus-prime"))
 RFT = "prime.advantage_estimator=rft,prime.process_coef=0.0,prime.filter_low=0.01,prime.filter_high=1.0"
 ARMS = {
     "rloo": "prime.process_coef=0.0",
@@ -72,13 +82,10 @@ MA = 10  # moving-average window of the training verify score, in iterations (th
 
 
 def _test_prompts(project: Path, env: str):
-    from kedro.framework.session import KedroSession
-    from kedro.framework.startup import bootstrap_project
+    from eurus_prime.runs.session import open_context
 
-    bootstrap_project(project)
-    with KedroSession.create(project_path=project, env=env) as session:
-        catalog = session.load_context().catalog
-        return catalog.load("sft_model"), catalog.load("prompts_test")
+    with open_context(project, env) as context:
+        return context.catalog.load("sft_model"), context.catalog.load("prompts_test")
 
 
 def _where(prompts, where: str | None):
@@ -98,19 +105,17 @@ def _where(prompts, where: str | None):
 def _restrict_train(project: Path, env: str, where: str) -> int:
     """Save a new version of the arm project's ``prompts_train`` holding the rows ``where`` keeps
     (the catalog loads the newest version, so the arm trains on those)."""
-    from kedro.framework.session import KedroSession
-    from kedro.framework.startup import bootstrap_project
+    from eurus_prime.runs.session import open_context
 
-    bootstrap_project(project)
-    with KedroSession.create(project_path=project, env=env) as session:
-        catalog = session.load_context().catalog
+    with open_context(project, env) as context:
+        catalog = context.catalog
         kept = _where(catalog.load("prompts_train"), where).reset_index(drop=True)
         catalog.save("prompts_train", kept)
     return len(kept)
 
 
 def _evaluate(model, tok, test, n_items: int, max_new_tokens: int) -> dict:
-    from eurus_prime.evaluation import EvalConfig, evaluate_prompts
+    from eurus_prime.eval.evaluation import EvalConfig, evaluate_prompts
 
     items = evaluate_prompts(model, tok, test.head(n_items), EvalConfig(max_new_tokens=max_new_tokens, batch_size=128))
     novel = items["data_source"].str.contains("_novel")
@@ -126,40 +131,19 @@ def _evaluate(model, tok, test, n_items: int, max_new_tokens: int) -> dict:
 def _train(
     arm: str, seed: int, project: Path, env: str, seconds: float | None, iterations: int | None, params: str
 ) -> tuple[list[dict], dict]:
-    budget = (
-        ["--iterations", str(iterations)] if iterations else ["--iterations", "100000", "--time-budget", str(seconds)]
-    )
-    cmd = [
-        EURUS_PRIME,
-        "train",
-        "--project",
-        str(project),
-        "--env",
-        env,
-        *budget,
-        "--params",
+    cmd = train_command(
+        project,
+        iterations or 100000,
         ",".join(p for p in (f"prime.seed={seed},prime.eval_every=0,train.keep_checkpoints=null", params) if p),
-    ]
+        env=env,
+        time_budget=None if iterations else seconds,
+    )
     # PYTHONPATH: the arm runs the code copied into its project, not the --sft-from project's
     # (Kedro's bootstrap_project puts that one's src/ on this process's PYTHONPATH).
-    env_vars = {**os.environ, "TQDM_DISABLE": "1", "KEDRO_DISABLE_TELEMETRY": "1", "PYTHONPATH": str(project / "src")}
-    with open(project / "train.log", "w") as log, LoadMonitor() as load:
-        proc = subprocess.run(cmd, cwd=project, stdout=log, stderr=subprocess.STDOUT, env=env_vars)
-    if proc.returncode:
+    code, _, load = run_logged(cmd, project, env={"PYTHONPATH": str(project / "src")})
+    if code:
         raise RuntimeError(f"{arm} seed {seed} failed; see {project / 'train.log'}")
-    lines = (project / "data/08_reporting/train_log.jsonl").read_text().splitlines()
-    return [json.loads(line) for line in lines], load.summary()
-
-
-def _policy(project: Path, iteration: int):
-    from transformers import AutoModelForCausalLM
-
-    from eurus_prime.datasets.versions import latest_version
-    from eurus_prime.prime.progress import next_iter_dir
-
-    return AutoModelForCausalLM.from_pretrained(
-        latest_version(project / "data/06_models/policy" / next_iter_dir(iteration))
-    )
+    return train_log(project), load.summary()
 
 
 ITER_KEYS = (
@@ -222,15 +206,7 @@ def main() -> None:
     sft, test = _test_prompts(args.sft_from, args.env)
     test = _where(test, args.where)
     tok = sft.tokenizer
-    base = {
-        "arm": "sft_checkpoint",
-        "seed": -1,
-        "point": 0,
-        "seconds": 0.0,
-        "iteration": -1,
-        "rollouts": 0,
-        **_evaluate(sft.model, tok, test, args.eval_items, args.max_new_tokens),
-    }
+    base = sft_checkpoint_row(_evaluate(sft.model, tok, test, args.eval_items, args.max_new_tokens))
     rows, iters = [base], []
     if csv.exists() and not args.fresh:  # keep the other arms and seeds already measured
         rerun = {(a, s) for a in args.arms for s in args.seeds}
@@ -264,10 +240,8 @@ def main() -> None:
                 args.iterations,
                 ",".join(p for p in (ARMS[arm].format(offline_after=args.offline_after), args.params) if p),
             )
-            rollouts, done = 0, []
-            for entry in log:
-                rollouts += int(entry.get("rollout/responses", 0))
-                done.append((entry["elapsed"], entry["iteration"], rollouts))
+            done = finished_iterations(log)
+            for entry, (_, _, rollouts) in zip(log, done):
                 iters.append(
                     {
                         "arm": arm,
@@ -289,7 +263,7 @@ def main() -> None:
                     metrics, it, ro = {k2: v for k2, v in base.items() if k2.startswith(("acc_", "n_"))}, -1, 0
                 else:
                     _, it, ro = finished[-1]
-                    metrics = _evaluate(_policy(project, it), tok, test, args.eval_items, args.max_new_tokens)
+                    metrics = _evaluate(policy_after(project, it), tok, test, args.eval_items, args.max_new_tokens)
                 rows.append(
                     {
                         "arm": arm,
@@ -374,7 +348,7 @@ def summarise(df, iters, args) -> None:
             for k in ITER_KEYS
             if k.startswith("prm_eval/") and k in g and g[k].notna().any()
         }
-    args.out.with_suffix(".json").write_text(json.dumps(summary, indent=1) + "\n")
+    write_json(args.out.with_suffix(".json"), summary)
     lines = [
         "# Credit assignment in the chains world",
         "",
@@ -386,27 +360,23 @@ def summarise(df, iters, args) -> None:
         "| arm | point | seconds | iteration (mean) | rollouts (mean) | all | in-distribution | novel | seeds |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    curves = (
-        df[df["arm"] != "sft_checkpoint"]
-        .groupby(["arm", "point"])
-        .agg(
-            seconds=("seconds", "mean"),
-            it=("iteration", "mean"),
-            ro=("rollouts", "mean"),
-            all=("acc_all", "mean"),
-            idd=("acc_id", "mean"),
-            nov=("acc_novel", "mean"),
-            seeds=("seed", "nunique"),
-        )
-        .reset_index()
+    curves = per_arm_and_point(
+        df,
+        seconds=("seconds", "mean"),
+        it=("iteration", "mean"),
+        ro=("rollouts", "mean"),
+        all=("acc_all", "mean"),
+        idd=("acc_id", "mean"),
+        nov=("acc_novel", "mean"),
+        seeds=("seed", "nunique"),
     )
     for r in curves.itertuples():
         lines.append(
             f"| {r.arm} | {r.point} | {r.seconds:.0f} | {r.it:.1f} | {r.ro:.0f} | {100 * r.all:.1f} | "
             f"{100 * r.idd:.1f} | {100 * r.nov:.1f} | {r.seeds} |"
         )
-    lines += ["", "```json", json.dumps(summary, indent=1), "```", ""]
-    args.out.with_suffix(".md").write_text("\n".join(lines))
+    lines += ["", "```json", json.dumps(summary, indent=1), "```"]
+    write_markdown(args.out.with_suffix(".md"), lines)
     _plot(iters, curves, base, args)
 
 

@@ -13,16 +13,18 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import sys
 from pathlib import Path
 
 import yaml
 
-from eurus_prime.tinyworld.code_tasks import TEMPLATES, demonstrate_code, sample_code_task
-from eurus_prime.tinyworld.math_tasks import demonstrate_math, sample_math_task
-from eurus_prime.tinyworld.world import TinyWorldConfig
+from eurus_prime.tasks.tinyworld.code_tasks import TEMPLATES, demonstrate_code, sample_code_task
+from eurus_prime.tasks.tinyworld.math_tasks import demonstrate_math, sample_math_task
+from eurus_prime.tasks.tinyworld.world import TinyWorldConfig
 from eurus_prime.verifiers import verify_all
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _project import RESULTS, ROOT, write_json  # noqa: E402
 
 
 def main() -> None:
@@ -47,9 +49,7 @@ def main() -> None:
             ["code"] * args.n, [demonstrate_code(t, rng, 1.0) for t in tasks], [t.ground_truth for t in tasks]
         )
         result[f"tiny_code_d{d}"] = sum(v.correct for v in verdicts) / args.n
-    out = ROOT / "benchmarks/results/imitation_ceiling.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"n_per_source": args.n, "ceiling": result}, indent=1) + "\n")
+    write_json(RESULTS / "imitation_ceiling.json", {"n_per_source": args.n, "ceiling": result})
     print(json.dumps(result, indent=1))
 
 

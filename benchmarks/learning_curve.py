@@ -25,30 +25,32 @@ import copy
 import dataclasses
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _project import ROOT, fresh_project  # noqa: E402
+from _project import (  # noqa: E402
+    ROOT,
+    catalog_and_params,
+    finished_iterations,
+    fresh_project,
+    per_arm_and_point,
+    policy_after,
+    run_logged,
+    sft_checkpoint_row,
+    train_command,
+    train_log,
+    write_json,
+    write_markdown,
+)
 
-EURUS_PRIME = str(Path(sys.executable).with_name("eurus-prime"))
 ARMS = {"prime": "prime.process_coef=1.0", "rloo": "prime.process_coef=0.0"}
 
 
-def _catalog(project: Path):
-    from kedro.framework.session import KedroSession
-    from kedro.framework.startup import bootstrap_project
-
-    bootstrap_project(project)
-    context = KedroSession.create(project_path=project).load_context()
-    return context.catalog, context.params
-
-
 def _evaluate(model, tok, test, n_items: int) -> dict:
-    from eurus_prime.evaluation import EvalConfig, evaluate_prompts
+    from eurus_prime.eval.evaluation import EvalConfig, evaluate_prompts
 
     items = evaluate_prompts(model, tok, test.head(n_items), EvalConfig(max_new_tokens=128, batch_size=128))
     out = {"acc_all": float(items["correct"].mean())}
@@ -62,36 +64,10 @@ def _rl_arm(arm: str, seed: int, project: Path, seconds: float, extra: str) -> l
     params = f"prime.seed={seed},prime.eval_every=0,train.keep_checkpoints=null,{ARMS[arm]}" + (
         f",{extra}" if extra else ""
     )
-    cmd = [
-        EURUS_PRIME,
-        "train",
-        "--project",
-        str(project),
-        "--iterations",
-        "100000",
-        "--time-budget",
-        str(seconds),
-        "--params",
-        params,
-    ]
-    env = {**os.environ, "TQDM_DISABLE": "1", "KEDRO_DISABLE_TELEMETRY": "1"}
-    with open(project / "train.log", "w") as log:
-        proc = subprocess.run(cmd, cwd=project, stdout=log, stderr=subprocess.STDOUT, env=env)
-    if proc.returncode:
+    cmd = train_command(project, 100000, params, time_budget=seconds)
+    if run_logged(cmd, project, monitor=False)[0]:
         raise RuntimeError(f"{arm} seed {seed} failed; see {project / 'train.log'}")
-    return [json.loads(line) for line in (project / "data/08_reporting/train_log.jsonl").read_text().splitlines()]
-
-
-def _policy(project: Path, iteration: int):
-    """The checkpoint iteration ``iteration`` wrote (policy/iter_{i+1}, newest version)."""
-    from transformers import AutoModelForCausalLM
-
-    from eurus_prime.datasets.versions import latest_version
-    from eurus_prime.prime.progress import next_iter_dir
-
-    return AutoModelForCausalLM.from_pretrained(
-        latest_version(project / "data/06_models/policy" / next_iter_dir(iteration))
-    )
+    return train_log(project)
 
 
 def main() -> None:
@@ -117,22 +93,14 @@ def main() -> None:
     import torch
 
     from eurus_prime.engines.sft import SFTConfig, split_examples, tokenize_demonstrations, train_sft
-    from eurus_prime.prompting import render_prompt
+    from eurus_prime.tasks.prompting import render_prompt
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="eurus_prime_curve_"))
     seconds = args.minutes * 60
-    catalog, params = _catalog(ROOT)
+    catalog, params = catalog_and_params(ROOT)
     sft, test, demos = catalog.load("sft_model"), catalog.load("prompts_test"), catalog.load("sft_demonstrations")
     tok = sft.tokenizer
-    base = {
-        "arm": "sft_checkpoint",
-        "seed": -1,
-        "point": 0,
-        "seconds": 0.0,
-        "iteration": -1,
-        "rollouts": 0,
-        **_evaluate(sft.model, tok, test, args.eval_items),
-    }
+    base = sft_checkpoint_row(_evaluate(sft.model, tok, test, args.eval_items))
     rows = [base]
     print(json.dumps(base), flush=True)
     csv = args.out.with_suffix(".csv")
@@ -182,12 +150,7 @@ def main() -> None:
                     print(json.dumps(rows[-1]), flush=True)
             else:
                 project = fresh_project(workdir / f"{arm}_s{seed}", with_sft_from=ROOT)
-                log = _rl_arm(arm, seed, project, seconds, args.params)
-                rollouts = 0
-                done = []
-                for entry in log:
-                    rollouts += int(entry.get("rollout/responses", 0))
-                    done.append((entry["elapsed"], entry["iteration"], rollouts))
+                done = finished_iterations(_rl_arm(arm, seed, project, seconds, args.params))
                 for k, t in enumerate(times, start=1):
                     finished = [d for d in done if d[0] <= t + 1e-6] or [None]
                     last = finished[-1]
@@ -195,7 +158,7 @@ def main() -> None:
                         metrics, it, ro = {k2: base[k2] for k2 in base if k2.startswith("acc_")}, -1, 0
                     else:
                         _, it, ro = last
-                        metrics = _evaluate(_policy(project, it), tok, test, args.eval_items)
+                        metrics = _evaluate(policy_after(project, it), tok, test, args.eval_items)
                     rows.append(
                         {"arm": arm, "seed": seed, "point": k, "seconds": t, "iteration": it, "rollouts": ro, **metrics}
                     )
@@ -210,19 +173,15 @@ def summarise(df, args) -> None:
     import numpy as np
 
     base = df[df["arm"] == "sft_checkpoint"].iloc[0]
-    curves = (
-        df[df["arm"] != "sft_checkpoint"]
-        .groupby(["arm", "point"])
-        .agg(
-            seconds=("seconds", "first"),
-            mean=("acc_all", "mean"),
-            min=("acc_all", "min"),
-            max=("acc_all", "max"),
-            std=("acc_all", "std"),
-            rollouts=("rollouts", "mean"),
-            seeds=("seed", "nunique"),
-        )
-        .reset_index()
+    curves = per_arm_and_point(
+        df,
+        seconds=("seconds", "first"),
+        mean=("acc_all", "mean"),
+        min=("acc_all", "min"),
+        max=("acc_all", "max"),
+        std=("acc_all", "std"),
+        rollouts=("rollouts", "mean"),
+        seeds=("seed", "nunique"),
     )
     final = curves[curves["point"] == curves["point"].max()].set_index("arm")
     summary = {
@@ -289,7 +248,7 @@ def summarise(df, args) -> None:
                 "ratio_of_means": round(float(np.nanmean(per_arm["prime"]) / np.nanmean(per_arm["rloo"])), 3),
             }
         summary["sample_efficiency"]["rollouts_to_reach"] = thresholds
-    args.out.with_suffix(".json").write_text(json.dumps(summary, indent=1) + "\n")
+    write_json(args.out.with_suffix(".json"), summary)
     lines = [
         "# Learning curves (tiny world)",
         "",
@@ -305,8 +264,8 @@ def summarise(df, args) -> None:
             f"| {r.arm} | {r.point} | {r.seconds:.0f} | {100 * r.mean:.1f} | {100 * r.min:.1f} | "
             f"{100 * r.max:.1f} | {r.rollouts:.0f} | {r.seeds} |"
         )
-    lines += ["", "```json", json.dumps(summary, indent=1), "```", ""]
-    args.out.with_suffix(".md").write_text("\n".join(lines))
+    lines += ["", "```json", json.dumps(summary, indent=1), "```"]
+    write_markdown(args.out.with_suffix(".md"), lines)
     try:
         import matplotlib
 

@@ -24,13 +24,12 @@ The log-probs of all three are compared (they must agree). Results:
 from __future__ import annotations
 
 import json
-import resource
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _project import RESULTS, PeakRSS, random_qwen2, run_child, write_json, write_markdown  # noqa: E402
+
 ROWS, PROMPT, LONGEST, VOCAB = 96, 64, 1536, 49152
 VARIANTS = {"rows-16": (16, None), "rows-4": (4, None), "rows-16+tokens": (16, 4 * (PROMPT + LONGEST))}
 
@@ -45,24 +44,12 @@ def _lengths() -> list[int]:
 def _child(variant: str, out_path: str) -> None:
     import numpy as np
     import torch
-    from transformers import Qwen2Config, Qwen2ForCausalLM
 
     from eurus_prime.prime.batch import budget_micro_batches, score_responses
 
     torch.manual_seed(0)
     torch.set_num_threads(2)
-    model = Qwen2ForCausalLM(
-        Qwen2Config(
-            vocab_size=VOCAB,
-            hidden_size=256,
-            intermediate_size=768,
-            num_hidden_layers=4,
-            num_attention_heads=8,
-            num_key_value_heads=2,
-            tie_word_embeddings=True,
-            max_position_embeddings=2048,
-        )
-    )
+    model = random_qwen2(vocab=VOCAB, hidden=256, mlp=768, layers=4, heads=8, kv_heads=2, max_len=2048)
     lengths = _lengths()
     gen = torch.Generator().manual_seed(1)
     prompts = [torch.randint(1, VOCAB, (PROMPT,), generator=gen).tolist() for _ in lengths]
@@ -70,25 +57,10 @@ def _child(variant: str, out_path: str) -> None:
     rows, tokens = VARIANTS[variant]
     order = sorted(range(ROWS), key=lambda i: len(prompts[i]) + len(responses[i]))
     passes = len(budget_micro_batches(order, prompts, responses, rows, tokens))
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    start = time.perf_counter()
-    out = score_responses(model, prompts, responses, pad_id=0, micro_batch=rows, max_tokens=tokens)
-    secs = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with PeakRSS() as used:
+        out = score_responses(model, prompts, responses, pad_id=0, micro_batch=rows, max_tokens=tokens)
     np.save(out_path, np.concatenate(out))
-    print(
-        json.dumps(
-            {
-                "variant": variant,
-                "rows": rows,
-                "max_tokens": tokens,
-                "passes": passes,
-                "seconds": secs,
-                "peak_rss_mb": peak / 1024,
-                "added_mb": (peak - base) / 1024,
-            }
-        )
-    )
+    print(json.dumps({"variant": variant, "rows": rows, "max_tokens": tokens, "passes": passes, **used.as_dict()}))
 
 
 def main() -> None:
@@ -100,10 +72,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for variant in VARIANTS:
             path = f"{tmp}/{variant}.npy"
-            out = subprocess.run(
-                [sys.executable, __file__, "--child", variant, path], check=True, capture_output=True, text=True
-            )
-            results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+            results.append(run_child(__file__, variant, path))
             logps[variant] = np.load(path)
             print(results[-1], flush=True)
     ref = logps["rows-16"]
@@ -116,9 +85,7 @@ def main() -> None:
         "response_tokens": {"median": float(np.median(lengths)), "max": max(lengths), "mean": float(np.mean(lengths))},
         "results": results,
     }
-    outdir = ROOT / "benchmarks" / "results"
-    outdir.mkdir(parents=True, exist_ok=True)
-    (outdir / "micro_batching.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(RESULTS / "micro_batching.json", summary, indent=2)
     lines = [
         "# Memory-aware micro-batching (`python benchmarks/micro_batching.py`)",
         "",
@@ -134,8 +101,7 @@ def main() -> None:
             f"| {r['variant']} | {r['rows']} | {r['max_tokens'] or '-'} | {r['passes']} | {r['seconds']:.2f} | "
             f"{r['added_mb']:.0f} | {r['max_abs_logp_diff_vs_rows16']:.1e} |"
         )
-    (outdir / "micro_batching.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_markdown(RESULTS / "micro_batching.md", lines, echo=True)
 
 
 if __name__ == "__main__":

@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from eurus_prime.chainworld.steps import span_tokens
 from eurus_prime.datasets.versions import latest_version
-from eurus_prime.inspection import token_pieces
+from eurus_prime.tasks.chainworld.steps import span_tokens
+from eurus_prime.tasks.tokens import token_pieces
 
 ITERATIONS = (3, 6, 9, 12, 15)
 KEY = ["prompt_id", "sample_idx"]

@@ -9,7 +9,7 @@ Variants, run in turn inside each repeat (so machine noise hits all of them alik
 
 - ``hf``: ``model.generate`` with its default dynamic KV cache (the engine before ``fast``);
 - ``hf-static``: ``model.generate(cache_implementation="static")``, a preallocated cache;
-- ``fast``: ``engines/fast.py`` (the CPU default).
+- ``fast``: ``engines/rollout/fast.py`` (the CPU default).
 
 ``torch.compile`` of the fast engine's decoding step is measured apart, on a small job (32 prompts
 x 32 tokens, greedy): eager, the first compiled call (with the compilation) and a second one
@@ -23,7 +23,6 @@ random streams, so token counts differ a little). Results: ``benchmarks/results/
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import sys
@@ -35,23 +34,23 @@ import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _project import ROOT  # noqa: E402
+from _project import ROOT, write_json, write_markdown  # noqa: E402
 
-from eurus_prime.checkpoints import resolve  # noqa: E402
-from eurus_prime.engines.generation import generate  # noqa: E402
-from eurus_prime.prime import stages  # noqa: E402
+from eurus_prime.engines.rollout import generate  # noqa: E402
+from eurus_prime.eval.checkpoints import resolve  # noqa: E402
+from eurus_prime.prime import rollouts as rollouts_lib  # noqa: E402
 from eurus_prime.prime.config import PrimeConfig  # noqa: E402
-from eurus_prime.prompting import render_prompt  # noqa: E402
+from eurus_prime.tasks.prompting import render_prompt  # noqa: E402
 
 VARIANTS = {
     "hf": dict(engine="hf"),
-    "hf-static": dict(engine="hf", hf_kwargs={"cache_implementation": "static"}),
+    "hf-static": dict(engine="hf", engine_options={"cache_implementation": "static"}),
     "fast": dict(engine="fast"),
 }
 
 
 def _run(model, tok, texts, cfg: PrimeConfig, temperature: float, variant: dict, fast_compile: bool = False):
-    from eurus_prime.engines import fast
+    from eurus_prime.engines.rollout import fast
 
     start = time.perf_counter()
     if fast_compile:
@@ -96,7 +95,7 @@ def main() -> None:
     ckpt = resolve("sft", args.project).load()
     model, tok = ckpt.model.eval(), ckpt.tokenizer
     prompts = pd.read_parquet(args.project / "data/02_primary/prompts_train.parquet")
-    drawn = stages.sample_prompts(prompts, cfg, iteration=0)
+    drawn = rollouts_lib.sample_prompts(prompts, cfg, iteration=0)
     texts = [render_prompt(tok, list(p)) for p in drawn["prompt"] for _ in range(cfg.samples_per_prompt)]
     names = list(VARIANTS)
     print(
@@ -168,8 +167,7 @@ def main() -> None:
         "raw_seconds": times,
         "raw_tokens": tokens,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(result, indent=2))
+    write_json(args.out.with_suffix(".json"), result, indent=2)
     table = pd.DataFrame(rows)
     lines = [
         "# Rollout engines side by side",
@@ -198,7 +196,7 @@ def main() -> None:
             f"(with the compilation), second call {compile_probe['compiled_second_call_s']:.1f} s; same tokens: "
             f"{compile_probe['same_tokens']}.",
         ]
-    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    write_markdown(args.out.with_suffix(".md"), lines)
     print(table.round(3).to_string(index=False))
     print(f"wrote {args.out.with_suffix('.md')}")
     if not all(same.values()):

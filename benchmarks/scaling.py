@@ -44,8 +44,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -54,17 +52,24 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _project import ROOT, LoadMonitor, fresh_project  # noqa: E402
-
-NODES = (
-    "generate_rollouts",
-    "verify_outcomes",
-    "filter_prompts",
-    "compute_process_rewards",
-    "update_prm",
-    "estimate_advantages",
-    "update_policy",
+from _project import (  # noqa: E402
+    BUSY_OTHER_CORES,
+    ROOT,
+    busy,
+    default_prime,
+    fresh_project,
+    prime_stages,
+    run_logged,
+    split_iterations,
+    split_params,
+    train_command,
+    train_log,
+    write_json,
 )
+
+#: The nodes fitted: every prime_iteration stage but sample_prompts, evaluate_prm (its seconds fall into
+#: "Kedro other") and evaluate_policy (off: ``prime.eval_every=0``).
+NODES = prime_stages(without=("sample_prompts", "evaluate_prm", "evaluate_policy"))
 AXES = {
     "prompts_per_step": (16, 32, 64, 128, 256),
     "samples_per_prompt": (2, 4, 8),
@@ -103,7 +108,6 @@ NODE_SQ = {
 }
 #: A second fit for nodes whose work is per response rather than per token.
 ALT_X = {"verify_outcomes": "distinct_responses"}
-EURUS_PRIME = str(Path(sys.executable).with_name("eurus-prime"))
 
 
 def grid(quick: bool = False, diagonal: bool = True) -> list[dict]:
@@ -139,19 +143,17 @@ def label(point: dict) -> str:
 
 def point_params(point: dict, user: str) -> str:
     """eval_every=0, then the user's params, then the point's (which win)."""
-    items = ["prime.eval_every=0"] + [x.strip() for x in user.split(",") if x.strip()]
+    items = ["prime.eval_every=0"] + split_params(user)
     items += [f"prime.{k}={point[k]}" for k in ("prompts_per_step", "samples_per_prompt", "max_response_length")]
-    items += [x.strip() for x in point.get("extra", "").split(",") if x.strip()]
+    items += split_params(point.get("extra", ""))
     return ",".join(items)
 
 
 def _param(params: str, name: str, default):
-    value = default
-    for item in params.split(","):
-        key, _, v = item.partition("=")
-        if key.strip() == f"prime.{name}":
-            value = type(default)(v)
-    return value
+    """``prime.<name>`` as ``params`` sets it (read as ``eurus-prime train --params`` reads them), else ``default``."""
+    from eurus_prime.runs.loop import parse_params
+
+    return parse_params(params).get("prime", {}).get(name, default)
 
 
 # --------------------------------------------------------------------------- measuring one point
@@ -201,21 +203,20 @@ def table_counts(project: Path, iteration: int, generation_batch_size: int) -> d
 
 def measure(project: Path, iterations: int, generation_batch_size: int) -> dict:
     """Means over the measured iterations (1..iterations-1) of the train log and the tables."""
-    rows = [json.loads(x) for x in (project / "data/08_reporting/train_log.jsonl").read_text().splitlines()]
-    measured = [r for r in rows if r["iteration"] >= 1] or rows
+    rows = train_log(project)
+    split = list(zip(rows, split_iterations(rows, NODES)))
+    measured = [(r, part) for r, part in split if r["iteration"] >= 1] or split
     per_iter = []
-    for r in measured:
+    for r, part in measured:
         counts = table_counts(project, r["iteration"], generation_batch_size)
-        nodes = {n: float(r.get(f"time/{n}", 0.0)) for n in NODES}
-        io = float(r.get("time/io_load", 0.0) + r.get("time/io_save", 0.0))
         per_iter.append(
             {
                 "iteration": r["iteration"],
                 **counts,
                 "iteration_seconds": float(r["seconds"]),
-                "node_seconds": nodes,
-                "io_seconds": io,
-                "kedro_other_seconds": float(r["seconds"]) - sum(nodes.values()) - io,
+                "node_seconds": {n: float(v) for n, v in part["nodes"].items()},
+                "io_seconds": float(part["io_load"] + part["io_save"]),
+                "kedro_other_seconds": float(part["kedro_other"]),
                 "resamples": int(r.get("resamples", 0)),
                 "peak_rss_mb": r.get("memory/peak_rss_mb"),
                 "node_peak_rss_mb": {n: r[f"memory/{n}_peak_rss_mb"] for n in NODES if f"memory/{n}_peak_rss_mb" in r},
@@ -245,16 +246,12 @@ def add_derived(m: dict) -> dict:
 def run_point(point: dict, user_params: str, iterations: int) -> dict:
     params = point_params(point, user_params)
     project = fresh_project(Path(tempfile.mkdtemp(prefix=f"eurus_prime_scaling_{label(point)}_")), with_sft_from=ROOT)
-    cmd = [EURUS_PRIME, "train", "--project", str(project), "--iterations", str(iterations), "--params", params]
-    env = {**os.environ, "TQDM_DISABLE": "1", "KEDRO_DISABLE_TELEMETRY": "1"}
-    start = time.perf_counter()
-    with open(project / "train.log", "w") as log, LoadMonitor() as load:
-        done = subprocess.run(cmd, cwd=project, stdout=log, stderr=subprocess.STDOUT, env=env)
-    wall = time.perf_counter() - start
-    if done.returncode:
+    cmd = train_command(project, iterations, params)
+    code, wall, load = run_logged(cmd, project)
+    if code:
         tail = "\n".join((project / "train.log").read_text().splitlines()[-30:])
-        raise RuntimeError(f"{' '.join(cmd)} failed ({done.returncode}); end of {project / 'train.log'}:\n{tail}")
-    gbs = _param(params, "generation_batch_size", 256)
+        raise RuntimeError(f"{' '.join(cmd)} failed ({code}); end of {project / 'train.log'}:\n{tail}")
+    gbs = _param(params, "generation_batch_size", default_prime()["generation_batch_size"])
     return {
         "label": label(point),
         **point,
@@ -523,20 +520,6 @@ def _f(v, fmt="{:.2f}") -> str:
     return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else fmt.format(v)
 
 
-#: Other work using more than this many cores on average makes a point "busy" (rerun, flagged).
-BUSY_OTHER_CORES = 0.25
-
-
-def busy(point: dict) -> bool:
-    """Was the machine busy with other work while the point ran? Other processes' CPU time per
-    second above BUSY_OTHER_CORES (or, where /proc/stat is not there, a mean 1-min load average
-    above the CPU count + 0.5; the benchmark alone keeps it near the count)."""
-    load = point.get("load") or {}
-    if load.get("other_cores") is not None:
-        return load["other_cores"] > BUSY_OTHER_CORES
-    return bool(load) and load["load_mean"] > (load.get("cpus") or 2) + 0.5
-
-
 def render_markdown(result: dict) -> str:
     points, a = result["points"], result["analysis"]
     lines = [
@@ -568,7 +551,7 @@ def render_markdown(result: dict) -> str:
             + f" | {_f(p.get('peak_rss_mb'), '{:.0f}')} | {_f((p.get('load') or {}).get('other_cores'), '{:.2f}')} "
             f"| {p.get('attempts', 1)} |"
         )
-    noisy = [p["label"] for p in points if busy(p)]
+    noisy = [p["label"] for p in points if busy(p.get("load"))]
     if noisy:
         lines += [
             "",
@@ -638,8 +621,7 @@ def render_markdown(result: dict) -> str:
 
 
 def write(result: dict, out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(result, indent=1, default=float) + "\n")
+    write_json(out.with_suffix(".json"), result, default=float)
     plot(result["points"], result["analysis"], out.with_suffix(".png"))
     out.with_suffix(".md").write_text(render_markdown(result))
 
@@ -716,7 +698,7 @@ def main(argv: list[str] | None = None) -> None:
             )
             if best is None or m["iteration_seconds"] < best["iteration_seconds"]:
                 best = m  # other work only ever slows a run down: the fastest is the least disturbed
-            if not busy(m):
+            if not busy(m.get("load")):
                 break
         if best is not None:
             best["attempts"] = m["attempts"]

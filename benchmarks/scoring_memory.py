@@ -18,70 +18,38 @@ updates: backward included). Results: ``benchmarks/results/scoring_memory.{json,
 from __future__ import annotations
 
 import json
-import resource
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _project import RESULTS, PeakRSS, random_qwen2, run_child, write_json, write_markdown  # noqa: E402
+
 ROWS, PROMPT, RESPONSE, VOCAB = 16, 64, 512, 49152
 
 
 def _child(variant: str, grad: bool) -> None:
     import torch
-    from transformers import Qwen2Config, Qwen2ForCausalLM
 
     from eurus_prime.engines import logprobs
 
     torch.manual_seed(0)
-    model = Qwen2ForCausalLM(
-        Qwen2Config(
-            vocab_size=VOCAB,
-            hidden_size=64,
-            intermediate_size=128,
-            num_hidden_layers=1,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            tie_word_embeddings=True,
-            max_position_embeddings=1024,
-        )
-    )
+    model = random_qwen2(vocab=VOCAB, hidden=64, mlp=128, layers=1, heads=4, kv_heads=2, max_len=1024)
     ids = torch.randint(0, VOCAB, (ROWS, PROMPT + RESPONSE))
     mask = torch.ones_like(ids)
     if variant == "full":
         logprobs._body_and_head = lambda m: None
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    start = time.perf_counter()
-    out = logprobs.sequence_logprobs(model, ids, mask, RESPONSE, chunk_rows=ROWS, grad=grad)
-    if grad:
-        out.sum().backward()
-    secs = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(
-        json.dumps(
-            {
-                "variant": variant,
-                "grad": grad,
-                "seconds": secs,
-                "peak_rss_mb": peak / 1024,
-                "added_mb": (peak - base) / 1024,
-            }
-        )
-    )
+    with PeakRSS() as used:
+        out = logprobs.sequence_logprobs(model, ids, mask, RESPONSE, chunk_rows=ROWS, grad=grad)
+        if grad:
+            out.sum().backward()
+    print(json.dumps({"variant": variant, "grad": grad, **used.as_dict()}))
 
 
 def main() -> None:
     rows = []
     for grad in (False, True):
         for variant in ("chunked", "full"):
-            out = subprocess.run(
-                [sys.executable, __file__, "--child", variant, str(int(grad))],
-                check=True,
-                capture_output=True,
-                text=True,
-            )
-            rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+            rows.append(run_child(__file__, variant, str(int(grad))))
             print(rows[-1], flush=True)
     logits_mb = ROWS * RESPONSE * VOCAB * 4 / 2**20
     lines = [
@@ -100,12 +68,12 @@ def main() -> None:
             f"| {'with gradients (backward included)' if r['grad'] else 'no gradients'} | {r['variant']} | "
             f"{r['peak_rss_mb']:.0f} | {r['added_mb']:.0f} | {r['seconds']:.2f} |"
         )
-    out = ROOT / "benchmarks/results/scoring_memory"
-    out.with_suffix(".json").write_text(
-        json.dumps({"command": "python benchmarks/scoring_memory.py", "rows": rows, "logits_mb": logits_mb}, indent=2)
+    write_json(
+        RESULTS / "scoring_memory.json",
+        {"command": "python benchmarks/scoring_memory.py", "rows": rows, "logits_mb": logits_mb},
+        indent=2,
     )
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_markdown(RESULTS / "scoring_memory.md", lines, echo=True)
 
 
 if __name__ == "__main__":

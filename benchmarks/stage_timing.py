@@ -39,28 +39,31 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _project import ROOT, LoadMonitor, fresh_project  # noqa: E402
-
-NODES = (
-    "generate_rollouts",
-    "verify_outcomes",
-    "filter_prompts",
-    "compute_process_rewards",
-    "update_prm",
-    "estimate_advantages",
-    "update_policy",
-    "evaluate_policy",
+from _project import (  # noqa: E402
+    BUSY_OTHER_CORES,
+    ROOT,
+    busy,
+    default_prime,
+    fresh_project,
+    prime_stages,
+    run_logged,
+    split_iterations,
+    split_params,
+    train_command,
+    train_log,
+    write_json,
 )
+
+#: The nodes timed: every prime_iteration stage but sample_prompts (below) and evaluate_prm (its
+#: seconds fall into "Kedro other").
+NODES = prime_stages(without=("sample_prompts", "evaluate_prm"))
 #: sample_prompts times nothing of its own (its seconds are in "Kedro other"), but has a peak RSS.
 MEMORY_NODES = ("sample_prompts",) + NODES
 OVERHEAD_PARTS = (
@@ -69,14 +72,6 @@ OVERHEAD_PARTS = (
     ("kedro_other_seconds", "Kedro session, catalog, hooks, kedro-mlflow"),
     ("loop_bookkeeping_seconds", "training loop: stage checks, MLflow campaign"),
 )
-
-
-def split_params(text: str) -> list[str]:
-    return [x.strip() for x in (text or "").split(",") if x.strip()]
-
-
-def default_prime(project: Path = ROOT) -> dict:
-    return yaml.safe_load((project / "conf/base/parameters.yml").read_text())["prime"]
 
 
 def scaled_params(user: str, scale: int, scale_mini_batches: bool = False, base: dict | None = None) -> str:
@@ -98,40 +93,27 @@ def scaled_params(user: str, scale: int, scale_mini_batches: bool = False, base:
 
 
 def run_train(project: Path, iterations: int, params: str) -> tuple[float, dict]:
-    cmd = [
-        str(Path(sys.executable).with_name("eurus-prime")),
-        "train",
-        "--project",
-        str(project),
-        "--iterations",
-        str(iterations),
-    ] + (["--params", params] if params else [])
-    env = {**os.environ, "TQDM_DISABLE": "1", "KEDRO_DISABLE_TELEMETRY": "1"}
-    start = time.perf_counter()
-    with open(project / "train.log", "w") as log, LoadMonitor() as load:
-        done = subprocess.run(cmd, cwd=project, stdout=log, stderr=subprocess.STDOUT, env=env)
-    if done.returncode:
+    cmd = train_command(project, iterations, params)
+    code, seconds, load = run_logged(cmd, project)
+    if code:
         tail = "\n".join((project / "train.log").read_text().splitlines()[-40:])
-        raise SystemExit(f"{' '.join(cmd)} failed ({done.returncode}); the end of {project / 'train.log'}:\n{tail}")
-    return time.perf_counter() - start, load.summary()
+        raise SystemExit(f"{' '.join(cmd)} failed ({code}); the end of {project / 'train.log'}:\n{tail}")
+    return seconds, load.summary()
 
 
 def per_iteration(rows: list[dict]) -> list[dict]:
     out = []
-    prev_elapsed = 0.0
-    for r in rows:
-        nodes = {n: r.get(f"time/{n}", 0.0) for n in NODES}
-        io = r.get("time/io_load", 0.0) + r.get("time/io_save", 0.0)
+    for r, part in zip(rows, split_iterations(rows, NODES)):
         out.append(
             {
                 "iteration": r["iteration"],
                 "session_seconds": r["seconds"],
-                "nodes": nodes,
-                "node_seconds": sum(nodes.values()),
-                "io_load": r.get("time/io_load", 0.0),
-                "io_save": r.get("time/io_save", 0.0),
-                "kedro_other": r["seconds"] - sum(nodes.values()) - io,
-                "loop_bookkeeping": r["elapsed"] - prev_elapsed - r["seconds"],
+                "nodes": part["nodes"],
+                "node_seconds": sum(part["nodes"].values()),
+                "io_load": part["io_load"],
+                "io_save": part["io_save"],
+                "kedro_other": part["kedro_other"],
+                "loop_bookkeeping": part["loop_bookkeeping"],
                 "evaluated": "eval/all" in r,
                 "rollouts": r.get("rollout/responses"),
                 "response_length_mean": r.get("rollout/response_length_mean"),
@@ -147,7 +129,6 @@ def per_iteration(rows: list[dict]) -> list[dict]:
                 },
             }
         )
-        prev_elapsed = r["elapsed"]
     return out
 
 
@@ -202,14 +183,6 @@ def summarise(iters: list[dict]) -> dict:
     return s
 
 
-def _busy(load: dict | None) -> bool:
-    if not load:
-        return False
-    if load.get("other_cores") is not None:
-        return load["other_cores"] > 0.25
-    return load["load_mean"] > (load.get("cpus") or 2) + 0.5  # results from before other_cores
-
-
 def _num(v, fmt: str = "{:.0f}") -> str:
     return "–" if v is None else fmt.format(v)
 
@@ -256,11 +229,11 @@ def render_markdown(result: dict) -> str:
             )
             + (f"; runs: {r['attempts']}, the fastest kept" if r.get("attempts", 1) > 1 else "")
         )
-    busy = [lab for lab in labels if _busy(runs[lab].get("load"))]
-    if busy:
+    disturbed = [lab for lab in labels if busy(runs[lab].get("load"))]
+    if disturbed:
         lines += [
             "",
-            f"**Warning:** the machine was busy with other work during {', '.join(busy)} (other "
+            f"**Warning:** the machine was busy with other work during {', '.join(disturbed)} (other "
             "processes used more than a quarter of a core on average, or the load average stayed above "
             "the CPU count): wall times are inflated, compare shares rather than seconds, and rerun on "
             "a quiet machine.",
@@ -343,7 +316,7 @@ def main(argv: list[str] | None = None) -> None:
         "--retries",
         type=int,
         default=1,
-        help="rerun a size measured while other work used the machine (over 0.25 cores on "
+        help=f"rerun a size measured while other work used the machine (over {BUSY_OTHER_CORES} cores on "
         "average) up to this many times, keeping the fastest run (default 1)",
     )
     ap.add_argument("--from-json", type=Path, help="re-render the tables of an earlier result; runs nothing")
@@ -377,8 +350,7 @@ def main(argv: list[str] | None = None) -> None:
                 flush=True,
             )
             seconds, load = run_train(project, args.iterations, params)
-            rows = [json.loads(x) for x in (project / "data/08_reporting/train_log.jsonl").read_text().splitlines()]
-            iters = per_iteration(rows)
+            iters = per_iteration(train_log(project))
             summary = {
                 "scale": k,
                 "params": params,
@@ -397,15 +369,14 @@ def main(argv: list[str] | None = None) -> None:
             # other work only ever slows a run down: the fastest is the least disturbed
             if best is None or summary["mean_iteration_wall_seconds"] < best["mean_iteration_wall_seconds"]:
                 best = summary
-            if not _busy(load):
+            if not busy(load):
                 break
         best["attempts"] = attempt + 1
         result["by_scale"][label] = best
     first = next(iter(result["by_scale"].values()))
     legacy = {k: v for k, v in first.items() if k not in ("scale", "project")}
     out = {"command": result["command"], "iterations": args.iterations, **legacy, **result}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(out, indent=1) + "\n")
+    write_json(args.out.with_suffix(".json"), out)
     md = render_markdown(result)
     args.out.with_suffix(".md").write_text(md)
     print(md)

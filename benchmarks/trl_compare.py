@@ -42,110 +42,35 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _project import ROOT, fresh_project  # noqa: E402
+from _project import (  # noqa: E402
+    EURUS_PRIME,
+    ROOT,
+    default_prime,
+    fresh_project,
+    prime_stages,
+    run_logged,
+    split_iterations,
+    train_command,
+    train_log,
+    write_json,
+)
 
 INSTALL = 'pip install -c constraints-cpu.txt -e ".[bench]"'
-NODES = (
-    "sample_prompts",
-    "generate_rollouts",
-    "verify_outcomes",
-    "filter_prompts",
-    "compute_process_rewards",
-    "update_prm",
-    "estimate_advantages",
-    "update_policy",
-    "evaluate_policy",
-)
+#: The eurus_prime nodes timed are ``prime_stages(NOT_TIMED)``: every prime_iteration stage but
+#: evaluate_prm (its seconds fall into "Kedro other"). Looked up where used: the TRL worker process
+#: never needs them, nor the pipeline's imports.
+NOT_TIMED = ("evaluate_prm",)
 MATCHED = "prime.oversample_factor=1.0,prime.filter_mode=fixed_batch,prime.eval_every=0"
-ENV = {"TQDM_DISABLE": "1", "KEDRO_DISABLE_TELEMETRY": "1"}
 PHASES = ("generate", "reward", "score_other", "update")
 
 
 # ----------------------------------------------------------------------------------- machine load
-class ForeignLoad:
-    """CPU time that processes *outside* this script's process tree used while a timed run ran
-    (sampled from ``/proc`` every second; kernel threads included). On a shared 2-core machine
-    this is what says whether a timing can be trusted."""
-
-    def __enter__(self):
-        self.tick = os.sysconf("SC_CLK_TCK")
-        self.start_uptime = _uptime()
-        self.seen: dict[tuple[int, int], float] = {}
-        self.by_key: dict[tuple[int, int], float] = {}
-        self.names: dict[int, str] = {}
-        self.foreign = 0.0
-        self._sample(initial=True)
-        self.t = time.perf_counter()
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._loop, daemon=True)
-        self.thread.start()
-        return self
-
-    def _loop(self):
-        while not self.stop.wait(1.0):
-            self._sample()
-
-    def _sample(self, initial: bool = False) -> None:
-        procs = {}
-        for name in os.listdir("/proc"):
-            if not name.isdigit():
-                continue
-            try:
-                text = Path(f"/proc/{name}/stat").read_text()
-            except OSError:
-                continue
-            f = text[text.rindex(")") + 2 :].split()
-            procs[int(name)] = (int(f[1]), (int(f[11]) + int(f[12])) / self.tick, int(f[19]))
-            self.names[int(name)] = text[text.index("(") + 1 : text.rindex(")")]
-        children: dict[int, list[int]] = {}
-        for pid, (ppid, _, _) in procs.items():
-            children.setdefault(ppid, []).append(pid)
-        ours, todo = set(), [os.getpid()]
-        while todo:
-            pid = todo.pop()
-            ours.add(pid)
-            todo += children.get(pid, [])
-        for pid, (_, cpu, started) in procs.items():
-            if pid in ours:
-                continue
-            key = (pid, started)
-            if key not in self.seen:  # new: count all of it only if it started during the window
-                base = 0.0 if not initial and started / self.tick >= self.start_uptime else cpu
-                self.seen[key] = base
-            self.foreign += cpu - self.seen[key]
-            self.by_key[key] = self.by_key.get(key, 0.0) + cpu - self.seen[key]
-            self.seen[key] = cpu
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join()
-        self._sample()
-        wall = time.perf_counter() - self.t
-        self.result = {
-            "wall_seconds": wall,
-            "foreign_cpu_seconds": self.foreign,
-            "foreign_share_of_machine": self.foreign / wall / (os.cpu_count() or 1),
-            "top_foreign": [
-                f"{self.names.get(k[0], '?')} (pid {k[0]}): {v:.1f} s"
-                for k, v in sorted(self.by_key.items(), key=lambda kv: -kv[1])[:3]
-                if v > 0.5
-            ],
-        }
-        return False
-
-
-def _uptime() -> float:
-    return float(Path("/proc/uptime").read_text().split()[0])
-
-
 def wait_idle(limit_s: float, window_s: float = 10.0, threshold: float = 0.1) -> float:
     """Wait (at most ``limit_s``) until the machine's CPUs are idle for ``window_s`` (busy share below
     ``threshold``) before a timed run; returns the seconds waited."""
@@ -171,18 +96,12 @@ def _busy_seconds() -> float | None:
 
 # ----------------------------------------------------------------------------------- config
 def prime_config(project: Path, overrides: str = ""):
-    """``PrimeConfig`` as ``conf/base/parameters.yml`` sets it (plus ``a=1,b=2`` prime overrides)."""
-    import yaml
-
+    """``PrimeConfig`` as ``conf/base/parameters.yml`` sets it, plus ``prime.a=1,prime.b=2``
+    overrides (read as ``eurus-prime train --params`` reads them)."""
     from eurus_prime.prime.config import PrimeConfig
+    from eurus_prime.runs.loop import parse_params
 
-    values = dict(yaml.safe_load((project / "conf/base/parameters.yml").read_text())["prime"])
-    for item in filter(None, overrides.split(",")):
-        key, value = item.split("=", 1)
-        key = key.removeprefix("prime.")
-        old = values[key]
-        values[key] = type(old)(value) if not isinstance(old, bool) and old is not None else yaml.safe_load(value)
-    return PrimeConfig(**values)
+    return PrimeConfig(**{**default_prime(project), **parse_params(overrides).get("prime", {})})
 
 
 def trl_settings(cfg, trainer: str) -> tuple[dict, list[tuple[str, str, str, str]]]:
@@ -366,7 +285,7 @@ def run_trl(spec: dict) -> dict:
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 
-    from eurus_prime.prompting import render_prompt
+    from eurus_prime.tasks.prompting import render_prompt
     from eurus_prime.verifiers import verify_all
 
     tok = AutoTokenizer.from_pretrained(spec["tokenizer"])
@@ -502,70 +421,47 @@ def trl_child(spec: dict, workdir: Path, log_name: str) -> dict:
     """Run ``run_trl`` in a fresh Python process (its own threads, memory and verifier pool)."""
     spec_path, out_path = workdir / f"{log_name}_spec.json", workdir / f"{log_name}_result.json"
     spec_path.write_text(json.dumps(spec))
-    with open(workdir / f"{log_name}.log", "w") as log, ForeignLoad() as load:
-        proc = subprocess.run(
-            [sys.executable, __file__, "--trl-worker", str(spec_path), str(out_path)],
-            cwd=workdir,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **ENV},
-        )
-    if proc.returncode:
+    cmd = [sys.executable, __file__, "--trl-worker", str(spec_path), str(out_path)]
+    code, _, load = run_logged(cmd, workdir, f"{log_name}.log")
+    if code:
         tail = (workdir / f"{log_name}.log").read_text()[-3000:]
-        raise SystemExit(f"trl_compare: the TRL run failed (exit {proc.returncode}); log tail:\n{tail}")
-    return {**json.loads(out_path.read_text()), "machine_load": load.result}
+        raise SystemExit(f"trl_compare: the TRL run failed (exit {code}); log tail:\n{tail}")
+    return {**json.loads(out_path.read_text()), "machine_load": load.foreign()}
 
 
 # ----------------------------------------------------------------------------------- eurus_prime
 def run_eurus(project: Path, iterations: int, params: str, time_budget: float | None = None) -> dict:
-    cmd = (
-        [
-            str(Path(sys.executable).with_name("eurus-prime")),
-            "train",
-            "--project",
-            str(project),
-            "--iterations",
-            str(iterations),
-        ]
-        + (["--params", params] if params else [])
-        + (["--time-budget", str(time_budget)] if time_budget else [])
-    )
-    t0 = time.perf_counter()
-    with open(project / "train.log", "w") as log, ForeignLoad() as load:
-        proc = subprocess.run(cmd, cwd=project, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **ENV})
-    wall = time.perf_counter() - t0
-    if proc.returncode:
+    cmd = train_command(project, iterations, params, time_budget=time_budget or None)
+    code, wall, load = run_logged(cmd, project)
+    if code:
         raise SystemExit(
-            f"trl_compare: `{' '.join(cmd)}` failed (exit {proc.returncode}); log tail:\n"
+            f"trl_compare: `{' '.join(cmd)}` failed (exit {code}); log tail:\n"
             + (project / "train.log").read_text()[-3000:]
         )
-    rows = [json.loads(x) for x in (project / "data/08_reporting/train_log.jsonl").read_text().splitlines()]
-    per_iter, prev = [], 0.0
-    for r in rows:
-        nodes = {n: r.get(f"time/{n}", 0.0) for n in NODES}
-        io = r.get("time/io_load", 0.0) + r.get("time/io_save", 0.0)
+    rows = train_log(project)
+    per_iter = []
+    for r, part in zip(rows, split_iterations(rows, prime_stages(NOT_TIMED))):
         per_iter.append(
             {
                 "iteration": r["iteration"],
-                "seconds": r["elapsed"] - prev,
+                "seconds": part["wall"],
                 "session_seconds": r["seconds"],
-                "nodes": nodes,
-                "io": io,
-                "kedro_other": r["seconds"] - sum(nodes.values()) - io,
-                "loop_bookkeeping": r["elapsed"] - prev - r["seconds"],
+                "nodes": part["nodes"],
+                "io": part["io_load"] + part["io_save"],
+                "kedro_other": part["kedro_other"],
+                "loop_bookkeeping": part["loop_bookkeeping"],
                 "rollouts": r.get("rollout/responses"),
                 "groups_selected": r.get("filter/selected"),
                 "train_verify_score": r.get("train_verify_score/all"),
                 "eval_all": r.get("eval/all"),
             }
         )
-        prev = r["elapsed"]
     return {
         "command": " ".join(["eurus-prime"] + cmd[1:]),
         "params": params,
         "process_wall_seconds": wall,
         "per_iteration": per_iter,
-        "machine_load": load.result,
+        "machine_load": load.foreign(),
     }
 
 
@@ -599,7 +495,7 @@ def summarise_eurus(res: dict) -> dict:
     return {
         "seconds_per_iteration": mean([p["seconds"] for p in steady]),
         "median_seconds_per_iteration": median([p["seconds"] for p in steady]),
-        "nodes": {n: mean([p["nodes"][n] for p in steady]) for n in NODES},
+        "nodes": {n: mean([p["nodes"][n] for p in steady]) for n in prime_stages(NOT_TIMED)},
         "io": mean([p["io"] for p in steady]),
         "kedro_other": mean([p["kedro_other"] for p in steady]),
         "loop_bookkeeping": mean([p["loop_bookkeeping"] for p in steady]),
@@ -616,7 +512,7 @@ def evaluate_both(project: Path, trl_dir: Path) -> dict:
     from eurus_prime.datasets.versions import latest_version
 
     cmd = [
-        str(Path(sys.executable).with_name("eurus-prime")),
+        EURUS_PRIME,
         "evaluate",
         "--project",
         str(project),
@@ -631,9 +527,7 @@ def evaluate_both(project: Path, trl_dir: Path) -> dict:
         "--max-items",
         "500",
     ]
-    with open(project / "evaluate.log", "w") as log:
-        proc = subprocess.run(cmd, cwd=project, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **ENV})
-    if proc.returncode:
+    if run_logged(cmd, project, "evaluate.log", monitor=False)[0]:
         raise SystemExit("trl_compare: evaluation failed; log tail:\n" + (project / "evaluate.log").read_text()[-3000:])
     table = pd.read_parquet(latest_version(project / "data/08_reporting/evaluation/eval_table.parquet"))
     table = table[(table["method"] == "greedy") & (table["suite"] == "test")]
@@ -706,7 +600,7 @@ def main() -> None:
     import pandas as pd
 
     from eurus_prime.datasets.versions import latest_version
-    from eurus_prime.prime.stages import sample_prompts
+    from eurus_prime.prime.rollouts import sample_prompts
 
     tmp = Path(tempfile.mkdtemp(prefix="eurus_prime_trl_compare_"))
     print(f"work folder: {tmp}", flush=True)
@@ -814,8 +708,7 @@ def main() -> None:
         "accuracy": accuracy,
         "script_wall_seconds": time.perf_counter() - started,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(summary, indent=1, default=float) + "\n")
+    write_json(args.out.with_suffix(".json"), summary, default=float)
     render(args.out)
     if not args.keep:
         shutil.rmtree(tmp, ignore_errors=True)

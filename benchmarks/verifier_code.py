@@ -27,7 +27,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _project import RESULTS, ROOT, write_json, write_markdown  # noqa: E402
+
 sys.path.insert(0, str(ROOT / "src"))
 
 from eurus_prime.verifiers import sandbox  # noqa: E402
@@ -106,9 +108,7 @@ def main() -> None:
         "summary": summary,
         "rounds": rows,
     }
-    out = ROOT / "benchmarks" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "verifier_code.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_json(RESULTS / "verifier_code.json", result, indent=2)
     lines = [
         "# Code verifier throughput",
         "",
@@ -127,9 +127,8 @@ def main() -> None:
             f"| {m} | `{s['isolation']}` | {s['runs_per_s_median']} | "
             f"{s['runs_per_s_all']} | {s['latency_median_s']} | {s['cost_vs_bare']}x |"
         )
-    lines += ["", f"Goal >= {GOAL_PER_S:.0f} runs/s sandboxed: {'met' if result['meets_goal'] else 'NOT met'}.", ""]
-    (out / "verifier_code.md").write_text("\n".join(lines))
-    print("\n".join(lines))
+    lines += ["", f"Goal >= {GOAL_PER_S:.0f} runs/s sandboxed: {'met' if result['meets_goal'] else 'NOT met'}."]
+    write_markdown(RESULTS / "verifier_code.md", lines, echo=True)
 
 
 if __name__ == "__main__":

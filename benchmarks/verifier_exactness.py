@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import argparse
 import glob
-import json
 import sys
 import time
 from collections import Counter
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _project import ROOT, write_json, write_markdown  # noqa: E402
+
 sys.path.insert(0, str(ROOT / "src"))
 
 from eurus_prime.verifiers.math import extract_answer, grade_math  # noqa: E402
@@ -116,8 +117,7 @@ def main() -> None:
         "corpus": corpus_report(near_miss_corpus(args.seed, args.per_magnitude)),
         "rollouts": [rollouts_report(p) for p in args.rollouts],
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
+    write_json(args.out.with_suffix(".json"), report)
     c = report["corpus"]
     lines = [
         "# Math grader exactness",
@@ -155,8 +155,7 @@ def main() -> None:
         ]
         for k, ex in r["disagreement_examples"].items():
             lines.append(f"- {k}, e.g. " + "; ".join(f"`{a}` vs `{t}`" for a, t in ex))
-    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_markdown(args.out.with_suffix(".md"), lines, echo=True)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ Writes benchmarks/results/verifier_math.{json,md}.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import random
@@ -25,7 +24,9 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _project import RESULTS, ROOT, write_json, write_markdown  # noqa: E402
+
 sys.path.insert(0, str(ROOT / "src"))
 
 SYMBOLIC = [
@@ -53,7 +54,7 @@ SYMBOLIC = [
 
 
 def build_mix(n: int, seed: int = 0) -> list[tuple[str, str]]:
-    from eurus_prime.tinyworld.math_tasks import demonstrate_math, sample_math_task
+    from eurus_prime.tasks.tinyworld.math_tasks import demonstrate_math, sample_math_task
 
     rng = random.Random(seed)
     rows: list[tuple[str, str]] = []
@@ -205,9 +206,7 @@ def main() -> None:
         "goal_checks_per_s": 3000,
         "results": results,
     }
-    res = ROOT / "benchmarks/results"
-    res.mkdir(parents=True, exist_ok=True)
-    (res / "verifier_math.json").write_text(json.dumps(out, indent=2) + "\n")
+    write_json(RESULTS / "verifier_math.json", out, indent=2)
     lines = [
         "# Math verifier throughput (`grade_math`)",
         "",
@@ -228,7 +227,7 @@ def main() -> None:
             f"| {r.get('mix', 'repeating')} | {r['mode']} | {'on' if r['cache'] else 'off'} | "
             f"{r['checks_per_s']:,.0f} | {r['wall_s']} | {r['rules']} |"
         )
-    (res / "verifier_math.md").write_text("\n".join(lines) + "\n")
+    write_markdown(RESULTS / "verifier_math.md", lines)
 
 
 if __name__ == "__main__":

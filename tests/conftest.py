@@ -8,9 +8,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from eurus_prime.tinyworld.model import ModelConfig, build_model  # noqa: E402
-from eurus_prime.tinyworld.tokenizer import TokenizerConfig, build_tokenizer, chat_text  # noqa: E402
-from eurus_prime.tinyworld.world import TinyWorldConfig, generate_world  # noqa: E402
+from eurus_prime.tasks.tinyworld.model import ModelConfig, build_model  # noqa: E402
+from eurus_prime.tasks.tinyworld.tokenizer import TokenizerConfig, build_tokenizer, chat_text  # noqa: E402
+from eurus_prime.tasks.tinyworld.world import TinyWorldConfig, generate_world  # noqa: E402
 
 SMALL_WORLD = TinyWorldConfig(n_sft=300, n_train=60, n_val=20, n_test=40, seed=3)
 SMALL_MODEL = ModelConfig(

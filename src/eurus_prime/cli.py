@@ -14,11 +14,12 @@ from pathlib import Path
 
 import click
 
-from eurus_prime.lock import Busy
-from eurus_prime.prime.stages import NonFiniteError, NothingSelected
-from eurus_prime.training import load_dataset, parse_params, project_params, run_pipeline
-from eurus_prime.training import train as train_iterations
-from eurus_prime.watchdog import StageTimeout
+from eurus_prime.engines.train.updates import NonFiniteError
+from eurus_prime.prime.rollouts import NothingSelected
+from eurus_prime.runs.guard.watchdog import StageTimeout
+from eurus_prime.runs.lock import Busy
+from eurus_prime.runs.loop import load_dataset, parse_params, project_params, run_pipeline
+from eurus_prime.runs.loop import train as train_iterations
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 #: Errors that stop training on purpose, each with a message that says what to do.
@@ -109,8 +110,8 @@ def train(
 
 def _write_reports(project: Path, env: str | None) -> None:
     """The last iteration's rollout heatmap report and the learning curves, as files to open."""
-    from eurus_prime import curves, inspection
-    from eurus_prime.prime.progress import completed_iterations
+    from eurus_prime.reports import curves, inspection
+    from eurus_prime.runs.progress import completed_iterations
 
     done = completed_iterations(project / "data/09_manifests")
     if not done:
@@ -127,8 +128,9 @@ def _report_after(project: Path, env: str | None) -> None:
     import pandas as pd
 
     from eurus_prime.datasets.versions import latest_version
-    from eurus_prime.evaluation import accuracy_report
-    from eurus_prime.prime.progress import completed_iterations, iter_dir
+    from eurus_prime.eval.evaluation import accuracy_report
+    from eurus_prime.runs.layout import iter_dir
+    from eurus_prime.runs.progress import completed_iterations
 
     items = None
     for i in reversed(range(completed_iterations(project / "data/09_manifests"))):
@@ -177,8 +179,8 @@ def _report_after(project: Path, env: str | None) -> None:
 def gc(keep_versions: int, keep_checkpoints: int | None, dry_run: bool, project: Path | None) -> None:
     """Free disk: delete old versions of tables and checkpoints that no stage's latest manifest uses,
     and temporary files of interrupted writes. Tables are otherwise kept forever."""
-    from eurus_prime.lock import Busy, data_lock
-    from eurus_prime.retention import gc as collect
+    from eurus_prime.runs.lock import Busy, data_lock
+    from eurus_prime.runs.retention import gc as collect
 
     project = _project(project)
     try:
@@ -405,8 +407,8 @@ def chat(
 ) -> None:
     """Answer QUESTION (or each line of stdin) with a checkpoint and the Eurus-2 prompt, streaming the
     response, then print its action steps and final answer."""
-    from eurus_prime import inference
-    from eurus_prime.checkpoints import load_each, resolve
+    from eurus_prime.eval import inference
+    from eurus_prime.eval.checkpoints import load_each, resolve
 
     project = _project(project)
     try:
@@ -464,7 +466,7 @@ def _echo_parsed(parsed, finish_reason: str) -> None:
 
 
 def _echo_candidates(cands, ability: str) -> None:
-    from eurus_prime.inference import answer_key
+    from eurus_prime.eval.inference import answer_key
 
     votes = {}
     for c in cands:
@@ -512,7 +514,7 @@ def rollouts() -> None:
 @click.option("--project", type=click.Path(path_type=Path), default=None)
 def rollouts_show(iteration, where, limit, sort_by, values, color, env, project) -> None:
     """Print rollouts with their tokens coloured by reward (red negative, green positive)."""
-    from eurus_prime import inspection
+    from eurus_prime.reports import inspection
 
     project = _project(project)
     iteration = _iteration_or_last(project, iteration)
@@ -555,7 +557,7 @@ def rollouts_show(iteration, where, limit, sort_by, values, color, env, project)
 def rollouts_report(iteration, output, env, project) -> None:
     """Write a self-contained HTML page of token-reward heatmaps for a sample of correct and wrong
     rollouts (opens in a browser from the file, no server)."""
-    from eurus_prime import inspection
+    from eurus_prime.reports import inspection
 
     project = _project(project)
     iteration = _iteration_or_last(project, iteration)
@@ -567,7 +569,7 @@ def rollouts_report(iteration, output, env, project) -> None:
 
 
 def _iteration_or_last(project: Path, iteration: int | None) -> int:
-    from eurus_prime.prime.progress import completed_iterations
+    from eurus_prime.runs.progress import completed_iterations
 
     if iteration is not None:
         return iteration
@@ -589,7 +591,7 @@ def _iteration_or_last(project: Path, iteration: int | None) -> int:
 def curves(source, project) -> None:
     """Plot learning curves across iterations (held-out accuracy, PRM loss and accuracy, filter
     keep-rate, response length, PPO diagnostics) to data/08_reporting/learning_curves.png (+ .csv)."""
-    from eurus_prime import curves as lc
+    from eurus_prime.reports import curves as lc
 
     project = _project(project)
     try:
@@ -617,7 +619,7 @@ def curves(source, project) -> None:
 @click.option("--pipeline", default="prime_iteration", show_default=True, help="A registered pipeline.")
 def diagram(check: Path | None, write_to: Path | None, pipeline: str) -> None:
     """Print a pipeline as a Mermaid flowchart, or check / rewrite its generated block in a README."""
-    from eurus_prime import diagram as picture
+    from eurus_prime.reports import diagram as picture
 
     if check and write_to:
         raise click.UsageError("give --check or --write, not both")
@@ -653,8 +655,8 @@ def diagram(check: Path | None, write_to: Path | None, pipeline: str) -> None:
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists and is not empty.")
 @click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32", show_default=True)
 def convert_gguf(gguf: Path | None, out: Path | None, overwrite: bool, dtype: str) -> None:
-    """Convert a GGUF checkpoint into a plain Hugging Face folder (eurus_prime.convert)."""
-    from eurus_prime import convert
+    """Convert a GGUF checkpoint into a plain Hugging Face folder (eurus_prime.eval.convert)."""
+    from eurus_prime.eval import convert
 
     try:
         written = convert.gguf_to_hf(
@@ -680,8 +682,8 @@ def convert_gguf(gguf: Path | None, out: Path | None, overwrite: bool, dtype: st
 )
 def plan(env: str | None, params_text: str | None, project: Path | None) -> None:
     """Estimated peak memory per GPU (policy, PRM, reference, optimizer, KV cache) and GPU-hours per
-    step and epoch, from the config alone (eurus_prime.plan)."""
-    from eurus_prime.plan import make_plan
+    step and epoch, from the config alone (eurus_prime.reports.plan)."""
+    from eurus_prime.reports.plan import make_plan
 
     params = project_params(_project(project), env, parse_params(params_text) if params_text else None)
     if "plan" not in params:

@@ -5,7 +5,7 @@ https://docs.kedro.org/en/stable/configure/configuration_basics/#configuration""
 # Instantiated project hooks (executed in Last-In-First-Out order): dataset load/save timing,
 # which the training loop reports as time/io_load and time/io_save, per-node peak RSS
 # (memory/<node>_peak_rss_mb), and the stage guard.
-from eurus_prime.hooks import IO_TIMING, MEMORY, STAGE_GUARD  # noqa: E402
+from eurus_prime.runs.guard.hooks import IO_TIMING, MEMORY, STAGE_GUARD  # noqa: E402
 
 # STAGE_GUARD: completion manifests (data/09_manifests), stage watchdogs, fault-injection points.
 HOOKS = (IO_TIMING, MEMORY, STAGE_GUARD)
@@ -34,7 +34,8 @@ HOOKS = (IO_TIMING, MEMORY, STAGE_GUARD)
 # CONFIG_LOADER_CLASS = OmegaConfigLoader
 
 # Keyword arguments to pass to the `CONFIG_LOADER_CLASS` constructor.
-from eurus_prime.prime.progress import completed_iterations, iter_dir, next_iter_dir  # noqa: E402
+from eurus_prime.runs.layout import iter_dir, next_iter_dir  # noqa: E402
+from eurus_prime.runs.progress import completed_iterations  # noqa: E402
 
 CONFIG_LOADER_ARGS = {
     "base_env": "base",

@@ -41,7 +41,7 @@ def test_bootstrap_through_kedro_run_then_train_is_idempotent(project):
 
 
 def _eurus_rows(n: int) -> pd.DataFrame:
-    from eurus_prime.prompting import build_messages, system_prompt
+    from eurus_prime.tasks.prompting import build_messages, system_prompt
 
     rows = []
     for i in range(n):
@@ -273,3 +273,24 @@ def test_prime_iteration_with_the_deepspeed_backend_reruns_identically_and_conti
     stats = pd.read_parquet(latest_version(data / "08_reporting/iter_0001/ppo_stats.parquet"))
     assert len(stats) and stats["grad_norm"].notna().all() and not stats["skipped"].any()
     assert len(_versions(data / "06_models/prm/iter_0002")) == 1
+    # Continued, not restarted: AdamW's step count saved after iteration 1 is iteration 0's plus
+    # iteration 1's optimizer steps (one per stats row). Fresh moments would count iteration 1's only.
+    for model, table in (("policy", "ppo_stats"), ("prm", "prm_stats")):
+        steps = {}
+        for it in (0, 1):
+            rows = pd.read_parquet(latest_version(data / f"08_reporting/iter_{it:04d}/{table}.parquet"))
+            assert len(rows) and not rows["skipped"].any(), (model, it)
+            saved = _adam_steps(latest_version(data / f"06_models/{model}/iter_{it + 1:04d}") / "optimizer.pt")
+            steps[it] = (saved, len(rows))
+        (step0, n0), (step1, n1) = steps[0], steps[1]
+        assert step0 == n0 and step1 == n0 + n1, (model, steps)
+
+
+def _adam_steps(path: Path) -> int:
+    """AdamW's step count in a ZeRO-2 ``optimizer.pt`` of one rank (every parameter group has the same)."""
+    from eurus_prime.datasets.checkpoint import load_optimizer_state
+
+    (rank,) = load_optimizer_state(path)["deepspeed"]["ranks"]
+    steps = {int(s["step"]) for s in rank["base_optimizer_state"]["state"].values()}
+    assert len(steps) == 1, steps
+    return steps.pop()

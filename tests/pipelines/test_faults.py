@@ -20,7 +20,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from eurus_prime import faults, manifests
+from eurus_prime.runs import manifests
+from eurus_prime.runs.guard import faults
 from tests.pipelines.helpers import EURUS_PRIME, KEDRO, make_project, run
 
 ITERATIONS = 2

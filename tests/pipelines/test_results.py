@@ -7,11 +7,17 @@ import shutil
 import sqlite3
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from eurus_prime.datasets.versions import latest_version
+from eurus_prime.eval.evaluation import chart_png
+from eurus_prime.reports.curves import DEFAULT_TITLE, iteration_metrics
+from tests.eval.test_evaluation_report import assert_eval_chart
+from tests.images import png_pixels
 from tests.pipelines.helpers import EURUS_PRIME, KEDRO, run
+from tests.reports.test_curves import assert_learning_curves_png
 
 pytestmark = pytest.mark.slow
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "suites"
@@ -34,9 +40,36 @@ def _latest(project: Path, rel: str) -> Path:
     return path
 
 
-def test_train_leaves_the_last_rollout_report_and_the_learning_curves(project):
-    assert "<html" in (project / "data/08_reporting/rollout_reports/iter_0001.html").read_text().lower()
-    assert (project / "data/08_reporting/learning_curves.png").read_bytes()[:4] == b"\x89PNG"
+def _assert_rollout_report(project: Path, page: str) -> None:
+    """``page`` is the rollout report of iteration 1 (``reports.inspection.html_report``, 5 correct
+    and 5 wrong selected rollouts, seed 0): its counts and sections match the iteration's tables."""
+    tables = {
+        name: pd.read_parquet(_latest(project, f"data/05_rollouts/iter_0001/{name}.parquet"))
+        for name in ("rollouts", "outcomes", "process_rewards")
+    }
+    key = ["prompt_id", "sample_idx"]
+    selected = tables["process_rewards"][key].merge(tables["outcomes"][key + ["correct"]], on=key, validate="1:1")
+    correct = selected["correct"].astype(bool)
+    n_correct, n_wrong = int(correct.sum()), int((~correct).sum())
+    assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
+    assert ": iteration 1 rollouts</title>" in page
+    assert f'<b>{len(tables["rollouts"])}</b><span class="ep-muted">rollouts</span>' in page
+    assert f'<b>{len(selected)}</b><span class="ep-muted">selected rollouts</span>' in page
+    assert f'Correct selected rollouts <span class="ep-muted">{min(n_correct, 5)} of {n_correct}, sample seed 0' in page
+    assert f'Wrong selected rollouts <span class="ep-muted">{min(n_wrong, 5)} of {n_wrong}, sample seed 0' in page
+    assert page.count('class="ep-card"') == min(n_correct, 5) + min(n_wrong, 5) > 0
+    assert "accuracy by data source" in page and "filter status (prompts)" in page
+    for source in tables["rollouts"]["data_source"].unique():  # a row of the accuracy table each
+        assert f"<tr><td>{source}</td>" in page, source
+
+
+def test_train_leaves_the_last_rollout_report_and_the_learning_curves(project, trained_project):
+    _assert_rollout_report(project, (project / "data/08_reporting/rollout_reports/iter_0001.html").read_text())
+    assert_learning_curves_png(
+        project / "data/08_reporting/learning_curves.png",
+        iteration_metrics(project),
+        title=f"{DEFAULT_TITLE}: {trained_project.name}",  # drawn in the project that trained
+    )
 
 
 def test_evaluate_compares_sft_with_the_latest_policy_greedy_and_best_of_n(project):
@@ -78,7 +111,9 @@ def test_evaluate_compares_sft_with_the_latest_policy_greedy_and_best_of_n(proje
     assert (chosen.response == prm_rows.response).all()
     report = _latest(project, "data/08_reporting/evaluation/eval_report.md").read_text()
     assert "## test (6 items)" in report and "| iter_0002 - sft |" in report and report.strip() in out
-    assert _latest(project, "data/08_reporting/evaluation/eval_chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    chart = _latest(project, "data/08_reporting/evaluation/eval_chart.png").read_bytes()
+    pixels = assert_eval_chart(chart, suites=2, methods=5, checkpoints=2)
+    assert np.array_equal(pixels, png_pixels(chart_png(table)))  # the chart of the saved table
     with sqlite3.connect(project / "mlflow.db") as db:  # the report and chart are the run's artifacts
         keys = {k for (k,) in db.execute("select key from latest_metrics")}
     assert "eval_suite/iter_0002/test/prm_at_2" in keys
@@ -174,7 +209,13 @@ def test_rollouts_show_report_and_curves(project):
     assert bad.returncode != 0 and "--where 'nonsense ==='" in bad.stderr
     out = run([EURUS_PRIME, "rollouts", "report"], project, env=_env()).stdout
     html = project / "data/08_reporting/rollout_reports/iter_0001.html"
-    assert str(html) in out and "<html" in html.read_text().lower()
+    assert str(html) in out
+    _assert_rollout_report(project, html.read_text())
+    assert f"<title>{project.name}: iteration 1 rollouts</title>" in html.read_text()  # written here, now
     out = run([EURUS_PRIME, "curves"], project, env=_env()).stdout
-    assert (project / "data/08_reporting/learning_curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert_learning_curves_png(
+        project / "data/08_reporting/learning_curves.png",
+        iteration_metrics(project),
+        f"{DEFAULT_TITLE}: {project.name}",
+    )
     assert len(pd.read_csv(project / "data/08_reporting/learning_curves.csv")) >= 2

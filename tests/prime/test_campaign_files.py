@@ -5,11 +5,12 @@ import torch
 from kedro.io import DatasetError
 from kedro.io.core import Version
 
-from eurus_prime import manifests
 from eurus_prime.datasets import Checkpoint, HFCheckpointDataset
 from eurus_prime.datasets.versions import latest_version
-from eurus_prime.prime.progress import completed_iterations, iter_dir, next_iter_dir
-from eurus_prime.training import parse_params
+from eurus_prime.runs import manifests
+from eurus_prime.runs.layout import iter_dir, next_iter_dir
+from eurus_prime.runs.loop import parse_params
+from eurus_prime.runs.progress import completed_iterations
 
 
 def _save(folder, model, tok, stamp, optimizer_state=None):

@@ -18,10 +18,12 @@ from eurus_prime.core.advantages import prime_advantages
 from eurus_prime.core.masked import masked_mean, masked_whiten
 from eurus_prime.core.ppo import ppo_policy_loss
 from eurus_prime.core.rewards import implicit_process_rewards, last_token_mask, prm_loss
-from eurus_prime.prime import stages
+from eurus_prime.engines.train.updates import NonFiniteError
+from eurus_prime.prime import policy as policy_lib
+from eurus_prime.prime import prm as prm_lib
+from eurus_prime.prime import rollouts as rollouts_lib
 from eurus_prime.prime.batch import pad_ragged, pad_values
 from eurus_prime.prime.config import PrimeConfig
-from eurus_prime.prime.stages import NonFiniteError
 from eurus_prime.verifiers import Verdict
 from tests.prime.test_stages import CFG, _ckpt, _digest
 
@@ -84,21 +86,21 @@ def test_nonfinite_switch_is_validated():
 def _policy_inputs(tok, batch, cfg=CFG):
     rollouts, outcomes, report = batch
     policy = _ckpt(tok)
-    rewards = stages.compute_process_rewards(policy, policy, policy, rollouts, report, cfg)
+    rewards = prm_lib.compute_process_rewards(policy, policy, policy, rollouts, report, cfg)
     prm_rewards = rewards[["prompt_id", "sample_idx"]].assign(token_rewards=rewards["implicit_reward"])
-    adv = stages.estimate_advantages(prm_rewards, outcomes, cfg)
+    adv = policy_lib.estimate_advantages(prm_rewards, outcomes, cfg)
     adv = adv.assign(advantages=[np.linspace(-1, 1, len(a), dtype=np.float32) for a in adv["advantages"]])
     return policy, rollouts, rewards, adv
 
 
 def test_nan_advantages_skip_every_step_and_leave_weights_and_adam_moments_untouched(tiny_tokenizer, batch, caplog):
     policy, rollouts, rewards, adv = _policy_inputs(tiny_tokenizer, batch)
-    policy, _ = stages.update_policy(policy, rollouts, rewards, adv, CFG, 0)  # a real step: AdamW moments exist
+    policy, _ = policy_lib.update_policy(policy, rollouts, rewards, adv, CFG, 0)  # a real step: AdamW moments exist
     weights, moments = _digest(policy.model), _opt_tensors(policy.optimizer_state)
     assert moments
     poisoned = adv.assign(advantages=adv["advantages"].map(lambda a: np.full_like(a, np.nan)))
     with caplog.at_level(logging.WARNING):
-        policy, stats = stages.update_policy(policy, rollouts, rewards, poisoned, CFG, 3)
+        policy, stats = policy_lib.update_policy(policy, rollouts, rewards, poisoned, CFG, 3)
     assert stats["skipped"].dtype == bool and stats["skipped"].all() and len(stats) == 2
     assert _digest(policy.model) == weights
     after = _opt_tensors(policy.optimizer_state)
@@ -108,7 +110,7 @@ def test_nan_advantages_skip_every_step_and_leave_weights_and_adam_moments_untou
         "no optimizer step (prime.nonfinite=skip)"
     ) in caplog.text
     assert "update_policy: iteration 3 epoch 0 step 1: the loss is nan" in caplog.text
-    assert stages.ppo_metrics(stats) == {"ppo/skipped_steps": 2.0}  # no NaN means logged
+    assert policy_lib.ppo_metrics(stats) == {"ppo/skipped_steps": 2.0}  # no NaN means logged
 
 
 def test_one_nan_row_skips_only_its_mini_batch(tiny_tokenizer, batch):
@@ -116,11 +118,11 @@ def test_one_nan_row_skips_only_its_mini_batch(tiny_tokenizer, batch):
     before = _digest(policy.model)
     poisoned = adv.copy()
     poisoned.at[4, "advantages"] = np.full_like(adv.at[4, "advantages"], np.inf)  # -inf * ratio: inf loss
-    policy, stats = stages.update_policy(policy, rollouts, rewards, poisoned, CFG, 0)
+    policy, stats = policy_lib.update_policy(policy, rollouts, rewards, poisoned, CFG, 0)
     assert stats["skipped"].tolist().count(True) == 1 and len(stats) == 2
     assert _digest(policy.model) != before  # the other mini-batch stepped
     assert all(torch.isfinite(p).all() for p in policy.model.parameters())
-    metrics = stages.ppo_metrics(stats)
+    metrics = policy_lib.ppo_metrics(stats)
     assert metrics["ppo/skipped_steps"] == 1.0 and np.isfinite(list(metrics.values())).all()
 
 
@@ -129,7 +131,7 @@ def test_nan_advantages_stop_raises_naming_stage_iteration_step_and_switch(tiny_
     policy, rollouts, rewards, adv = _policy_inputs(tiny_tokenizer, batch, cfg)
     poisoned = adv.assign(advantages=adv["advantages"].map(lambda a: np.full_like(a, np.nan)))
     with pytest.raises(NonFiniteError) as err:
-        stages.update_policy(policy, rollouts, rewards, poisoned, cfg, 2)
+        policy_lib.update_policy(policy, rollouts, rewards, poisoned, cfg, 2)
     assert str(err.value) == (
         "update_policy: iteration 2 epoch 0 step 0: the loss is nan; stopping because "
         "prime.nonfinite=stop (prime.nonfinite=skip skips such mini-batches instead)"
@@ -148,7 +150,7 @@ def test_infinite_grad_norm_is_caught_in_both_modes(tiny_tokenizer, batch, monke
     monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", exploding)
     policy, rollouts, rewards, adv = _policy_inputs(tiny_tokenizer, batch)
     with caplog.at_level(logging.WARNING):
-        _, stats = stages.update_policy(policy, rollouts, rewards, adv, CFG, 1)
+        _, stats = policy_lib.update_policy(policy, rollouts, rewards, adv, CFG, 1)
     assert stats["skipped"].tolist() == [True, False]
     assert "update_policy: iteration 1 epoch 0 step 0: the grad norm is inf" in caplog.text
     calls.clear()
@@ -157,7 +159,7 @@ def test_infinite_grad_norm_is_caught_in_both_modes(tiny_tokenizer, batch, monke
         match=r"update_prm: iteration 1 step 0: the grad norm is inf; stopping "
         r"because prime.nonfinite=stop",
     ):
-        stages.update_prm(
+        prm_lib.update_prm(
             _ckpt(tiny_tokenizer), rollouts, rewards, batch[1], dataclasses.replace(CFG, nonfinite="stop"), 1
         )
 
@@ -171,7 +173,7 @@ def test_a_poisoned_checkpoint_is_never_returned(tiny_tokenizer, batch, caplog):
         match="update_policy: iteration 0: parameter model.norm.weight is not "
         "finite after the update; refusing to return a poisoned checkpoint",
     ):
-        stages.update_policy(policy, rollouts, rewards, adv, CFG, 0)
+        policy_lib.update_policy(policy, rollouts, rewards, adv, CFG, 0)
     assert "the loss is nan; the mini-batch is skipped" in caplog.text  # skip mode skipped every step first
 
 
@@ -179,12 +181,12 @@ def test_a_poisoned_checkpoint_is_never_returned(tiny_tokenizer, batch, caplog):
 def test_nan_ref_logprobs_skip_the_prm_update(tiny_tokenizer, batch, caplog):
     rollouts, outcomes, report = batch
     sft = _ckpt(tiny_tokenizer)
-    rewards = stages.compute_process_rewards(sft, sft, sft, rollouts, report, CFG)
+    rewards = prm_lib.compute_process_rewards(sft, sft, sft, rollouts, report, CFG)
     poisoned = rewards.assign(ref_logprobs=rewards["ref_logprobs"].map(lambda a: np.full_like(a, np.nan)))
     prm = _ckpt(tiny_tokenizer)
     before = _digest(prm.model)
     with caplog.at_level(logging.WARNING):
-        prm, prm_rewards, stats = stages.update_prm(prm, rollouts, poisoned, outcomes, CFG, 5)
+        prm, prm_rewards, stats = prm_lib.update_prm(prm, rollouts, poisoned, outcomes, CFG, 5)
     assert stats["skipped"].tolist() == [True, True]
     assert _digest(prm.model) == before
     assert not prm.optimizer_state["state"]  # AdamW never stepped: no moments at all
@@ -192,24 +194,24 @@ def test_nan_ref_logprobs_skip_the_prm_update(tiny_tokenizer, batch, caplog):
         "update_prm: iteration 5 step 0: the loss is nan; the mini-batch is skipped, no optimizer step "
         "(prime.nonfinite=skip)"
     ) in caplog.text
-    metrics = stages.prm_metrics(poisoned, prm_rewards, outcomes, stats, CFG)
+    metrics = prm_lib.prm_metrics(poisoned, prm_rewards, outcomes, stats, CFG)
     assert metrics["prm/skipped_steps"] == 2.0 and "prm/loss" not in metrics
 
     # only one row poisoned: its mini-batch is skipped, the other trains
     one = rewards.copy()
     one.at[0, "ref_logprobs"] = np.full_like(rewards.at[0, "ref_logprobs"], np.nan)
-    prm, prm_rewards, stats = stages.update_prm(_ckpt(tiny_tokenizer), rollouts, one, outcomes, CFG, 5)
+    prm, prm_rewards, stats = prm_lib.update_prm(_ckpt(tiny_tokenizer), rollouts, one, outcomes, CFG, 5)
     assert stats["skipped"].sum() == 1 and _digest(prm.model) != before
-    assert stages.prm_metrics(one, prm_rewards, outcomes, stats, CFG)["prm/skipped_steps"] == 1.0
+    assert prm_lib.prm_metrics(one, prm_rewards, outcomes, stats, CFG)["prm/skipped_steps"] == 1.0
 
 
 def test_nan_ref_logprobs_stop_raises(tiny_tokenizer, batch):
     rollouts, outcomes, report = batch
     sft = _ckpt(tiny_tokenizer)
-    rewards = stages.compute_process_rewards(sft, sft, sft, rollouts, report, CFG)
+    rewards = prm_lib.compute_process_rewards(sft, sft, sft, rollouts, report, CFG)
     poisoned = rewards.assign(ref_logprobs=rewards["ref_logprobs"].map(lambda a: np.full_like(a, np.nan)))
     with pytest.raises(NonFiniteError) as err:
-        stages.update_prm(
+        prm_lib.update_prm(
             _ckpt(tiny_tokenizer), rollouts, poisoned, outcomes, dataclasses.replace(CFG, nonfinite="stop"), 4
         )
     assert str(err.value) == (
@@ -221,11 +223,11 @@ def test_nan_ref_logprobs_stop_raises(tiny_tokenizer, batch):
 def test_normal_updates_mark_nothing_skipped(tiny_tokenizer, batch):
     rollouts, outcomes, report = batch
     sft = _ckpt(tiny_tokenizer)
-    rewards = stages.compute_process_rewards(sft, sft, sft, rollouts, report, CFG)
-    _, prm_rewards, stats = stages.update_prm(_ckpt(tiny_tokenizer), rollouts, rewards, outcomes, CFG, 0)
+    rewards = prm_lib.compute_process_rewards(sft, sft, sft, rollouts, report, CFG)
+    _, prm_rewards, stats = prm_lib.update_prm(_ckpt(tiny_tokenizer), rollouts, rewards, outcomes, CFG, 0)
     assert list(stats.columns) == ["iteration", "step", "responses", "loss", "grad_norm", "skipped"]
     assert not stats["skipped"].any()
-    metrics = stages.prm_metrics(rewards, prm_rewards, outcomes, stats, CFG)
+    metrics = prm_lib.prm_metrics(rewards, prm_rewards, outcomes, stats, CFG)
     assert metrics["prm/skipped_steps"] == 0.0 and np.isfinite(metrics["prm/loss"])
 
 
@@ -237,38 +239,38 @@ def test_zero_length_responses_flow_through_every_stage(tiny_tokenizer, prm_upda
     lengths = [0, 5, 7, 6, 0, 4, 0, 0, 0, 3, 8, 2]
     rollouts, outcomes, report = _tables(tiny_tokenizer, lengths, scores=[0, 1, 0, 1, 0, 0, 0, 0, 0, 1, 0, 1])
     policy, prm, ref = _ckpt(tiny_tokenizer), _ckpt(tiny_tokenizer, seed=1), _ckpt(tiny_tokenizer, seed=2)
-    rewards = stages.compute_process_rewards(policy, prm, ref, rollouts, report, cfg)
+    rewards = prm_lib.compute_process_rewards(policy, prm, ref, rollouts, report, cfg)
     for col in ("old_logprobs", "ref_logprobs", "prm_logprobs", "implicit_reward"):
         assert rewards[col].map(len).tolist() == lengths
         assert np.isfinite(_flat(rewards[col])).all()
     assert np.isfinite(rewards["sequence_score"]).all()
-    prm, prm_rewards, prm_stats = stages.update_prm(prm, rollouts, rewards, outcomes, cfg, 0)
+    prm, prm_rewards, prm_stats = prm_lib.update_prm(prm, rollouts, rewards, outcomes, cfg, 0)
     assert not prm_stats["skipped"].any() and np.isfinite(prm_stats["loss"]).all()
     assert prm_rewards["token_rewards"].map(len).tolist() == lengths
     assert np.isfinite(_flat(prm_rewards["token_rewards"])).all()
     assert np.isfinite(prm_rewards["sequence_score"]).all()
-    adv = stages.estimate_advantages(prm_rewards, outcomes, cfg)
+    adv = policy_lib.estimate_advantages(prm_rewards, outcomes, cfg)
     assert adv["advantages"].map(len).tolist() == lengths == adv["returns"].map(len).tolist()
     assert np.isfinite(_flat(adv["advantages"])).all() and np.isfinite(adv["process_return"]).all()
-    assert np.isfinite(list(stages.advantage_metrics(adv).values())).all()
+    assert np.isfinite(list(policy_lib.advantage_metrics(adv).values())).all()
     before = _digest(policy.model)
-    policy, ppo = stages.update_policy(policy, rollouts, rewards, adv, cfg, 0)
+    policy, ppo = policy_lib.update_policy(policy, rollouts, rewards, adv, cfg, 0)
     assert not ppo["skipped"].any()
     assert np.isfinite(ppo[["pg_loss", "pg_clipfrac", "ppo_kl", "entropy", "grad_norm"]].to_numpy()).all()
     assert _digest(policy.model) != before
-    assert np.isfinite(list(stages.ppo_metrics(ppo).values())).all()
+    assert np.isfinite(list(policy_lib.ppo_metrics(ppo).values())).all()
 
 
 def test_every_response_empty(tiny_tokenizer):
     rollouts, outcomes, report = _tables(tiny_tokenizer, [0] * 6, scores=[0, 1, 0, 0, 0, 1])
     sft = _ckpt(tiny_tokenizer)
-    rewards = stages.compute_process_rewards(sft, sft, sft, rollouts, report, CFG)
+    rewards = prm_lib.compute_process_rewards(sft, sft, sft, rollouts, report, CFG)
     assert rewards["implicit_reward"].map(len).tolist() == [0] * 6
-    prm, prm_rewards, stats = stages.update_prm(_ckpt(tiny_tokenizer), rollouts, rewards, outcomes, CFG, 0)
+    prm, prm_rewards, stats = prm_lib.update_prm(_ckpt(tiny_tokenizer), rollouts, rewards, outcomes, CFG, 0)
     assert not stats["skipped"].any() and stats["loss"].iloc[0] == pytest.approx(np.log(2), abs=1e-6)
-    adv = stages.estimate_advantages(prm_rewards, outcomes, CFG)
+    adv = policy_lib.estimate_advantages(prm_rewards, outcomes, CFG)
     assert adv["advantages"].map(len).tolist() == [0] * 6
-    policy, ppo = stages.update_policy(sft, rollouts, rewards, adv, CFG, 0)
+    policy, ppo = policy_lib.update_policy(sft, rollouts, rewards, adv, CFG, 0)
     assert not ppo["skipped"].any() and np.isfinite(ppo["pg_loss"]).all()
 
 
@@ -310,7 +312,7 @@ def test_every_response_truncated_warns_with_the_share(tiny_tokenizer, caplog):
     rollouts, _, _ = _tables(tiny_tokenizer, [4] * 6, finish=["length"] * 6)
     rollouts["iteration"] = 7
     with caplog.at_level(logging.WARNING):
-        metrics = stages.rollout_metrics(rollouts, dataclasses.replace(CFG, max_response_length=4))
+        metrics = rollouts_lib.rollout_metrics(rollouts, dataclasses.replace(CFG, max_response_length=4))
     assert metrics["rollout/truncated_share"] == 1.0
     assert (
         "generate_rollouts: iteration 7: truncated share 100%: all 6 responses hit "
@@ -321,8 +323,8 @@ def test_every_response_truncated_warns_with_the_share(tiny_tokenizer, caplog):
 def test_some_responses_truncated_do_not_warn(tiny_tokenizer, caplog):
     rollouts, _, _ = _tables(tiny_tokenizer, [4] * 6, finish=["length"] * 5 + ["stop"])
     with caplog.at_level(logging.WARNING):
-        metrics = stages.rollout_metrics(rollouts, CFG)
-        stages.rollout_metrics(rollouts.assign(finish_reason="stop"))
+        metrics = rollouts_lib.rollout_metrics(rollouts, CFG)
+        rollouts_lib.rollout_metrics(rollouts.assign(finish_reason="stop"))
     assert metrics["rollout/truncated_share"] == pytest.approx(5 / 6)
     assert "truncated share" not in caplog.text
 
@@ -368,7 +370,7 @@ def test_verify_rollouts_keeps_a_crashed_row_in_the_outcomes(monkeypatch, tiny_t
     monkeypatch.setattr(verifiers, "grade_math", math)
     rollouts, _, _ = _tables(tiny_tokenizer, [1, 2, 3, 3, 2, 1])
     rollouts["ground_truth"] = "1"
-    outcomes = stages.verify_rollouts(rollouts)
+    outcomes = rollouts_lib.verify_rollouts(rollouts)
     assert len(outcomes) == 6
     assert outcomes["reason"].tolist() == [
         "no_answer",

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from eurus_prime.core.advantages import ADVANTAGE_ESTIMATORS
-from eurus_prime.prime import stages
+from eurus_prime.prime import policy as policy_lib
+from eurus_prime.prime import prm as prm_lib
 from eurus_prime.prime.batch import pad_ragged
 from tests.prime.test_degenerate import N, _tables
 from tests.prime.test_stages import CFG, _ckpt, _digest
@@ -36,7 +37,7 @@ def _by_hand(seed=0):
 def test_estimate_advantages_runs_the_named_estimator(name):
     prm_rewards, outcomes, _ = _by_hand()
     cfg = dataclasses.replace(CFG, advantage_estimator=name, process_coef=0.5, outcome_coef=2.0)
-    adv = stages.estimate_advantages(prm_rewards, outcomes, cfg)
+    adv = policy_lib.estimate_advantages(prm_rewards, outcomes, cfg)
     rewards, mask, lengths = pad_ragged(list(prm_rewards["token_rewards"]))
     returns, expected = ADVANTAGE_ESTIMATORS[name](
         rewards, torch.tensor(SCORES, dtype=torch.float32), mask, N, process_coef=0.5, outcome_coef=2.0
@@ -51,8 +52,10 @@ def test_estimate_advantages_runs_the_named_estimator(name):
 def test_kl_in_the_reward_is_subtracted_per_token_before_the_returns(estimator):
     prm_rewards, outcomes, process_rewards = _by_hand()
     cfg = dataclasses.replace(CFG, kl_coef=0.3, kl_in="reward", kl_estimator=estimator, advantage_estimator="grpo")
-    adv = stages.estimate_advantages(prm_rewards, outcomes, cfg, process_rewards)
-    plain = stages.estimate_advantages(prm_rewards, outcomes, dataclasses.replace(cfg, kl_coef=0.0), process_rewards)
+    adv = policy_lib.estimate_advantages(prm_rewards, outcomes, cfg, process_rewards)
+    plain = policy_lib.estimate_advantages(
+        prm_rewards, outcomes, dataclasses.replace(cfg, kl_coef=0.0), process_rewards
+    )
     for i in range(len(adv)):
         old = process_rewards["old_logprobs"][i].astype(np.float64)
         ref = process_rewards["ref_logprobs"][i].astype(np.float64)
@@ -61,15 +64,15 @@ def test_kl_in_the_reward_is_subtracted_per_token_before_the_returns(estimator):
         # grpo takes no batch whitening, so the penalty shows as it is
         np.testing.assert_allclose(adv["returns"][i], plain["returns"][i] - 0.3 * to_go, rtol=1e-5, atol=1e-5)
         assert adv["kl"][i] == pytest.approx(kl.mean(), rel=1e-5)
-    assert stages.advantage_metrics(adv)["adv/kl"] == pytest.approx(float(adv["kl"].mean()))
+    assert policy_lib.advantage_metrics(adv)["adv/kl"] == pytest.approx(float(adv["kl"].mean()))
     with pytest.raises(ValueError, match="kl_in = 'reward' needs the process_rewards table"):
-        stages.estimate_advantages(prm_rewards, outcomes, cfg)
+        policy_lib.estimate_advantages(prm_rewards, outcomes, cfg)
 
 
 def test_kl_off_by_default_ignores_process_rewards():
     prm_rewards, outcomes, process_rewards = _by_hand()
-    a = stages.estimate_advantages(prm_rewards, outcomes, CFG)
-    b = stages.estimate_advantages(prm_rewards, outcomes, CFG, process_rewards)
+    a = policy_lib.estimate_advantages(prm_rewards, outcomes, CFG)
+    b = policy_lib.estimate_advantages(prm_rewards, outcomes, CFG, process_rewards)
     pd.testing.assert_frame_equal(a, b)
     assert CFG.kl_coef == 0 and CFG.prm_loss == "ce" and CFG.advantage_estimator == "rloo"
 
@@ -80,7 +83,7 @@ def _policy_batch(tok, shift: float = 0.0):
     reference log-probs are the policy's minus ``shift``."""
     rollouts, outcomes, report = _tables(tok, LENGTHS, scores=SCORES)
     policy = _ckpt(tok)
-    rewards = stages.compute_process_rewards(policy, policy, policy, rollouts, report, CFG)
+    rewards = prm_lib.compute_process_rewards(policy, policy, policy, rollouts, report, CFG)
     rewards = rewards.assign(ref_logprobs=[np.asarray(o) - shift for o in rewards["old_logprobs"]])
     adv = pd.DataFrame(
         {
@@ -101,28 +104,28 @@ QUIET = dataclasses.replace(CFG, policy_weight_decay=0.0, policy_lr=1e-2)
 def test_kl_in_the_loss_pulls_the_policy_towards_the_reference(tiny_tokenizer):
     policy, rollouts, rewards, adv = _policy_batch(tiny_tokenizer, shift=1.0)
     before = _digest(policy.model)
-    off, stats_off = stages.update_policy(policy, rollouts, rewards, adv, QUIET, 0)
+    off, stats_off = policy_lib.update_policy(policy, rollouts, rewards, adv, QUIET, 0)
     assert _digest(off.model) == before  # no KL term, no gradient
     # measured with kl_coef 0 too; at the first mini-batch the policy is the one that scored old_logprobs
     assert stats_off["kl"].iloc[0] == pytest.approx(1.0, abs=1e-4)  # k1 (the default) = 1
 
     cfg = dataclasses.replace(QUIET, kl_coef=1.0, kl_in="loss", kl_estimator="k2")
     policy, rollouts, rewards, adv = _policy_batch(tiny_tokenizer, shift=1.0)
-    on, stats = stages.update_policy(policy, rollouts, rewards, adv, cfg, 0)
+    on, stats = policy_lib.update_policy(policy, rollouts, rewards, adv, cfg, 0)
     assert _digest(on.model) != before
     assert stats["kl"].iloc[0] == pytest.approx(0.5, abs=1e-4)  # k2 = 0.5 * 1^2
-    again, stats_after = stages.update_policy(on, rollouts, rewards, adv, cfg, 0)  # same shuffle, same rows
+    again, stats_after = policy_lib.update_policy(on, rollouts, rewards, adv, cfg, 0)  # same shuffle, same rows
     assert stats_after["kl"].iloc[0] < stats["kl"].iloc[0] - 1e-3
-    assert stages.ppo_metrics(stats)["ppo/kl"] == pytest.approx(float(stats["kl"].mean()))
+    assert policy_lib.ppo_metrics(stats)["ppo/kl"] == pytest.approx(float(stats["kl"].mean()))
 
 
 def test_entropy_coef_raises_the_policy_entropy(tiny_tokenizer):
     policy, rollouts, rewards, adv = _policy_batch(tiny_tokenizer)
     before = _digest(policy.model)
     cfg = dataclasses.replace(QUIET, entropy_coef=0.5)
-    policy, stats = stages.update_policy(policy, rollouts, rewards, adv, cfg, 0)
+    policy, stats = policy_lib.update_policy(policy, rollouts, rewards, adv, cfg, 0)
     assert _digest(policy.model) != before  # the entropy term alone moved it
-    _, again = stages.update_policy(policy, rollouts, rewards, adv, cfg, 0)  # same shuffle: same first rows
+    _, again = policy_lib.update_policy(policy, rollouts, rewards, adv, cfg, 0)  # same shuffle: same first rows
     assert again["entropy"].iloc[0] > stats["entropy"].iloc[0] + 1e-4
     assert np.isfinite(stats[["entropy", "kl"]].to_numpy()).all()
 
@@ -131,12 +134,12 @@ def test_entropy_coef_raises_the_policy_entropy(tiny_tokenizer):
 def test_prm_dpo_loss_uses_the_groups_scores_before_the_update(tiny_tokenizer):
     rollouts, outcomes, report = _tables(tiny_tokenizer, LENGTHS, scores=SCORES)
     prm = _ckpt(tiny_tokenizer)
-    rewards = stages.compute_process_rewards(prm, prm, prm, rollouts, report, CFG)
+    rewards = prm_lib.compute_process_rewards(prm, prm, prm, rollouts, report, CFG)
     # PRM = reference: every sequence score is 0; give the table other pre-update scores instead.
     fake = np.linspace(-1, 1, len(rewards))
     rewards = rewards.assign(sequence_score=fake)
     cfg = dataclasses.replace(CFG, prm_loss="dpo", prm_mini_batch=len(rewards))  # one step over every row
-    prm, _, stats = stages.update_prm(prm, rollouts, rewards, outcomes, cfg, 0)
+    prm, _, stats = prm_lib.update_prm(prm, rollouts, rewards, outcomes, cfg, 0)
     expected = []
     for i, a in enumerate(SCORES):  # z = 0 for every row (PRM = reference at the forward pass)
         g = i - i % N
@@ -145,7 +148,7 @@ def test_prm_dpo_loss_uses_the_groups_scores_before_the_update(tiny_tokenizer):
         sign = 1 if a > 0 else -1
         expected.append(math.log1p(math.exp(-sign * (0 - b))))
     assert stats["loss"].iloc[0] == pytest.approx(sum(expected) / len(expected), rel=1e-5)
-    ce, _, ce_stats = stages.update_prm(
+    ce, _, ce_stats = prm_lib.update_prm(
         _ckpt(tiny_tokenizer), rollouts, rewards, outcomes, dataclasses.replace(cfg, prm_loss="ce"), 0
     )
     assert ce_stats["loss"].iloc[0] == pytest.approx(math.log(2), abs=1e-6)  # ce ignores the stored scores

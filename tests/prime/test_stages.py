@@ -9,9 +9,11 @@ import pytest
 import torch
 
 from eurus_prime.datasets import Checkpoint
-from eurus_prime.prime import stages
+from eurus_prime.prime import policy as policy_lib
+from eurus_prime.prime import prm as prm_lib
+from eurus_prime.prime import rollouts as rollouts_lib
 from eurus_prime.prime.config import PrimeConfig
-from eurus_prime.tinyworld.model import build_model
+from eurus_prime.tasks.tinyworld.model import build_model
 from tests.conftest import SMALL_MODEL
 
 CFG = PrimeConfig(
@@ -49,11 +51,11 @@ def iteration0(small_world, tiny_tokenizer):
     """Stages 1-4 of iteration 0 on the small world, policy = PRM = reference."""
     prompts, _ = small_world
     train = prompts[[e["split"] == "train" for e in prompts["extra_info"]]].reset_index(drop=True)
-    drawn = stages.sample_prompts(train, CFG, iteration=0)
+    drawn = rollouts_lib.sample_prompts(train, CFG, iteration=0)
     sft = _ckpt(tiny_tokenizer)
-    rollouts = stages.generate_rollouts(sft, drawn, CFG, 0, sft.version)
-    outcomes = stages.verify_rollouts(rollouts)
-    report = stages.filter_prompts(outcomes, CFG)
+    rollouts = rollouts_lib.generate_rollouts(sft, drawn, CFG, 0, sft.version)
+    outcomes = rollouts_lib.verify_rollouts(rollouts)
+    report = rollouts_lib.filter_prompts(outcomes, CFG)
     return train, drawn, rollouts, outcomes, report
 
 
@@ -61,11 +63,11 @@ def test_sample_prompts_depends_only_on_seed_and_iteration_and_walks_epochs(smal
     prompts, _ = small_world
     train = prompts[[e["split"] == "train" for e in prompts["extra_info"]]].reset_index(drop=True)
     cfg = dataclasses.replace(CFG, prompts_per_step=10, oversample_factor=2.0)  # 20 per iteration
-    a = stages.sample_prompts(train, cfg, iteration=1)
-    assert a.equals(stages.sample_prompts(train, cfg, iteration=1))
-    one_epoch = pd.concat([stages.sample_prompts(train, cfg, i) for i in range(len(train) // 20)])
+    a = rollouts_lib.sample_prompts(train, cfg, iteration=1)
+    assert a.equals(rollouts_lib.sample_prompts(train, cfg, iteration=1))
+    one_epoch = pd.concat([rollouts_lib.sample_prompts(train, cfg, i) for i in range(len(train) // 20)])
     assert one_epoch["prompt_id"].is_unique and len(one_epoch) == len(train)  # each prompt once per epoch
-    other = stages.sample_prompts(train, dataclasses.replace(cfg, seed=1), iteration=1)
+    other = rollouts_lib.sample_prompts(train, dataclasses.replace(cfg, seed=1), iteration=1)
     assert not a["prompt_id"].equals(other["prompt_id"])
     assert list(a.columns) == [
         "iteration",
@@ -106,41 +108,41 @@ def test_filter_statuses_by_hand():
             "score": np.array(scores, float),
         }
     )
-    report = stages.filter_prompts(outcomes, cfg)
+    report = rollouts_lib.filter_prompts(outcomes, cfg)
     assert report["status"].tolist() == ["too_easy", "too_hard", "selected", "selected", "surplus"]
     assert report["accuracy"].tolist() == [1.0, 0.0, 0.25, 0.5, 0.75]
-    fixed = stages.filter_prompts(outcomes.iloc[:8], dataclasses.replace(cfg, filter_mode="fixed_batch"))
+    fixed = rollouts_lib.filter_prompts(outcomes.iloc[:8], dataclasses.replace(cfg, filter_mode="fixed_batch"))
     assert fixed["status"].tolist() == ["filled", "filled"] and fixed["selected"].all()
     # regenerate mode with every group out of the band: an error reporting the distribution.
     with pytest.raises(
-        stages.NothingSelected,
+        rollouts_lib.NothingSelected,
         match=r"every one of the 2 drawn prompt groups is outside the "
         r"accuracy band \[0.2, 0.8\]: accuracy distribution \{0.00: 1, 1.00: 1\} "
         r"\(1 too easy, 1 too hard\)",
     ):
-        stages.filter_prompts(outcomes.iloc[:8], cfg)
+        rollouts_lib.filter_prompts(outcomes.iloc[:8], cfg)
 
 
 def test_a_resample_is_a_fresh_reproducible_draw(small_world):
     prompts, _ = small_world
     train = prompts[[e["split"] == "train" for e in prompts["extra_info"]]].reset_index(drop=True)
-    first = stages.sample_prompts(train, CFG, iteration=2)
-    again = stages.sample_prompts(train, CFG, iteration=2, resample=1)
-    assert again.equals(stages.sample_prompts(train, CFG, iteration=2, resample=1))
+    first = rollouts_lib.sample_prompts(train, CFG, iteration=2)
+    again = rollouts_lib.sample_prompts(train, CFG, iteration=2, resample=1)
+    assert again.equals(rollouts_lib.sample_prompts(train, CFG, iteration=2, resample=1))
     assert (again["resample"] == 1).all() and not again["prompt_id"].equals(first["prompt_id"])
     with pytest.raises(ValueError, match="resample = -1 is invalid"):
-        stages.sample_prompts(train, CFG, iteration=2, resample=-1)
+        rollouts_lib.sample_prompts(train, CFG, iteration=2, resample=-1)
 
 
 def test_prm_after_mode_at_iteration_0_gives_exactly_zero_rewards(iteration0, tiny_tokenizer):
     _, _, rollouts, outcomes, report = iteration0
     sft = _ckpt(tiny_tokenizer)
-    rewards = stages.compute_process_rewards(sft, sft, sft, rollouts, report, CFG)
+    rewards = prm_lib.compute_process_rewards(sft, sft, sft, rollouts, report, CFG)
     assert all((np.asarray(q) == 0).all() for q in rewards["implicit_reward"])
     assert (rewards["old_logprobs"].map(len) == rollouts["response_length"].to_numpy()[: len(rewards)]).all()
     prm = _ckpt(tiny_tokenizer)
     before = _digest(prm.model)
-    _, prm_rewards, stats = stages.update_prm(prm, rollouts, rewards, outcomes, CFG, iteration=0)
+    _, prm_rewards, stats = prm_lib.update_prm(prm, rollouts, rewards, outcomes, CFG, iteration=0)
     first_step_rows = len(stats) and stats["responses"].iloc[0]
     assert first_step_rows == CFG.prm_mini_batch
     assert stats["loss"].iloc[0] == pytest.approx(np.log(2), abs=1e-6)  # sigmoid(0) against any label
@@ -152,10 +154,10 @@ def test_prm_after_mode_at_iteration_0_gives_exactly_zero_rewards(iteration0, ti
 def _full_iteration(iteration0, tok, cfg=CFG):
     _, _, rollouts, outcomes, report = iteration0
     policy, prm, ref = _ckpt(tok), _ckpt(tok), _ckpt(tok)
-    rewards = stages.compute_process_rewards(policy, prm, ref, rollouts, report, cfg)
-    prm, prm_rewards, prm_stats = stages.update_prm(prm, rollouts, rewards, outcomes, cfg, 0)
-    adv = stages.estimate_advantages(prm_rewards, outcomes, cfg)
-    policy, ppo = stages.update_policy(policy, rollouts, rewards, adv, cfg, 0)
+    rewards = prm_lib.compute_process_rewards(policy, prm, ref, rollouts, report, cfg)
+    prm, prm_rewards, prm_stats = prm_lib.update_prm(prm, rollouts, rewards, outcomes, cfg, 0)
+    adv = policy_lib.estimate_advantages(prm_rewards, outcomes, cfg)
+    policy, ppo = policy_lib.update_policy(policy, rollouts, rewards, adv, cfg, 0)
     return policy, prm, rewards, prm_rewards, adv, ppo
 
 
@@ -183,9 +185,9 @@ def test_outcome_only_ablation_ignores_process_rewards(iteration0, tiny_tokenize
             ],
         }
     )
-    adv = stages.estimate_advantages(prm_rewards, outcomes, cfg)
+    adv = policy_lib.estimate_advantages(prm_rewards, outcomes, cfg)
     zeroed = prm_rewards.assign(token_rewards=prm_rewards["token_rewards"].map(np.zeros_like))
-    again = stages.estimate_advantages(zeroed, outcomes, cfg)
+    again = policy_lib.estimate_advantages(zeroed, outcomes, cfg)
     for x, y in zip(adv["advantages"], again["advantages"]):
         np.testing.assert_allclose(x, y, atol=1e-6)
 
@@ -193,7 +195,7 @@ def test_outcome_only_ablation_ignores_process_rewards(iteration0, tiny_tokenize
 def test_update_refuses_mixed_or_stale_policy_versions(iteration0, tiny_tokenizer):
     _, _, rollouts, outcomes, report = iteration0
     policy = _ckpt(tiny_tokenizer)
-    rewards = stages.compute_process_rewards(policy, policy, policy, rollouts, report, CFG)
+    rewards = prm_lib.compute_process_rewards(policy, policy, policy, rollouts, report, CFG)
     adv = pd.DataFrame(
         {
             "prompt_id": rewards["prompt_id"],
@@ -206,10 +208,10 @@ def test_update_refuses_mixed_or_stale_policy_versions(iteration0, tiny_tokenize
     mixed = rollouts.copy()
     mixed.loc[1, "policy_version"] = "policy/iter_0001@other"
     with pytest.raises(ValueError, match="different policy versions"):
-        stages.update_policy(policy, mixed, rewards, adv, CFG, 0)
+        policy_lib.update_policy(policy, mixed, rewards, adv, CFG, 0)
     stale = _ckpt(tiny_tokenizer, version="policy/iter_0000@newer")
     with pytest.raises(ValueError, match="rerun generate_rollouts"):
-        stages.update_policy(stale, rollouts, rewards, adv, CFG, 0)
+        policy_lib.update_policy(stale, rollouts, rewards, adv, CFG, 0)
 
 
 def test_no_selected_group_skips_the_update_and_says_so(iteration0, tiny_tokenizer, caplog):
@@ -217,14 +219,14 @@ def test_no_selected_group_skips_the_update_and_says_so(iteration0, tiny_tokeniz
     none = report.assign(selected=False)
     policy = _ckpt(tiny_tokenizer)
     before = _digest(policy.model)
-    rewards = stages.compute_process_rewards(policy, policy, policy, rollouts, none, CFG)
-    prm, prm_rewards, prm_stats = stages.update_prm(_ckpt(tiny_tokenizer), rollouts, rewards, outcomes, CFG, 0)
-    adv = stages.estimate_advantages(prm_rewards, outcomes, CFG)
-    policy, ppo = stages.update_policy(policy, rollouts, rewards, adv, CFG, 0)
+    rewards = prm_lib.compute_process_rewards(policy, policy, policy, rollouts, none, CFG)
+    prm, prm_rewards, prm_stats = prm_lib.update_prm(_ckpt(tiny_tokenizer), rollouts, rewards, outcomes, CFG, 0)
+    adv = policy_lib.estimate_advantages(prm_rewards, outcomes, CFG)
+    policy, ppo = policy_lib.update_policy(policy, rollouts, rewards, adv, CFG, 0)
     assert len(rewards) == len(adv) == len(ppo) == len(prm_stats) == 0
     assert _digest(policy.model) == before
     assert "no selected prompt groups" in caplog.text
-    assert stages.ppo_metrics(ppo) == {"ppo/skipped": 1.0}
+    assert policy_lib.ppo_metrics(ppo) == {"ppo/skipped": 1.0}
 
 
 @pytest.mark.parametrize(
@@ -269,40 +271,40 @@ def test_prompt_longer_than_the_context_is_an_error(iteration0, tiny_tokenizer):
     _, drawn, *_ = iteration0
     cfg = dataclasses.replace(CFG, max_response_length=10_000)
     with pytest.raises(ValueError, match="exceeds the model's context"):
-        stages.generate_rollouts(_ckpt(tiny_tokenizer), drawn, cfg, 0, "v")
+        rollouts_lib.generate_rollouts(_ckpt(tiny_tokenizer), drawn, cfg, 0, "v")
 
 
 def test_old_logprobs_reuse_the_samplers_after_a_teacher_forced_check(iteration0, tiny_tokenizer, caplog):
     _, _, rollouts, _, report = iteration0
     sft = _ckpt(tiny_tokenizer)
     assert rollouts["sampling_logprobs"].map(len).equals(rollouts["response_length"])
-    forced = stages.compute_process_rewards(
+    forced = prm_lib.compute_process_rewards(
         sft, sft, sft, rollouts, report, dataclasses.replace(CFG, reuse_sampling_logprobs=False)
     )
-    reused = stages.compute_process_rewards(sft, sft, sft, rollouts, report, CFG)
-    sampled = stages.selected_rollouts(rollouts, report)["sampling_logprobs"]
+    reused = prm_lib.compute_process_rewards(sft, sft, sft, rollouts, report, CFG)
+    sampled = rollouts_lib.selected_rollouts(rollouts, report)["sampling_logprobs"]
     assert all((a == b).all() for a, b in zip(reused["old_logprobs"], sampled))  # taken as they are
     assert max(float(np.abs(a - b).max()) for a, b in zip(reused["old_logprobs"], forced["old_logprobs"])) < 1e-4
     assert all((a == b).all() for a, b in zip(reused["ref_logprobs"], forced["ref_logprobs"]))
 
     drifted = rollouts.assign(sampling_logprobs=[x + 0.01 for x in rollouts["sampling_logprobs"]])
     with caplog.at_level("WARNING"):
-        checked = stages.compute_process_rewards(sft, sft, sft, drifted, report, CFG)
+        checked = prm_lib.compute_process_rewards(sft, sft, sft, drifted, report, CFG)
     assert "logprob_reuse_tol" in caplog.text
     assert all((a == b).all() for a, b in zip(checked["old_logprobs"], forced["old_logprobs"]))
     hot = dataclasses.replace(CFG, temperature=0.7)  # sampled from logits / T: never reused
-    assert stages._sampling_logprobs(sft, stages.selected_rollouts(rollouts, report), hot) is None
+    assert prm_lib._sampling_logprobs(sft, rollouts_lib.selected_rollouts(rollouts, report), hot) is None
     no_column = rollouts.assign(sampling_logprobs=None)  # the hf engine, or a table from before the column
-    assert stages._sampling_logprobs(sft, stages.selected_rollouts(no_column, report), CFG) is None
+    assert prm_lib._sampling_logprobs(sft, rollouts_lib.selected_rollouts(no_column, report), CFG) is None
 
 
 def test_a_frozen_prm_takes_no_step_and_keeps_its_scored_rewards(iteration0, tiny_tokenizer):
     train, drawn, rollouts, outcomes, report = iteration0
     sft = _ckpt(tiny_tokenizer)
     cfg = dataclasses.replace(CFG, prm_freeze_after=0)
-    pr = stages.compute_process_rewards(sft, sft, sft, rollouts, report, cfg)
+    pr = prm_lib.compute_process_rewards(sft, sft, sft, rollouts, report, cfg)
     before = _digest(sft.model)
-    prm, rewards, stats = stages.update_prm(sft, rollouts, pr, outcomes, cfg, iteration=0)
+    prm, rewards, stats = prm_lib.update_prm(sft, rollouts, pr, outcomes, cfg, iteration=0)
     assert _digest(prm.model) == before and len(stats) == 0
     for used, scored in zip(rewards["prm_logprobs"], pr["prm_logprobs"]):
         assert np.array_equal(used, scored)
@@ -314,9 +316,9 @@ def test_rft_estimator_trains_on_accepted_samples_only(iteration0, tiny_tokenize
     _, _, rollouts, outcomes, report = iteration0
     sft = _ckpt(tiny_tokenizer)
     cfg = dataclasses.replace(CFG, advantage_estimator="rft")
-    pr = stages.compute_process_rewards(sft, sft, sft, rollouts, report, cfg)
-    _, rewards, _ = stages.update_prm(_ckpt(tiny_tokenizer), rollouts, pr, outcomes, cfg, iteration=0)
-    adv = stages.estimate_advantages(rewards, outcomes, cfg)
+    pr = prm_lib.compute_process_rewards(sft, sft, sft, rollouts, report, cfg)
+    _, rewards, _ = prm_lib.update_prm(_ckpt(tiny_tokenizer), rollouts, pr, outcomes, cfg, iteration=0)
+    adv = policy_lib.estimate_advantages(rewards, outcomes, cfg)
     for score, a in zip(adv["outcome"], adv["advantages"]):
         assert set(np.unique(a)) <= ({1.0} if score >= 1 else {0.0})
 
@@ -327,7 +329,7 @@ def test_a_draw_across_an_epoch_boundary_holds_each_prompt_once(small_world):
     cfg = dataclasses.replace(CFG, prompts_per_step=40, oversample_factor=1.0)  # 2/3 of the 60 prompts
     n = len(train)
     for iteration in range(3 * n // 40 + 2):  # every window of three epochs, boundaries included
-        drawn = stages.sample_prompts(train, cfg, iteration)
+        drawn = rollouts_lib.sample_prompts(train, cfg, iteration)
         assert drawn["prompt_id"].is_unique and len(drawn) == 40
     with pytest.raises(ValueError, match="prompts_train has only"):
-        stages.sample_prompts(train.head(5), cfg, 0)
+        rollouts_lib.sample_prompts(train.head(5), cfg, 0)

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from eurus_prime.prime import batch as batch_mod
-from eurus_prime.prime import stages
+from eurus_prime.prime import policy as policy_lib
+from eurus_prime.prime import prm as prm_lib
 from eurus_prime.prime.batch import budget_micro_batches, micro_batches, packed_tokens, score_responses
 from eurus_prime.prime.config import PrimeConfig
 from tests.prime.test_degenerate import _tables
@@ -58,15 +59,16 @@ def test_no_budget_is_plain_row_micro_batches_and_bad_arguments_are_named():
         PrimeConfig(micro_batch_tokens=0)
 
 
-def _record_packs(monkeypatch, module):
+def _record_packs(monkeypatch, *modules):
     seen = []
-    real = module.forward_rows
+    real = modules[0].forward_rows
 
     def spy(model, prompt_ids, response_ids, rows, pad_id, **kw):
         seen.append((len(rows), packed_tokens(prompt_ids, response_ids, rows)))
         return real(model, prompt_ids, response_ids, rows, pad_id, **kw)
 
-    monkeypatch.setattr(module, "forward_rows", spy)
+    for module in modules:
+        monkeypatch.setattr(module, "forward_rows", spy)
     return seen
 
 
@@ -95,24 +97,29 @@ def _max_diff(a, b) -> float:
 def test_updates_under_a_token_cap_leave_the_same_weights(tiny_tokenizer, monkeypatch):
     rollouts, outcomes, report = _tables(tiny_tokenizer, LENGTHS, seed=3)
     ckpt = _ckpt(tiny_tokenizer)
-    rewards = stages.compute_process_rewards(ckpt, ckpt, ckpt, rollouts, report, BASE)
+    rewards = prm_lib.compute_process_rewards(ckpt, ckpt, ckpt, rollouts, report, BASE)
     rng = np.random.default_rng(0)
     adv = rollouts[["prompt_id", "sample_idx"]].assign(
         advantages=[rng.normal(size=n).astype(np.float32) for n in rollouts["response_length"]]
     )
 
     def run(cfg):
-        prm, prm_rewards, prm_stats = stages.update_prm(copy.deepcopy(ckpt), rollouts, rewards, outcomes, cfg, 0)
-        policy, ppo_stats = stages.update_policy(copy.deepcopy(ckpt), rollouts, rewards, adv, cfg, 0)
+        prm, prm_rewards, prm_stats = prm_lib.update_prm(copy.deepcopy(ckpt), rollouts, rewards, outcomes, cfg, 0)
+        start = len(seen)
+        policy, ppo_stats = policy_lib.update_policy(copy.deepcopy(ckpt), rollouts, rewards, adv, cfg, 0)
+        ppo_packs.append(seen[start:])
         return prm, policy, prm_stats, ppo_stats, prm_rewards
 
-    seen = _record_packs(monkeypatch, stages)
+    seen = _record_packs(monkeypatch, prm_lib, policy_lib)
+    ppo_packs: list[list[tuple[int, int]]] = []  # (rows, tokens) of each PPO forward pass, per run
     prm_a, policy_a, prm_s_a, ppo_s_a, rew_a = run(BASE)
     passes_uncapped = len(seen)
     widths = [len(p) + len(r) for p, r in zip(rollouts["prompt_ids"], rollouts["response_ids"])]
     cap = 2 * max(widths)
     seen.clear()
     prm_b, policy_b, prm_s_b, ppo_s_b, rew_b = run(dataclasses.replace(BASE, micro_batch_tokens=cap))
+    seen.clear()
+    _, policy_c, _, ppo_s_c, _ = run(dataclasses.replace(BASE, micro_batch=2))
     assert len(seen) > passes_uncapped
     assert all(tokens <= cap for rows, tokens in seen if rows > 1)
     assert max(_max_diff(policy_a.model, ckpt.model), _max_diff(prm_a.model, ckpt.model)) > 1e-3
@@ -123,6 +130,15 @@ def test_updates_under_a_token_cap_leave_the_same_weights(tiny_tokenizer, monkey
     # little, as another micro_batch would; it still trains, on the same mini-batches
     assert _max_diff(policy_b.model, ckpt.model) > 1e-3
     assert list(ppo_s_b["responses"]) == list(ppo_s_a["responses"])
-    np.testing.assert_allclose(ppo_s_b["pg_loss"], ppo_s_a["pg_loss"], atol=0.2)
+    # "as another micro_batch would", exactly: this cap (two of the widest rows) packs the shuffled
+    # mini-batches two rows at a time, the passes of micro_batch=2, so the same losses and weights.
+    assert ppo_packs[1] == ppo_packs[2] and max(rows for rows, _ in ppo_packs[1]) == 2
+    np.testing.assert_allclose(ppo_s_b["pg_loss"], ppo_s_c["pg_loss"], rtol=1e-6, atol=1e-7)
+    assert _max_diff(policy_b.model, policy_c.model) < 1e-6
+    # "a little": the three mini-batches' pg_loss is -0.114, 0.118, -0.730 uncapped (token
+    # advantages ~ N(0, 1)); the cap moves them by 0.008, 0.028, 0.059, and micro_batch 1, 3 or 4
+    # by at most 0.10. 0.1 bounds that reweighting and still fails for a loss that loses its
+    # advantages (0 moves step 2 by 0.73), flips their sign or mis-weights its micro-batches.
+    np.testing.assert_allclose(ppo_s_b["pg_loss"], ppo_s_a["pg_loss"], atol=0.1)
     for a, b in zip(rew_a["token_rewards"], rew_b["token_rewards"]):
         np.testing.assert_allclose(a, b, atol=1e-5)

@@ -18,6 +18,21 @@ NORMALISATIONS = ("batch_norm", "none")
 PRM_LOSSES = ("ce", "dpo")
 
 
+def implicit_reward(prm_logprobs, ref_logprobs, beta: float):  # type: ignore[no-untyped-def]
+    """Per-token implicit process reward ``beta * (log pi_prm - log pi_ref)`` (PRIME eq. 3), not
+    normalised: the one formula every caller uses. Works on a torch tensor or numpy array of any
+    shape (one response's tokens, or a padded batch)."""
+    return beta * (prm_logprobs - ref_logprobs)
+
+
+def implicit_sequence_score(prm_logprobs, ref_logprobs, beta: float) -> float:  # type: ignore[no-untyped-def]
+    """A response's sequence score ``beta * sum_t (log pi_prm - log pi_ref)``: the PRM's logit of
+    the outcome (numpy arrays or lists of one response's token log-probs)."""
+    import numpy as np
+
+    return float(beta * (np.asarray(prm_logprobs) - np.asarray(ref_logprobs)).sum())
+
+
 def implicit_process_rewards(
     prm_logprobs: torch.Tensor,
     ref_logprobs: torch.Tensor,

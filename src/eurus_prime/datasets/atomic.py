@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-from eurus_prime import faults
+from eurus_prime.runs.guard import faults
 
 
 def fsync_dir(path: Path) -> None:

@@ -211,7 +211,7 @@ def load_optimizer_state(path: Path) -> dict:
     except pickle.UnpicklingError as err:
         if "GLOBAL deepspeed." not in str(err):
             raise
-    from eurus_prime.engines.trainer import deepspeed_state_globals
+    from eurus_prime.engines.train.deepspeed_trainer import deepspeed_state_globals
 
     with torch.serialization.safe_globals(deepspeed_state_globals()):
         return torch.load(path, weights_only=True)

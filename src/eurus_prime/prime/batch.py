@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from eurus_prime import monitor
 from eurus_prime.engines.logprobs import sequence_logprobs
+from eurus_prime.engines.rollout.base import ProgressFn
 
 #: One response's per-token values: a list of floats or a 1-D array.
 Values = Sequence[float] | np.ndarray
@@ -165,6 +165,7 @@ def score_responses(
     pad_id: int,
     micro_batch: int,
     max_tokens: int | None = None,
+    on_progress: ProgressFn | None = None,
 ) -> list[np.ndarray]:
     """Log-prob of every response token under ``model`` (teacher forcing), one array per row.
 
@@ -181,6 +182,7 @@ def score_responses(
         _, logp = forward_rows(model, prompt_ids, response_ids, rows, pad_id)
         for row, values in zip(rows, unpad(logp, [len(response_ids[i]) for i in rows])):
             out[row] = values
-        monitor.step(done, len(micros), "scoring micro-batches")
+        if on_progress is not None:
+            on_progress(done, len(micros), "scoring micro-batches")
     model.train(was_training)
     return out  # type: ignore[return-value]

@@ -14,6 +14,8 @@ from typing import Any
 from eurus_prime.core.advantages import ADVANTAGE_ESTIMATORS as _ESTIMATOR_REGISTRY
 from eurus_prime.core.kl import KL_ESTIMATORS
 from eurus_prime.core.rewards import PRM_LOSSES
+from eurus_prime.engines.rollout.base import ENGINES as _ENGINE_REGISTRY
+from eurus_prime.engines.train.base import TRAINER_BACKENDS as _TRAINER_REGISTRY
 
 FILTER_MODES = ("regenerate", "fixed_batch")
 PRM_TIMINGS = ("after", "before")
@@ -24,8 +26,8 @@ NONFINITE_ACTIONS = ("skip", "stop")
 PROCESS_REWARDS = ("implicit", "oracle", "oracle_progress")
 ADVANTAGE_ESTIMATORS = tuple(_ESTIMATOR_REGISTRY)  # eurus_prime.core.advantages.ADVANTAGE_ESTIMATORS
 KL_PLACES = ("reward", "loss")
-ROLLOUT_ENGINES = ("fast", "hf", "vllm")  # eurus_prime.engines.generation.ENGINES
-TRAINER_BACKENDS = ("torch", "deepspeed")  # eurus_prime.engines.trainer.TRAINER_BACKENDS
+ROLLOUT_ENGINES = tuple(_ENGINE_REGISTRY)  # eurus_prime.engines.rollout.base.ENGINES
+TRAINER_BACKENDS = tuple(_TRAINER_REGISTRY)  # eurus_prime.engines.train.base.TRAINER_BACKENDS
 
 
 @dataclass(frozen=True)
@@ -52,9 +54,9 @@ class PrimeConfig:
     generation_batch_size: int = 256
     """Sequences per generation batch."""
     rollout_engine: str = "fast"
-    """``fast``: the KV-cache sampler of ``engines/fast.py`` (Llama/Qwen2 models; it returns the
+    """``fast``: the KV-cache sampler of ``engines/rollout/fast.py`` (Llama/Qwen2 models; it returns the
     sampling log-probs); ``hf``: Hugging Face ``generate`` (any causal LM; ``fast`` falls back to it
-    for other architectures, with a warning); ``vllm``: vLLM (GPU machines, ``engines/vllm_engine.py``,
+    for other architectures, with a warning); ``vllm``: vLLM (GPU machines, ``engines/rollout/vllm.py``,
     options in ``prime.vllm``; it returns the sampling log-probs at temperature 1)."""
     reuse_sampling_logprobs: bool = True
     """Use the rollout engine's sampling log-probs as the old-policy log-probs, skipping that scoring
@@ -112,7 +114,7 @@ class PrimeConfig:
     """The process rewards the advantages use: ``implicit`` (the PRM's, PRIME) or, for worlds with
     a step checker (the chains world), a ground-truth one from each rollout's first wrong step:
     ``oracle`` (-1 on the tokens blamed for it) or ``oracle_progress`` (+1/n_steps on each step
-    before it); see ``stages.oracle_rewards``. The PRM is still scored and trained, so its quality
+    before it); see ``prm.oracle_rewards``. The PRM is still scored and trained, so its quality
     is measured either way."""
     process_coef: float = 1.0
     """Weight of the process (implicit PRM) returns; 0 gives the outcome-only RLOO baseline."""
@@ -158,10 +160,10 @@ class PrimeConfig:
     """Recompute each transformer layer in the backward pass of the PRM and policy updates (HF
     ``gradient_checkpointing_enable``): activations of one layer instead of all; needed at 7B."""
     vllm: dict[str, Any] = field(default_factory=dict)
-    """``engines.vllm_engine.VllmOptions`` for ``rollout_engine: vllm``: gpu_memory_utilization,
+    """``engines.rollout.vllm.VllmOptions`` for ``rollout_engine: vllm``: gpu_memory_utilization,
     tensor_parallel_size, dtype, max_model_len, enforce_eager, extra."""
     trainer_backend: str = "torch"
-    """What takes the PRM and policy optimizer steps (``engines/trainer.py``): ``torch`` (one
+    """What takes the PRM and policy optimizer steps (``engines/train/``): ``torch`` (one
     process, AdamW) or ``deepspeed`` (ZeRO 0-3, CPU offload, bf16, several ranks; ``deepspeed``)."""
     deepspeed: dict[str, Any] = field(default_factory=dict)
     """``engines.trainer.DeepSpeedOptions`` for ``trainer_backend: deepspeed``: zero_stage,
@@ -267,8 +269,8 @@ class PrimeConfig:
             )
         if self.process_coef == 0 and self.outcome_coef == 0:
             raise ValueError("prime.process_coef and prime.outcome_coef are both 0: nothing to learn from")
-        from eurus_prime.engines.trainer import DeepSpeedOptions  # noqa: PLC0415
-        from eurus_prime.engines.vllm_engine import VllmOptions  # noqa: PLC0415
+        from eurus_prime.engines.rollout.vllm import VllmOptions  # noqa: PLC0415
+        from eurus_prime.engines.train.deepspeed_trainer import DeepSpeedOptions  # noqa: PLC0415
 
         DeepSpeedOptions.coerce(self.deepspeed)  # names the bad key or value
         try:
@@ -286,6 +288,11 @@ class PrimeConfig:
     def coerce(cls, value: PrimeConfig | dict[str, Any]) -> PrimeConfig:
         """``params:prime`` as Kedro hands it over: already typed, or the raw mapping."""
         return cls(**value) if isinstance(value, dict) else value
+
+    @property
+    def engine_options(self) -> Any:
+        """The options of the chosen rollout engine: ``vllm`` for the vllm engine, else none."""
+        return self.vllm if self.rollout_engine == "vllm" else None
 
     def prm_frozen(self, iteration: int) -> bool:
         """Whether the PRM takes no update at ``iteration`` (``prm_freeze_after``)."""
@@ -306,3 +313,10 @@ def stage_seed(cfg: PrimeConfig, iteration: int, stage: str) -> int:
     for ch in f"{cfg.seed}/{iteration}/{stage}":
         h = (h * 131 + ord(ch)) % (2**31 - 1)
     return h
+
+
+def should_evaluate(cfg: PrimeConfig, iteration: int) -> bool:
+    """Evaluate at iteration 0 and after every ``eval_every``-th iteration (iterations
+    eval_every-1, 2*eval_every-1, ...), so a run of a multiple of eval_every iterations ends
+    evaluated; never when ``eval_every`` is 0."""
+    return cfg.eval_every > 0 and (iteration == 0 or (iteration + 1) % cfg.eval_every == 0)

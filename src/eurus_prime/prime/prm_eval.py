@@ -7,7 +7,7 @@ verifier, with ground-truth step labels where the world has a step checker, and 
 responses. The *fresh set* is the iteration's own selected rollouts, scored by the PRM as loaded,
 before it trains on them: the current policy's errors, the ones that matter.
 
-On both, ``stages.prm_quality`` gives cross-entropy, ROC AUC and first-error localisation;
+On both, ``prm_lib.prm_quality`` gives cross-entropy, ROC AUC and first-error localisation;
 ``prm_pairwise_accuracy`` the within-group pairwise accuracy. Results: the ``prm_eval`` table (one
 row per set) and MLflow metrics ``prm_eval/<set>_<metric>``.
 """
@@ -22,8 +22,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from eurus_prime.core.rewards import prm_pairwise_accuracy
-from eurus_prime.prime import stages
+from eurus_prime.core.rewards import implicit_reward, prm_pairwise_accuracy
+from eurus_prime.prime import prm as prm_lib
+from eurus_prime.prime import rollouts as rollouts_lib
 from eurus_prime.prime.config import PrimeConfig
 
 #: The prm_eval table's metric columns, in order.
@@ -59,12 +60,12 @@ class PrmEvalConfig:
 def build_eval_set(reference: Any, prompts: pd.DataFrame, cfg: PrmEvalConfig, prime: PrimeConfig) -> pd.DataFrame:
     """Sample, grade and label the fixed set from the reference (SFT) model.
 
-    Returns one row per sample: the rollout columns of ``stages.generate_rollouts``, the outcome
-    columns of ``stages.verify_rollouts`` and ``ref_logprobs``."""
+    Returns one row per sample: the rollout columns of ``rollouts_lib.generate_rollouts``, the outcome
+    columns of ``rollouts_lib.verify_rollouts`` and ``ref_logprobs``."""
     rows = prompts.head(cfg.prompts)
     drawn = pd.DataFrame(
         {
-            "prompt_id": [stages.prompt_id(e) for e in rows["extra_info"]],
+            "prompt_id": [rollouts_lib.prompt_id(e) for e in rows["extra_info"]],
             "draw": np.arange(len(rows)),
             "data_source": rows["data_source"].to_numpy(),
             "ability": rows["ability"].to_numpy(),
@@ -73,17 +74,17 @@ def build_eval_set(reference: Any, prompts: pd.DataFrame, cfg: PrmEvalConfig, pr
         }
     )
     sampling = dataclasses.replace(prime, samples_per_prompt=cfg.samples, temperature=1.0, top_p=1.0, seed=cfg.seed)
-    rollouts = stages.generate_rollouts(reference, drawn, sampling, -1, getattr(reference, "version", "") or "")
-    outcomes = stages.verify_rollouts(rollouts)
-    ref = stages._score(
+    rollouts = rollouts_lib.generate_rollouts(reference, drawn, sampling, -1, getattr(reference, "version", "") or "")
+    outcomes = rollouts_lib.verify_rollouts(rollouts)
+    ref = prm_lib.score_rows(
         reference.model,
         list(rollouts["prompt_ids"]),
         list(rollouts["response_ids"]),
         reference.tokenizer.pad_token_id,
         prime,
     )
-    extra = outcomes.drop(columns=[c for c in outcomes.columns if c in rollouts.columns and c not in stages.KEY])
-    return rollouts.merge(extra, on=stages.KEY, validate="one_to_one").assign(ref_logprobs=ref)
+    extra = outcomes.drop(columns=[c for c in outcomes.columns if c in rollouts.columns and c not in rollouts_lib.KEY])
+    return rollouts.merge(extra, on=rollouts_lib.KEY, validate="one_to_one").assign(ref_logprobs=ref)
 
 
 def quality(
@@ -97,8 +98,8 @@ def quality(
     """The metrics of ``METRICS`` for scored responses (groups of ``n`` contiguous rows)."""
     if len(process_rewards) == 0:
         return {}
-    found = stages.prm_quality(process_rewards, rollouts, outcomes, tokenizer, prime)
-    scores = process_rewards.merge(outcomes[stages.KEY + ["score"]], on=stages.KEY, validate="one_to_one")
+    found = prm_lib.prm_quality(process_rewards, rollouts, outcomes, tokenizer, prime)
+    scores = process_rewards.merge(outcomes[rollouts_lib.KEY + ["score"]], on=rollouts_lib.KEY, validate="one_to_one")
     out = {
         "ce": found["prm/ce_before"],
         "auc": found["prm/auc_before"],
@@ -114,11 +115,11 @@ def quality(
 
 def score_eval_set(prm: Any, eval_set: pd.DataFrame, prime: PrimeConfig) -> pd.DataFrame:
     """The PRM's implicit rewards on the fixed set, as a ``process_rewards``-shaped table."""
-    lp = stages._score(
+    lp = prm_lib.score_rows(
         prm.model, list(eval_set["prompt_ids"]), list(eval_set["response_ids"]), prm.tokenizer.pad_token_id, prime
     )
     q = [
-        prime.beta * (np.asarray(p, np.float32) - np.asarray(r, np.float32))
+        implicit_reward(np.asarray(p, np.float32), np.asarray(r, np.float32), prime.beta)
         for p, r in zip(lp, eval_set["ref_logprobs"])
     ]
     return pd.DataFrame(

@@ -8,7 +8,7 @@ oracle process reward (``prime.process_reward: oracle``) and the PRM's first-err
 
 from __future__ import annotations
 
-from eurus_prime.chainworld.steps import StepLabel, label_steps, parse_expression
+from eurus_prime.tasks.chainworld.steps import StepLabel, label_steps, parse_expression
 
 #: data_source prefix -> labeller of (prompt text, response).
 LABELLERS = {"chains_": lambda prompt, response: label_steps(parse_expression(prompt), response)}

@@ -7,13 +7,13 @@ import time
 
 import pandas as pd
 
-from eurus_prime.chainworld.world import ChainWorldConfig, generate_chain_world
 from eurus_prime.datasets import Checkpoint
 from eurus_prime.engines.sft import SFTConfig, split_examples, tokenize_demonstrations, train_sft
-from eurus_prime.prompting import render_prompt
-from eurus_prime.tinyworld.model import ModelConfig, build_model
-from eurus_prime.tinyworld.tokenizer import TokenizerConfig, build_tokenizer, chat_text
-from eurus_prime.tinyworld.world import TinyWorldConfig, generate_world
+from eurus_prime.tasks.chainworld.world import ChainWorldConfig, generate_chain_world
+from eurus_prime.tasks.prompting import render_prompt
+from eurus_prime.tasks.tinyworld.model import ModelConfig, build_model
+from eurus_prime.tasks.tinyworld.tokenizer import TokenizerConfig, build_tokenizer, chat_text
+from eurus_prime.tasks.tinyworld.world import TinyWorldConfig, generate_world
 
 log = logging.getLogger(__name__)
 

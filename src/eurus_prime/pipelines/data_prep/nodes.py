@@ -6,7 +6,7 @@ import logging
 
 import pandas as pd
 
-from eurus_prime.contract import (
+from eurus_prime.tasks.contract import (
     SchemaError,
     SplitConfig,
     assign_splits,

@@ -7,10 +7,10 @@ import logging
 
 import pandas as pd
 
-from eurus_prime import evaluation
-from eurus_prime.checkpoints import current_project
 from eurus_prime.datasets import Checkpoint
-from eurus_prime.evaluation import (
+from eurus_prime.eval import evaluation
+from eurus_prime.eval.checkpoints import current_project
+from eurus_prime.eval.evaluation import (
     SPLIT_SUITES,
     EvalConfig,
     SuiteEvalConfig,
@@ -21,6 +21,7 @@ from eurus_prime.evaluation import (
 from eurus_prime.prime import prm_eval as prm_eval_lib
 from eurus_prime.prime.config import PrimeConfig
 from eurus_prime.prime.prm_eval import PrmEvalConfig
+from eurus_prime.runs.guard import monitor
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ def evaluate_checkpoint(
         ``eval_items`` (one row per prompt), ``eval_report`` (accuracy per data source, ability
         and overall) and MLflow metrics ``val/test_score/<name>``.
     """
-    items = evaluate_prompts(checkpoint.model, checkpoint.tokenizer, prompts, evaluation)
+    items = evaluate_prompts(checkpoint.model, checkpoint.tokenizer, prompts, evaluation, monitor.step)
     report = accuracy_report(items)
     for row in report.itertuples():
         log.info("eval %-12s %-14s n=%-5d accuracy %.3f", row.group, row.name, row.n, row.accuracy)
@@ -61,7 +62,7 @@ def load_eval_suites(
     prompts_test: pd.DataFrame, prompts_val: pd.DataFrame, evaluation_suites: SuiteEvalConfig
 ) -> pd.DataFrame:
     """The items to evaluate: the held-out splits named ``test``/``val`` and any benchmark suites
-    (``eurus_prime.suites``), each cut to ``max_items``, with a ``suite`` column."""
+    (``eurus_prime.tasks.suites``), each cut to ``max_items``, with a ``suite`` column."""
     cfg = evaluation_suites
     splits = {"test": prompts_test, "val": prompts_val}
     frames = []
@@ -70,7 +71,7 @@ def load_eval_suites(
         if name in SPLIT_SUITES:
             frame = splits[name]
         else:
-            from eurus_prime.suites import load_suites
+            from eurus_prime.tasks.suites import load_suites
 
             frame = load_suites([spec], system=cfg.system_prompt)
         if cfg.max_items is not None:

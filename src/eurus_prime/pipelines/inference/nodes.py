@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from eurus_prime import inference as infer
-from eurus_prime.checkpoints import current_project, load_each, resolve
-from eurus_prime.engines.generation import ENGINES, generate
+from eurus_prime.engines.rollout import ENGINES, generate
+from eurus_prime.eval import inference as infer
+from eurus_prime.eval.checkpoints import current_project, load_each, resolve
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +19,7 @@ class InferenceConfig:
     """The ``inference`` pipeline (``params:inference``)."""
 
     model: str = "latest"
-    """A checkpoint name or folder (``eurus_prime.checkpoints``)."""
+    """A checkpoint name or folder (``eurus_prime.eval.checkpoints``)."""
     system_prompt: str = "eurus2"
     ability: str = "math"
     """For questions without an ``ability`` column."""
@@ -34,7 +34,7 @@ class InferenceConfig:
     beta: float = 0.05
     seed: int = 0
     engine: str = "fast"
-    """Generation engine: ``fast`` or ``hf`` (``eurus_prime.engines.generation``)."""
+    """Generation engine: ``fast`` or ``hf`` (``eurus_prime.engines.rollout.base.ENGINES``)."""
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:

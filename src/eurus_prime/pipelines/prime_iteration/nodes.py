@@ -1,4 +1,4 @@
-"""prime_iteration: thin nodes over ``eurus_prime.prime.stages``.
+"""prime_iteration: thin nodes over ``eurus_prime.prime`` (``rollouts``, ``prm``, ``policy``).
 
 Each node returns its tables, its checkpoint where it makes one, and a dict of MLflow metrics
 stepped by the iteration (``rollout/...``, ``filter/...``, ``prm/...``, ``adv/...``, ``ppo/...``,
@@ -14,11 +14,15 @@ from contextlib import contextmanager
 import pandas as pd
 
 from eurus_prime.datasets import Checkpoint
-from eurus_prime.evaluation import EvalConfig, accuracy_report, evaluate_prompts
+from eurus_prime.engines.train import ranks
+from eurus_prime.eval.evaluation import EvalConfig, accuracy_report, evaluate_prompts
+from eurus_prime.prime import policy as policy_lib
+from eurus_prime.prime import prm as prm_lib
 from eurus_prime.prime import prm_eval as prm_eval_lib
-from eurus_prime.prime import stages
-from eurus_prime.prime.config import PrimeConfig
+from eurus_prime.prime import rollouts as rollouts_lib
+from eurus_prime.prime.config import PrimeConfig, should_evaluate
 from eurus_prime.prime.prm_eval import PrmEvalConfig
+from eurus_prime.runs.guard import monitor
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +40,7 @@ def _stepped(metrics: dict[str, float], iteration: int) -> dict:
 
 def sample_prompts(prompts_train: pd.DataFrame, prime: PrimeConfig, iteration: int, resample: int) -> pd.DataFrame:
     """Draw this iteration's prompts (oversampled; ``resample`` > 0: a retry's fresh draw)."""
-    return stages.sample_prompts(prompts_train, prime, iteration, int(resample))
+    return rollouts_lib.sample_prompts(prompts_train, prime, iteration, int(resample))
 
 
 def generate_rollouts(
@@ -45,8 +49,10 @@ def generate_rollouts(
     """n samples per prompt from the current policy."""
     m: dict[str, float] = {}
     with _timed(m, "generate_rollouts"):
-        rollouts = stages.generate_rollouts(policy_in, drawn_prompts, prime, iteration, policy_in.version)
-    m.update(stages.rollout_metrics(rollouts, prime))
+        rollouts = rollouts_lib.generate_rollouts(
+            policy_in, drawn_prompts, prime, iteration, policy_in.version, on_progress=monitor.step
+        )
+    m.update(rollouts_lib.rollout_metrics(rollouts, prime))
     return rollouts, _stepped(m, iteration)
 
 
@@ -54,8 +60,8 @@ def verify_outcomes(rollouts: pd.DataFrame, iteration: int) -> tuple[pd.DataFram
     """Outcome verifier score of every rollout."""
     m: dict[str, float] = {}
     with _timed(m, "verify_outcomes"):
-        outcomes = stages.verify_rollouts(rollouts)
-    m.update(stages.outcome_metrics(outcomes))
+        outcomes = rollouts_lib.verify_rollouts(rollouts)
+    m.update(rollouts_lib.outcome_metrics(outcomes))
     return outcomes, _stepped(m, iteration)
 
 
@@ -63,8 +69,8 @@ def filter_prompts(outcomes: pd.DataFrame, prime: PrimeConfig, iteration: int) -
     """Keep prompt groups with accuracy in the band; select up to B of them."""
     m: dict[str, float] = {}
     with _timed(m, "filter_prompts"):
-        report = stages.filter_prompts(outcomes, prime)
-    m.update(stages.filter_metrics(report))
+        report = rollouts_lib.filter_prompts(outcomes, prime)
+    m.update(rollouts_lib.filter_metrics(report))
     return report, _stepped(m, iteration)
 
 
@@ -80,7 +86,9 @@ def compute_process_rewards(
     """Old-policy, reference and PRM log-probs of the selected rollouts; implicit rewards."""
     m: dict[str, float] = {}
     with _timed(m, "compute_process_rewards"):
-        table = stages.compute_process_rewards(policy_in, prm_in, reference_model, rollouts, filter_report, prime)
+        table = prm_lib.compute_process_rewards(
+            policy_in, prm_in, reference_model, rollouts, filter_report, prime, on_progress=monitor.step
+        )
     return table, _stepped(m, iteration)
 
 
@@ -92,16 +100,18 @@ def update_prm(
     prime: PrimeConfig,
     iteration: int,
 ):
-    """Cross-entropy update of the implicit PRM; the process rewards the advantages use (the
+    """Update of the implicit PRM (on ``prime.deepspeed.num_procs`` ranks where that is > 1); the process rewards the advantages use (the
     PRM's, or with ``prime.process_reward: oracle`` the ground-truth first wrong step's)."""
     m: dict[str, float] = {}
     with _timed(m, "update_prm"):
-        prm_out, prm_rewards, prm_stats = stages.update_prm(
-            prm_in, rollouts, process_rewards, outcomes, prime, iteration
-        )
-    m.update(stages.prm_metrics(process_rewards, prm_rewards, outcomes, prm_stats, prime))
+        args = (rollouts, process_rewards, outcomes, prime, iteration)
+        if ranks.wanted(prime.trainer_backend, prime.deepspeed) and not prime.prm_frozen(iteration):
+            prm_out, prm_rewards, prm_stats = ranks.run(prm_lib.update_prm, prm_in, *args, deepspeed=prime.deepspeed)
+        else:
+            prm_out, prm_rewards, prm_stats = prm_lib.update_prm(prm_in, *args, on_progress=monitor.step)
+    m.update(prm_lib.prm_metrics(process_rewards, prm_rewards, outcomes, prm_stats, prime))
     if prime.process_reward != "implicit":
-        prm_rewards = stages.oracle_rewards(prm_rewards, rollouts, outcomes, prm_out.tokenizer, prime.process_reward)
+        prm_rewards = prm_lib.oracle_rewards(prm_rewards, rollouts, outcomes, prm_out.tokenizer, prime.process_reward)
     return prm_out, prm_rewards, prm_stats, _stepped(m, iteration)
 
 
@@ -140,8 +150,8 @@ def estimate_advantages(
     combined and whitened, by default); ``process_rewards`` carries the log-probs of a KL in the reward."""
     m: dict[str, float] = {}
     with _timed(m, "estimate_advantages"):
-        adv = stages.estimate_advantages(prm_rewards, outcomes, prime, process_rewards)
-    m.update(stages.advantage_metrics(adv))
+        adv = policy_lib.estimate_advantages(prm_rewards, outcomes, prime, process_rewards)
+    m.update(policy_lib.advantage_metrics(adv))
     return adv, _stepped(m, iteration)
 
 
@@ -153,11 +163,15 @@ def update_policy(
     prime: PrimeConfig,
     iteration: int,
 ):
-    """PPO update of the policy."""
+    """PPO update of the policy (on ``prime.deepspeed.num_procs`` ranks where that is > 1)."""
     m: dict[str, float] = {}
     with _timed(m, "update_policy"):
-        policy_out, stats = stages.update_policy(policy_in, rollouts, process_rewards, advantages, prime, iteration)
-    m.update(stages.ppo_metrics(stats))
+        args = (rollouts, process_rewards, advantages, prime, iteration)
+        if ranks.wanted(prime.trainer_backend, prime.deepspeed):
+            policy_out, stats = ranks.run(policy_lib.update_policy, policy_in, *args, deepspeed=prime.deepspeed)
+        else:
+            policy_out, stats = policy_lib.update_policy(policy_in, *args, on_progress=monitor.step)
+    m.update(policy_lib.ppo_metrics(stats))
     return policy_out, stats, _stepped(m, iteration)
 
 
@@ -168,7 +182,7 @@ def evaluate_policy(
     (every ``eval_every`` iterations): the split and order of the SFT model's report, so the two
     compare item for item. Nothing is selected on it."""
     m: dict[str, float] = {}
-    if not stages.should_evaluate(prime, iteration):
+    if not should_evaluate(prime, iteration):
         log.info(
             "evaluate_policy: iteration %d is not an evaluation iteration (eval_every=%d)", iteration, prime.eval_every
         )
@@ -176,7 +190,7 @@ def evaluate_policy(
         return pd.DataFrame({"iteration": []}), empty.assign(iteration=[]), {}
     with _timed(m, "evaluate_policy"):
         prompts = prompts_test if prime.eval_max_items is None else prompts_test.head(prime.eval_max_items)
-        items = evaluate_prompts(policy_out.model, policy_out.tokenizer, prompts, evaluation)
+        items = evaluate_prompts(policy_out.model, policy_out.tokenizer, prompts, evaluation, monitor.step)
         report = accuracy_report(items)
     for row in report.itertuples():
         key = "all" if row.group == "all" else row.name

@@ -1,0 +1,1 @@
+"""Evaluation of checkpoints, inference (chat, best-of-N), checkpoint lookup and model conversion."""

@@ -1,0 +1,466 @@
+"""The training loop: ``prime_iteration`` again and again, resumable, tracked in MLflow.
+
+Kedro pipelines have no loops (kedro#3815), so the loop lives here. Each iteration is one
+``KedroSession`` run with ``runtime_params={"iteration": i}``, starting at the iteration's first
+stage whose outputs are missing (so a run killed mid-iteration resumes at the stage it died in).
+
+MLflow: one experiment per project configuration (``conf/*/mlflow.yml``) and one *campaign* run per
+``data/`` folder, whose id is kept in ``data/08_reporting/campaign.json``. Every iteration's
+kedro-mlflow run is a child of the campaign run (tag ``mlflow.parentRunId``, set through
+``MLFLOW_RUN_CONTEXT``), and the loop copies each iteration's metrics to the campaign run at
+step = iteration, so the campaign shows one curve per metric. The fluent run stack is unwound
+after every session, and the campaign run is closed (FINISHED, or FAILED/KILLED on an error) when
+the loop ends: no run is left active or duplicated.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from eurus_prime.prime.config import PrimeConfig
+from eurus_prime.prime.rollouts import NothingSelected
+from eurus_prime.runs.guard.hooks import IO_TIMING, MEMORY
+from eurus_prime.runs.layout import iter_dir
+from eurus_prime.runs.lock import data_lock
+from eurus_prime.runs.retention import prune_checkpoints
+from eurus_prime.runs.session import create_session
+
+log = logging.getLogger(__name__)
+
+PIPELINE = "prime_iteration"
+CAMPAIGN_FILE = Path("data/08_reporting/campaign.json")
+TRAIN_LOG = Path("data/08_reporting/train_log.jsonl")
+
+
+def _session(project: Path, env: str | None, params: dict | None = None):
+    return create_session(project, env, params)
+
+
+def _unwind_mlflow(status: str = "FINISHED") -> None:
+    import mlflow
+
+    while mlflow.active_run():  # kedro-mlflow leaves the finished (or interrupted) run on the fluent stack
+        mlflow.end_run(status)
+
+
+def run_pipeline(
+    project: Path, env: str | None, pipeline: str, params: dict | None = None, from_nodes: list[str] | None = None
+) -> None:
+    """One ``kedro run`` in this process."""
+    from eurus_prime.runs.guard import watchdog
+
+    status = "FAILED"
+    try:
+        with _session(project, env, params) as session:
+            session.run(pipeline_names=[pipeline], from_nodes=from_nodes)
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        watchdog.disarm()  # a BaseException (StageTimeout, Ctrl-C) skips Kedro's error hooks
+        _unwind_mlflow(status)
+
+
+def _param_value(params: dict, name: str):
+    """``params:a.b`` -> ``params["a"]["b"]``."""
+    value = params
+    for part in name[len("params:") :].split("."):
+        value = value[part]
+    return value
+
+
+#: Parameters that say which attempt an iteration is on, not how it is configured.
+ATTEMPT_PARAMS = ("params:resample",)
+
+
+def incomplete_stage(catalog, pipeline, params: dict, scope: str, root: Path | None = None) -> tuple[str, str] | None:
+    """The first stage of ``scope`` (in pipeline order) that is not complete now, and why: it has no
+    manifest, an output is missing, a parameter it read has changed, or an input it read has been
+    rewritten by a later run of an earlier stage. None when every stage is complete."""
+    from eurus_prime.pipelines.prime_iteration.pipeline import STAGES
+    from eurus_prime.runs import manifests
+
+    root = manifests.ROOT if root is None else root
+    by_name = {n.name: n for n in pipeline.nodes}
+    upstream: dict[str, dict] = {}
+    for stage in STAGES:
+        node = by_name[stage]
+        current = {
+            i: _param_value(params, i) for i in node.inputs if i.startswith("params:") and i not in ATTEMPT_PARAMS
+        }
+        record = manifests.latest(scope, stage, root)
+        reason = manifests.stale_reason(record, current, upstream, root)
+        if reason is not None:
+            return stage, reason
+        upstream.update(record.get("outputs", {}))
+    return None
+
+
+def _incomplete(project: Path, env: str | None, iteration: int, params: dict | None = None):
+    """Where to resume ``iteration`` (stage, reason), or None when its last stage is complete; and
+    the parameters the iteration runs with.
+    A complete iteration is history: later parameter changes do not reopen it. Before resuming,
+    the unmanifested output versions of the stages before the resume point are deleted (a crashed
+    manual rerun of one of them), so every later stage reads what the manifests record."""
+    from kedro.framework.project import pipelines
+
+    from eurus_prime.pipelines.prime_iteration.pipeline import STAGES
+    from eurus_prime.runs import manifests
+    from eurus_prime.runs.guard.hooks import prune_stage
+    from eurus_prime.runs.layout import iter_dir
+    from eurus_prime.runs.progress import iteration_complete
+
+    if iteration_complete(iteration, project / manifests.ROOT):
+        return None, None
+    with _session(project, env, {**(params or {}), "iteration": iteration}) as session:
+        context = session.load_context()
+        pipeline = pipelines[PIPELINE]
+        todo = incomplete_stage(
+            context.catalog, pipeline, context.params, iter_dir(iteration), project / manifests.ROOT
+        )
+        if todo is not None:
+            for node in pipeline.nodes:
+                if STAGES.index(node.name) < STAGES.index(todo[0]):
+                    prune_stage(context.catalog, node, iter_dir(iteration), project)
+        return todo, context.params
+
+
+def _last_resample(iteration: int) -> int:
+    from eurus_prime.runs import manifests
+    from eurus_prime.runs.layout import iter_dir
+
+    record = manifests.latest(iter_dir(iteration), "sample_prompts")
+    return int((record or {}).get("params", {}).get("params:resample") or 0)
+
+
+def load_dataset(project: Path, env: str | None, name: str, iteration: int | None = None):
+    """A catalog dataset (of ``iteration``, for iteration-scoped ones), or None if it does not exist."""
+    params = {} if iteration is None else {"iteration": iteration}
+    with _session(project, env, params) as session:
+        catalog = session.load_context().catalog
+        return catalog.load(name) if catalog.exists(name) else None
+
+
+def project_params(project: Path, env: str | None, params: dict | None = None) -> dict:
+    """The project's parameters (with ``params`` overrides)."""
+    with _session(project, env, params) as session:
+        return session.load_context().params
+
+
+class Campaign:
+    """The campaign run in MLflow (through the client API, never the fluent stack)."""
+
+    def __init__(self, project: Path, env: str | None):
+        import mlflow
+        from mlflow import MlflowClient
+
+        with _session(project, env) as session:
+            context = session.load_context()
+            cfg = context.config_loader["mlflow"]
+        uri = cfg["server"]["mlflow_tracking_uri"]
+        if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+            uri = f"sqlite:///{project / uri[len('sqlite:///') :]}"
+        mlflow.set_tracking_uri(uri)
+        self.client = MlflowClient(uri)
+        name = cfg["tracking"]["experiment"]["name"]
+        exp = self.client.get_experiment_by_name(name)
+        self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(name)
+        self.file = project / CAMPAIGN_FILE
+        self.run_id = self._existing()
+
+    def _existing(self) -> str | None:
+        if not self.file.exists():
+            return None
+        run_id = json.loads(self.file.read_text())["run_id"]
+        try:
+            self.client.get_run(run_id)
+        except Exception:  # the tracking database was reset: start a new campaign run
+            return None
+        return run_id
+
+    def start(self, params: dict) -> str:
+        if self.run_id is None:
+            run = self.client.create_run(self.experiment_id, run_name="campaign", tags={"eurus_prime.role": "campaign"})
+            self.run_id = run.info.run_id
+            for k, v in _flatten(params).items():
+                self.client.log_param(self.run_id, k, str(v)[:6000])
+            self.file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.file.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"run_id": self.run_id, "experiment_id": self.experiment_id}))
+            tmp.replace(self.file)
+        else:
+            self.client.update_run(self.run_id, status="RUNNING")
+        return self.run_id
+
+    def iteration_run(self, iteration: int, config: str) -> str | None:
+        """The campaign's run of ``iteration`` with configuration digest ``config`` (one that died
+        or stopped), which a resumed iteration continues instead of opening a second run. MLflow
+        params are write-once, so a run made with other parameters (a changed config, another
+        resample attempt) is not continued: the iteration gets a new run. (Runs left RUNNING by
+        a dead process were closed by ``close_dangling`` when training started.)"""
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.mlflow.parentRunId = '{self.run_id}' and tags.`eurus_prime.iteration` = '{iteration}'",
+        )
+        same = [r for r in runs if r.data.tags.get("eurus_prime.config") == config]
+        return max(same, key=lambda r: r.info.start_time).info.run_id if same else None
+
+    def close_dangling(self) -> int:
+        """Mark the campaign's iteration runs still RUNNING as KILLED: with the data lock held,
+        nothing else can be running them, so their process died (kill -9, a lost machine)."""
+        runs = self.client.search_runs([self.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{self.run_id}'")
+        dangling = [r for r in runs if r.info.status == "RUNNING"]
+        for r in dangling:
+            self.client.set_terminated(r.info.run_id, "KILLED")
+        return len(dangling)
+
+    def child_context(self, iteration: int, config: str) -> str:
+        return json.dumps(
+            {"mlflow.parentRunId": self.run_id, "eurus_prime.iteration": str(iteration), "eurus_prime.config": config}
+        )
+
+    def copy_iteration_metrics(self, iteration: int, extra: dict[str, float]) -> dict[str, float]:
+        """Log the iteration's child-run metrics and ``extra`` (the loop's own) to the campaign
+        run at step = iteration; returns them all."""
+        children = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.mlflow.parentRunId = '{self.run_id}' and tags.`eurus_prime.iteration` = '{iteration}'",
+        )
+        metrics: dict[str, float] = {}
+        for child in sorted(children, key=lambda r: r.info.start_time):
+            metrics.update(child.data.metrics)
+        metrics.update(extra)
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        batch = [Metric(k, float(v), now, iteration) for k, v in sorted(metrics.items())]
+        for i in range(0, len(batch), 500):
+            self.client.log_batch(self.run_id, metrics=batch[i : i + 500])
+        return metrics
+
+    def log_text(self, text: str, name: str) -> None:
+        self.client.log_text(self.run_id, text, name)
+
+    def end(self, status: str) -> None:
+        if self.run_id is not None:
+            self.client.set_terminated(self.run_id, status)
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if hasattr(v, "__dataclass_fields__"):
+            from dataclasses import asdict
+
+            v = asdict(v)
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def train(
+    project: Path,
+    env: str | None,
+    iterations: int,
+    echo: Callable[[str], None] = print,
+    params: dict | None = None,
+    time_budget: float | None = None,
+    keep_checkpoints: int | None = None,
+) -> list[dict]:
+    """Run ``prime_iteration`` until ``iterations`` iterations are complete, resuming the first
+    incomplete one at its first incomplete stage.
+
+    Args:
+        params: parameter overrides for every iteration (as ``kedro run --params``).
+        time_budget: start no new iteration after this many seconds.
+        keep_checkpoints: after each iteration keep only the policy/PRM checkpoints of this many
+            last iterations and the best evaluated one (``eurus_prime.runs.retention``); None keeps all.
+    Returns:
+        One summary dict per iteration run; each is also appended to ``data/08_reporting/train_log.jsonl``.
+    """
+    project = project.resolve()
+    params = dict(params or {})
+    started = time.perf_counter()
+    cwd = os.getcwd()
+    os.chdir(project)  # the catalog's iteration resolver reads data/ relative to the project
+    try:
+        with data_lock(project, "eurus-prime train"):
+            return _train(project, env, iterations, echo, params, time_budget, keep_checkpoints, started)
+    finally:
+        os.chdir(cwd)
+
+
+def _train(
+    project: Path,
+    env: str | None,
+    iterations: int,
+    echo: Callable[[str], None],
+    params: dict,
+    time_budget: float | None,
+    keep_checkpoints: int | None,
+    started: float,
+) -> list[dict]:
+    campaign = Campaign(project, env)
+    summaries = []
+    try:
+        campaign.start(project_params(project, env, params))
+        echo(f"MLflow campaign run {campaign.run_id} (experiment {campaign.experiment_id})")
+        closed = campaign.close_dangling()
+        if closed:
+            echo(f"closed {closed} MLflow run(s) left RUNNING by a process that died")
+        for i in range(iterations):
+            todo, values = _incomplete(project, env, i, params)
+            if todo is None:
+                continue
+            if time_budget is not None and time.perf_counter() - started >= time_budget:
+                echo(f"time budget of {time_budget:.0f} s spent; stopping before iteration {i}")
+                break
+            first, why = todo
+            resumed = first != "sample_prompts" or why != "no manifest"
+            echo(
+                f"iteration {i + 1}/{iterations} ({iter_dir(i)})"
+                + (f": resuming at stage {first} ({why})" if resumed else "")
+            )
+            start = time.perf_counter()
+            resample = _last_resample(i) if first != "sample_prompts" else 0
+            while True:
+                try:
+                    _run_iteration(
+                        project,
+                        env,
+                        campaign,
+                        i,
+                        {**params, "resample": resample},
+                        first,
+                        config_digest(values, resample),
+                    )
+                    break
+                except NothingSelected as err:
+                    max_resamples = PrimeConfig.coerce(values["prime"]).max_resamples
+                    if resample >= max_resamples:
+                        raise NothingSelected(
+                            f"{err} — still nothing after {resample} resample(s) (prime.max_resamples="
+                            f"{max_resamples}); stopping. Widen the band (prime.filter_low/filter_high), "
+                            "use prime.filter_mode=fixed_batch, or change the prompt set."
+                        ) from None
+                    resample += 1
+                    echo(f"  {err}; resampling (attempt {resample} of {max_resamples})")
+                    first = "sample_prompts"
+            seconds = time.perf_counter() - start
+            metrics = campaign.copy_iteration_metrics(
+                i, {"time/iteration_wall": seconds, **IO_TIMING.totals(), **MEMORY.totals()}
+            )
+            report = load_dataset(project, env, "eval_report", i)
+            if report is not None and len(report):
+                campaign.log_text(report.to_string(index=False), f"eval/{iter_dir(i)}_eval_report.txt")
+            summary = {
+                "iteration": i,
+                "seconds": seconds,
+                "elapsed": time.perf_counter() - started,
+                "resumed_at": todo[0],
+                "resamples": resample,
+                **metrics,
+            }
+            summaries.append(summary)
+            with open(project / TRAIN_LOG, "a") as f:
+                f.write(json.dumps(summary) + "\n")
+            echo(_progress_line(summary))
+            if keep_checkpoints:
+                pruned = prune_checkpoints(project, int(keep_checkpoints), current=i + 1)
+                if pruned.paths:
+                    echo(
+                        f"  retention (train.keep_checkpoints={keep_checkpoints}): deleted "
+                        f"{len(pruned.paths)} checkpoint version(s), {pruned.bytes / 2**20:.1f} MiB"
+                    )
+        campaign.end("FINISHED")
+    except KeyboardInterrupt:
+        campaign.end("KILLED")
+        raise
+    except BaseException:
+        campaign.end("FAILED")
+        raise
+    return summaries
+
+
+def config_digest(values: dict, resample: int) -> str:
+    """A digest of the parameters one iteration attempt runs with (what its MLflow run logs):
+    ``values`` are the session's parameters."""
+    import hashlib
+
+    from eurus_prime.runs.manifests import canonical
+
+    wanted = {k: canonical(values.get(k)) for k in ("prime", "evaluation", "iteration")}
+    wanted["resample"] = int(resample)
+    return hashlib.sha256(json.dumps(wanted, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _run_iteration(
+    project: Path, env: str | None, campaign: Campaign, iteration: int, params: dict, first: str, config: str
+) -> None:
+    """One session of ``prime_iteration`` from stage ``first`` (and every later stage), logging to the iteration's MLflow
+    run: the existing one with the same parameters (``config``) when there is one (a resumed
+    iteration continues its run)."""
+    params = {**params, "iteration": iteration}
+    os.environ["MLFLOW_RUN_CONTEXT"] = campaign.child_context(iteration, config)
+    existing = campaign.iteration_run(iteration, config)
+    if existing:
+        os.environ["MLFLOW_RUN_ID"] = existing
+    from eurus_prime.pipelines.prime_iteration.pipeline import STAGES
+
+    try:
+        # Every stage from ``first`` on, not just what lies downstream of it: evaluate_prm is a
+        # sibling of estimate_advantages, and Kedro's --from-nodes would leave it out.
+        run_pipeline(project, env, PIPELINE, params, from_nodes=list(STAGES[STAGES.index(first) :]))
+    finally:
+        os.environ.pop("MLFLOW_RUN_CONTEXT", None)
+        os.environ.pop("MLFLOW_RUN_ID", None)
+
+
+def _progress_line(s: dict) -> str:
+    parts = [f"  done in {s['seconds']:.0f} s"]
+    if "train_verify_score/all" in s:
+        parts.append(f"train score {100 * s['train_verify_score/all']:.1f}%")
+    if "filter/selected" in s:
+        parts.append(f"{int(s['filter/selected'])} groups selected")
+    if "prm/acc_before" in s:
+        parts.append(f"PRM pair acc {s['prm/acc_before']:.2f}")
+    if "eval/all" in s:
+        split = (
+            f" (in-distribution {100 * s['eval/in_distribution']:.1f}%, novel {100 * s['eval/novel']:.1f}%)"
+            if "eval/novel" in s and "eval/in_distribution" in s
+            else ""
+        )
+        parts.append(f"held-out pass@1 {100 * s['eval/all']:.1f}%{split}")
+    return ", ".join(parts)
+
+
+def parse_params(text: str | None) -> dict:
+    """``a.b=1,c=x`` (the ``kedro run --params`` syntax) -> ``{"a": {"b": 1}, "c": "x"}``;
+    values are parsed as YAML scalars."""
+    import yaml
+
+    out: dict = {}
+    for item in filter(None, (text or "").split(",")):
+        if "=" not in item:
+            raise ValueError(f"--params item {item!r} is not key=value")
+        key, value = item.split("=", 1)
+        node = out
+        *parents, leaf = key.strip().split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        parsed = yaml.safe_load(value)
+        if isinstance(parsed, str):  # YAML 1.1 reads 3e-5 (no dot) as a string
+            try:
+                parsed = float(parsed)
+            except ValueError:
+                pass
+        node[leaf] = parsed
+    return out
