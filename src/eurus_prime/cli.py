@@ -72,13 +72,34 @@ def main() -> None:
     default=None,
     help="Project root (default: the Kedro project in the current directory, else this checkout).",
 )
+@click.option(
+    "--verbose",
+    is_flag=True,
+    help="Show Kedro's, transformers' and MLflow's log and warnings here instead of in the campaign log file.",
+)
 def train(
-    iterations: int | None, params_text: str | None, time_budget: float | None, env: str | None, project: Path | None
+    iterations: int | None,
+    params_text: str | None,
+    time_budget: float | None,
+    env: str | None,
+    project: Path | None,
+    verbose: bool,
 ) -> None:
     """Bootstrap the SFT model if missing, then run PRIME iterations (resuming where a previous
     run stopped) and report held-out accuracy before and after."""
+    from eurus_prime.runs import console
+    from eurus_prime.runs.guard import monitor
+
     project = _project(project)
     os.chdir(project)
+    click.echo(f"eurus-prime train: project {project}, config {'conf/base + conf/' + (env or 'local')}")
+    if verbose:
+        click.echo("data: data/; log: here (--verbose)")
+    else:
+        log_file = console.campaign_log(project)
+        console.quiet(log_file)
+        click.echo(f"data: data/; log: {log_file.relative_to(project)} (--verbose shows it here)")
+    monitor.show_bars(console.is_terminal())
     if load_dataset(project, env, "sft_eval_report") is None or load_dataset(project, env, "sft_model") is None:
         click.echo("No evaluated SFT model yet: running `kedro run --pipelines=bootstrap` ...")
         run_pipeline(project, env, "bootstrap")
@@ -97,10 +118,17 @@ def train(
         "(kedro run --pipelines=prime_iteration per iteration)"
     )
     overrides = parse_params(params_text)
-    keep = project_params(project, env, overrides)["train"].get("keep_checkpoints")
+    train_params = project_params(project, env, overrides)["train"]
     try:
         train_iterations(
-            project, env, iterations, echo=click.echo, params=overrides, time_budget=time_budget, keep_checkpoints=keep
+            project,
+            env,
+            iterations,
+            echo=click.echo,
+            params=overrides,
+            time_budget=time_budget,
+            keep_checkpoints=train_params.get("keep_checkpoints"),
+            log_models=bool(train_params.get("log_models", True)),
         )
     except STOPS as err:  # a run that stopped on purpose: its message, not a traceback
         raise click.ClickException(f"{type(err).__name__}: {err}") from err

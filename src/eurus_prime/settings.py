@@ -5,10 +5,14 @@ https://docs.kedro.org/en/stable/configure/configuration_basics/#configuration""
 # Instantiated project hooks (executed in Last-In-First-Out order): dataset load/save timing,
 # which the training loop reports as time/io_load and time/io_save, per-node peak RSS
 # (memory/<node>_peak_rss_mb), and the stage guard.
-from eurus_prime.runs.guard.hooks import IO_TIMING, MEMORY, STAGE_GUARD  # noqa: E402
+from eurus_prime.runs.console import silence_known_noise  # noqa: E402
+from eurus_prime.runs.guard.hooks import IO_TIMING, MEMORY, MLFLOW_RUN, STAGE_GUARD  # noqa: E402
+
+silence_known_noise()  # for `kedro run` too: runs/console.py says which warnings and why
 
 # STAGE_GUARD: completion manifests (data/09_manifests), stage watchdogs, fault-injection points.
-HOOKS = (IO_TIMING, MEMORY, STAGE_GUARD)
+# MLFLOW_RUN: typed parameter blocks as flat MLflow params, checkpoint versions as tags.
+HOOKS = (IO_TIMING, MEMORY, STAGE_GUARD, MLFLOW_RUN)
 
 # Installed plugins for which to disable hook auto-registration.
 # DISABLE_HOOKS_FOR_PLUGINS = ("kedro-viz",)

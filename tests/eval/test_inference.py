@@ -74,6 +74,28 @@ def test_stream_generate_streams_exactly_the_greedy_generation(tiny_model, tiny_
     assert gen.token_ids == batched.token_ids and gen.finish_reason == batched.finish_reason
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        TINY_RESPONSE,
+        "Schritt 1: 3 \u00b7 4 = 12 \u2713\n\n\u8ba1\u7b97 \U0001f600 caf\u00e9\n  indented\n\\boxed{12}",
+        "no_spaces_at_all_\u00e9\u00e9\u00e9",
+    ],
+)
+def test_callback_streamer_pieces_add_up_to_the_decoded_response(tiny_tokenizer, text):
+    """Token by token, as ``generate`` feeds it (the prompt first, the end-of-turn token last): every
+    piece is non-empty, and byte-level pieces of multi-byte characters never leak half a character."""
+    ids = tiny_tokenizer(text, add_special_tokens=False)["input_ids"] + [tiny_tokenizer.eos_token_id]
+    pieces: list[str] = []
+    streamer = inference._CallbackStreamer(tiny_tokenizer, pieces.append)
+    streamer.put(torch.tensor([[1, 2, 3]]))  # the prompt: skipped
+    for t in ids:
+        streamer.put(torch.tensor([t]))
+    streamer.end()
+    assert "".join(pieces) == tiny_tokenizer.decode(ids, skip_special_tokens=True) == text
+    assert len(pieces) > 1 and all(pieces) and "\ufffd" not in "".join(pieces)
+
+
 def test_prm_scores_are_beta_times_the_log_ratio(tiny_model, tiny_tokenizer):
     ref = _checkpoint(tiny_model, tiny_tokenizer)
     prm_model = copy.deepcopy(tiny_model)

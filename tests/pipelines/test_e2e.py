@@ -160,7 +160,7 @@ def test_prime_iteration_runs_reruns_a_stage_identically_and_trains_with_resume(
 
     # The training command continues at iteration 1 (a complete iteration is history) ...
     out = _run([EURUS_PRIME, "train", "--project", str(project), "--iterations", "2"], project).stdout
-    assert "iteration 2/2 (iter_0001)" in out and "iteration 1/2" not in out
+    assert "iteration 2/2: done in" in out and "iteration 1/2" not in out
     assert "Held-out greedy pass@1 on the same 10 test prompts" in out
     assert "\n  in_distribution " in out and "\n  novel " in out  # the tiny world's held-out kinds
     # ... and after losing the last stages of iteration 1, resumes at the first missing one.

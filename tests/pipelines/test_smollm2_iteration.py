@@ -169,7 +169,7 @@ def _finite(values) -> bool:
 def test_train_takes_smollm2_as_the_sft_model_and_completes_one_iteration(trained):
     project, out = trained[:2]
     assert "skipping the bootstrap" in out  # the SmolLM2 folder counts as the SFT model ...
-    assert "iteration 1/1 (iter_0000)" in out and "Held-out greedy pass@1 on the same 2 test prompts" in out
+    assert "iteration 1/1: done in" in out and "Held-out greedy pass@1 on the same 2 test prompts" in out
     versions = list((project / "data/06_models/sft_model").iterdir())
     assert len(versions) == 1  # ... and nothing replaced it
     assert not (project / "data/06_models/tokenizer").exists()  # no tiny-world bootstrap ran

@@ -2,9 +2,9 @@
 
 A plain single-process PyTorch loop, on purpose: the tiny world's SFT must *converge* (a decaying
 learning rate, chosen on the validation curve), because an unconverged SFT checkpoint makes any
-later update look like learning. The schedule is linear warm-up then cosine decay to
-``min_lr_ratio * lr``; the validation loss is measured every ``eval_every`` steps and the weights
-of the best measurement are the ones returned.
+later update look like learning. The schedule is transformers' ``cosine_with_min_lr``: linear warm-up
+from 0, then cosine decay to ``min_lr_ratio * lr``; the validation loss is measured every
+``eval_every`` steps and the weights of the best measurement are the ones returned.
 """
 
 from __future__ import annotations
@@ -132,14 +132,21 @@ def length_bucketed_batches(
     return batches
 
 
-def lr_at(step: int, total: int, cfg: SFTConfig) -> float:
-    """Linear warm-up, then cosine decay from ``lr`` to ``min_lr_ratio * lr``."""
-    warmup = max(1, int(cfg.warmup_fraction * total))
-    if step < warmup:
-        return cfg.lr * (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    floor = cfg.min_lr_ratio
-    return cfg.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+def warmup_steps(total: int, cfg: SFTConfig) -> int:
+    """Steps of the linear warm-up: ``warmup_fraction`` of ``total``, at least one."""
+    return max(1, int(cfg.warmup_fraction * total))
+
+
+def lr_scheduler(optimizer: torch.optim.Optimizer, total: int, cfg: SFTConfig) -> torch.optim.lr_scheduler.LambdaLR:
+    """transformers' ``cosine_with_min_lr`` schedule: step ``s`` (from 0) trains at ``lr * s / warmup`` during
+    the warm-up, then at ``lr * (m + (1 - m) * (1 + cos(pi * (s - warmup) / (total - warmup))) / 2)`` with
+    ``m = min_lr_ratio``. Call ``.step()`` after each optimizer step."""
+    from transformers import get_cosine_with_min_lr_schedule_with_warmup
+
+    schedule: torch.optim.lr_scheduler.LambdaLR = get_cosine_with_min_lr_schedule_with_warmup(
+        optimizer, num_warmup_steps=warmup_steps(total, cfg), num_training_steps=total, min_lr_rate=cfg.min_lr_ratio
+    )
+    return schedule
 
 
 @torch.no_grad()
@@ -196,24 +203,25 @@ def train_sft(model, train: Sequence[Example], val: Sequence[Example], pad_id: i
         lr=cfg.lr,
         betas=(0.9, 0.95),
     )
+    schedule = lr_scheduler(optim, total, cfg)
     model.train()
     history: list[dict] = []
     best = (mean_loss(model, val, pad_id), 0, copy.deepcopy(model.state_dict()))
     history.append({"step": 0, "epoch": 0.0, "lr": 0.0, "train_loss": float("nan"), "val_loss": best[0]})
     since_best, running, n_running, step = 0, 0.0, 0, 0
-    bar = tqdm(total=total, desc="sft", leave=False)
+    bar = tqdm(total=total, desc="sft", leave=False, disable=None)  # None: no bar without a terminal
     deadline = None if cfg.max_seconds is None else time.monotonic() + cfg.max_seconds
     while step < total:
         for batch_idx in length_bucketed_batches(len(train), lengths, cfg.batch_size, rng):
             if step >= total:
                 break
-            for group in optim.param_groups:
-                group["lr"] = lr_at(step, total, cfg)
+            lr = optim.param_groups[0]["lr"]
             batch = _collate([train[i] for i in batch_idx], pad_id)
             loss = model(**batch).loss
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             optim.step()
+            schedule.step()
             optim.zero_grad(set_to_none=True)
             step += 1
             running += loss.item()
@@ -228,7 +236,7 @@ def train_sft(model, train: Sequence[Example], val: Sequence[Example], pad_id: i
                     {
                         "step": step,
                         "epoch": step / steps_per_epoch,
-                        "lr": lr_at(step - 1, total, cfg),
+                        "lr": lr,  # the last step's
                         "train_loss": running / n_running,
                         "val_loss": val_loss,
                     }

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from transformers import TextStreamer
 
 from eurus_prime.core.rewards import implicit_reward
 from eurus_prime.engines.rollout import Generation, generate
@@ -95,36 +96,23 @@ def chat_prompt(tokenizer, question: str, ability: str = "math", system: str = "
     return render_prompt(tokenizer, build_messages(question, ability, system_prompt(system)))
 
 
-class _CallbackStreamer:
-    """A transformers streamer that hands decoded text to a callback as soon as it is stable.
+class _CallbackStreamer(TextStreamer):
+    """transformers' ``TextStreamer`` (prompt skipped, special tokens dropped) that hands each new piece
+    of text to ``on_text`` instead of printing it.
 
-    Decoding the whole response so far and emitting the new suffix (held back while it ends in an
-    incomplete UTF-8 character) keeps byte-level and multi-token characters intact.
+    ``TextStreamer`` decodes the tokens since the last line break (keeping the token before it as
+    context) and holds a piece back until it is stable: letters and digits go at once, anything
+    else (an incomplete UTF-8 character, a symbol that may start formatting) waits for the next
+    space, line break or the end, so the pieces add up to the decoded response.
     """
 
     def __init__(self, tokenizer, on_text: Callable[[str], None]) -> None:
-        self.tokenizer, self.on_text = tokenizer, on_text
-        self.ids: list[int] = []
-        self.sent = 0
-        self.prompt_seen = False
+        super().__init__(tokenizer, skip_prompt=True, skip_special_tokens=True)
+        self.on_text = on_text
 
-    def put(self, value: torch.Tensor) -> None:
-        if not self.prompt_seen:  # generate() first passes the prompt
-            self.prompt_seen = True
-            return
-        self.ids.extend(int(t) for t in value.reshape(-1).tolist())
-        self._emit(final=False)
-
-    def end(self) -> None:
-        self._emit(final=True)
-
-    def _emit(self, final: bool) -> None:
-        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
-        if not final and text.endswith("\ufffd"):
-            return
-        if len(text) > self.sent:
-            self.on_text(text[self.sent :])
-            self.sent = len(text)
+    def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
+        if text:  # TextStreamer also reports the empty pieces of held-back tokens
+            self.on_text(text)
 
 
 @torch.no_grad()

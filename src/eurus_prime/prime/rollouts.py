@@ -195,7 +195,7 @@ def rollout_metrics(rollouts: pd.DataFrame, cfg: PrimeConfig | None = None) -> d
     }
 
 
-def verify_rollouts(rollouts: pd.DataFrame) -> pd.DataFrame:
+def verify_rollouts(rollouts: pd.DataFrame, on_progress: ProgressFn | None = None) -> pd.DataFrame:
     """Grade every rollout with the outcome verifier.
 
     Returns one row per rollout: the key (``prompt_id``, ``sample_idx``), ``data_source``,
@@ -209,7 +209,7 @@ def verify_rollouts(rollouts: pd.DataFrame) -> pd.DataFrame:
     triples = list(zip(rollouts["ability"], rollouts["response"], rollouts["ground_truth"]))
     distinct = list(dict.fromkeys(triples))
     abilities, responses, truths = (list(column) for column in zip(*distinct)) if distinct else ([], [], [])
-    verdicts = verify_all(abilities, responses, truths) if distinct else []
+    verdicts = verify_all(abilities, responses, truths, on_progress=on_progress) if distinct else []
     by_triple = dict(zip(distinct, verdicts))
     out = rollouts[KEY + ["data_source", "ability"]].reset_index(drop=True)
     # The step checkers read the question from the prompt (worlds without one never look).

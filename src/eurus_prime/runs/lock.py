@@ -1,18 +1,22 @@
 """One writer per ``data/`` folder: ``eurus-prime train`` and ``eurus-prime gc`` hold this lock.
 
-An ``flock`` on ``data/.eurus_prime.lock``: the kernel releases it when the holder dies, even by
-``kill -9``, so a crashed run never leaves a stale lock behind.
+A ``filelock.FileLock`` on ``data/.eurus_prime.lock`` (``flock`` on Unix, ``msvcrt.locking`` on
+Windows): the operating system releases it when the holder dies, even by ``kill -9``, so a crashed
+run never leaves a stale lock behind. The holder writes who it is to ``data/.eurus_prime.lock.holder``
+(not into the lock file, whose contents belong to filelock), and a refused process names it.
 """
 
 from __future__ import annotations
 
-import fcntl
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from filelock import FileLock, Timeout
+
 LOCK_FILE = Path("data/.eurus_prime.lock")
+HOLDER_FILE = Path("data/.eurus_prime.lock.holder")
 
 
 class Busy(RuntimeError):
@@ -21,22 +25,23 @@ class Busy(RuntimeError):
 
 @contextmanager
 def data_lock(project: Path, what: str) -> Iterator[None]:
-    path = Path(project) / LOCK_FILE
+    """Hold ``project``'s data lock for the block; ``Busy`` (naming the holder) if another process holds it."""
+    path, holder = Path(project) / LOCK_FILE, Path(project) / HOLDER_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as f:
+    lock = FileLock(path)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
         try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.seek(0)
-            holder = f.read().strip() or "another process"
-            raise Busy(f"{path} is held by {holder}: one {what} at a time per data/ folder") from None
-        f.seek(0)
-        f.truncate()
-        f.write(f"pid {os.getpid()} ({what})")
-        f.flush()
-        try:
-            yield
-        finally:
-            f.seek(0)
-            f.truncate()
-            fcntl.flock(f, fcntl.LOCK_UN)
+            name = holder.read_text().strip()
+        except OSError:
+            name = ""
+        raise Busy(f"{path} is held by {name or 'another process'}: one {what} at a time per data/ folder") from None
+    owner = os.getpid()
+    try:
+        holder.write_text(f"pid {owner} ({what})")
+        yield
+    finally:
+        if os.getpid() == owner:  # a forked child unwinding the block leaves its parent's lock alone
+            holder.unlink(missing_ok=True)
+            lock.release()

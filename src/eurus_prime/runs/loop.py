@@ -24,15 +24,19 @@ from pathlib import Path
 
 from eurus_prime.prime.config import PrimeConfig
 from eurus_prime.prime.rollouts import NothingSelected
+from eurus_prime.runs import manifests
 from eurus_prime.runs.guard.hooks import IO_TIMING, MEMORY
 from eurus_prime.runs.layout import iter_dir
 from eurus_prime.runs.lock import data_lock
+from eurus_prime.runs.progress import completed_iterations
 from eurus_prime.runs.retention import prune_checkpoints
 from eurus_prime.runs.session import create_session
 
 log = logging.getLogger(__name__)
 
 PIPELINE = "prime_iteration"
+#: The registered model that holds the best-evaluated policy of each campaign.
+REGISTERED_POLICY = "eurus_prime_policy"
 CAMPAIGN_FILE = Path("data/08_reporting/campaign.json")
 TRAIN_LOG = Path("data/08_reporting/train_log.jsonl")
 
@@ -84,7 +88,6 @@ def incomplete_stage(catalog, pipeline, params: dict, scope: str, root: Path | N
     manifest, an output is missing, a parameter it read has changed, or an input it read has been
     rewritten by a later run of an earlier stage. None when every stage is complete."""
     from eurus_prime.pipelines.prime_iteration.pipeline import STAGES
-    from eurus_prime.runs import manifests
 
     root = manifests.ROOT if root is None else root
     by_name = {n.name: n for n in pipeline.nodes}
@@ -111,7 +114,6 @@ def _incomplete(project: Path, env: str | None, iteration: int, params: dict | N
     from kedro.framework.project import pipelines
 
     from eurus_prime.pipelines.prime_iteration.pipeline import STAGES
-    from eurus_prime.runs import manifests
     from eurus_prime.runs.guard.hooks import prune_stage
     from eurus_prime.runs.layout import iter_dir
     from eurus_prime.runs.progress import iteration_complete
@@ -132,7 +134,7 @@ def _incomplete(project: Path, env: str | None, iteration: int, params: dict | N
 
 
 def _last_resample(iteration: int) -> int:
-    from eurus_prime.runs import manifests
+
     from eurus_prime.runs.layout import iter_dir
 
     record = manifests.latest(iter_dir(iteration), "sample_prompts")
@@ -169,6 +171,7 @@ class Campaign:
         mlflow.set_tracking_uri(uri)
         self.client = MlflowClient(uri)
         name = cfg["tracking"]["experiment"]["name"]
+        self.tracking_uri, self.experiment_name = cfg["server"]["mlflow_tracking_uri"], name
         exp = self.client.get_experiment_by_name(name)
         self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(name)
         self.file = project / CAMPAIGN_FILE
@@ -244,12 +247,59 @@ class Campaign:
             self.client.log_batch(self.run_id, metrics=batch[i : i + 500])
         return metrics
 
+    def log_models(self, project: Path, env: str | None, done: int) -> dict[str, str]:
+        """Log the final policy and PRM (after iteration ``done - 1``) and the best-evaluated
+        policy as MLflow models (the transformers flavour, from the checkpoints' model and
+        tokenizer) on the campaign run, and register the best policy as a version of
+        ``REGISTERED_POLICY``. Returns the model URIs by name."""
+        import mlflow
+
+        best = _best_evaluated(project)
+        uris: dict[str, str] = {}
+        with mlflow.start_run(run_id=self.run_id):
+            for name, dataset, iteration in (
+                ("policy", "policy_out", done - 1),
+                ("prm", "prm_out", done - 1),
+                ("best_policy", "policy_out", best),
+            ):
+                if iteration is None:
+                    continue
+                if name == "best_policy" and iteration == done - 1:
+                    uris[name] = uris["policy"]
+                    continue
+                checkpoint = load_dataset(project, env, dataset, iteration)
+                info = mlflow.transformers.log_model(
+                    transformers_model={"model": checkpoint.model, "tokenizer": checkpoint.tokenizer},
+                    name=name,
+                    task="text-generation",
+                    pip_requirements=["torch", "transformers"],  # inference fails on optional packages
+                    metadata={"checkpoint": checkpoint.version, "iteration": iteration},
+                )
+                uris[name] = info.model_uri
+        if "best_policy" in uris:
+            version = mlflow.register_model(uris["best_policy"], REGISTERED_POLICY)
+            self.client.set_model_version_tag(REGISTERED_POLICY, version.version, "iteration", str(best))
+        return uris
+
     def log_text(self, text: str, name: str) -> None:
         self.client.log_text(self.run_id, text, name)
 
     def end(self, status: str) -> None:
         if self.run_id is not None:
             self.client.set_terminated(self.run_id, status)
+
+
+def _best_evaluated(project: Path) -> int | None:
+    """The iteration whose policy scored the highest held-out ``eval/all`` (the train log's)."""
+    path = project / TRAIN_LOG
+    if not path.exists():
+        return None
+    scored = {}
+    for line in path.read_text().splitlines():
+        entry = json.loads(line)
+        if "eval/all" in entry:
+            scored[int(entry["iteration"])] = float(entry["eval/all"])
+    return max(scored, key=lambda i: (scored[i], i)) if scored else None
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:
@@ -274,6 +324,7 @@ def train(
     params: dict | None = None,
     time_budget: float | None = None,
     keep_checkpoints: int | None = None,
+    log_models: bool = False,
 ) -> list[dict]:
     """Run ``prime_iteration`` until ``iterations`` iterations are complete, resuming the first
     incomplete one at its first incomplete stage.
@@ -283,6 +334,8 @@ def train(
         time_budget: start no new iteration after this many seconds.
         keep_checkpoints: after each iteration keep only the policy/PRM checkpoints of this many
             last iterations and the best evaluated one (``eurus_prime.runs.retention``); None keeps all.
+        log_models: when this call ran an iteration, log the final policy and PRM and the best
+            policy as MLflow models and register the best (``Campaign.log_models``).
     Returns:
         One summary dict per iteration run; each is also appended to ``data/08_reporting/train_log.jsonl``.
     """
@@ -293,7 +346,7 @@ def train(
     os.chdir(project)  # the catalog's iteration resolver reads data/ relative to the project
     try:
         with data_lock(project, "eurus-prime train"):
-            return _train(project, env, iterations, echo, params, time_budget, keep_checkpoints, started)
+            return _train(project, env, iterations, echo, params, time_budget, keep_checkpoints, started, log_models)
     finally:
         os.chdir(cwd)
 
@@ -307,12 +360,13 @@ def _train(
     time_budget: float | None,
     keep_checkpoints: int | None,
     started: float,
+    log_models: bool = False,
 ) -> list[dict]:
     campaign = Campaign(project, env)
     summaries = []
     try:
         campaign.start(project_params(project, env, params))
-        echo(f"MLflow campaign run {campaign.run_id} (experiment {campaign.experiment_id})")
+        echo(f"MLflow: {campaign.tracking_uri}, experiment {campaign.experiment_name}, campaign run {campaign.run_id}")
         closed = campaign.close_dangling()
         if closed:
             echo(f"closed {closed} MLflow run(s) left RUNNING by a process that died")
@@ -325,10 +379,9 @@ def _train(
                 break
             first, why = todo
             resumed = first != "sample_prompts" or why != "no manifest"
-            echo(
-                f"iteration {i + 1}/{iterations} ({iter_dir(i)})"
-                + (f": resuming at stage {first} ({why})" if resumed else "")
-            )
+            if resumed:
+                echo(f"iteration {i + 1}/{iterations} ({iter_dir(i)}): resuming at stage {first} ({why})")
+            log.info("iteration %d/%d (%s)", i + 1, iterations, iter_dir(i))
             start = time.perf_counter()
             resample = _last_resample(i) if first != "sample_prompts" else 0
             while True:
@@ -372,14 +425,21 @@ def _train(
             summaries.append(summary)
             with open(project / TRAIN_LOG, "a") as f:
                 f.write(json.dumps(summary) + "\n")
-            echo(_progress_line(summary))
+            echo(f"iteration {i + 1:>{len(str(iterations))}}/{iterations}: " + _progress_line(summary))
             if keep_checkpoints:
                 pruned = prune_checkpoints(project, int(keep_checkpoints), current=i + 1)
                 if pruned.paths:
-                    echo(
+                    log.info(
                         f"  retention (train.keep_checkpoints={keep_checkpoints}): deleted "
                         f"{len(pruned.paths)} checkpoint version(s), {pruned.bytes / 2**20:.1f} MiB"
                     )
+        if log_models and summaries:
+            done = completed_iterations(project / manifests.ROOT)
+            uris = campaign.log_models(project, env, done)
+            echo(
+                f"MLflow models: {', '.join(uris)} on the campaign run; best policy (iteration "
+                f"{_best_evaluated(project)}) registered as {REGISTERED_POLICY}"
+            )
         campaign.end("FINISHED")
     except KeyboardInterrupt:
         campaign.end("KILLED")
@@ -425,7 +485,7 @@ def _run_iteration(
 
 
 def _progress_line(s: dict) -> str:
-    parts = [f"  done in {s['seconds']:.0f} s"]
+    parts = [f"done in {s['seconds']:.0f} s"]
     if "train_verify_score/all" in s:
         parts.append(f"train score {100 * s['train_verify_score/all']:.1f}%")
     if "filter/selected" in s:
@@ -443,24 +503,29 @@ def _progress_line(s: dict) -> str:
 
 
 def parse_params(text: str | None) -> dict:
-    """``a.b=1,c=x`` (the ``kedro run --params`` syntax) -> ``{"a": {"b": 1}, "c": "x"}``;
-    values are parsed as YAML scalars."""
-    import yaml
+    """``a.b=1,c=x`` -> ``{"a": {"b": 1}, "c": "x"}``, parsed by ``kedro run``'s own ``--params`` option (its
+    click callback, ``kedro.framework.cli.utils._split_params``: items split on commas, ``key=value`` pairs read
+    by ``OmegaConf.from_dotlist``, so a value is a YAML scalar and a dotted key nests). Raises ValueError
+    naming the first bad item."""
+    import click
+    from kedro.framework.cli.project import run
+    from kedro.framework.cli.utils import split_string
 
-    out: dict = {}
-    for item in filter(None, (text or "").split(",")):
-        if "=" not in item:
-            raise ValueError(f"--params item {item!r} is not key=value")
-        key, value = item.split("=", 1)
-        node = out
-        *parents, leaf = key.strip().split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        parsed = yaml.safe_load(value)
-        if isinstance(parsed, str):  # YAML 1.1 reads 3e-5 (no dot) as a string
+    option = next(p for p in run.params if p.name == "params")
+    ctx = click.Context(run)
+    try:
+        return dict(option.process_value(ctx, text or ""))
+    except Exception as err:
+        bad: dict[str, Exception] = {}  # the items to blame, each parsed alone
+        for item in split_string(ctx, option, text or ""):
             try:
-                parsed = float(parsed)
-            except ValueError:
-                pass
-        node[leaf] = parsed
-    return out
+                option.process_value(ctx, item)
+            except Exception as item_err:
+                bad.setdefault(item, item_err)
+        if not bad:
+            raise ValueError(f"--params {text!r}: {type(err).__name__}: {err}") from err
+        # the first item that is not key=value, as Kedro checks them all before it reads any value
+        item, why = min(bad.items(), key=lambda kv: not isinstance(kv[1], click.UsageError))
+        if isinstance(why, click.UsageError):
+            raise ValueError(f"--params item {item!r} is not key=value: {why.message}") from why
+        raise ValueError(f"--params item {item!r}: {type(why).__name__}: {why}") from why

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from eurus_prime.verifiers.code import grade_code
@@ -66,8 +66,10 @@ def verify_all(
     ground_truths: Sequence[str],
     code_workers: int = 4,
     workers: int | None = None,
+    on_progress: Callable[[int, int | None, str], None] | None = None,
 ) -> list[Verdict]:
-    """Grade many responses; the result is in input order.
+    """Grade many responses; the result is in input order. ``on_progress(done, total, unit)`` is
+    called as chunks (or, in one process, rows) finish.
 
     ``workers`` processes (default: every core) share a batch of ``PARALLEL_MIN_ROWS`` or more,
     in interleaved chunks so that slow code rows spread evenly; within a process, code runs
@@ -75,7 +77,7 @@ def verify_all(
     thread. A worker that dies takes no rows with it: its chunk is graded again in this process."""
     workers = (os.cpu_count() or 1) if workers is None else workers
     if workers > 1 and len(responses) >= PARALLEL_MIN_ROWS:
-        return _parallel(list(abilities), list(responses), list(ground_truths), workers)
+        return _parallel(list(abilities), list(responses), list(ground_truths), workers, on_progress)
     if not len(abilities) == len(responses) == len(ground_truths):
         raise ValueError(
             f"verify_all: {len(abilities)} abilities, {len(responses)} responses and "
@@ -94,15 +96,25 @@ def verify_all(
                     verdicts[i] = grade_math(responses[i], ground_truths[i])
                 except Exception as exc:  # noqa: BLE001 - one bad row must not sink the batch
                     verdicts[i] = verifier_error(i, ability, exc)
+                if on_progress is not None:
+                    on_progress(i + 1, len(abilities), "graded responses")
         for i, future in futures.items():
             try:
                 verdicts[i] = future.result()
             except Exception as exc:  # noqa: BLE001
                 verdicts[i] = verifier_error(i, "code", exc)
+    if on_progress is not None:
+        on_progress(len(abilities), len(abilities), "graded responses")
     return verdicts  # type: ignore[return-value]
 
 
-def _parallel(abilities: list[str], responses: list[str], ground_truths: list[str], workers: int) -> list[Verdict]:
+def _parallel(
+    abilities: list[str],
+    responses: list[str],
+    ground_truths: list[str],
+    workers: int,
+    on_progress: Callable[[int, int | None, str], None] | None = None,
+) -> list[Verdict]:
     from concurrent.futures.process import BrokenProcessPool
 
     global _POOL
@@ -124,6 +136,8 @@ def _parallel(abilities: list[str], responses: list[str], ground_truths: list[st
             )
         for i, v in zip(chunk, part):
             verdicts[i] = v
+        if on_progress is not None:
+            on_progress(sum(v is not None for v in verdicts), len(responses), "graded responses")
     return verdicts  # type: ignore[return-value]
 
 

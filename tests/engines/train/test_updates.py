@@ -4,6 +4,7 @@ and on the real torch trainer."""
 from __future__ import annotations
 
 import logging
+import os
 from types import SimpleNamespace
 
 import pytest
@@ -78,3 +79,28 @@ def test_finish_refuses_a_poisoned_model():
         u.model.weight[0, 0] = float("inf")
     with pytest.raises(NonFiniteError, match="update_test: iteration 7: parameter weight is not finite"):
         u.finish()
+
+
+def test_the_one_rank_rendezvous_retries_a_port_another_process_took(monkeypatch):
+    """Two runs on one machine can pick the same free port: the rendezvous takes another."""
+    from eurus_prime.engines.train import deepspeed_trainer
+
+    for key in ("MASTER_PORT", "MASTER_ADDR", "RANK", "LOCAL_RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(key, raising=False)
+    ports = iter(["1111", "2222"])
+    monkeypatch.setattr(deepspeed_trainer, "_free_port", lambda: next(ports))
+    tried = []
+
+    class FakeDeepSpeed:
+        def init_distributed(self, **kwargs):
+            tried.append(os.environ["MASTER_PORT"])
+            if len(tried) == 1:
+                raise RuntimeError("The server socket has failed to listen ... EADDRINUSE, address already in use")
+
+    deepspeed_trainer._init_single_process(FakeDeepSpeed())
+    assert tried == ["1111", "2222"]
+    # a port the user set is theirs: no silent retry on another one
+    monkeypatch.setenv("MASTER_PORT", "3333")
+    tried.clear()
+    with pytest.raises(RuntimeError, match="EADDRINUSE"):
+        deepspeed_trainer._init_single_process(FakeDeepSpeed())

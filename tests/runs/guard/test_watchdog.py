@@ -51,3 +51,30 @@ def test_one_writer_per_data_folder(tmp_path):
                 pass
     with data_lock(tmp_path, "eurus-prime gc"):  # released
         pass
+
+
+def test_a_holder_in_another_process_is_refused_and_its_death_frees_the_lock(tmp_path):
+    """Another process holds the lock: this one is refused with the holder named, and once the holder
+    is killed (SIGKILL: no cleanup runs) the lock is free again, its stale holder note overwritten."""
+    import subprocess
+    import sys
+
+    hold = (
+        "import sys, time\n"
+        "from eurus_prime.runs.lock import data_lock\n"
+        "with data_lock(sys.argv[1], 'eurus-prime train'):\n"
+        "    print('held', flush=True)\n"
+        "    time.sleep(60)\n"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", hold, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(Busy, match=rf"held by pid {holder.pid} \(eurus-prime train\): one eurus-prime gc at a"):
+            with data_lock(tmp_path, "eurus-prime gc"):
+                pass
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+    with data_lock(tmp_path, "eurus-prime gc"):
+        assert (tmp_path / "data/.eurus_prime.lock.holder").read_text() == f"pid {os.getpid()} (eurus-prime gc)"
+    assert not (tmp_path / "data/.eurus_prime.lock.holder").exists()

@@ -299,18 +299,38 @@ def _comm_device() -> str:
     return "cuda" if torch.distributed.get_backend() == "nccl" else "cpu"
 
 
+def _free_port() -> str:
+    import socket  # noqa: PLC0415
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return str(s.getsockname()[1])
+
+
+#: Rendezvous attempts of the one-rank group: a free port can be taken by another process between
+#: finding it and listening on it (two runs on one machine), which fails with EADDRINUSE.
+PORT_ATTEMPTS = 3
+
+
 def _init_single_process(ds) -> None:
     """A one-rank process group on loopback, so DeepSpeed can run inside the Kedro process."""
     os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-    if "MASTER_PORT" not in os.environ:
-        import socket  # noqa: PLC0415
-
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            os.environ["MASTER_PORT"] = str(s.getsockname()[1])
+    chosen = "MASTER_PORT" not in os.environ
+    if chosen:
+        os.environ["MASTER_PORT"] = _free_port()
     for key, value in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1")):
         os.environ.setdefault(key, value)
-    ds.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo", verbose=False)
+    for attempt in range(1, PORT_ATTEMPTS + 1):
+        try:
+            ds.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo", verbose=False)
+            return
+        except RuntimeError as err:  # torch's DistNetworkError is a RuntimeError
+            if not chosen or "EADDRINUSE" not in str(err) or attempt == PORT_ATTEMPTS:
+                raise
+            log.warning(
+                "port %s was taken before the rendezvous listened on it; trying another", os.environ["MASTER_PORT"]
+            )
+            os.environ["MASTER_PORT"] = _free_port()
 
 
 def deepspeed_config(

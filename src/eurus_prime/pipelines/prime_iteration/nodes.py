@@ -60,7 +60,7 @@ def verify_outcomes(rollouts: pd.DataFrame, iteration: int) -> tuple[pd.DataFram
     """Outcome verifier score of every rollout."""
     m: dict[str, float] = {}
     with _timed(m, "verify_outcomes"):
-        outcomes = rollouts_lib.verify_rollouts(rollouts)
+        outcomes = rollouts_lib.verify_rollouts(rollouts, on_progress=monitor.step)
     m.update(rollouts_lib.outcome_metrics(outcomes))
     return outcomes, _stepped(m, iteration)
 

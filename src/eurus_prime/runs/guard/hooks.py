@@ -13,6 +13,7 @@ import functools
 import logging
 import time
 from collections import defaultdict
+from dataclasses import asdict, is_dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -411,5 +412,80 @@ def _library_versions() -> dict[str, str]:
     return out
 
 
+def flat_params(value, prefix: str) -> dict[str, str]:
+    """A parameter block (a typed dataclass, or a mapping) as MLflow params with dotted keys:
+    ``prime.policy_lr`` -> ``"1e-06"``; nested mappings continue the key."""
+    if is_dataclass(value) and not isinstance(value, type):
+        value = asdict(value)
+    if not isinstance(value, dict):
+        return {prefix: str(value)[:6000]}
+    out: dict[str, str] = {}
+    for key, v in value.items():
+        out.update(flat_params(v, f"{prefix}.{key}"))
+    return out
+
+
+class MlflowRunHooks:
+    """What kedro-mlflow leaves out of a run. It logs a typed parameter block (``params:prime``,
+    a dataclass once Kedro has built it) as one string; here every field is a param of its own
+    (``prime.policy_lr``), so runs sort and filter by it. And each checkpoint a stage reads or
+    writes is a tag: ``checkpoint.in.policy_in`` = ``policy/iter_0003@<version>``,
+    ``checkpoint.out.policy_out`` = ``<path>@<version>``."""
+
+    def __init__(self) -> None:
+        self._catalog = None
+        self._project = Path.cwd()
+        self._logged: dict[str, set[str]] = defaultdict(set)
+
+    @hook_impl
+    def after_context_created(self, context) -> None:
+        self._project = Path(context.project_path)
+
+    @hook_impl
+    def before_pipeline_run(self, run_params: dict, pipeline, catalog) -> None:
+        self._catalog = catalog
+
+    @hook_impl
+    def before_node_run(self, node, inputs: dict) -> None:
+        run = _active_mlflow_run()
+        if run is None:
+            return
+        import mlflow
+
+        params: dict[str, str] = {}
+        for name, value in inputs.items():
+            if name.startswith("params:") and (is_dataclass(value) or isinstance(value, dict)):
+                params.update(flat_params(value, name[len("params:") :]))
+        logged = self._logged[run.info.run_id]
+        new = {k: v for k, v in params.items() if k not in logged}
+        if new:
+            mlflow.log_params(new)  # one run holds one configuration: a key is logged once
+            logged.update(new)
+        for name, value in inputs.items():
+            if hasattr(value, "version") and hasattr(value, "model"):
+                mlflow.set_tag(f"checkpoint.in.{name}", value.version)
+
+    @hook_impl
+    def after_dataset_saved(self, dataset_name: str, data) -> None:
+        if not (hasattr(data, "model") and hasattr(data, "tokenizer")) or _active_mlflow_run() is None:
+            return
+        import mlflow
+
+        out = _output_provenance(self._catalog, dataset_name, self._project) if self._catalog is not None else {}
+        if out.get("version"):
+            mlflow.set_tag(f"checkpoint.out.{dataset_name}", f"{out['path']}@{out['version']}")
+
+
+def _active_mlflow_run():
+    import sys
+
+    if "mlflow" not in sys.modules:  # kedro-mlflow imports it; without it there is no run
+        return None
+    import mlflow
+
+    return mlflow.active_run()
+
+
 #: Registered in settings.py.
 STAGE_GUARD = StageGuardHooks()
+MLFLOW_RUN = MlflowRunHooks()
