@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from pathlib import Path
 
 import click
@@ -49,6 +50,10 @@ def _format_report(report) -> str:
 @click.group()
 def main() -> None:
     """eurus_prime: PRIME as a Kedro pipeline."""
+    # A line as soon as it is printed, also into a pipe or a CI log (Python buffers blocks there).
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(line_buffering=True)
 
 
 @main.command()
@@ -323,7 +328,7 @@ def _read_rows(path: Path):
     "suites",
     multiple=True,
     help="Repeatable: test, val, a benchmark name (aime2024, amc, math500, minerva_math, olympiadbench, "
-    "leetcode, livecodebench) or NAME=FILE for a local file in that benchmark's format.",
+    "leetcode, livecodebench, humaneval) or NAME=FILE for a local file in that benchmark's format.",
 )
 @click.option("--max-items", type=click.IntRange(min=1), default=None, help="Items per suite.")
 @click.option(

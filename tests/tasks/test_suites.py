@@ -46,8 +46,17 @@ def py(code: str) -> str:
 # every suite
 
 
-def test_registry_lists_the_seven_suites():
-    assert list(SUITES) == ["aime2024", "amc", "math500", "minerva_math", "olympiadbench", "leetcode", "livecodebench"]
+def test_registry_lists_prime_s_seven_suites_and_humaneval():
+    assert list(SUITES) == [
+        "aime2024",
+        "amc",
+        "math500",
+        "minerva_math",
+        "olympiadbench",
+        "leetcode",
+        "livecodebench",
+        "humaneval",
+    ]
     assert {n: s.ability for n, s in SUITES.items()} == {
         "aime2024": "math",
         "amc": "math",
@@ -56,6 +65,7 @@ def test_registry_lists_the_seven_suites():
         "olympiadbench": "math",
         "leetcode": "code",
         "livecodebench": "code",
+        "humaneval": "code",
     }
 
 

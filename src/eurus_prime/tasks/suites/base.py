@@ -59,6 +59,9 @@ class SuiteSpec:
     """Rows of the native data that belong to the suite (None: all)."""
     keep_note: str = ""
     """What ``keep`` leaves out, for the log."""
+    installed: Callable[[], tuple[str, list[dict]]] | None = None
+    """Reads the suite offline from an installed package: ``(source, rows)``. Where set, it is the
+    default source, and the hub is read only when a ``hub_id`` is given."""
 
 
 def _present(value: Any) -> bool:
