@@ -277,7 +277,13 @@ class Campaign:
                 )
                 uris[name] = info.model_uri
         if "best_policy" in uris:
-            version = mlflow.register_model(uris["best_policy"], REGISTERED_POLICY)
+            import contextlib
+            import io
+
+            printed = io.StringIO()  # register_model prints its two lines: they belong in the log
+            with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
+                version = mlflow.register_model(uris["best_policy"], REGISTERED_POLICY)
+            log.info("%s", printed.getvalue().strip())
             self.client.set_model_version_tag(REGISTERED_POLICY, version.version, "iteration", str(best))
         return uris
 

@@ -99,6 +99,8 @@ def test_the_one_rank_rendezvous_retries_a_port_another_process_took(monkeypatch
 
     deepspeed_trainer._init_single_process(FakeDeepSpeed())
     assert tried == ["1111", "2222"]
+    # the port it chose is gone again: a child process must not inherit the listening port
+    assert "MASTER_PORT" not in os.environ
     # a port the user set is theirs: no silent retry on another one
     monkeypatch.setenv("MASTER_PORT", "3333")
     tried.clear()

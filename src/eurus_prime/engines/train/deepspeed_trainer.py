@@ -313,24 +313,32 @@ PORT_ATTEMPTS = 3
 
 
 def _init_single_process(ds) -> None:
-    """A one-rank process group on loopback, so DeepSpeed can run inside the Kedro process."""
+    """A one-rank process group on loopback, so DeepSpeed can run inside the Kedro process.
+
+    The port it chose is removed from the environment again once the group exists: a child process
+    (a ``kedro run`` started from here, a test's subprocess) must not inherit this process's
+    listening port as its own. (RANK, LOCAL_RANK, WORLD_SIZE stay: DeepSpeed reads them later.)"""
     os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
     chosen = "MASTER_PORT" not in os.environ
     if chosen:
         os.environ["MASTER_PORT"] = _free_port()
     for key, value in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1")):
         os.environ.setdefault(key, value)
-    for attempt in range(1, PORT_ATTEMPTS + 1):
-        try:
-            ds.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo", verbose=False)
-            return
-        except RuntimeError as err:  # torch's DistNetworkError is a RuntimeError
-            if not chosen or "EADDRINUSE" not in str(err) or attempt == PORT_ATTEMPTS:
-                raise
-            log.warning(
-                "port %s was taken before the rendezvous listened on it; trying another", os.environ["MASTER_PORT"]
-            )
-            os.environ["MASTER_PORT"] = _free_port()
+    try:
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            try:
+                ds.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo", verbose=False)
+                return
+            except RuntimeError as err:  # torch's DistNetworkError is a RuntimeError
+                if not chosen or "EADDRINUSE" not in str(err) or attempt == PORT_ATTEMPTS:
+                    raise
+                log.warning(
+                    "port %s was taken before the rendezvous listened; trying another", os.environ["MASTER_PORT"]
+                )
+                os.environ["MASTER_PORT"] = _free_port()
+    finally:
+        if chosen:
+            os.environ.pop("MASTER_PORT", None)
 
 
 def deepspeed_config(
