@@ -29,7 +29,7 @@ from eurus_prime.runs.guard.hooks import IO_TIMING, MEMORY
 from eurus_prime.runs.layout import iter_dir
 from eurus_prime.runs.lock import data_lock
 from eurus_prime.runs.progress import completed_iterations
-from eurus_prime.runs.retention import prune_checkpoints
+from eurus_prime.runs.retention import best_iteration, prune_checkpoints
 from eurus_prime.runs.session import create_session
 
 log = logging.getLogger(__name__)
@@ -247,14 +247,14 @@ class Campaign:
             self.client.log_batch(self.run_id, metrics=batch[i : i + 500])
         return metrics
 
-    def log_models(self, project: Path, env: str | None, done: int) -> dict[str, str]:
+    def log_models(self, project: Path, env: str | None, done: int) -> tuple[dict[str, str], int | None]:
         """Log the final policy and PRM (after iteration ``done - 1``) and the best-evaluated
         policy as MLflow models (the transformers flavour, from the checkpoints' model and
         tokenizer) on the campaign run, and register the best policy as a version of
-        ``REGISTERED_POLICY``. Returns the model URIs by name."""
+        ``REGISTERED_POLICY``. Returns the model URIs by name and the best iteration."""
         import mlflow
 
-        best = _best_evaluated(project)
+        best = best_iteration(project)  # the one retention keeps
         uris: dict[str, str] = {}
         with mlflow.start_run(run_id=self.run_id):
             for name, dataset, iteration in (
@@ -285,7 +285,7 @@ class Campaign:
                 version = mlflow.register_model(uris["best_policy"], REGISTERED_POLICY)
             log.info("%s", printed.getvalue().strip())
             self.client.set_model_version_tag(REGISTERED_POLICY, version.version, "iteration", str(best))
-        return uris
+        return uris, best
 
     def log_text(self, text: str, name: str) -> None:
         self.client.log_text(self.run_id, text, name)
@@ -293,19 +293,6 @@ class Campaign:
     def end(self, status: str) -> None:
         if self.run_id is not None:
             self.client.set_terminated(self.run_id, status)
-
-
-def _best_evaluated(project: Path) -> int | None:
-    """The iteration whose policy scored the highest held-out ``eval/all`` (the train log's)."""
-    path = project / TRAIN_LOG
-    if not path.exists():
-        return None
-    scored = {}
-    for line in path.read_text().splitlines():
-        entry = json.loads(line)
-        if "eval/all" in entry:
-            scored[int(entry["iteration"])] = float(entry["eval/all"])
-    return max(scored, key=lambda i: (scored[i], i)) if scored else None
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:
@@ -441,10 +428,10 @@ def _train(
                     )
         if log_models and summaries:
             done = completed_iterations(project / manifests.ROOT)
-            uris = campaign.log_models(project, env, done)
+            uris, best = campaign.log_models(project, env, done)
             echo(
                 f"MLflow models: {', '.join(uris)} on the campaign run; best policy (iteration "
-                f"{_best_evaluated(project)}) registered as {REGISTERED_POLICY}"
+                f"{best}) registered as {REGISTERED_POLICY}"
             )
         campaign.end("FINISHED")
     except KeyboardInterrupt:
