@@ -155,7 +155,7 @@ ITER_KEYS = (
     *(
         f"prm_eval/{s}_{k}"
         for s in ("fresh", "fixed")
-        for k in ("ce", "pairwise_acc", "auc", "localisation", "localisation_f1")
+        for k in ("ce", "pairwise_acc", "auc", "localisation", "localisation_f1", "localisation_threshold")
     ),
 )
 
@@ -341,6 +341,13 @@ def summarise(df, iters, args) -> None:
                 else round(float(np.mean(need_s) / rloo_seconds), 3),
             }
     for arm, g in iters.groupby("arm"):
+        g = g.copy()
+        for s in ("fresh", "fixed"):
+            # Runs before the calibrated threshold (core.prm_eval) logged an F1 at threshold 0,
+            # which is ~0 whatever the PRM: only F1s with their threshold are summarised.
+            f1, thr = f"prm_eval/{s}_localisation_f1", f"prm_eval/{s}_localisation_threshold"
+            if f1 in g:
+                g.loc[g[thr].isna() if thr in g else g.index, f1] = float("nan")
         n = g.groupby("seed")["iteration"].transform("max") + 1
         third = g[g["iteration"] >= (2 * n) // 3]
         summary["prm_quality"][arm] = {

@@ -8,6 +8,13 @@
   wrong step; ``error_acc``: the share whose first step scoring below ``threshold`` is the first
   wrong step; ``correct_acc``: of the right responses, the share with no step below
   ``threshold``; ``f1``: the harmonic mean of those two.
+
+  The threshold. An implicit PRM's step rewards have no natural zero: summed over a step's
+  tokens, some step of almost every response falls below 0 by noise, so a fixed threshold of 0
+  flags nearly every right response and the F1 sits at 0 whatever the PRM. ProcessBench sets a
+  PRM's threshold on data; here, by default, it is the one that maximises the F1 on the responses
+  being scored (``threshold`` in the result). That F1 is calibrated in-sample, an upper bound on
+  what the same threshold would score elsewhere; ``argmin_share`` needs no threshold.
 """
 
 from __future__ import annotations
@@ -41,7 +48,7 @@ def roc_auc(scores: Sequence[float] | np.ndarray, labels: Sequence[float] | np.n
 
 
 def first_error_localisation(
-    step_rewards: Sequence[Sequence[float] | np.ndarray], first_wrong: Sequence[int], threshold: float = 0.0
+    step_rewards: Sequence[Sequence[float] | np.ndarray], first_wrong: Sequence[int], threshold: float | None = None
 ) -> dict[str, float]:
     """Localisation metrics (module docstring).
 
@@ -50,11 +57,14 @@ def first_error_localisation(
         first_wrong: per response, the index of its first wrong step, -1 when every step holds.
             A wrong response whose first wrong step it did not write (a missing step) counts as
             not localised.
-        threshold: a step scoring below this is a predicted error.
+        threshold: a step scoring below this is a predicted error; None: the threshold that
+            maximises the F1 here (the lowest such, among every step score and +inf).
     Returns:
-        ``argmin_share``, ``error_acc``, ``correct_acc``, ``f1`` (NaN where a class is empty) and
-        the counts ``n_wrong``, ``n_right``.
+        ``argmin_share``, ``error_acc``, ``correct_acc``, ``f1`` (NaN where a class is empty),
+        ``threshold`` and the counts ``n_wrong``, ``n_right``.
     """
+    if threshold is None:
+        threshold = _best_threshold(step_rewards, first_wrong)
     argmin_hits, error_hits, correct_hits, n_wrong, n_right = 0, 0, 0, 0, 0
     for row, k in zip(step_rewards, first_wrong):
         steps = np.asarray(row, dtype=np.float64)
@@ -80,6 +90,40 @@ def first_error_localisation(
         "error_acc": error_acc,
         "correct_acc": correct_acc,
         "f1": f1,
+        "threshold": float(threshold),
         "n_wrong": float(n_wrong),
         "n_right": float(n_right),
     }
+
+
+#: At most this many candidate thresholds (beyond that, evenly spaced quantiles of the scores).
+MAX_CANDIDATES = 1024
+
+
+def _best_threshold(step_rewards: Sequence[Sequence[float] | np.ndarray], first_wrong: Sequence[int]) -> float:
+    """The threshold with the highest localisation F1 (ties: the lowest), among every step score
+    (a step flags when it is strictly below, so each score is a distinct cut) and +inf."""
+    rows = [np.asarray(r, dtype=np.float64) for r in step_rewards]
+    k = np.asarray(list(first_wrong), dtype=np.int64)
+    width = max((len(r) for r in rows), default=0)
+    if not width or not (k < 0).any() or not (k >= 0).any():
+        return 0.0
+    # The predicted first error is the first step whose running minimum falls below the threshold.
+    run_min = np.full((len(rows), width), np.inf)
+    for i, r in enumerate(rows):
+        if len(r):
+            run_min[i, : len(r)] = np.minimum.accumulate(r)
+            run_min[i, len(r) :] = np.inf  # steps it did not write never flag
+    scores = np.unique(np.concatenate([r for r in rows if len(r)]))
+    if len(scores) > MAX_CANDIDATES:  # bound the (candidates x responses x steps) work: quantiles
+        scores = np.unique(np.quantile(scores, np.linspace(0, 1, MAX_CANDIDATES)))
+    candidates = np.concatenate([scores, [np.inf]])
+    # (candidates, responses): steps before the predicted error; == width means none flagged
+    flagged = run_min[None, :, :] < candidates[:, None, None]
+    first = np.where(flagged.any(-1), flagged.argmax(-1), -1)
+    wrong, right = k >= 0, k < 0
+    error_acc = (first[:, wrong] == k[wrong]).mean(1)
+    correct_acc = (first[:, right] == -1).mean(1)
+    denom = error_acc + correct_acc
+    f1 = np.where(denom > 0, 2 * error_acc * correct_acc / np.where(denom > 0, denom, 1), 0.0)
+    return float(candidates[int(np.argmax(f1))])

@@ -437,7 +437,8 @@ def prm_quality(
     ``prm/ce_before`` (its cross-entropy against the outcome), ``prm/auc_before`` (ROC AUC of the
     sequence score) and, where the rollouts have ground-truth step labels, first-error
     localisation (``core.prm_eval``): ``prm/localisation`` (argmin step = first wrong step, share
-    of wrong rollouts), ``prm/error_acc``, ``prm/correct_acc`` and ``prm/localisation_f1``."""
+    of wrong rollouts), ``prm/error_acc``, ``prm/correct_acc`` and ``prm/localisation_f1`` at the
+    threshold that maximises it (``prm/localisation_threshold``; see ``core.prm_eval``)."""
     if len(process_rewards) == 0:
         return {}
     data = process_rewards.merge(outcomes[KEY + ["score"]], on=KEY, validate="one_to_one")
@@ -469,6 +470,7 @@ def prm_quality(
             "prm/error_acc": loc["error_acc"],
             "prm/correct_acc": loc["correct_acc"],
             "prm/localisation_f1": loc["f1"],
+            "prm/localisation_threshold": loc["threshold"],
         }
     )
     return metrics

@@ -28,7 +28,16 @@ from eurus_prime.prime import rollouts as rollouts_lib
 from eurus_prime.prime.config import PrimeConfig
 
 #: The prm_eval table's metric columns, in order.
-METRICS = ("ce", "pairwise_acc", "auc", "localisation", "error_acc", "correct_acc", "localisation_f1")
+METRICS = (
+    "ce",
+    "pairwise_acc",
+    "auc",
+    "localisation",
+    "error_acc",
+    "correct_acc",
+    "localisation_f1",
+    "localisation_threshold",
+)
 
 
 @dataclass(frozen=True)
@@ -107,7 +116,7 @@ def quality(
             torch.tensor(scores["sequence_score"].to_numpy()), torch.tensor(scores["score"].to_numpy()), n
         ),
     }
-    for key in ("localisation", "error_acc", "correct_acc", "localisation_f1"):
+    for key in ("localisation", "error_acc", "correct_acc", "localisation_f1", "localisation_threshold"):
         if f"prm/{key}" in found:
             out[key] = found[f"prm/{key}"]
     return out

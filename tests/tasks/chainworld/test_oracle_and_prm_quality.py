@@ -36,6 +36,7 @@ def test_first_error_localisation_by_hand():
     m = first_error_localisation(
         step_rewards=[[0.1, -0.5, 0.2], [-0.1, -0.3, 0.0], [0.2, 0.3], [0.2, -0.1], [0.1]],
         first_wrong=[1, 0, -1, -1, 3],
+        threshold=0.0,
     )
     # wrong rows: 0 (argmin 1 = 1 hit; first below 0 is step 1: hit), 1 (argmin 1 != 0; first below 0 is 0: hit),
     # 4 (its wrong step was never written: a miss); right rows: 2 (nothing below 0: hit), 3 (step 1 below 0: miss)
@@ -43,6 +44,23 @@ def test_first_error_localisation_by_hand():
     assert m["error_acc"] == pytest.approx(2 / 3) and m["correct_acc"] == 0.5
     assert m["f1"] == pytest.approx(2 * (2 / 3) * 0.5 / (2 / 3 + 0.5))
     assert (m["n_wrong"], m["n_right"]) == (3, 2)
+
+
+def test_localisation_threshold_is_calibrated_to_the_best_f1():
+    # Every right response dips below 0 somewhere (noise an implicit PRM always has), so threshold
+    # 0 gives correct_acc 0 and an F1 of 0; the wrong steps score lower than any right step.
+    rewards = [[0.3, -0.2, 0.1], [-0.1, 0.2], [0.2, -0.9, 0.1], [-0.8, 0.3], [0.1, 0.1, -1.0]]
+    first_wrong = [-1, -1, 1, 0, 2]
+    assert first_error_localisation(rewards, first_wrong, threshold=0.0)["f1"] == 0.0
+    m = first_error_localisation(rewards, first_wrong)
+    # any threshold in (-0.8, -0.2] separates them; the lowest score-valued one is -0.2 (strictly below flags)
+    assert m["threshold"] == -0.2
+    assert m["error_acc"] == 1.0 and m["correct_acc"] == 1.0 and m["f1"] == 1.0
+    # one class missing: nothing to calibrate, the fixed 0 is used
+    assert first_error_localisation([[0.1]], [-1])["threshold"] == 0.0
+    # a wrong response that flags too early is a miss; the calibration trades both shares
+    m = first_error_localisation([[-0.5, -0.9], [-0.4]], [1, -1])
+    assert m["threshold"] == -0.5 and (m["error_acc"], m["correct_acc"]) == (1.0, 1.0)
 
 
 @pytest.fixture()
