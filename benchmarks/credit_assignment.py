@@ -348,6 +348,8 @@ def summarise(df, iters, args) -> None:
             f1, thr = f"prm_eval/{s}_localisation_f1", f"prm_eval/{s}_localisation_threshold"
             if f1 in g:
                 g.loc[g[thr].isna() if thr in g else g.index, f1] = float("nan")
+        # Fresh-rollout metrics from iteration 1: at iteration 0 the PRM is the reference (rewards 0).
+        g.loc[g["iteration"] == 0, [k for k in g.columns if k.startswith("prm_eval/fresh_")]] = float("nan")
         n = g.groupby("seed")["iteration"].transform("max") + 1
         third = g[g["iteration"] >= (2 * n) // 3]
         summary["prm_quality"][arm] = {
