@@ -14,6 +14,8 @@ for the same number of iterations, hence rollouts drawn, per arm) with
 - ``oracle_progress``: ``prime.process_reward=oracle_progress``: +1/n_steps on each step before
   the first wrong one;
 - ``prime``: the implicit PRM, online (the defaults of conf/chains);
+- ``prime_mb16``: the same with ``prime.prm_mini_batch=16`` (16 PRM steps per iteration, the
+  setting benchmarks/prm_replay.py picked), whatever conf/chains says;
 - ``prime_offline``: the PRM trains in the first ``--offline-after`` iterations, then is frozen;
 - ``oracle_local``: the ``oracle`` reward with ``prime.process_gamma=0``: the -1 stays on the
   blamed tokens instead of reaching every earlier token through the returns (an ablation of
@@ -64,6 +66,7 @@ ARMS = {
     "oracle": "prime.process_reward=oracle",
     "oracle_progress": "prime.process_reward=oracle_progress",
     "prime": "",
+    "prime_mb16": "prime.prm_mini_batch=16",
     "prime_offline": "prime.prm_freeze_after={offline_after}",
     "rft": RFT,
     "oracle_local": "prime.process_reward=oracle,prime.process_gamma=0.0",
@@ -74,6 +77,7 @@ LABELS = {
     "oracle_progress": "oracle: progress before the first error",
     "oracle_line": "oracle: -1 on the first wrong step's line",
     "prime": "PRIME (online PRM)",
+    "prime_mb16": "PRIME, PRM mini-batch 16",
     "prime_offline": "PRIME (offline PRM)",
     "rft": "RFT (rejection sampling)",
     "oracle_local": "oracle, process returns with gamma 0",

@@ -18,7 +18,9 @@ accuracy lies in PRIME's band [0.2, 0.8], computes advantages with
 
 Arms (the credit_assignment benchmark's names): ``rloo`` (``process_coef=0``), ``oracle`` (-1 on
 the first wrong decision's token, ``core.rewards.oracle_process_rewards``, PRIME's gamma-1 process
-returns), ``oracle_local`` (the same with ``process_gamma=0``). Optimizers: Adam (as AdamW without
+returns), ``oracle_local`` (the same with ``process_gamma=0``), ``oracle_progress`` (+1/K on each
+right decision before the first wrong one, ``core.rewards.progress_process_rewards``, gamma 1: the
+only arm whose process reward can push a right decision *up* inside a failed response). Optimizers: Adam (as AdamW without
 decay, the reference's) and plain SGD, each at two learning rates.
 
 Reported per setting: the training accuracy at the end (mean of the last 5 iterations, mean of
@@ -43,9 +45,9 @@ from _project import ROOT, write_json, write_markdown  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "src"))
 from eurus_prime.core.advantages import prime_advantages  # noqa: E402
-from eurus_prime.core.rewards import oracle_process_rewards  # noqa: E402
+from eurus_prime.core.rewards import oracle_process_rewards, progress_process_rewards  # noqa: E402
 
-ARMS = ("rloo", "oracle", "oracle_local")
+ARMS = ("rloo", "oracle", "oracle_local", "oracle_progress")
 
 
 @dataclass(frozen=True)
@@ -119,9 +121,21 @@ def _batch(world: World, arm: str, facts, valid, positions, actions, outcome):
     first = wrong.argmax(-1)  # (G, n): the first wrong decision
     blame = torch.zeros(rows, T)
     blame[row[..., 0][has], np.take_along_axis(col, first[..., None], -1)[..., 0][has]] = 1.0
+    # progress: decision j (1-based step j+1) counts when every decision up to it is right
+    before = np.where(has[..., None], np.arange(kmax)[None, None, :] < first[..., None], True) & on
+    step = torch.zeros(rows, T)
+    step[row[before], col[before]] = torch.as_tensor(
+        np.broadcast_to(np.arange(1, kmax + 1)[None, None, :], (G, n, kmax))[before], dtype=torch.float32
+    )
+    n_steps = torch.as_tensor(np.repeat(v.sum(-1), n), dtype=torch.float32)
     mask = torch.ones(rows, T)
     out = torch.as_tensor(outcome[keep].reshape(-1), dtype=torch.float32)
-    process = oracle_process_rewards(blame, mask) if arm != "rloo" else torch.zeros(rows, T)
+    if arm == "oracle_progress":
+        process = progress_process_rewards(step, mask, n_steps)
+    elif arm == "rloo":
+        process = torch.zeros(rows, T)
+    else:
+        process = oracle_process_rewards(blame, mask)
     _, adv = prime_advantages(
         process,
         out,
@@ -251,8 +265,8 @@ def _markdown(result: dict) -> list[str]:
         "oracle: 0.3x or fewer; `never`: not within the run), and the share of trap decisions on the first batch "
         "that the update pushes toward the right action.",
         "",
-        "| world | optimizer, lr | start | rloo | oracle (gamma 1) | oracle_local (gamma 0) | right-push share rloo / oracle / local |",
-        "|---|---|---|---|---|---|---|",
+        "| world | optimizer, lr | start | rloo | oracle (gamma 1) | oracle_local (gamma 0) | oracle_progress | right-push share rloo / oracle / local / progress |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for s in result["settings"]:
         a = s["arms"]
@@ -260,7 +274,9 @@ def _markdown(result: dict) -> list[str]:
             f"| {s['world']} | {s['optimizer']} {s['lr']} | {s['start']:.3f} | {a['rloo']['final']:.3f} | "
             f"{a['oracle']['final']:.3f} ({_fmt(a['oracle']['rollouts_vs_rloo'])}) | "
             f"{a['oracle_local']['final']:.3f} ({_fmt(a['oracle_local']['rollouts_vs_rloo'])}) | "
-            f"{a['rloo']['right_push']:.2f} / {a['oracle']['right_push']:.2f} / {a['oracle_local']['right_push']:.2f} |"
+            f"{a['oracle_progress']['final']:.3f} ({_fmt(a['oracle_progress']['rollouts_vs_rloo'])}) | "
+            + " / ".join(f"{a[arm]['right_push']:.2f}" for arm in ARMS)
+            + " |"
         )
     return lines
 
