@@ -109,16 +109,15 @@ def _best_threshold(step_rewards: Sequence[Sequence[float] | np.ndarray], first_
     if not width or not (k < 0).any() or not (k >= 0).any():
         return 0.0
     # The predicted first error is the first step whose running minimum falls below the threshold.
-    run_min = np.full((len(rows), width), np.inf)
+    run_min = np.full((len(rows), width), np.inf)  # steps a response did not write never flag
     for i, r in enumerate(rows):
         if len(r):
             run_min[i, : len(r)] = np.minimum.accumulate(r)
-            run_min[i, len(r) :] = np.inf  # steps it did not write never flag
     scores = np.unique(np.concatenate([r for r in rows if len(r)]))
     if len(scores) > MAX_CANDIDATES:  # bound the (candidates x responses x steps) work: quantiles
         scores = np.unique(np.quantile(scores, np.linspace(0, 1, MAX_CANDIDATES)))
     candidates = np.concatenate([scores, [np.inf]])
-    # (candidates, responses): steps before the predicted error; == width means none flagged
+    # (candidates, responses): the predicted first wrong step, -1 when no step flags
     flagged = run_min[None, :, :] < candidates[:, None, None]
     first = np.where(flagged.any(-1), flagged.argmax(-1), -1)
     wrong, right = k >= 0, k < 0

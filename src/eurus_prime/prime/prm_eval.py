@@ -27,17 +27,10 @@ from eurus_prime.prime import prm as prm_lib
 from eurus_prime.prime import rollouts as rollouts_lib
 from eurus_prime.prime.config import PrimeConfig
 
+#: The metrics that need ground-truth step labels (``prm_lib.prm_quality``'s ``prm/<name>``).
+LOCALISATION = ("localisation", "error_acc", "correct_acc", "localisation_f1", "localisation_threshold")
 #: The prm_eval table's metric columns, in order.
-METRICS = (
-    "ce",
-    "pairwise_acc",
-    "auc",
-    "localisation",
-    "error_acc",
-    "correct_acc",
-    "localisation_f1",
-    "localisation_threshold",
-)
+METRICS = ("ce", "pairwise_acc", "auc", *LOCALISATION)
 
 
 @dataclass(frozen=True)
@@ -116,7 +109,7 @@ def quality(
             torch.tensor(scores["sequence_score"].to_numpy()), torch.tensor(scores["score"].to_numpy()), n
         ),
     }
-    for key in ("localisation", "error_acc", "correct_acc", "localisation_f1", "localisation_threshold"):
+    for key in LOCALISATION:
         if f"prm/{key}" in found:
             out[key] = found[f"prm/{key}"]
     return out
