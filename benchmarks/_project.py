@@ -301,6 +301,24 @@ def finished_iterations(log: list[dict]) -> list[tuple[float, int, int]]:
     return done
 
 
+def iteration_table(project: Path, iteration: int, name: str, layer: str = "05_rollouts"):
+    """The newest version of iteration ``iteration``'s table ``name`` in ``project``
+    (``data/<layer>/iter_NNNN/<name>.parquet``) as a DataFrame.
+
+    Raises:
+        FileNotFoundError: naming the project, table and iteration when it has no saved version.
+    """
+    import pandas as pd
+
+    from eurus_prime.datasets.versions import latest_version
+    from eurus_prime.runs.layout import iter_dir
+
+    path = latest_version(project / "data" / layer / iter_dir(iteration) / f"{name}.parquet")
+    if path is None:
+        raise FileNotFoundError(f"{project}: no {layer}/{name} table for iteration {iteration}")
+    return pd.read_parquet(path)
+
+
 def policy_after(project: Path, iteration: int):
     """The policy model iteration ``iteration`` wrote (``policy/iter_{i+1}``, its newest version)."""
     from transformers import AutoModelForCausalLM

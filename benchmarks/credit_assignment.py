@@ -295,6 +295,19 @@ def _reach(xs, ys, level: float) -> float:
     return float(np.asarray(xs)[hit[0]]) if len(hit) else float("nan")
 
 
+def _reach_per_seed(g, x: str, level: float) -> list[float]:
+    """Per seed of ``g`` (one arm's iteration rows): the first ``x`` (``rollouts`` or ``elapsed``)
+    at which its training moving average reaches ``level`` (NaN if never)."""
+    return [_reach(s[x], s["train_ma"], level) for _, s in g.groupby("seed")]
+
+
+def _ratio(need: list[float], base: float) -> float | None:
+    """Mean of ``need`` over ``base``, rounded; None when a seed (or the base) never got there."""
+    import numpy as np
+
+    return None if np.isnan(need).any() or np.isnan(base) else round(float(np.mean(need) / base), 3)
+
+
 def summarise(df, iters, args) -> None:
     """Final held-out accuracy per arm; the rollouts (and seconds) each arm needs to reach RLOO's
     final training reward; PRM quality over the run; plots."""
@@ -334,33 +347,18 @@ def summarise(df, iters, args) -> None:
         start = float(iters[iters["iteration"] == 0]["train_verify_score/all"].mean())
         level80 = start + 0.8 * (target - start)
         summary["training_reward"]["level_80pct_of_rloo_gain"] = round(level80, 4)
-        rloo80 = [
-            _reach(s["rollouts"], s["train_ma"], level80) for _, s in iters[iters["arm"] == "rloo"].groupby("seed")
-        ]
+        rloo80 = float(np.mean(_reach_per_seed(iters[iters["arm"] == "rloo"], "rollouts", level80)))
         for arm, g in iters.groupby("arm"):
-            need_r, need_s = [], []
-            for _, s in g.groupby("seed"):
-                need_r.append(_reach(s["rollouts"], s["train_ma"], target))
-                need_s.append(_reach(s["elapsed"], s["train_ma"], target))
+            need_r = _reach_per_seed(g, "rollouts", target)
+            need80 = _reach_per_seed(g, "rollouts", level80)
             summary["training_reward"][arm] = {
                 "final_ma_mean": round(float(last[last["arm"] == arm]["train_ma"].mean()), 4),
                 "rollouts_to_reach_per_seed": [None if x != x else round(x) for x in need_r],
-                "rollouts_ratio_to_rloo": None
-                if np.isnan(need_r).any()
-                else round(float(np.mean(need_r) / rloo_rollouts), 3),
-                "seconds_ratio_to_rloo": None
-                if np.isnan(need_s).any()
-                else round(float(np.mean(need_s) / rloo_seconds), 3),
+                "rollouts_ratio_to_rloo": _ratio(need_r, rloo_rollouts),
+                "seconds_ratio_to_rloo": _ratio(_reach_per_seed(g, "elapsed", target), rloo_seconds),
+                "rollouts_to_80pct_per_seed": [None if x != x else round(x) for x in need80],
+                "rollouts_to_80pct_ratio_to_rloo": _ratio(need80, rloo80),
             }
-            need80 = [_reach(s["rollouts"], s["train_ma"], level80) for _, s in g.groupby("seed")]
-            summary["training_reward"][arm]["rollouts_to_80pct_per_seed"] = [
-                None if x != x else round(x) for x in need80
-            ]
-            summary["training_reward"][arm]["rollouts_to_80pct_ratio_to_rloo"] = (
-                None
-                if np.isnan(need80).any() or np.isnan(rloo80).any()
-                else round(float(np.mean(need80) / np.mean(rloo80)), 3)
-            )
     for arm, g in iters.groupby("arm"):
         g = g.copy()
         for s in ("fresh", "fixed"):

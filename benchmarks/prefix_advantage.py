@@ -16,11 +16,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from eurus_prime.datasets.versions import latest_version
 from eurus_prime.tasks.chainworld.steps import span_tokens
 from eurus_prime.tasks.tokens import token_pieces
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _project import iteration_table  # noqa: E402
 
 ITERATIONS = (3, 6, 9, 12, 15)
 KEY = ["prompt_id", "sample_idx"]
@@ -33,14 +35,10 @@ def prefix_advantage(project: Path) -> tuple[float, int]:
     tok = AutoTokenizer.from_pretrained(latest_version(project / "data/06_models/sft_model"))
     values = []
     for it in ITERATIONS:
-
-        def table(layer: str, name: str) -> pd.DataFrame:
-            return pd.read_parquet(latest_version(project / "data" / layer / f"iter_{it:04d}" / f"{name}.parquet"))  # noqa: B023
-
         rows = (
-            table("05_rollouts", "advantages")
-            .merge(table("05_rollouts", "rollouts")[KEY + ["response_ids"]], on=KEY)
-            .merge(table("05_rollouts", "outcomes")[KEY + ["first_wrong_step", "step_spans"]], on=KEY)
+            iteration_table(project, it, "advantages")
+            .merge(iteration_table(project, it, "rollouts")[KEY + ["response_ids"]], on=KEY)
+            .merge(iteration_table(project, it, "outcomes")[KEY + ["first_wrong_step", "step_spans"]], on=KEY)
         )
         for _, group in rows.groupby("prompt_id", sort=False):
             if not ((group["outcome"] >= 1).any() and (group["first_wrong_step"] >= 0).any()):

@@ -24,17 +24,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import glob
 import json
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _project import ROOT, write_json, write_markdown  # noqa: E402
+from _project import ROOT, iteration_table, write_json, write_markdown  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "src"))
 
@@ -52,16 +50,8 @@ SETTINGS = {
 MEASURES = ("pairwise_acc", "auc", "ce", "localisation", "localisation_f1")
 
 
-def _table(project: Path, iteration: int, name: str) -> pd.DataFrame:
-    found = sorted(glob.glob(str(project / f"data/05_rollouts/iter_{iteration:04d}/{name}.parquet/*/{name}.parquet")))
-    if not found:
-        raise FileNotFoundError(f"{project}: no {name} table for iteration {iteration}")
-    return pd.read_parquet(found[-1])
-
-
 def replay(project: Path, env: str, overrides: dict, iterations: int, fixed_every: int) -> list[dict]:
     """One setting's PRM through ``iterations`` iterations of ``project``'s rollouts."""
-    from eurus_prime.core.rewards import implicit_reward
     from eurus_prime.prime import prm as prm_lib
     from eurus_prime.prime import prm_eval as prm_eval_lib
     from eurus_prime.prime.config import PrimeConfig
@@ -71,33 +61,26 @@ def replay(project: Path, env: str, overrides: dict, iterations: int, fixed_ever
         params = context.params
         prm = context.catalog.load("sft_model")
         eval_set = context.catalog.load("prm_eval_set")
-    prime = params["prime"]  # typed by the project's hooks
-    cfg = dataclasses.replace(prime if isinstance(prime, PrimeConfig) else PrimeConfig(**prime), **overrides)
-    n_fixed = int(getattr(params["prm_eval"], "samples", None) or params["prm_eval"]["samples"])
+    cfg = dataclasses.replace(PrimeConfig.coerce(params["prime"]), **overrides)
+    n_fixed = params["prm_eval"].samples  # PrmEvalConfig, typed by the project's context
     prm.optimizer_state = None
     rows = []
     for k in range(iterations):
-        rollouts = _table(project, k, "rollouts")
-        outcomes = _table(project, k, "outcomes")
-        report = _table(project, k, "filter_report")
-        ref = _table(project, k, "process_rewards")[["prompt_id", "sample_idx", "old_logprobs", "ref_logprobs"]]
+        rollouts = iteration_table(project, k, "rollouts")
+        outcomes = iteration_table(project, k, "outcomes")
+        report = iteration_table(project, k, "filter_report")
+        ref = iteration_table(project, k, "process_rewards")[
+            ["prompt_id", "sample_idx", "old_logprobs", "ref_logprobs"]
+        ]
         selected = prm_lib.selected_rollouts(rollouts, report)
         selected = selected[["prompt_id", "sample_idx", "prompt_ids", "response_ids"]].merge(
             ref, on=["prompt_id", "sample_idx"], validate="one_to_one"
         )
-        pad = prm.tokenizer.pad_token_id
-        lp = prm_lib.score_rows(prm.model, list(selected["prompt_ids"]), list(selected["response_ids"]), pad, cfg)
-        q = [implicit_reward(a, np.asarray(b, np.float32), cfg.beta) for a, b in zip(lp, selected["ref_logprobs"])]
-        process_rewards = pd.DataFrame(
-            {
-                "prompt_id": selected["prompt_id"].to_numpy(),
-                "sample_idx": selected["sample_idx"].to_numpy(),
-                "old_logprobs": list(selected["old_logprobs"]),
-                "ref_logprobs": list(selected["ref_logprobs"]),
-                "prm_logprobs": lp,
-                "implicit_reward": q,
-                "sequence_score": [float(x.sum()) for x in q],
-            }
+        # the PRM as loaded scores them, as compute_process_rewards does (its log-probs and implicit rewards)
+        process_rewards = prm_eval_lib.score_eval_set(prm, selected, cfg).merge(
+            selected[["prompt_id", "sample_idx", "old_logprobs", "ref_logprobs"]],
+            on=["prompt_id", "sample_idx"],
+            validate="one_to_one",
         )
         fresh = prm_eval_lib.quality(process_rewards, rollouts, outcomes, prm.tokenizer, cfg, cfg.samples_per_prompt)
         row = {"iteration": k, "responses": len(process_rewards), **{f"fresh_{m}": fresh.get(m) for m in MEASURES}}

@@ -58,6 +58,7 @@ from _project import (  # noqa: E402
     busy,
     default_prime,
     fresh_project,
+    iteration_table,
     prime_stages,
     run_logged,
     split_iterations,
@@ -157,21 +158,10 @@ def _param(params: str, name: str, default):
 
 
 # --------------------------------------------------------------------------- measuring one point
-def _newest(folder: Path) -> Path | None:
-    """The newest version of a versioned Kedro dataset folder (``<name>.parquet/<ts>/<name>.parquet``)."""
-    if not folder.is_dir():
-        return None
-    versions = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-    return versions[-1] / folder.name if versions else None
-
-
 def table_counts(project: Path, iteration: int, generation_batch_size: int) -> dict:
     """Token and row counts of one iteration, from its rollouts and filter report."""
-    import pandas as pd
-
-    it = project / f"data/05_rollouts/iter_{iteration:04d}"
-    rollouts = pd.read_parquet(_newest(it / "rollouts.parquet"))
-    report = pd.read_parquet(_newest(it / "filter_report.parquet"))
+    rollouts = iteration_table(project, iteration, "rollouts")
+    report = iteration_table(project, iteration, "filter_report")
     resp = rollouts["response_length"].to_numpy(dtype=np.int64)
     prompt = np.array([len(x) for x in rollouts["prompt_ids"]], dtype=np.int64)
     order = np.argsort(prompt, kind="stable")  # engines.generation sorts by prompt length, then batches

@@ -116,7 +116,9 @@ def quality(
 
 
 def score_eval_set(prm: Any, eval_set: pd.DataFrame, prime: PrimeConfig) -> pd.DataFrame:
-    """The PRM's implicit rewards on the fixed set, as a ``process_rewards``-shaped table."""
+    """The PRM's implicit rewards on ``eval_set`` (rows with ``prompt_ids``, ``response_ids`` and
+    ``ref_logprobs``), as a ``process_rewards``-shaped table: the key, ``prm_logprobs``,
+    ``implicit_reward`` and ``sequence_score``."""
     lp = prm_lib.score_rows(
         prm.model, list(eval_set["prompt_ids"]), list(eval_set["response_ids"]), prm.tokenizer.pad_token_id, prime
     )
@@ -128,6 +130,7 @@ def score_eval_set(prm: Any, eval_set: pd.DataFrame, prime: PrimeConfig) -> pd.D
         {
             "prompt_id": eval_set["prompt_id"].to_numpy(),
             "sample_idx": eval_set["sample_idx"].to_numpy(),
+            "prm_logprobs": lp,
             "implicit_reward": q,
             "sequence_score": [float(x.sum()) for x in q],
         }
