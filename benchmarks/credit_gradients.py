@@ -5,8 +5,9 @@
 ``--run`` is a chains-world project that trained with ``prime.process_reward=oracle`` (for example
 an ``oracle_local`` arm of benchmarks/credit_assignment.py), so its ``prm_rewards`` tables hold the
 oracle's token rewards: -1 on the tokens of each rollout's ground-truth first wrong field. For each
-iteration k, on the batch the policy was updated on and with the policy it was updated from
-(``policy/iter_{k-1}``, the SFT model at k = 0), this computes three advantage sets with
+iteration k, on the batch the policy was updated on and with the policy that sampled it and that the update
+started from (``policy/iter_{k}``, written by iteration k-1; the SFT model at k = 0; checked
+against the rollouts' ``policy_version``), this computes three advantage sets with
 ``core.advantages.prime_advantages`` (the pipeline's code):
 
 - ``rloo``: the outcome only (``process_coef=0``);
@@ -33,17 +34,15 @@ Results: benchmarks/results/credit_gradients.{json,md}.
 from __future__ import annotations
 
 import argparse
-import glob
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _project import ROOT, write_json, write_markdown  # noqa: E402
+from _project import ROOT, iteration_table, write_json, write_markdown  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "src"))
 from eurus_prime.core.advantages import prime_advantages  # noqa: E402
@@ -52,39 +51,39 @@ from eurus_prime.prime.batch import forward_rows, pad_values  # noqa: E402
 ARMS = {"rloo": (0.0, 1.0), "oracle": (1.0, 1.0), "oracle_local": (1.0, 0.0)}  # (process_coef, gamma)
 
 
-def _table(project: Path, iteration: int, name: str) -> pd.DataFrame:
-    found = sorted(glob.glob(str(project / f"data/05_rollouts/iter_{iteration:04d}/{name}.parquet/*/{name}.parquet")))
-    if not found:
-        raise FileNotFoundError(f"{project}: no {name} table for iteration {iteration}")
-    return pd.read_parquet(found[-1])
+def _policy_dir(project: Path, iteration: int, sampled_by: str) -> Path:
+    """The checkpoint iteration ``iteration`` sampled its rollouts with and updated from: the SFT
+    model at 0, else ``policy/iter_{iteration}`` (what iteration - 1 wrote); ``sampled_by`` is
+    the rollouts' ``policy_version``, which must name that version."""
+    from eurus_prime.datasets.versions import latest_version
+    from eurus_prime.runs.layout import iter_dir
 
-
-def _policy_dir(project: Path, iteration: int) -> Path:
-    if iteration == 0:
-        found = sorted(glob.glob(str(project / "data/06_models/sft_model/**/config.json"), recursive=True))
-    else:
-        found = sorted(glob.glob(str(project / f"data/06_models/policy/iter_{iteration - 1:04d}/*/*/config.json")))
-    if not found:
-        raise FileNotFoundError(f"{project}: no policy checkpoint to start iteration {iteration} from")
-    return Path(found[-1]).parent
+    folder = project / "data/06_models" / ("sft_model" if iteration == 0 else f"policy/{iter_dir(iteration)}")
+    path = latest_version(folder)
+    if path is None or not sampled_by.endswith("@" + path.parent.name):
+        raise ValueError(
+            f"{project} iteration {iteration}: its rollouts were sampled by {sampled_by!r}, but the newest "
+            f"checkpoint in {folder} is {path}"
+        )
+    return path
 
 
 def measure(project: Path, iteration: int, micro: int = 32) -> dict:
     from transformers import AutoModelForCausalLM  # noqa: PLC0415
 
-    prm = _table(project, iteration, "prm_rewards")
+    prm = iteration_table(project, iteration, "prm_rewards")
     if set(prm["process_reward"]) != {"oracle"}:
         raise ValueError(
             f"{project} iteration {iteration}: prm_rewards.process_reward is {sorted(set(prm['process_reward']))}, "
             "not oracle: pass a run trained with prime.process_reward=oracle"
         )
     key = ["prompt_id", "sample_idx"]
+    rollouts = iteration_table(project, iteration, "rollouts")
+    (sampled_by,) = set(rollouts["policy_version"])  # the sync guard: one policy per iteration
     data = (
-        _table(project, iteration, "advantages")[key + ["outcome"]]
+        iteration_table(project, iteration, "advantages")[key + ["outcome"]]
         .merge(prm[key + ["token_rewards"]], on=key, validate="one_to_one")
-        .merge(
-            _table(project, iteration, "rollouts")[key + ["prompt_ids", "response_ids"]], on=key, validate="one_to_one"
-        )
+        .merge(rollouts[key + ["prompt_ids", "response_ids"]], on=key, validate="one_to_one")
         .sort_values(key, kind="mergesort")
         .reset_index(drop=True)
     )
@@ -97,7 +96,7 @@ def measure(project: Path, iteration: int, micro: int = 32) -> dict:
         arm: prime_advantages(process, outcome, mask, n, process_coef=coef, process_gamma=gamma)[1]
         for arm, (coef, gamma) in ARMS.items()
     }
-    model = AutoModelForCausalLM.from_pretrained(_policy_dir(project, iteration), dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(_policy_dir(project, iteration, sampled_by), dtype=torch.float32)
     model.train()
     pad = int(model.config.pad_token_id if model.config.pad_token_id is not None else 0)
     tokens = float(mask.sum())
