@@ -242,6 +242,12 @@ def train_log(project: Path) -> list[dict]:
     return [json.loads(line) for line in (project / TRAIN_LOG).read_text().splitlines()]
 
 
+def extra_draws(row: dict) -> int:
+    """Draws of prompts beyond the first that an iteration of the train log needed (``draws``;
+    logs written before the filtering loop counted ``resamples``)."""
+    return int(row["draws"]) - 1 if "draws" in row else int(row.get("resamples", 0))
+
+
 def prime_stages(without: tuple[str, ...] = ()) -> tuple[str, ...]:
     """The prime_iteration nodes in pipeline order (``STAGES`` of
     ``eurus_prime.pipelines.prime_iteration.pipeline``, which imports torch and Kedro), less

@@ -57,6 +57,7 @@ from _project import (  # noqa: E402
     ROOT,
     busy,
     default_prime,
+    extra_draws,
     fresh_project,
     iteration_table,
     prime_stages,
@@ -86,7 +87,7 @@ DIAGONAL = ((128, 2, 128), (32, 8, 128), (128, 4, 32))
 QUICK = ((16, 4, 128), (32, 4, 128), (64, 4, 128))
 #: Below this budget nearly every response is cut off before its answer (the tiny world's responses
 #: run ~50 tokens), every group scores 0 and the ``regenerate`` filter selects nothing
-#: (NothingSelected after max_resamples): such points train on B groups anyway (``fixed_batch``).
+#: (NothingSelected after max_draws_per_iteration): such points train on B groups anyway (``fixed_batch``).
 FIXED_BATCH_BELOW = 64
 #: The tokens each node's work is proportional to, if it is linear (the x of its fit).
 NODE_X = {
@@ -207,7 +208,7 @@ def measure(project: Path, iterations: int, generation_batch_size: int) -> dict:
                 "node_seconds": {n: float(v) for n, v in part["nodes"].items()},
                 "io_seconds": float(part["io_load"] + part["io_save"]),
                 "kedro_other_seconds": float(part["kedro_other"]),
-                "resamples": int(r.get("resamples", 0)),
+                "resamples": extra_draws(r),
                 "peak_rss_mb": r.get("memory/peak_rss_mb"),
                 "node_peak_rss_mb": {n: r[f"memory/{n}_peak_rss_mb"] for n in NODES if f"memory/{n}_peak_rss_mb" in r},
             }
@@ -624,7 +625,7 @@ NOTES = [
     "size x longest response, the work of the `hf` engine (`generate` decodes a batch until its longest row "
     "ends); the `fast` engine drops finished rows from its batch, so it pays closer to the generated tokens.",
     "The accuracy filter decides how many groups are trained on (at most P): trained tokens are measured, "
-    "not assumed; a small P can also trigger a resample (counted in `resamples`).",
+    "not assumed; a small P can also need more draws of prompts (extra draws counted in `resamples`).",
     f"Points with a response budget under {FIXED_BATCH_BELOW} tokens run with `prime.filter_mode=fixed_batch`: "
     "nearly every response is cut off before its answer, every group scores 0, and the default `regenerate` "
     "filter would select nothing and stop (NothingSelected); `fixed_batch` trains on P groups anyway.",

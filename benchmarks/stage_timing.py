@@ -51,6 +51,7 @@ from _project import (  # noqa: E402
     ROOT,
     busy,
     default_prime,
+    extra_draws,
     fresh_project,
     prime_stages,
     run_logged,
@@ -119,7 +120,7 @@ def per_iteration(rows: list[dict]) -> list[dict]:
                 "response_length_mean": r.get("rollout/response_length_mean"),
                 "groups_drawn": r.get("filter/drawn"),
                 "groups_selected": r.get("filter/selected"),
-                "resamples": r.get("resamples", 0),
+                "resamples": extra_draws(r),
                 "peak_rss_mb": r.get("memory/peak_rss_mb"),
                 "node_peak_rss_mb": {
                     n: r[f"memory/{n}_peak_rss_mb"] for n in MEMORY_NODES if f"memory/{n}_peak_rss_mb" in r

@@ -214,30 +214,33 @@ def test_a_response_budget_beyond_the_context_fails_before_any_stage_runs(base, 
 @pytest.mark.slow
 def test_when_every_group_is_filtered_out_training_draws_again_then_stops_with_the_distribution(base, tmp_path):
     project = _copy(base, tmp_path / "p")
-    impossible = ["--params", "prime.filter_low=0.3,prime.filter_high=0.4,prime.max_resamples=1"]  # n=2: 0, .5, 1
+    impossible = [
+        "--params",
+        "prime.filter_low=0.3,prime.filter_high=0.4,prime.max_draws_per_iteration=2",
+    ]  # n=2: 0, .5, 1
     proc = subprocess.run(TRAIN + impossible, cwd=project, capture_output=True, text=True, timeout=600, env=_env())
     output = proc.stdout + proc.stderr
     assert proc.returncode == 1, output[-3000:]
-    assert "resampling (attempt 1 of 1)" in output
+    assert "drawing again (draw 2 of at most 2)" in output
     flat = "".join(output.split())
     assert (
-        "Error:NothingSelected:everyoneofthe3drawnpromptgroupsisoutsidetheaccuracyband[0.3,0.4]:"
+        "Error:NothingSelected:everyoneofthe6drawnpromptgroupsisoutsidetheaccuracyband[0.3,0.4]:"
         "accuracydistribution{" in flat
     )
-    assert "stillnothingafter1resample(s)(prime.max_resamples=1);stopping." in flat
-    # Both draws are kept, with their manifests saying which attempt each was.
+    assert "stillnothingafter2draw(s)(prime.max_draws_per_iteration=2);stopping." in flat
+    # Both draws are kept, with their manifests saying which draw each was; the second extends the first.
     draws = manifests.read_all("iter_0000", "sample_prompts", project / "data/09_manifests")
-    assert [d["params"]["params:resample"] for d in draws] == [0, 1]
+    assert [d["params"]["params:draw"] for d in draws] == [0, 1]
     assert manifests.latest("iter_0000", "filter_prompts", project / "data/09_manifests") is None
-    # The stop is persistent: running again resumes at the filter, not at a fresh attempt 0.
+    # The stop is persistent: running again resumes at the filter of draw 1, not at a fresh draw 0.
     again = subprocess.run(TRAIN + impossible, cwd=project, capture_output=True, text=True, timeout=600, env=_env())
     assert again.returncode == 1 and "resuming at stage filter_prompts (no manifest)" in again.stdout
     assert len(manifests.read_all("iter_0000", "sample_prompts", project / "data/09_manifests")) == 2
-    # MLflow: one run per attempt (params are write-once), the stopped campaign FAILED, none RUNNING.
+    # MLflow: one run per draw (params are write-once), the stopped campaign FAILED, none RUNNING.
     import mlflow
 
     client = mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert not [r for r in runs if r.info.status == "RUNNING"]
-    attempts = {r.data.params.get("resample") for r in runs if r.data.tags.get("eurus_prime.iteration") == "0"}
+    attempts = {r.data.params.get("draw") for r in runs if r.data.tags.get("eurus_prime.iteration") == "0"}
     assert attempts == {"0", "1"}

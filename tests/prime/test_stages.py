@@ -71,8 +71,9 @@ def test_sample_prompts_depends_only_on_seed_and_iteration_and_walks_epochs(smal
     assert not a["prompt_id"].equals(other["prompt_id"])
     assert list(a.columns) == [
         "iteration",
-        "resample",
         "draw",
+        "position",
+        "source",
         "epoch",
         "prompt_id",
         "data_source",
@@ -123,15 +124,25 @@ def test_filter_statuses_by_hand():
         rollouts_lib.filter_prompts(outcomes.iloc[:8], cfg)
 
 
-def test_a_resample_is_a_fresh_reproducible_draw(small_world):
+def test_a_later_draw_is_a_fresh_reproducible_extension(small_world):
     prompts, _ = small_world
     train = prompts[[e["split"] == "train" for e in prompts["extra_info"]]].reset_index(drop=True)
     first = rollouts_lib.sample_prompts(train, CFG, iteration=2)
-    again = rollouts_lib.sample_prompts(train, CFG, iteration=2, resample=1)
-    assert again.equals(rollouts_lib.sample_prompts(train, CFG, iteration=2, resample=1))
-    assert (again["resample"] == 1).all() and not again["prompt_id"].equals(first["prompt_id"])
-    with pytest.raises(ValueError, match="resample = -1 is invalid"):
-        rollouts_lib.sample_prompts(train, CFG, iteration=2, resample=-1)
+    again = rollouts_lib.sample_prompts(train, CFG, iteration=2, draw=1, earlier=first)
+    assert again.equals(rollouts_lib.sample_prompts(train, CFG, iteration=2, draw=1, earlier=first))
+    assert again.iloc[: len(first)].equals(first)  # draw 1 keeps draw 0, then appends its own
+    assert again["draw"].tolist() == [0] * len(first) + [1] * CFG.prompts_drawn
+    assert again["position"].tolist() == list(range(len(again)))
+    assert again["prompt_id"].is_unique  # never one prompt twice in an iteration
+    with pytest.raises(ValueError, match="draw = -1 is invalid"):
+        rollouts_lib.sample_prompts(train, CFG, iteration=2, draw=-1)
+    with pytest.raises(
+        ValueError,
+        match=r"drawn_prompts: draw 2 extends draws 0..1, but the stored drawn_prompts lacks draw\(s\) \[1\]",
+    ):
+        rollouts_lib.sample_prompts(train, CFG, iteration=2, draw=2, earlier=first)
+    with pytest.raises(ValueError, match="no stored drawn_prompts has them"):
+        rollouts_lib.sample_prompts(train, CFG, iteration=2, draw=1, earlier=pd.DataFrame())
 
 
 def test_prm_after_mode_at_iteration_0_gives_exactly_zero_rewards(iteration0, tiny_tokenizer):

@@ -31,3 +31,18 @@ class AtomicParquetDataset(ParquetDataset):
             raise DatasetError(f"{type(self).__name__}: {target} is a directory")
         write_stream_atomically(target, lambda f: data.to_parquet(f, **self._save_args))
         self._invalidate_cache()
+
+
+class StoredTableView(AtomicParquetDataset):
+    """A read-only view of a versioned table's latest stored version, or an empty table when none
+    is stored yet. A stage that extends a table it also writes reads it through one of these (a
+    node cannot take its own output as an input): ``rollouts_before`` is ``rollouts`` as stored
+    when the stage starts."""
+
+    def load(self) -> pd.DataFrame:
+        if not self._exists():
+            return pd.DataFrame()
+        return super().load()
+
+    def save(self, data: pd.DataFrame) -> None:
+        raise DatasetError(f"{type(self).__name__} ({self._filepath}) is read-only: save through the table it views")

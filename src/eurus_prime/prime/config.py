@@ -17,7 +17,7 @@ from eurus_prime.core.rewards import PRM_LOSSES
 from eurus_prime.engines.rollout.base import ENGINES as _ENGINE_REGISTRY
 from eurus_prime.engines.train.base import TRAINER_BACKENDS as _TRAINER_REGISTRY
 
-FILTER_MODES = ("regenerate", "fixed_batch")
+FILTER_MODES = ("regenerate", "single_draw", "fixed_batch")
 PRM_TIMINGS = ("after", "before")
 REF_TYPES = ("freeze", "policy")
 GRANULARITIES = ("token", "whole")
@@ -70,11 +70,18 @@ class PrimeConfig:
     """Keep a prompt iff filter_low <= its accuracy over n samples <= filter_high (inclusive)."""
     filter_high: float = 0.8
     filter_mode: str = "regenerate"
-    """``regenerate`` (the reference): train on passing groups only, at most B of them;
-    ``fixed_batch`` (verl): B groups, passing ones first, then failing ones fill the batch."""
-    max_resamples: int = 3
-    """``regenerate`` with every group filtered out: the training loop redraws the iteration's
-    prompts up to this many times, then stops, reporting the accuracy distribution."""
+    """``regenerate`` (the reference's loop): train on passing groups only; while fewer than B
+    pass, the training loop draws M more prompts, generates, verifies and filters again, up to
+    ``max_draws_per_iteration`` draws, then trains on the first B. ``single_draw``: one draw,
+    train on the passing groups of it (drawing again only when none passes). ``fixed_batch``
+    (verl): one draw, B groups, passing ones first, then failing ones fill the batch."""
+    max_draws_per_iteration: int = 4
+    """Most draws of one iteration (``regenerate``; in every mode the limit on redraws when no
+    group passes, after which training stops, reporting the accuracy distribution)."""
+    buffer_max_staleness: int = 1
+    """In-band groups beyond B (``surplus``) go to the ``group_buffer`` table; the next iterations'
+    first draw takes them first, regenerated with the current policy (only the current policy's
+    samples are trained on), when they were made at most this many iterations ago. 0: no buffer."""
     # --- implicit PRM ---
     beta: float = 0.05
     """PRM temperature beta in r_t = beta * (log pi_phi - log pi_ref)."""
@@ -200,8 +207,10 @@ class PrimeConfig:
             bad("micro_batch_tokens", "must be an integer >= 1, or null for no token cap")
         if self.samples_per_prompt < 2:
             bad("samples_per_prompt", "RLOO needs at least 2 samples per prompt")
-        if self.max_resamples < 0:
-            bad("max_resamples", "must be >= 0 (0: stop at the first empty draw)")
+        if self.max_draws_per_iteration < 1:
+            bad("max_draws_per_iteration", "must be >= 1 (1: one draw per iteration)")
+        if self.buffer_max_staleness < 0:
+            bad("buffer_max_staleness", "must be >= 0 (0: no group buffer)")
         if self.oversample_factor < 1:
             bad("oversample_factor", "must be >= 1")
         if self.temperature <= 0:
@@ -287,6 +296,11 @@ class PrimeConfig:
     @classmethod
     def coerce(cls, value: PrimeConfig | dict[str, Any]) -> PrimeConfig:
         """``params:prime`` as Kedro hands it over: already typed, or the raw mapping."""
+        if isinstance(value, dict) and "max_resamples" in value:
+            raise ValueError(
+                f"prime.max_resamples = {value['max_resamples']!r} was replaced by prime.max_draws_per_iteration "
+                f"(draws, counting the first: max_resamples + 1 = {int(value['max_resamples']) + 1})"
+            )
         return cls(**value) if isinstance(value, dict) else value
 
     @property

@@ -68,7 +68,7 @@ def build_eval_set(reference: Any, prompts: pd.DataFrame, cfg: PrmEvalConfig, pr
     drawn = pd.DataFrame(
         {
             "prompt_id": [rollouts_lib.prompt_id(e) for e in rows["extra_info"]],
-            "draw": np.arange(len(rows)),
+            "position": np.arange(len(rows)),
             "data_source": rows["data_source"].to_numpy(),
             "ability": rows["ability"].to_numpy(),
             "prompt": [list(p) for p in rows["prompt"]],

@@ -143,7 +143,7 @@ def rollout_frame(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     ``"ability == 'math' and correct == False"``."""
     rollouts = tables["rollouts"]
     frame = rollouts.merge(
-        tables["outcomes"].drop(columns=["data_source", "ability"], errors="ignore"),
+        tables["outcomes"].drop(columns=["data_source", "ability", "draw"], errors="ignore"),
         on=KEY,
         how="left",
         validate="one_to_one",

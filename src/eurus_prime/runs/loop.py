@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from eurus_prime.prime.config import PrimeConfig
-from eurus_prime.prime.rollouts import NothingSelected
+from eurus_prime.prime.rollouts import NothingSelected, needs_another_draw
 from eurus_prime.runs import manifests
 from eurus_prime.runs.guard.hooks import IO_TIMING, MEMORY
 from eurus_prime.runs.layout import iter_dir
@@ -53,7 +53,12 @@ def _unwind_mlflow(status: str = "FINISHED") -> None:
 
 
 def run_pipeline(
-    project: Path, env: str | None, pipeline: str, params: dict | None = None, from_nodes: list[str] | None = None
+    project: Path,
+    env: str | None,
+    pipeline: str,
+    params: dict | None = None,
+    from_nodes: list[str] | None = None,
+    node_names: list[str] | None = None,
 ) -> None:
     """One ``kedro run`` in this process."""
     from eurus_prime.runs.guard import watchdog
@@ -61,7 +66,7 @@ def run_pipeline(
     status = "FAILED"
     try:
         with _session(project, env, params) as session:
-            session.run(pipeline_names=[pipeline], from_nodes=from_nodes)
+            session.run(pipeline_names=[pipeline], from_nodes=from_nodes, node_names=node_names)
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"
@@ -80,7 +85,7 @@ def _param_value(params: dict, name: str):
 
 
 #: Parameters that say which attempt an iteration is on, not how it is configured.
-ATTEMPT_PARAMS = ("params:resample",)
+ATTEMPT_PARAMS = ("params:draw",)
 
 
 def incomplete_stage(catalog, pipeline, params: dict, scope: str, root: Path | None = None) -> tuple[str, str] | None:
@@ -133,12 +138,10 @@ def _incomplete(project: Path, env: str | None, iteration: int, params: dict | N
         return todo, context.params
 
 
-def _last_resample(iteration: int) -> int:
-
-    from eurus_prime.runs.layout import iter_dir
-
+def _last_draw(iteration: int) -> int:
+    """The draw the iteration's last completed ``sample_prompts`` made (where a resume goes on)."""
     record = manifests.latest(iter_dir(iteration), "sample_prompts")
-    return int((record or {}).get("params", {}).get("params:resample") or 0)
+    return int((record or {}).get("params", {}).get("params:draw") or 0)
 
 
 def load_dataset(project: Path, env: str | None, name: str, iteration: int | None = None):
@@ -205,7 +208,7 @@ class Campaign:
         """The campaign's run of ``iteration`` with configuration digest ``config`` (one that died
         or stopped), which a resumed iteration continues instead of opening a second run. MLflow
         params are write-once, so a run made with other parameters (a changed config, another
-        resample attempt) is not continued: the iteration gets a new run. (Runs left RUNNING by
+        later draw) is not continued: the iteration gets a new run. (Runs left RUNNING by
         a dead process were closed by ``close_dangling`` when training started.)"""
         runs = self.client.search_runs(
             [self.experiment_id],
@@ -376,30 +379,8 @@ def _train(
                 echo(f"iteration {i + 1}/{iterations} ({iter_dir(i)}): resuming at stage {first} ({why})")
             log.info("iteration %d/%d (%s)", i + 1, iterations, iter_dir(i))
             start = time.perf_counter()
-            resample = _last_resample(i) if first != "sample_prompts" else 0
-            while True:
-                try:
-                    _run_iteration(
-                        project,
-                        env,
-                        campaign,
-                        i,
-                        {**params, "resample": resample},
-                        first,
-                        config_digest(values, resample),
-                    )
-                    break
-                except NothingSelected as err:
-                    max_resamples = PrimeConfig.coerce(values["prime"]).max_resamples
-                    if resample >= max_resamples:
-                        raise NothingSelected(
-                            f"{err} — still nothing after {resample} resample(s) (prime.max_resamples="
-                            f"{max_resamples}); stopping. Widen the band (prime.filter_low/filter_high), "
-                            "use prime.filter_mode=fixed_batch, or change the prompt set."
-                        ) from None
-                    resample += 1
-                    echo(f"  {err}; resampling (attempt {resample} of {max_resamples})")
-                    first = "sample_prompts"
+            draw = _last_draw(i) if first != "sample_prompts" else 0
+            draw = _run_draws(project, env, campaign, i, params, values, first, draw, echo)
             seconds = time.perf_counter() - start
             metrics = campaign.copy_iteration_metrics(
                 i, {"time/iteration_wall": seconds, **IO_TIMING.totals(), **MEMORY.totals()}
@@ -412,7 +393,7 @@ def _train(
                 "seconds": seconds,
                 "elapsed": time.perf_counter() - started,
                 "resumed_at": todo[0],
-                "resamples": resample,
+                "draws": draw + 1,
                 **metrics,
             }
             summaries.append(summary)
@@ -443,7 +424,63 @@ def _train(
     return summaries
 
 
-def config_digest(values: dict, resample: int) -> str:
+def _run_draws(
+    project: Path,
+    env: str | None,
+    campaign: Campaign,
+    iteration: int,
+    params: dict,
+    values: dict,
+    first: str,
+    draw: int,
+    echo: Callable[[str], None],
+) -> int:
+    """Run the iteration from stage ``first`` of draw ``draw``; returns the last draw.
+
+    The reference's filtering loop (``prime.filter_mode: regenerate``): the first four stages run
+    for draw 0, 1, ... (``params:draw``), each draw extending the iteration's tables, until B
+    prompt groups pass the filter or ``prime.max_draws_per_iteration`` draws are made; then the
+    rest of the iteration trains on the first B. In every mode a draw where no group passes is
+    followed by another, within the same limit."""
+    from eurus_prime.pipelines.prime_iteration.pipeline import STAGES
+
+    cfg = PrimeConfig.coerce(values["prime"])
+    filter_at = STAGES.index("filter_prompts")
+    while True:
+        digest = config_digest(values, draw)
+        attempt = {**params, "draw": draw}
+        try:
+            if STAGES.index(first) <= filter_at:
+                _run_iteration(
+                    project, env, campaign, iteration, attempt, STAGES[STAGES.index(first) : filter_at + 1], digest
+                )
+                report = load_dataset(project, env, "filter_report", iteration)
+                if report is not None and needs_another_draw(report, cfg):
+                    log.info(
+                        "  draw %d: %d of %d prompt groups in band after %d draw(s); drawing %d more prompts",
+                        draw + 1,
+                        int(report["selected"].sum()),
+                        cfg.prompts_per_step,
+                        draw + 1,
+                        cfg.prompts_drawn,
+                    )
+                    draw, first = draw + 1, "sample_prompts"
+                    continue
+                first = STAGES[filter_at + 1]
+            _run_iteration(project, env, campaign, iteration, attempt, STAGES[STAGES.index(first) :], digest)
+            return draw
+        except NothingSelected as err:
+            if draw + 1 >= cfg.max_draws_per_iteration:
+                raise NothingSelected(
+                    f"{err} — still nothing after {draw + 1} draw(s) (prime.max_draws_per_iteration="
+                    f"{cfg.max_draws_per_iteration}); stopping. Widen the band (prime.filter_low/filter_high), "
+                    "use prime.filter_mode=fixed_batch, or change the prompt set."
+                ) from None
+            draw, first = draw + 1, "sample_prompts"
+            echo(f"  {err}; drawing again (draw {draw + 1} of at most {cfg.max_draws_per_iteration})")
+
+
+def config_digest(values: dict, draw: int) -> str:
     """A digest of the parameters one iteration attempt runs with (what its MLflow run logs):
     ``values`` are the session's parameters."""
     import hashlib
@@ -451,27 +488,31 @@ def config_digest(values: dict, resample: int) -> str:
     from eurus_prime.runs.manifests import canonical
 
     wanted = {k: canonical(values.get(k)) for k in ("prime", "evaluation", "iteration")}
-    wanted["resample"] = int(resample)
+    wanted["draw"] = int(draw)
     return hashlib.sha256(json.dumps(wanted, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def _run_iteration(
-    project: Path, env: str | None, campaign: Campaign, iteration: int, params: dict, first: str, config: str
+    project: Path,
+    env: str | None,
+    campaign: Campaign,
+    iteration: int,
+    params: dict,
+    stages: tuple[str, ...] | list[str],
+    config: str,
 ) -> None:
-    """One session of ``prime_iteration`` from stage ``first`` (and every later stage), logging to the iteration's MLflow
+    """One session of ``prime_iteration`` running ``stages``, logging to the iteration's MLflow
     run: the existing one with the same parameters (``config``) when there is one (a resumed
-    iteration continues its run)."""
+    iteration, or a draw's later stages, continue its run)."""
     params = {**params, "iteration": iteration}
     os.environ["MLFLOW_RUN_CONTEXT"] = campaign.child_context(iteration, config)
     existing = campaign.iteration_run(iteration, config)
     if existing:
         os.environ["MLFLOW_RUN_ID"] = existing
-    from eurus_prime.pipelines.prime_iteration.pipeline import STAGES
-
     try:
-        # Every stage from ``first`` on, not just what lies downstream of it: evaluate_prm is a
-        # sibling of estimate_advantages, and Kedro's --from-nodes would leave it out.
-        run_pipeline(project, env, PIPELINE, params, from_nodes=list(STAGES[STAGES.index(first) :]))
+        # The stages by name, not what lies downstream of the first: evaluate_prm is a sibling of
+        # estimate_advantages (Kedro's --from-nodes would leave it out), and a draw stops at the filter.
+        run_pipeline(project, env, PIPELINE, params, node_names=list(stages))
     finally:
         os.environ.pop("MLFLOW_RUN_CONTEXT", None)
         os.environ.pop("MLFLOW_RUN_ID", None)

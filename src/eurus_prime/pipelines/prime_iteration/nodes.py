@@ -38,40 +38,64 @@ def _stepped(metrics: dict[str, float], iteration: int) -> dict:
     return {k: {"value": float(v), "step": int(iteration)} for k, v in metrics.items()}
 
 
-def sample_prompts(prompts_train: pd.DataFrame, prime: PrimeConfig, iteration: int, resample: int) -> pd.DataFrame:
-    """Draw this iteration's prompts (oversampled; ``resample`` > 0: a retry's fresh draw)."""
-    return rollouts_lib.sample_prompts(prompts_train, prime, iteration, int(resample))
+def sample_prompts(
+    prompts_train: pd.DataFrame,
+    group_buffer_in: pd.DataFrame,
+    drawn_prompts_before: pd.DataFrame,
+    prime: PrimeConfig,
+    iteration: int,
+    draw: int,
+) -> pd.DataFrame:
+    """Draw ``draw`` of this iteration's prompts (oversampled), after its earlier draws; draw 0
+    takes the previous iteration's buffered groups first."""
+    return rollouts_lib.sample_prompts(
+        prompts_train, prime, iteration, int(draw), buffer=group_buffer_in, earlier=drawn_prompts_before
+    )
 
 
 def generate_rollouts(
-    policy_in: Checkpoint, drawn_prompts: pd.DataFrame, prime: PrimeConfig, iteration: int
+    policy_in: Checkpoint,
+    drawn_prompts: pd.DataFrame,
+    rollouts_before: pd.DataFrame,
+    prime: PrimeConfig,
+    iteration: int,
 ) -> tuple[pd.DataFrame, dict]:
-    """n samples per prompt from the current policy."""
+    """n samples per prompt of the last draw from the current policy, after the earlier draws'."""
     m: dict[str, float] = {}
     with _timed(m, "generate_rollouts"):
         rollouts = rollouts_lib.generate_rollouts(
-            policy_in, drawn_prompts, prime, iteration, policy_in.version, on_progress=monitor.step
+            policy_in,
+            drawn_prompts,
+            prime,
+            iteration,
+            policy_in.version,
+            on_progress=monitor.step,
+            earlier=rollouts_before,
         )
     m.update(rollouts_lib.rollout_metrics(rollouts, prime))
     return rollouts, _stepped(m, iteration)
 
 
-def verify_outcomes(rollouts: pd.DataFrame, iteration: int) -> tuple[pd.DataFrame, dict]:
-    """Outcome verifier score of every rollout."""
+def verify_outcomes(rollouts: pd.DataFrame, outcomes_before: pd.DataFrame, iteration: int) -> tuple[pd.DataFrame, dict]:
+    """Outcome verifier score of every rollout (the earlier draws' verdicts kept)."""
     m: dict[str, float] = {}
     with _timed(m, "verify_outcomes"):
-        outcomes = rollouts_lib.verify_rollouts(rollouts, on_progress=monitor.step)
+        outcomes = rollouts_lib.verify_rollouts(rollouts, on_progress=monitor.step, earlier=outcomes_before)
     m.update(rollouts_lib.outcome_metrics(outcomes))
     return outcomes, _stepped(m, iteration)
 
 
-def filter_prompts(outcomes: pd.DataFrame, prime: PrimeConfig, iteration: int) -> tuple[pd.DataFrame, dict]:
-    """Keep prompt groups with accuracy in the band; select up to B of them."""
+def filter_prompts(
+    outcomes: pd.DataFrame, drawn_prompts: pd.DataFrame, prime: PrimeConfig, iteration: int
+) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Keep prompt groups with accuracy in the band; select up to B of them; the surplus goes to
+    the group buffer of the next iteration."""
     m: dict[str, float] = {}
     with _timed(m, "filter_prompts"):
         report = rollouts_lib.filter_prompts(outcomes, prime)
-    m.update(rollouts_lib.filter_metrics(report))
-    return report, _stepped(m, iteration)
+        buffer = rollouts_lib.group_buffer(report, iteration)
+    m.update(rollouts_lib.filter_metrics(report, drawn_prompts))
+    return report, buffer, _stepped(m, iteration)
 
 
 def compute_process_rewards(

@@ -6,6 +6,12 @@
 
 Rerun one stage with ``kedro run --pipelines=prime_iteration --nodes=<name> --params=iteration=N``;
 it reads that iteration's stored inputs (their latest versions) and writes new versions.
+
+The first four stages run once per *draw*: ``eurus-prime train`` runs them again with
+``params:draw`` = 1, 2, ... while fewer than B groups pass the filter (``prime.filter_mode:
+regenerate``, the reference's loop). Their tables are cumulative: draw k keeps the rows of draws
+0..k-1 (read from the stored tables through the read-only ``*_before`` views) and appends its
+own, each row tagged with its ``draw``.
 """
 
 from kedro.pipeline import Pipeline, node, pipeline
@@ -35,21 +41,26 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             node(
                 nodes.sample_prompts,
-                ["prompts_train", CFG, IT, "params:resample"],
+                ["prompts_train", "group_buffer_in", "drawn_prompts_before", CFG, IT, "params:draw"],
                 "drawn_prompts",
                 name="sample_prompts",
             ),
             node(
                 nodes.generate_rollouts,
-                ["policy_in", "drawn_prompts", CFG, IT],
+                ["policy_in", "drawn_prompts", "rollouts_before", CFG, IT],
                 ["rollouts", "prime_rollout_metrics"],
                 name="generate_rollouts",
             ),
-            node(nodes.verify_outcomes, ["rollouts", IT], ["outcomes", "prime_verify_metrics"], name="verify_outcomes"),
+            node(
+                nodes.verify_outcomes,
+                ["rollouts", "outcomes_before", IT],
+                ["outcomes", "prime_verify_metrics"],
+                name="verify_outcomes",
+            ),
             node(
                 nodes.filter_prompts,
-                ["outcomes", CFG, IT],
-                ["filter_report", "prime_filter_metrics"],
+                ["outcomes", "drawn_prompts", CFG, IT],
+                ["filter_report", "group_buffer", "prime_filter_metrics"],
                 name="filter_prompts",
             ),
             node(
