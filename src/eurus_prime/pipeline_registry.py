@@ -19,7 +19,8 @@ from eurus_prime.pipelines.prime_iteration import pipeline as prime_iteration
 def register_pipelines() -> dict[str, Pipeline]:
     """``bootstrap`` makes the tiny world and its SFT model and evaluates it; ``tinyworld``,
     ``data_prep``, ``sft``, ``sft_eval`` and ``prm_eval_set`` are its stages, runnable alone once their inputs exist.
-    ``prime_iteration`` is one PRIME step; training runs it again and again (``eurus-prime train``).
+    ``prime_iteration`` is one PRIME step; training runs it again and again (``eurus-prime train``);
+    ``prime_iteration_ppo`` is the same with a critic (``prime.advantage_estimator: gae``).
     ``evaluation`` compares checkpoints on suites (``eurus-prime evaluate``); ``inference`` answers a
     file of questions (``eurus-prime chat`` answers one, streaming)."""
     world = bootstrap.create_world_pipeline()
@@ -34,6 +35,7 @@ def register_pipelines() -> dict[str, Pipeline]:
         "sft_eval": sft_eval,
         "prm_eval_set": prm_set,
         "prime_iteration": prime_iteration.create_pipeline(),
+        "prime_iteration_ppo": prime_iteration.create_ppo_pipeline(),
         "evaluation": evaluation.create_pipeline(),
         "inference": inference.create_pipeline(),
         "bootstrap": world + prep + sft + sft_eval + prm_set,

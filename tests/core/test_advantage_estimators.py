@@ -10,6 +10,7 @@ import torch
 from eurus_prime.core.advantages import (
     ADVANTAGE_ESTIMATORS,
     advantage_estimator,
+    gae_advantages,
     grpo_advantages,
     prime_advantages,
     prm_value_advantages,
@@ -82,21 +83,91 @@ def test_rloo_kl_penalty_is_its_negated_return_to_go():
 
 
 def test_registry_names_every_estimator_and_rejects_others():
-    assert list(ADVANTAGE_ESTIMATORS) == ["rloo", "rft", "reinforce", "reinforce_pp", "grpo", "prm_value"]
+    assert list(ADVANTAGE_ESTIMATORS) == ["rloo", "rft", "reinforce", "reinforce_pp", "grpo", "prm_value", "gae"]
     assert advantage_estimator("grpo") is grpo_advantages
     with pytest.raises(
         ValueError,
-        match=r"unknown advantage estimator 'gae': valid ones are \['rloo', 'rft', "
-        r"'reinforce', 'reinforce_pp', 'grpo', 'prm_value'\]",
+        match=r"unknown advantage estimator 'ppo': valid ones are \['rloo', 'rft', "
+        r"'reinforce', 'reinforce_pp', 'grpo', 'prm_value', 'gae'\]",
     ):
-        advantage_estimator("gae")
+        advantage_estimator("ppo")
+    with pytest.raises(ValueError, match="gae needs the critic's values"):
+        gae_advantages(R, ACC, MASK, n=2)
     with pytest.raises(ValueError, match="not a whole number of groups"):
         grpo_advantages(R[:3], ACC[:3], MASK[:3], n=2)
     with pytest.raises(ValueError, match="no rewards to subtract"):
         advantage_estimator("rft")(R, ACC, MASK, 2, token_penalty=torch.zeros(4, 3))
 
 
+def test_gae_by_hand():
+    values = torch.tensor([[0.5, 0.4, 0.2], [0.1, 0.3, 9.0], [0.2, 9.0, 9.0], [0.0, 0.0, 0.0]])
+    # gamma = lam = 1: A_t = (sum of rewards from t) - V_t, whatever the later values
+    hand_rewards = [[1.6, 1.5, 1.3], [0.2, -0.2], [0.5], [1.0, 1.0, 0.9]]  # returns-to-go of r + acc
+    hand_adv = [[1.6 - 0.5, 1.5 - 0.4, 1.3 - 0.2], [0.2 - 0.1, -0.2 - 0.3], [0.5 - 0.2], [1.0, 1.0, 0.9]]
+    returns, adv = gae_advantages(R, ACC, MASK, n=2, values=values)
+    torch.testing.assert_close(returns, _padded(hand_rewards))  # A + V: the returns-to-go
+    torch.testing.assert_close(adv, _padded(_whiten(hand_adv)), atol=1e-5, rtol=1e-5)
+    # gamma = 0.5, lam = 0.5 on row 1 (rewards 0.4, -0.2 + 0 outcome; V 0.1, 0.3):
+    # delta_1 = -0.2 - 0.3 = -0.5; delta_0 = 0.4 + 0.5 * 0.3 - 0.1 = 0.45; A_0 = 0.45 + 0.25 * -0.5
+    returns, _ = gae_advantages(R, ACC, MASK, n=2, values=values, gamma=0.5, lam=0.5)
+    torch.testing.assert_close(returns[1], torch.tensor([0.45 - 0.125 + 0.1, -0.5 + 0.3, 0.0]))
+
+
+def test_value_loss_by_hand():
+    from eurus_prime.core.ppo import value_loss
+
+    mask = torch.tensor([[1.0, 1.0, 0.0]])
+    old = torch.tensor([[0.0, 1.0, 0.0]])
+    returns = torch.tensor([[2.0, 1.0, 5.0]])
+    values = torch.tensor([[1.0, 0.0, 7.0]], requires_grad=True)
+    loss, stats = value_loss(values, old, returns, mask, clip_range=0.5)
+    # token 0: V 1, clipped 0.5: max((1-2)^2, (0.5-2)^2) = 2.25 (clipped); token 1: V 0, clipped 0.5:
+    # max(1, 0.25) = 1 (unclipped). 0.5 * mean(2.25, 1) = 0.8125; padding ignored
+    torch.testing.assert_close(loss, torch.tensor(0.8125))
+    torch.testing.assert_close(stats["vf_clipfrac"], torch.tensor(0.5))
+    loss.backward()
+    torch.testing.assert_close(values.grad, torch.tensor([[0.0, -0.5, 0.0]]))  # the clipped term has no gradient
+
+
 # --------------------------------------------------------------------------- plain loops
+def _gae_loop(process, acc, mask, n, pc, oc, penalty, values, gamma, lam):
+    """GAE as in the textbook: per row, a backward loop over its own tokens."""
+    returns, advs = [], []
+    for i in range(len(acc)):
+        length = int(sum(mask[i]))
+        rew = [
+            pc * float(process[i][t])
+            - (float(penalty[i][t]) if penalty is not None else 0.0)
+            + (oc * float(acc[i]) if t == length - 1 else 0.0)
+            for t in range(length)
+        ]
+        v = [float(values[i][t]) for t in range(length)]
+        adv, running = [0.0] * length, 0.0
+        for t in reversed(range(length)):
+            next_v = v[t + 1] if t + 1 < length else 0.0
+            running = rew[t] + gamma * next_v - v[t] + gamma * lam * running
+            adv[t] = running
+        advs.append(adv)
+        returns.append([adv[t] + v[t] for t in range(length)])
+    return returns, _whiten(advs)
+
+
+@pytest.mark.parametrize("seed,groups,n,length", [(0, 2, 4, 5), (1, 3, 2, 9), (3, 4, 4, 16)])
+@pytest.mark.parametrize("gamma,lam", [(1.0, 1.0), (0.9, 0.95), (1.0, 0.0)])
+@pytest.mark.parametrize("with_penalty", [False, True])
+def test_gae_equals_a_plain_loop(seed, groups, n, length, gamma, lam, with_penalty):
+    process, acc, mask, penalty = _random_batch(seed, groups, n, length, partial=True)
+    penalty = 0.1 * penalty if with_penalty else None
+    values = torch.randn(process.shape, generator=torch.Generator().manual_seed(seed + 100))
+    returns, adv = gae_advantages(
+        process, acc, mask, n, 2.0, 1.0, token_penalty=penalty, values=values, gamma=gamma, lam=lam
+    )
+    loop_returns, loop_adv = _gae_loop(process, acc, mask, n, 2.0, 1.0, penalty, values, gamma, lam)
+    width = mask.shape[1]
+    torch.testing.assert_close(returns, _padded(loop_returns, width), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(adv, _padded(loop_adv, width), atol=1e-4, rtol=1e-4)
+
+
 def _loop(name, process, acc, mask, n, pc, oc, penalty):
     """The estimators of core/advantages.py, written as plain Python loops over rows and tokens."""
     b = len(acc)

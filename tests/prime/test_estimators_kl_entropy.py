@@ -37,10 +37,18 @@ def _by_hand(seed=0):
 def test_estimate_advantages_runs_the_named_estimator(name):
     prm_rewards, outcomes, _ = _by_hand()
     cfg = dataclasses.replace(CFG, advantage_estimator=name, process_coef=0.5, outcome_coef=2.0)
-    adv = policy_lib.estimate_advantages(prm_rewards, outcomes, cfg)
     rewards, mask, lengths = pad_ragged(list(prm_rewards["token_rewards"]))
+    extra: dict = {}
+    values = None
+    if name == "gae":  # the critic's values, per token
+        v = torch.linspace(-1, 1, mask.numel()).view(mask.shape) * mask
+        values = prm_rewards[["prompt_id", "sample_idx"]].assign(
+            values=[v[i, :n].numpy() for i, n in enumerate(lengths)]
+        )
+        extra = {"values": v, "gamma": cfg.gae_gamma, "lam": cfg.gae_lambda}
+    adv = policy_lib.estimate_advantages(prm_rewards, outcomes, cfg, values=values)
     returns, expected = ADVANTAGE_ESTIMATORS[name](
-        rewards, torch.tensor(SCORES, dtype=torch.float32), mask, N, process_coef=0.5, outcome_coef=2.0
+        rewards, torch.tensor(SCORES, dtype=torch.float32), mask, N, process_coef=0.5, outcome_coef=2.0, **extra
     )
     for i, n in enumerate(lengths):
         np.testing.assert_array_equal(adv["advantages"][i], expected[i, :n].numpy())

@@ -255,8 +255,13 @@ def test_no_selected_group_skips_the_update_and_says_so(iteration0, tiny_tokeniz
         (
             {"advantage_estimator": "ppo"},
             "prime.advantage_estimator = 'ppo' is invalid: valid values are "
-            "['rloo', 'rft', 'reinforce', 'reinforce_pp', 'grpo', 'prm_value']",
+            "['rloo', 'rft', 'reinforce', 'reinforce_pp', 'grpo', 'prm_value', 'gae']",
         ),
+        ({"gae_lambda": 1.5}, "prime.gae_lambda = 1.5 is invalid: must be in [0, 1]"),
+        ({"critic_lr": 0.0}, "prime.critic_lr = 0.0 is invalid: must be > 0"),
+        ({"max_draws_per_iteration": 0}, "prime.max_draws_per_iteration = 0 is invalid: must be >= 1"),
+        ({"buffer_max_staleness": -1}, "prime.buffer_max_staleness = -1 is invalid: must be >= 0"),
+        ({"filter_mode": "twice"}, "valid values are ['regenerate', 'single_draw', 'fixed_batch']"),
         ({"prm_freeze_after": -1}, "prime.prm_freeze_after = -1 is invalid"),
         ({"prm_loss": "bce"}, "prime.prm_loss = 'bce' is invalid: valid values are ['ce', 'dpo']"),
         ({"kl_coef": -0.1}, "prime.kl_coef = -0.1 is invalid: must be >= 0"),

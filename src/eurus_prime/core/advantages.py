@@ -12,6 +12,8 @@ Every estimator takes the same arguments and returns ``(returns, advantages)``, 
 - ``reinforce``, ``reinforce_pp``, ``grpo``: the paper's section on other RL algorithms (Table 4);
   the process rewards always enter as their returns, as in PRIME.
 - ``prm_value``: the implicit PRM as a value model instead of a reward.
+- ``gae``: PPO with a learned value model (a critic, ``prime/critic.py``), rewards as in
+  ``reinforce_pp``.
 - ``rft``: rejection-sampling fine-tuning weights.
 
 ``token_penalty`` (optional, (batch, response_len)) is a per-token cost subtracted from the
@@ -289,6 +291,59 @@ def rft_advantages(
     return accepted, accepted.clone()
 
 
+def gae_advantages(
+    process_rewards: torch.Tensor,
+    outcome: torch.Tensor,
+    mask: torch.Tensor,
+    n: int,
+    process_coef: float = 1.0,
+    outcome_coef: float = 1.0,
+    token_penalty: torch.Tensor | None = None,
+    values: torch.Tensor | None = None,
+    gamma: float = 1.0,
+    lam: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``gae``: PPO's generalised advantage estimation against a learned value model (Schulman et
+    al. 2016; verl ``compute_gae_advantage_return``), with the process rewards added to the token
+    rewards (the PRIME paper's Table 4, "PPO + PRIME").
+
+    Token rewards ``rew[b, t] = process_coef * r[b, t] + outcome_coef * acc_b * [t = last_b] -
+    penalty[b, t]``; ``delta[b, t] = rew[b, t] + gamma * V[b, t + 1] - V[b, t]`` (V = 0 after the
+    last token); ``A[b, t] = sum_{k >= 0} (gamma * lam)^k * delta[b, t + k]``; ``returns = A + V``
+    (the critic's targets); ``advantages = whiten(A)`` over the batch, as verl does.
+
+    Args:
+        process_rewards: (batch, response_len) process rewards r.
+        outcome: (batch,) outcome scores acc.
+        mask: (batch, response_len) response tokens.
+        n: samples per prompt (only checked: GAE needs no groups).
+        process_coef, outcome_coef: weights of the two sources.
+        token_penalty: (batch, response_len) or None.
+        values: (batch, response_len) the critic's V of the state before each response token
+            (``critic.compute_values``); required.
+        gamma, lam: discount and GAE's lambda (verl's defaults: 1 and 1).
+    Returns:
+        ``returns`` and ``advantages``, both (batch, response_len), 0 on padding.
+    """
+    if values is None:
+        raise ValueError("gae needs the critic's values (prime.advantage_estimator: gae runs compute_values)")
+    _check_groups(process_rewards.shape[0], n)
+    mask = mask.to(process_rewards.dtype)
+    rewards = process_coef * process_rewards + outcome_coef * last_token_mask(mask) * outcome.to(mask.dtype)[:, None]
+    if token_penalty is not None:
+        rewards = rewards - token_penalty.to(mask.dtype)
+    rewards, v = rewards * mask, values.to(mask.dtype) * mask
+    next_v = torch.cat([v[:, 1:], torch.zeros_like(v[:, :1])], dim=-1)  # 0 past each row's last token
+    deltas = (rewards + gamma * next_v - v) * mask
+    adv = torch.zeros_like(deltas)
+    running = torch.zeros_like(deltas[:, 0])
+    for t in range(deltas.shape[1] - 1, -1, -1):
+        running = deltas[:, t] + gamma * lam * running * mask[:, t]
+        adv[:, t] = running
+    adv = adv * mask
+    return (adv + v) * mask, masked_whiten(adv, mask)
+
+
 AdvantageEstimator = Callable[..., tuple[torch.Tensor, torch.Tensor]]
 
 #: ``prime.advantage_estimator`` -> the estimator; each is called as
@@ -300,7 +355,11 @@ ADVANTAGE_ESTIMATORS: dict[str, AdvantageEstimator] = {
     "reinforce_pp": reinforce_pp_advantages,
     "grpo": grpo_advantages,
     "prm_value": prm_value_advantages,
+    "gae": gae_advantages,
 }
+
+#: The estimators that need the critic's values (``values=``) and the critic stages.
+NEEDS_CRITIC = frozenset({"gae"})
 
 
 def advantage_estimator(name: str) -> AdvantageEstimator:

@@ -1,4 +1,5 @@
-"""PPO's clipped surrogate policy loss with its diagnostics (PRIME_REFERENCE.md, "Policy update")."""
+"""PPO's clipped surrogate policy loss (PRIME_REFERENCE.md, "Policy update") and the critic's clipped
+value loss, with their diagnostics."""
 
 from __future__ import annotations
 
@@ -37,3 +38,34 @@ def ppo_policy_loss(
             "ppo_kl": masked_mean(-log_ratio, mask),
         }
     return pg_loss, stats
+
+
+def value_loss(
+    values: torch.Tensor,
+    old_values: torch.Tensor,
+    returns: torch.Tensor,
+    mask: torch.Tensor,
+    clip_range: float = 0.5,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """PPO's clipped value loss (verl ``compute_value_loss``; cliprange_value 0.5 by default).
+
+    ``0.5 * token-mean of max((V - R)^2, (clip(V, V_old - c, V_old + c) - R)^2)``.
+
+    Args:
+        values: (batch, response_len) the critic's values now (with grad).
+        old_values: (batch, response_len) its values when the returns were computed.
+        returns: (batch, response_len) the targets (GAE's ``A + V_old``).
+        mask: (batch, response_len) response tokens.
+        clip_range: c, how far a value may move from its old value before the clipped term holds.
+    Returns:
+        ``vf_loss`` (scalar) and ``{"vf_clipfrac"}``: the share of tokens where the clipped term is
+        the larger.
+    """
+    mask = mask.to(values.dtype)
+    clipped = old_values + torch.clamp(values - old_values, -clip_range, clip_range)
+    unclipped_loss = (values - returns) ** 2
+    clipped_loss = (clipped - returns) ** 2
+    loss = 0.5 * masked_mean(torch.maximum(unclipped_loss, clipped_loss), mask)
+    with torch.no_grad():
+        stats = {"vf_clipfrac": masked_mean((clipped_loss > unclipped_loss).to(mask.dtype), mask)}
+    return loss, stats

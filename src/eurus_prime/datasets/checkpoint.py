@@ -95,8 +95,13 @@ class HFTokenizerDataset(_HFFolderDataset):
         write_dir_atomically(Path(str(self._get_save_path())), tokenizer.save_pretrained)
 
 
+HEADS = ("causal_lm", "value")
+
+
 class HFCheckpointDataset(_HFFolderDataset):
-    """A model + tokenizer folder, loaded as a ``Checkpoint`` with ``AutoModelForCausalLM``.
+    """A model + tokenizer folder, loaded as a ``Checkpoint`` with ``AutoModelForCausalLM``, or
+    with ``head: value`` as a critic (``AutoModelForTokenClassification``, one output; a causal LM
+    folder, such as the SFT model a critic starts from, gets a new value head set to 0).
 
     ``initial`` and ``iteration`` serve the PRIME loop's ``policy_in``/``prm_in``: at iteration 0,
     and only then, a checkpoint with no saved version loads ``initial`` instead (the SFT model: a
@@ -113,10 +118,14 @@ class HFCheckpointDataset(_HFFolderDataset):
         initial: str | None = None,
         iteration: int | None = None,
         hub_id: str | None = None,
+        head: str = "causal_lm",
     ) -> None:
         super().__init__(filepath=filepath, version=version, load_args=load_args, metadata=metadata, hub_id=hub_id)
+        if head not in HEADS:
+            raise DatasetError(f"head {head!r} is not one of {list(HEADS)}")
         self._initial = initial
         self._iteration = None if iteration is None else int(iteration)
+        self._head = head
 
     def _fallback(self) -> HFCheckpointDataset | None:
         if self._initial is None or self._version is None:
@@ -138,6 +147,7 @@ class HFCheckpointDataset(_HFFolderDataset):
             version=Version(None, None) if versioned else None,
             load_args=self._load_args,
             hub_id=self._hub_id,
+            head=self._head,
         )
 
     def load(self) -> Checkpoint:
@@ -148,7 +158,10 @@ class HFCheckpointDataset(_HFFolderDataset):
 
         source = self._source()
         tokenizer = AutoTokenizer.from_pretrained(source)
-        model = AutoModelForCausalLM.from_pretrained(source, **self._load_args)
+        if self._head == "value":
+            model = _value_model(source, self._load_args)
+        else:
+            model = AutoModelForCausalLM.from_pretrained(source, **self._load_args)
         state = None
         if (Path(source) / OPTIMIZER_FILE).exists():
             state = load_optimizer_state(Path(source) / OPTIMIZER_FILE)
@@ -197,6 +210,25 @@ class HFCheckpointDataset(_HFFolderDataset):
                 torch.save(checkpoint.optimizer_state, tmp / OPTIMIZER_FILE)
 
         write_dir_atomically(Path(str(self._get_save_path())), write)
+
+
+def _value_model(source: str, load_args: dict[str, Any]):
+    """A critic folder as saved, or a causal LM folder with a new value head (``value_model_from``)."""
+    from transformers import AutoConfig, AutoModelForTokenClassification
+
+    from eurus_prime.engines.values import value_model_from
+
+    architectures = AutoConfig.from_pretrained(source).architectures or []
+    if any(a.endswith("ForTokenClassification") for a in architectures):
+        return AutoModelForTokenClassification.from_pretrained(source, **load_args)
+    import transformers
+
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()  # "newly initialized: score.weight" is the point here
+    try:
+        return value_model_from(source, **load_args)
+    finally:
+        transformers.logging.set_verbosity(verbosity)
 
 
 def load_optimizer_state(path: Path) -> dict:

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from eurus_prime.core.advantages import ADVANTAGE_ESTIMATORS as _ESTIMATOR_REGISTRY
+from eurus_prime.core.advantages import NEEDS_CRITIC
 from eurus_prime.core.kl import KL_ESTIMATORS
 from eurus_prime.core.rewards import PRM_LOSSES
 from eurus_prime.engines.rollout.base import ENGINES as _ENGINE_REGISTRY
@@ -116,7 +117,9 @@ class PrimeConfig:
     accepted sample; process rewards are ignored); ``reinforce`` (batch-mean outcome baseline),
     ``reinforce_pp`` (REINFORCE++: returns whitened over the batch), ``grpo`` (group mean/std of
     the outcome), each plus the process returns; ``prm_value`` (the PRM's cumulative reward as the
-    value, the outcome as the reward). Formulas: ``core/advantages.py``."""
+    value, the outcome as the reward); ``gae`` (PPO: a learned critic's values, GAE with
+    ``gae_gamma``/``gae_lambda``; the iteration runs the ``prime_iteration_ppo`` pipeline, which adds
+    ``compute_values`` and ``update_critic``). Formulas: ``core/advantages.py``."""
     process_reward: str = "implicit"
     """The process rewards the advantages use: ``implicit`` (the PRM's, PRIME) or, for worlds with
     a step checker (the chains world), a ground-truth one from each rollout's first wrong step:
@@ -130,6 +133,15 @@ class PrimeConfig:
     process_gamma: float = 1.0
     """Discount of the process returns (the reference: 1, every process reward reaches all earlier
     tokens); 0 keeps each token's process reward on that token (a credit-localisation ablation)."""
+    gae_gamma: float = 1.0
+    """``gae``: discount of the token rewards (verl's default 1)."""
+    gae_lambda: float = 1.0
+    """``gae``: GAE's lambda (verl's default 1: the advantage is the return minus the value)."""
+    critic_lr: float = 1e-3
+    """``gae``: the critic's AdamW learning rate (verl runs its critic at 10x the actor's rate)."""
+    value_clip: float = 0.5
+    """``gae``: a value may move this far from the value the returns were computed with before the
+    clipped term of the value loss holds (verl's ``cliprange_value``)."""
     # --- policy update (PPO) ---
     policy_lr: float = 1e-4
     policy_weight_decay: float = 0.01
@@ -241,7 +253,7 @@ class PrimeConfig:
         ):
             if getattr(self, name) not in allowed:
                 bad(name, f"valid values are {list(allowed)}")
-        for name in ("beta", "prm_lr", "policy_lr", "clip_ratio", "logprob_reuse_tol"):
+        for name in ("beta", "prm_lr", "policy_lr", "critic_lr", "value_clip", "clip_ratio", "logprob_reuse_tol"):
             if getattr(self, name) <= 0:
                 bad(name, "must be > 0")
         for name in (
@@ -256,8 +268,9 @@ class PrimeConfig:
         ):
             if getattr(self, name) < 0:
                 bad(name, "must be >= 0")
-        if not 0.0 <= self.process_gamma <= 1.0:
-            bad("process_gamma", "must be in [0, 1]")
+        for name in ("process_gamma", "gae_gamma", "gae_lambda"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                bad(name, "must be in [0, 1]")
         if self.process_gamma != 1.0 and self.advantage_estimator != "rloo":
             bad(
                 "process_gamma",
@@ -311,6 +324,17 @@ class PrimeConfig:
     def prm_frozen(self, iteration: int) -> bool:
         """Whether the PRM takes no update at ``iteration`` (``prm_freeze_after``)."""
         return self.prm_freeze_after is not None and iteration >= self.prm_freeze_after
+
+    @property
+    def needs_critic(self) -> bool:
+        """Whether the estimator learns a value model (``gae``): the iteration then runs
+        ``prime_iteration_ppo``."""
+        return self.advantage_estimator in NEEDS_CRITIC
+
+    @property
+    def pipeline(self) -> str:
+        """The registered pipeline one iteration with this configuration runs."""
+        return "prime_iteration_ppo" if self.needs_critic else "prime_iteration"
 
     @property
     def prompts_drawn(self) -> int:

@@ -29,11 +29,16 @@ def _kl_in_reward(cfg: PrimeConfig) -> bool:
 
 
 def estimate_advantages(
-    prm_rewards: pd.DataFrame, outcomes: pd.DataFrame, cfg: PrimeConfig, process_rewards: pd.DataFrame | None = None
+    prm_rewards: pd.DataFrame,
+    outcomes: pd.DataFrame,
+    cfg: PrimeConfig,
+    process_rewards: pd.DataFrame | None = None,
+    values: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Returns and advantages by ``prime.advantage_estimator`` (``core.advantages``; ``rloo``, the
     default, is PRIME's). With ``kl_coef > 0`` and ``kl_in: reward`` the per-token penalty
-    ``kl_coef * KL(old policy, reference)`` comes from ``process_rewards``' log-probs.
+    ``kl_coef * KL(old policy, reference)`` comes from ``process_rewards``' log-probs. ``gae``
+    takes the critic's ``values`` table (``critic.compute_values``).
 
     Returns one row per selected rollout: the key, ``outcome`` (verifier score), ``process_return``
     (the sum of the token rewards), ``returns`` and ``advantages`` (per token), and with the KL in
@@ -78,7 +83,21 @@ def estimate_advantages(
         penalty = cfg.kl_coef * kl
         kl_columns["kl"] = (kl.sum(-1) / mask.sum(-1).clamp(min=1)).tolist()
     estimate = advantage_estimator(cfg.advantage_estimator)
-    gamma = {"process_gamma": cfg.process_gamma} if cfg.advantage_estimator == "rloo" else {}
+    gamma: dict[str, Any] = {"process_gamma": cfg.process_gamma} if cfg.advantage_estimator == "rloo" else {}
+    if cfg.needs_critic:
+        if values is None:
+            raise ValueError(
+                f"estimate_advantages: prime.advantage_estimator = {cfg.advantage_estimator!r} needs the "
+                "critic's values: run the prime_iteration_ppo pipeline (eurus-prime train picks it)"
+            )
+        v = data[KEY].merge(values[KEY + ["values"]], on=KEY, how="left", validate="one_to_one")
+        if v["values"].isna().any():
+            r = v[v["values"].isna()].iloc[0]
+            raise ValueError(
+                f"estimate_advantages: rollout ({r.prompt_id}, {r.sample_idx}) has no critic value; "
+                "rerun compute_values for this iteration"
+            )
+        gamma = {"values": pad_values(list(v["values"]), mask.shape[1]), "gamma": cfg.gae_gamma, "lam": cfg.gae_lambda}
     returns, adv = estimate(
         rewards,
         outcome,

@@ -135,10 +135,10 @@ def _eval_metrics(report: pd.DataFrame) -> dict[str, float]:
 
 def _stage_seconds(project: Path, iteration: int) -> float:
     """Wall time of the iteration's stages (their latest manifests, saves included)."""
-    from eurus_prime.pipelines.prime_iteration.pipeline import STAGES
+    from eurus_prime.pipelines.prime_iteration.pipeline import PPO_STAGES  # every stage of either pipeline
 
     root = project / manifests.ROOT
-    records = [manifests.latest(iter_dir(iteration), stage, root) for stage in STAGES]
+    records = [manifests.latest(iter_dir(iteration), stage, root) for stage in PPO_STAGES]
     return float(sum(r["seconds"] for r in records if r))
 
 

@@ -34,7 +34,7 @@ from eurus_prime.runs.session import create_session
 
 log = logging.getLogger(__name__)
 
-PIPELINE = "prime_iteration"
+PIPELINE = "prime_iteration"  # prime_iteration_ppo with a critic: PrimeConfig.pipeline
 #: The registered model that holds the best-evaluated policy of each campaign.
 REGISTERED_POLICY = "eurus_prime_policy"
 CAMPAIGN_FILE = Path("data/08_reporting/campaign.json")
@@ -92,12 +92,10 @@ def incomplete_stage(catalog, pipeline, params: dict, scope: str, root: Path | N
     """The first stage of ``scope`` (in pipeline order) that is not complete now, and why: it has no
     manifest, an output is missing, a parameter it read has changed, or an input it read has been
     rewritten by a later run of an earlier stage. None when every stage is complete."""
-    from eurus_prime.pipelines.prime_iteration.pipeline import STAGES
-
     root = manifests.ROOT if root is None else root
     by_name = {n.name: n for n in pipeline.nodes}
     upstream: dict[str, dict] = {}
-    for stage in STAGES:
+    for stage in _stages(params):
         node = by_name[stage]
         current = {
             i: _param_value(params, i) for i in node.inputs if i.startswith("params:") and i not in ATTEMPT_PARAMS
@@ -118,7 +116,6 @@ def _incomplete(project: Path, env: str | None, iteration: int, params: dict | N
     manual rerun of one of them), so every later stage reads what the manifests record."""
     from kedro.framework.project import pipelines
 
-    from eurus_prime.pipelines.prime_iteration.pipeline import STAGES
     from eurus_prime.runs.guard.hooks import prune_stage
     from eurus_prime.runs.layout import iter_dir
     from eurus_prime.runs.progress import iteration_complete
@@ -127,15 +124,27 @@ def _incomplete(project: Path, env: str | None, iteration: int, params: dict | N
         return None, None
     with _session(project, env, {**(params or {}), "iteration": iteration}) as session:
         context = session.load_context()
-        pipeline = pipelines[PIPELINE]
+        pipeline = pipelines[_pipeline_name(context.params)]
+        stages = _stages(context.params)
         todo = incomplete_stage(
             context.catalog, pipeline, context.params, iter_dir(iteration), project / manifests.ROOT
         )
         if todo is not None:
             for node in pipeline.nodes:
-                if STAGES.index(node.name) < STAGES.index(todo[0]):
+                if stages.index(node.name) < stages.index(todo[0]):
                     prune_stage(context.catalog, node, iter_dir(iteration), project)
         return todo, context.params
+
+
+def _pipeline_name(params: dict) -> str:
+    """The pipeline an iteration with these parameters runs (``PrimeConfig.pipeline``)."""
+    return PrimeConfig.coerce(params["prime"]).pipeline
+
+
+def _stages(params: dict) -> tuple[str, ...]:
+    from eurus_prime.pipelines.prime_iteration.pipeline import stages_of
+
+    return stages_of(_pipeline_name(params))
 
 
 def _last_draw(iteration: int) -> int:
@@ -442,17 +451,23 @@ def _run_draws(
     prompt groups pass the filter or ``prime.max_draws_per_iteration`` draws are made; then the
     rest of the iteration trains on the first B. In every mode a draw where no group passes is
     followed by another, within the same limit."""
-    from eurus_prime.pipelines.prime_iteration.pipeline import STAGES
-
     cfg = PrimeConfig.coerce(values["prime"])
-    filter_at = STAGES.index("filter_prompts")
+    stages = _stages(values)
+    filter_at = stages.index("filter_prompts")
     while True:
         digest = config_digest(values, draw)
         attempt = {**params, "draw": draw}
         try:
-            if STAGES.index(first) <= filter_at:
+            if stages.index(first) <= filter_at:
                 _run_iteration(
-                    project, env, campaign, iteration, attempt, STAGES[STAGES.index(first) : filter_at + 1], digest
+                    project,
+                    env,
+                    campaign,
+                    iteration,
+                    attempt,
+                    stages[stages.index(first) : filter_at + 1],
+                    digest,
+                    cfg.pipeline,
                 )
                 report = load_dataset(project, env, "filter_report", iteration)
                 if report is not None and needs_another_draw(report, cfg):
@@ -466,8 +481,10 @@ def _run_draws(
                     )
                     draw, first = draw + 1, "sample_prompts"
                     continue
-                first = STAGES[filter_at + 1]
-            _run_iteration(project, env, campaign, iteration, attempt, STAGES[STAGES.index(first) :], digest)
+                first = stages[filter_at + 1]
+            _run_iteration(
+                project, env, campaign, iteration, attempt, stages[stages.index(first) :], digest, cfg.pipeline
+            )
             return draw
         except NothingSelected as err:
             if draw + 1 >= cfg.max_draws_per_iteration:
@@ -500,6 +517,7 @@ def _run_iteration(
     params: dict,
     stages: tuple[str, ...] | list[str],
     config: str,
+    pipeline: str = PIPELINE,
 ) -> None:
     """One session of ``prime_iteration`` running ``stages``, logging to the iteration's MLflow
     run: the existing one with the same parameters (``config``) when there is one (a resumed
@@ -512,7 +530,7 @@ def _run_iteration(
     try:
         # The stages by name, not what lies downstream of the first: evaluate_prm is a sibling of
         # estimate_advantages (Kedro's --from-nodes would leave it out), and a draw stops at the filter.
-        run_pipeline(project, env, PIPELINE, params, node_names=list(stages))
+        run_pipeline(project, env, pipeline, params, node_names=list(stages))
     finally:
         os.environ.pop("MLFLOW_RUN_CONTEXT", None)
         os.environ.pop("MLFLOW_RUN_ID", None)

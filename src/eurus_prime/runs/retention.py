@@ -1,7 +1,7 @@
 """Disk: checkpoint retention during training, and ``eurus-prime gc`` for old table versions.
 
 Checkpoints dominate disk (at 7B, ~15 GB of bf16 weights plus ~60 GB of AdamW state per model per
-iteration), so training keeps the policy and PRM of the last ``keep_last`` iterations plus the
+iteration), so training keeps the policy, PRM (and critic) of the last ``keep_last`` iterations plus the
 best one by held-out evaluation, and deletes the rest (``train.keep_checkpoints``). Each deletion
 is logged in ``data/09_manifests/retention.jsonl``, so the manifests that record those folders
 still count as complete. Parquet tables are small and are the record of the run: they are kept,
@@ -20,7 +20,7 @@ import pandas as pd
 from eurus_prime.runs import manifests
 
 VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}\.\d{2}\.\d{2}\.\d{3}Z$")
-MODEL_FOLDERS = ("policy", "prm")
+MODEL_FOLDERS = ("policy", "prm", "critic")
 
 
 @dataclass
@@ -60,7 +60,7 @@ def best_iteration(project: Path) -> int | None:
 
 
 def prune_checkpoints(project: Path, keep_last: int, dry_run: bool = False, current: int | None = None) -> Pruned:
-    """Delete the policy/PRM checkpoints of all but the last ``keep_last`` iterations and the best
+    """Delete the policy/PRM/critic checkpoints of all but the last ``keep_last`` iterations and the best
     evaluated one. Iteration i's checkpoints are the ``iter_{i+1}`` folders it wrote.
 
     ``current``: the folder the training loop just wrote (``i + 1``); the kept window ends there

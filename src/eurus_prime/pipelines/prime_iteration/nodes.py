@@ -16,6 +16,7 @@ import pandas as pd
 from eurus_prime.datasets import Checkpoint
 from eurus_prime.engines.train import ranks
 from eurus_prime.eval.evaluation import EvalConfig, accuracy_report, evaluate_prompts
+from eurus_prime.prime import critic as critic_lib
 from eurus_prime.prime import policy as policy_lib
 from eurus_prime.prime import prm as prm_lib
 from eurus_prime.prime import prm_eval as prm_eval_lib
@@ -177,6 +178,51 @@ def estimate_advantages(
         adv = policy_lib.estimate_advantages(prm_rewards, outcomes, prime, process_rewards)
     m.update(policy_lib.advantage_metrics(adv))
     return adv, _stepped(m, iteration)
+
+
+def compute_values(
+    critic_in: Checkpoint, rollouts: pd.DataFrame, filter_report: pd.DataFrame, prime: PrimeConfig, iteration: int
+) -> tuple[pd.DataFrame, dict]:
+    """``prime_iteration_ppo``: the critic's values of the selected rollouts' states."""
+    m: dict[str, float] = {}
+    with _timed(m, "compute_values"):
+        values = critic_lib.compute_values(critic_in, rollouts, filter_report, prime, on_progress=monitor.step)
+    return values, _stepped(m, iteration)
+
+
+def estimate_advantages_with_values(
+    prm_rewards: pd.DataFrame,
+    outcomes: pd.DataFrame,
+    process_rewards: pd.DataFrame,
+    values: pd.DataFrame,
+    prime: PrimeConfig,
+    iteration: int,
+) -> tuple[pd.DataFrame, dict]:
+    """``prime_iteration_ppo``: GAE against the critic's values (``prime.advantage_estimator: gae``)."""
+    m: dict[str, float] = {}
+    with _timed(m, "estimate_advantages"):
+        adv = policy_lib.estimate_advantages(prm_rewards, outcomes, prime, process_rewards, values)
+    m.update(policy_lib.advantage_metrics(adv))
+    return adv, _stepped(m, iteration)
+
+
+def update_critic(
+    critic_in: Checkpoint,
+    rollouts: pd.DataFrame,
+    values: pd.DataFrame,
+    advantages: pd.DataFrame,
+    prime: PrimeConfig,
+    iteration: int,
+):
+    """``prime_iteration_ppo``: the critic's clipped value loss against the GAE returns (in this
+    process, whatever ``prime.deepspeed.num_procs``)."""
+    m: dict[str, float] = {}
+    with _timed(m, "update_critic"):
+        critic_out, stats = critic_lib.update_critic(
+            critic_in, rollouts, values, advantages, prime, iteration, on_progress=monitor.step
+        )
+    m.update(critic_lib.critic_metrics(values, advantages, stats))
+    return critic_out, stats, _stepped(m, iteration)
 
 
 def update_policy(

@@ -36,6 +36,51 @@ STAGES = (
 )
 
 
+#: ``prime_iteration_ppo``'s nodes in order: PPO with a critic (``prime.advantage_estimator: gae``).
+PPO_STAGES = (
+    *STAGES[: STAGES.index("update_prm")],
+    "compute_values",
+    *STAGES[STAGES.index("update_prm") : STAGES.index("update_policy")],
+    "update_critic",
+    *STAGES[STAGES.index("update_policy") :],
+)
+
+
+def stages_of(name: str) -> tuple[str, ...]:
+    """The node names of a PRIME iteration pipeline, in the order resume walks them."""
+    if name not in ("prime_iteration", "prime_iteration_ppo"):
+        raise ValueError(f"{name!r} is not a PRIME iteration pipeline (prime_iteration, prime_iteration_ppo)")
+    return PPO_STAGES if name == "prime_iteration_ppo" else STAGES
+
+
+def create_ppo_pipeline(**kwargs) -> Pipeline:
+    """``prime_iteration`` plus a critic: ``compute_values`` before the advantages, which take its
+    values (GAE), and ``update_critic`` after them."""
+    base = create_pipeline().filter(node_names=[n for n in STAGES if n != "estimate_advantages"])
+    return base + pipeline(
+        [
+            node(
+                nodes.compute_values,
+                ["critic_in", "rollouts", "filter_report", CFG, IT],
+                ["values", "prime_values_metrics"],
+                name="compute_values",
+            ),
+            node(
+                nodes.estimate_advantages_with_values,
+                ["prm_rewards", "outcomes", "process_rewards", "values", CFG, IT],
+                ["advantages", "prime_adv_metrics"],
+                name="estimate_advantages",
+            ),
+            node(
+                nodes.update_critic,
+                ["critic_in", "rollouts", "values", "advantages", CFG, IT],
+                ["critic_out", "critic_stats", "prime_critic_metrics"],
+                name="update_critic",
+            ),
+        ]
+    )
+
+
 def create_pipeline(**kwargs) -> Pipeline:
     return pipeline(
         [
