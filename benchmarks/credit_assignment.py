@@ -70,6 +70,15 @@ ARMS = {
     "prime_offline": "prime.prm_freeze_after={offline_after}",
     "rft": RFT,
     "oracle_local": "prime.process_reward=oracle,prime.process_gamma=0.0",
+    # The paper's Table 4 (benchmarks/table4.py): each base algorithm without and with PRIME's
+    # implicit process rewards (the conf/chains PRM), and the PRM as a value model.
+    "reinforce": "prime.advantage_estimator=reinforce,prime.process_coef=0.0",
+    "reinforce_prime": "prime.advantage_estimator=reinforce",
+    "grpo": "prime.advantage_estimator=grpo,prime.process_coef=0.0",
+    "grpo_prime": "prime.advantage_estimator=grpo",
+    "ppo": "prime.advantage_estimator=gae,prime.process_coef=0.0",
+    "ppo_prime": "prime.advantage_estimator=gae",
+    "prm_value": "prime.advantage_estimator=prm_value",
 }
 LABELS = {
     "rloo": "RLOO (outcome only)",
@@ -81,6 +90,13 @@ LABELS = {
     "prime_offline": "PRIME (offline PRM)",
     "rft": "RFT (rejection sampling)",
     "oracle_local": "oracle, process returns with gamma 0",
+    "reinforce": "REINFORCE",
+    "reinforce_prime": "REINFORCE + PRIME",
+    "grpo": "GRPO",
+    "grpo_prime": "GRPO + PRIME",
+    "ppo": "PPO (GAE, critic)",
+    "ppo_prime": "PPO + PRIME",
+    "prm_value": "PRM as value model",
 }
 MA = 10  # moving-average window of the training verify score, in iterations (the paper's Fig. 3)
 

@@ -1,0 +1,175 @@
+"""The PRIME paper's Table 4 on the chains world: each base RL algorithm without and with PRIME's
+implicit process rewards, and the implicit PRM as a value model.
+
+    python benchmarks/credit_assignment.py --sft-from <chains project> --iterations 18 --eval-items 1000 \\
+        --points 3 --seeds 0 1 2 --arms reinforce reinforce_prime grpo grpo_prime ppo ppo_prime prm_value \\
+        --params prime.filter_mode=single_draw,prime.buffer_max_staleness=0 --out benchmarks/results/table4_runs
+    python benchmarks/table4.py
+
+The runs are ``credit_assignment.py``'s (same SFT model, 18 iterations = 13,824 rollouts per arm
+and seed, greedy pass@1 on the first 1,000 test prompts); its RLOO rows (``rloo``, and
+``prime_mb16`` = RLOO + PRIME with the conf/chains PRM) come from
+``benchmarks/results/credit_assignment.csv``, which was measured before the filtering loop existed:
+``filter_mode=single_draw`` with no buffer is that behaviour, so every row here draws its prompts
+the same way. The paper ran 240 steps per cell; we run 18 iterations (the runs budget equal
+rollouts, not equal wall time: the machine is shared, and wall times are recorded beside).
+
+Per row: held-out pass@1 (all prompts and the novel split; mean over seeds, and the range), the
+difference PRIME makes beside the seed spread, and the rollouts each arm needs to reach a fixed
+training verify score (10-iteration moving average): 80% of the way from the SFT model's score
+at iteration 0 to RLOO's final one, the level ``credit_assignment.py`` uses.
+Results: ``benchmarks/results/table4.{json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _project import ROOT, write_json, write_markdown  # noqa: E402
+from credit_assignment import MA, _reach_per_seed  # noqa: E402
+
+#: Table rows: (base algorithm, arm without process rewards, arm with PRIME's).
+ROWS = (
+    ("RLOO", "rloo", "rloo_prime"),
+    ("REINFORCE", "reinforce", "reinforce_prime"),
+    ("GRPO", "grpo", "grpo_prime"),
+    ("PPO (GAE)", "ppo", "ppo_prime"),
+)
+#: The paper's Table 4 (held-out average over its benchmarks, 240 steps).
+PAPER = {"RLOO": (36.9, 41.0), "REINFORCE": (36.0, 37.8), "GRPO": (36.1, 37.8), "PPO (GAE)": (35.8, 39.4)}
+PAPER_PRM_VALUE = 36.6
+#: Arms taken from credit_assignment.csv, renamed.
+REUSED = {"rloo": "rloo", "prime_mb16": "rloo_prime"}
+
+
+def load(runs: Path, reuse: Path):
+    import pandas as pd
+
+    def read(prefix: Path):
+        return pd.read_csv(prefix.with_suffix(".csv")), pd.read_csv(prefix.with_name(prefix.name + "_iterations.csv"))
+
+    rows, iters = read(runs)
+    old_rows, old_iters = read(reuse)
+    old_rows = old_rows[old_rows["arm"].isin(list(REUSED))].assign(arm=lambda d: d["arm"].map(REUSED))
+    old_iters = old_iters[old_iters["arm"].isin(list(REUSED))].assign(arm=lambda d: d["arm"].map(REUSED))
+    rows = pd.concat([rows[~rows["arm"].isin(list(REUSED.values()))], old_rows], ignore_index=True)
+    iters = pd.concat([iters[~iters["arm"].isin(list(REUSED.values()))], old_iters], ignore_index=True)
+    return rows, iters
+
+
+def summarise(rows, iters) -> dict:
+    import numpy as np
+
+    final = rows[(rows["arm"] != "sft_checkpoint") & (rows["point"] == rows["point"].max())]
+    iters = iters.sort_values(["arm", "seed", "iteration"]).copy()
+    iters["train_ma"] = iters.groupby(["arm", "seed"])["train_verify_score/all"].transform(
+        lambda s: s.rolling(MA, min_periods=1).mean()
+    )
+    last = iters.groupby(["arm", "seed"]).tail(1)
+    start = float(iters[iters["iteration"] == 0]["train_verify_score/all"].mean())
+    rloo_final = float(last[last["arm"] == "rloo"]["train_ma"].mean())
+    level = start + 0.8 * (rloo_final - start)
+
+    def arm_stats(arm: str) -> dict | None:
+        g = final[final["arm"] == arm]
+        if g.empty:
+            return None
+        reach = _reach_per_seed(iters[iters["arm"] == arm], "rollouts", level)
+        return {
+            "seeds": sorted(int(s) for s in g["seed"]),
+            "acc_all": round(float(g["acc_all"].mean()), 4),
+            "acc_all_per_seed": [round(float(v), 4) for v in g["acc_all"]],
+            "acc_novel": round(float(g["acc_novel"].mean()), 4),
+            "spread": round(float(g["acc_all"].max() - g["acc_all"].min()), 4),
+            "final_train_ma": round(float(last[last["arm"] == arm]["train_ma"].mean()), 4),
+            "rollouts_to_level_per_seed": [None if x != x else round(x) for x in reach],
+            "rollouts_to_level": None if all(x != x for x in reach) else round(float(np.nanmean(reach))),
+            "reached_in_seeds": int(sum(x == x for x in reach)),
+        }
+
+    out: dict = {"level": round(level, 4), "start_train_score": round(start, 4), "rows": {}, "paper": PAPER}
+    for name, without, with_prime in ROWS:
+        a, b = arm_stats(without), arm_stats(with_prime)
+        entry: dict = {"without": a, "with_prime": b}
+        if a and b:
+            diff = b["acc_all"] - a["acc_all"]
+            entry["prime_gain"] = round(diff, 4)
+            entry["gain_beyond_spread"] = bool(diff > max(a["spread"], b["spread"]))
+        out["rows"][name] = entry
+    out["prm_value"] = arm_stats("prm_value")
+    out["paper_prm_value"] = PAPER_PRM_VALUE
+    return out
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}"
+
+
+def _cell(s: dict | None) -> str:
+    if s is None:
+        return "not run"
+    lo, hi = min(s["acc_all_per_seed"]), max(s["acc_all_per_seed"])
+    spread = f" ({100 * lo:.1f}-{100 * hi:.1f})" if len(s["seeds"]) > 1 else ""
+    return f"{_pct(s['acc_all'])}{spread}, novel {_pct(s['acc_novel'])}, {len(s['seeds'])} seed(s)"
+
+
+def _reach_cell(s: dict | None) -> str:
+    if s is None:
+        return "-"
+    if s["rollouts_to_level"] is None:
+        return "not reached"
+    return f"{s['rollouts_to_level']:,} ({s['reached_in_seeds']}/{len(s['seeds'])})"
+
+
+def markdown(summary: dict, command: str) -> list[str]:
+    lines = [
+        "# The PRIME paper's Table 4 on the chains world",
+        "",
+        f"Commands: `{command}` (see the script's docstring for the runs).",
+        "",
+        "Held-out greedy pass@1 on the first 1,000 test prompts after 18 iterations (13,824 rollouts), mean "
+        "over seeds with the range; rollouts to a training verify score (10-iteration moving average) of "
+        f"{100 * summary['level']:.1f}% (80% of RLOO's gain over iteration 0's {100 * summary['start_train_score']:.1f}%), "
+        "mean over the seeds that reach it (reached/seeds).",
+        "",
+        "| base algorithm | without | with PRIME | PRIME's gain | beyond seed spread | rollouts to level: without / with | paper: without / with |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, entry in summary["rows"].items():
+        gain = entry.get("prime_gain")
+        lines.append(
+            f"| {name} | {_cell(entry['without'])} | {_cell(entry['with_prime'])} | "
+            f"{'n/a' if gain is None else f'{100 * gain:+.1f}'} | "
+            f"{'n/a' if gain is None else ('yes' if entry['gain_beyond_spread'] else 'no')} | "
+            f"{_reach_cell(entry['without'])} / {_reach_cell(entry['with_prime'])} | "
+            f"{PAPER[name][0]} / {PAPER[name][1]} |"
+        )
+    pv = summary["prm_value"]
+    lines += [
+        f"| PRM as value (prm_value) | {_cell(pv)} | | | | {_reach_cell(pv)} | {PAPER_PRM_VALUE} |",
+        "",
+        "```json",
+        json.dumps(summary, indent=1),
+        "```",
+    ]
+    return lines
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=Path, default=ROOT / "benchmarks/results/table4_runs")
+    ap.add_argument("--reuse", type=Path, default=ROOT / "benchmarks/results/credit_assignment")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/table4")
+    args = ap.parse_args()
+    rows, iters = load(args.runs, args.reuse)
+    summary = summarise(rows, iters)
+    write_json(args.out.with_suffix(".json"), summary)
+    write_markdown(args.out.with_suffix(".md"), markdown(summary, "python benchmarks/table4.py"), echo=True)
+
+
+if __name__ == "__main__":
+    main()
