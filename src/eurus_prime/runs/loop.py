@@ -389,11 +389,9 @@ def _train(
             log.info("iteration %d/%d (%s)", i + 1, iterations, iter_dir(i))
             start = time.perf_counter()
             draw = _last_draw(i) if first != "sample_prompts" else 0
-            draw = _run_draws(project, env, campaign, i, params, values, first, draw, echo)
+            draw, totals = _run_draws(project, env, campaign, i, params, values, first, draw, echo)
             seconds = time.perf_counter() - start
-            metrics = campaign.copy_iteration_metrics(
-                i, {"time/iteration_wall": seconds, **IO_TIMING.totals(), **MEMORY.totals()}
-            )
+            metrics = campaign.copy_iteration_metrics(i, {"time/iteration_wall": seconds, **totals})
             report = load_dataset(project, env, "eval_report", i)
             if report is not None and len(report):
                 campaign.log_text(report.to_string(index=False), f"eval/{iter_dir(i)}_eval_report.txt")
@@ -443,8 +441,9 @@ def _run_draws(
     first: str,
     draw: int,
     echo: Callable[[str], None],
-) -> int:
-    """Run the iteration from stage ``first`` of draw ``draw``; returns the last draw.
+) -> tuple[int, dict[str, float]]:
+    """Run the iteration from stage ``first`` of draw ``draw``; returns the last draw and the
+    hooks' I/O time and memory metrics over all of the iteration's sessions (``add_totals``).
 
     The reference's filtering loop (``prime.filter_mode: regenerate``): the first four stages run
     for draw 0, 1, ... (``params:draw``), each draw extending the iteration's tables, until B
@@ -454,6 +453,7 @@ def _run_draws(
     cfg = PrimeConfig.coerce(values["prime"])
     stages = _stages(values)
     filter_at = stages.index("filter_prompts")
+    totals: dict[str, float] = {}
     while True:
         digest = config_digest(values, draw)
         attempt = {**params, "draw": draw}
@@ -469,6 +469,7 @@ def _run_draws(
                     digest,
                     cfg.pipeline,
                 )
+                add_totals(totals, {**IO_TIMING.totals(), **MEMORY.totals()})
                 report = load_dataset(project, env, "filter_report", iteration)
                 if report is not None and needs_another_draw(report, cfg):
                     log.info(
@@ -485,8 +486,10 @@ def _run_draws(
             _run_iteration(
                 project, env, campaign, iteration, attempt, stages[stages.index(first) :], digest, cfg.pipeline
             )
-            return draw
+            add_totals(totals, {**IO_TIMING.totals(), **MEMORY.totals()})
+            return draw, totals
         except NothingSelected as err:
+            add_totals(totals, {**IO_TIMING.totals(), **MEMORY.totals()})
             if draw + 1 >= cfg.max_draws_per_iteration:
                 raise NothingSelected(
                     f"{err} — still nothing after {draw + 1} draw(s) (prime.max_draws_per_iteration="
@@ -495,6 +498,18 @@ def _run_draws(
                 ) from None
             draw, first = draw + 1, "sample_prompts"
             echo(f"  {err}; drawing again (draw {draw + 1} of at most {cfg.max_draws_per_iteration})")
+
+
+def add_totals(acc: dict[str, float], session: dict[str, float]) -> None:
+    """Fold one session's hook metrics into the iteration's: times add up, a node's
+    ``_rss_before_mb`` is its last run's, peaks are the highest."""
+    for key, value in session.items():
+        if key.startswith("time/"):
+            acc[key] = acc.get(key, 0.0) + value
+        elif key.endswith("_rss_before_mb"):
+            acc[key] = value
+        else:
+            acc[key] = max(acc.get(key, value), value)
 
 
 def config_digest(values: dict, draw: int) -> str:
