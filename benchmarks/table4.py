@@ -92,13 +92,21 @@ def summarise(rows, iters) -> dict:
         }
 
     out: dict = {"level": round(level, 4), "start_train_score": round(start, 4), "rows": {}, "paper": PAPER}
+    rloo = arm_stats("rloo")
     for name, without, with_prime in ROWS:
         a, b = arm_stats(without), arm_stats(with_prime)
         entry: dict = {"without": a, "with_prime": b}
         if a and b:
             diff = b["acc_all"] - a["acc_all"]
             entry["prime_gain"] = round(diff, 4)
-            entry["gain_beyond_spread"] = bool(diff > max(a["spread"], b["spread"]))
+            # The spread across seeds of the pair's arms; where an arm has one seed, RLOO's (3 seeds):
+            # one seed says nothing about its own spread.
+            measured = [x["spread"] for x in (a, b) if len(x["seeds"]) > 1]
+            if len(measured) == 2 or rloo is None:
+                entry["spread_yardstick"], entry["spread_from"] = round(max(measured, default=0.0), 4), "this pair"
+            else:
+                entry["spread_yardstick"], entry["spread_from"] = rloo["spread"], "RLOO's 3 seeds"
+            entry["gain_beyond_spread"] = bool(abs(diff) > entry["spread_yardstick"])
         out["rows"][name] = entry
     out["prm_value"] = arm_stats("prm_value")
     out["paper_prm_value"] = PAPER_PRM_VALUE
@@ -115,6 +123,11 @@ def _cell(s: dict | None) -> str:
     lo, hi = min(s["acc_all_per_seed"]), max(s["acc_all_per_seed"])
     spread = f" ({100 * lo:.1f}-{100 * hi:.1f})" if len(s["seeds"]) > 1 else ""
     return f"{_pct(s['acc_all'])}{spread}, novel {_pct(s['acc_novel'])}, {len(s['seeds'])} seed(s)"
+
+
+def _beyond(entry: dict) -> str:
+    yes = "yes" if entry["gain_beyond_spread"] else "no"
+    return f"{yes} ({100 * entry['spread_yardstick']:.1f}, {entry['spread_from']})"
 
 
 def _reach_cell(s: dict | None) -> str:
@@ -136,7 +149,7 @@ def markdown(summary: dict, command: str) -> list[str]:
         f"{100 * summary['level']:.1f}% (80% of RLOO's gain over iteration 0's {100 * summary['start_train_score']:.1f}%), "
         "mean over the seeds that reach it (reached/seeds).",
         "",
-        "| base algorithm | without | with PRIME | PRIME's gain | beyond seed spread | rollouts to level: without / with | paper: without / with |",
+        "| base algorithm | without | with PRIME | PRIME's gain | beyond the seed spread (spread, from) | rollouts to level: without / with | paper: without / with |",
         "|---|---|---|---|---|---|---|",
     ]
     for name, entry in summary["rows"].items():
@@ -144,7 +157,7 @@ def markdown(summary: dict, command: str) -> list[str]:
         lines.append(
             f"| {name} | {_cell(entry['without'])} | {_cell(entry['with_prime'])} | "
             f"{'n/a' if gain is None else f'{100 * gain:+.1f}'} | "
-            f"{'n/a' if gain is None else ('yes' if entry['gain_beyond_spread'] else 'no')} | "
+            f"{'n/a' if gain is None else _beyond(entry)} | "
             f"{_reach_cell(entry['without'])} / {_reach_cell(entry['with_prime'])} | "
             f"{PAPER[name][0]} / {PAPER[name][1]} |"
         )
