@@ -21,6 +21,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _project import ROOT, catalog_and_params, train_log, write_json, write_markdown  # noqa: E402
 
+from eurus_prime.prime.config import PrimeConfig  # noqa: E402
+
 
 def summarise(rows: list[dict], b: int) -> dict:
     selected = [int(r["filter/selected"]) for r in rows]
@@ -57,9 +59,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/filter_fill")
     args = ap.parse_args()
     _, params = catalog_and_params(args.project, args.env)
-    b = int(
-        params["prime"]["prompts_per_step"] if isinstance(params["prime"], dict) else params["prime"].prompts_per_step
-    )
+    b = PrimeConfig.coerce(params["prime"]).prompts_per_step
     s = summarise(train_log(args.project), b)
     s["run"] = args.label
     write_json(args.out.with_suffix(".json"), s)

@@ -56,6 +56,13 @@ def _check_groups(batch: int, n: int) -> None:
         raise ValueError(f"batch of {batch} rows is not a whole number of groups of n={n}")
 
 
+def _token_rewards(
+    process_rewards: torch.Tensor, outcome: torch.Tensor, mask: torch.Tensor, process_coef: float, outcome_coef: float
+) -> torch.Tensor:
+    """``process_coef * r`` on every token plus ``outcome_coef * acc`` on each row's last one."""
+    return process_coef * process_rewards + outcome_coef * last_token_mask(mask) * outcome.to(mask.dtype)[:, None]
+
+
 def _penalty_returns(token_penalty: torch.Tensor | None, mask: torch.Tensor) -> torch.Tensor | float:
     """Return-to-go of the per-token penalty, negated (0 without one)."""
     if token_penalty is None:
@@ -178,7 +185,7 @@ def reinforce_pp_advantages(
     """
     _check_groups(process_rewards.shape[0], n)
     mask = mask.to(process_rewards.dtype)
-    rewards = process_coef * process_rewards + outcome_coef * last_token_mask(mask) * outcome.to(mask.dtype)[:, None]
+    rewards = _token_rewards(process_rewards, outcome, mask, process_coef, outcome_coef)
     returns = (reverse_cumsum(rewards * mask) + _penalty_returns(token_penalty, mask)) * mask
     return returns, masked_whiten(returns, mask)
 
@@ -329,18 +336,15 @@ def gae_advantages(
         raise ValueError("gae needs the critic's values (prime.advantage_estimator: gae runs compute_values)")
     _check_groups(process_rewards.shape[0], n)
     mask = mask.to(process_rewards.dtype)
-    rewards = process_coef * process_rewards + outcome_coef * last_token_mask(mask) * outcome.to(mask.dtype)[:, None]
+    rewards = _token_rewards(process_rewards, outcome, mask, process_coef, outcome_coef)
     if token_penalty is not None:
         rewards = rewards - token_penalty.to(mask.dtype)
     rewards, v = rewards * mask, values.to(mask.dtype) * mask
     next_v = torch.cat([v[:, 1:], torch.zeros_like(v[:, :1])], dim=-1)  # 0 past each row's last token
     deltas = (rewards + gamma * next_v - v) * mask
-    adv = torch.zeros_like(deltas)
-    running = torch.zeros_like(deltas[:, 0])
-    for t in range(deltas.shape[1] - 1, -1, -1):
-        running = deltas[:, t] + gamma * lam * running * mask[:, t]
-        adv[:, t] = running
-    adv = adv * mask
+    # Responses are right-padded and deltas are 0 on padding, so the discounted sum of a row's
+    # deltas from t on is GAE's advantage at t.
+    adv = discounted_reverse_cumsum(deltas, gamma * lam) * mask
     return (adv + v) * mask, masked_whiten(adv, mask)
 
 

@@ -12,7 +12,6 @@ responses (verl's critic: the actor's mini-batching, its own learning rate).
 from __future__ import annotations
 
 import logging
-import random
 from typing import Any
 
 import numpy as np
@@ -23,8 +22,9 @@ from eurus_prime.core.ppo import value_loss
 from eurus_prime.engines.rollout import ProgressFn
 from eurus_prime.engines.train.updates import Updater
 from eurus_prime.engines.values import sequence_values
-from eurus_prime.prime.batch import Packed, budget_micro_batches, micro_batches, pack, pad_values, unpad
-from eurus_prime.prime.config import PrimeConfig, stage_seed
+from eurus_prime.prime.batch import Packed, budget_micro_batches, pack, pad_values, unpad
+from eurus_prime.prime.config import PrimeConfig
+from eurus_prime.prime.policy import shuffled_passes
 from eurus_prime.prime.rollouts import KEY, check_groups, selected_rollouts
 
 log = logging.getLogger(__name__)
@@ -131,31 +131,17 @@ def update_critic(
         loss, diag = value_loss(v, old, ret, mask, clip_range=cfg.value_clip)
         return loss, diag
 
-    rng = random.Random(stage_seed(cfg, iteration, "critic"))
-    stats: list[dict[str, Any]] = []
-    steps = cfg.ppo_epochs * -(-len(data) // cfg.ppo_mini_batch)
-    for epoch in range(cfg.ppo_epochs if len(data) else 0):
-        order = list(range(len(data)))
-        rng.shuffle(order)
-        for mb in micro_batches(order, cfg.ppo_mini_batch):
-            micros = budget_micro_batches(
-                mb, data.prompt_ids, data.response_ids, cfg.micro_batch, cfg.micro_batch_tokens
-            )
-            done = updater.step(mb, micros, loss_of, step=len(stats), epoch=epoch)
-            stats.append(
-                {
-                    "iteration": iteration,
-                    "epoch": epoch,
-                    "step": len(stats),
-                    "responses": len(mb),
-                    "vf_loss": done.loss,
-                    "vf_clipfrac": done.sums["vf_clipfrac"],
-                    "grad_norm": done.grad_norm,
-                    "skipped": done.skipped,
-                }
-            )
-            if on_progress is not None:
-                on_progress(len(stats), steps, "critic optimizer steps")
+    stats = shuffled_passes(
+        updater,
+        data,
+        cfg,
+        iteration,
+        "critic",
+        loss_of,
+        lambda done: {"vf_loss": done.loss, "vf_clipfrac": done.sums["vf_clipfrac"]},
+        on_progress,
+        "critic optimizer steps",
+    )
     critic.model, critic.optimizer_state = updater.finish()
     return critic, pd.DataFrame(stats, columns=STATS_COLUMNS).astype({"skipped": bool})
 

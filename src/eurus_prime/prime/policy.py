@@ -158,6 +158,51 @@ def check_policy_versions(rollouts: pd.DataFrame, n: int, policy_version: str) -
         )
 
 
+def shuffled_passes(
+    updater: Updater,
+    data: pd.DataFrame,
+    cfg: PrimeConfig,
+    iteration: int,
+    stage: str,
+    loss_of: Any,
+    diagnostics: Any,
+    on_progress: ProgressFn | None,
+    what: str,
+) -> list[dict[str, Any]]:
+    """PPO's passes over ``data``'s rows (the policy's and the critic's): ``ppo_epochs`` passes in
+    an order shuffled by the (iteration, ``stage``) seed, one optimizer step per mini-batch of
+    ``ppo_mini_batch`` rows. Returns one stats row per step: ``iteration``, ``epoch``, ``step``,
+    ``responses``, ``diagnostics(step result)``, ``grad_norm``, ``skipped``."""
+    rng = random.Random(stage_seed(cfg, iteration, stage))
+    stats: list[dict[str, Any]] = []
+    steps = cfg.ppo_epochs * -(-len(data) // cfg.ppo_mini_batch)
+    for epoch in range(cfg.ppo_epochs if len(data) else 0):
+        order = list(range(len(data)))
+        rng.shuffle(order)
+        for mb in micro_batches(order, cfg.ppo_mini_batch):
+            # Not sorted by length: pg_loss is a token mean per micro-batch (as in the reference),
+            # so length-sorted micro-batches would weigh a long response's tokens less than random
+            # ones do. A token cap cuts the shuffled order where the next row would pass it.
+            micros = budget_micro_batches(
+                mb, data.prompt_ids, data.response_ids, cfg.micro_batch, cfg.micro_batch_tokens
+            )
+            done = updater.step(mb, micros, loss_of, step=len(stats), epoch=epoch)
+            stats.append(
+                {
+                    "iteration": iteration,
+                    "epoch": epoch,
+                    "step": len(stats),
+                    "responses": len(mb),
+                    **diagnostics(done),
+                    "grad_norm": done.grad_norm,
+                    "skipped": done.skipped,
+                }
+            )
+            if on_progress is not None:
+                on_progress(len(stats), steps, what)
+    return stats
+
+
 def update_policy(
     policy: Any,
     rollouts: pd.DataFrame,
@@ -215,33 +260,17 @@ def update_policy(
             objective = objective + cfg.kl_coef * kl
         return objective, {"pg_loss": pg_loss, "entropy": ent, "kl": kl, **diag}
 
-    rng = random.Random(stage_seed(cfg, iteration, "ppo"))
-    stats: list[dict[str, Any]] = []
-    steps = cfg.ppo_epochs * -(-len(data) // cfg.ppo_mini_batch)
-    for epoch in range(cfg.ppo_epochs if len(data) else 0):
-        order = list(range(len(data)))
-        rng.shuffle(order)
-        for mb in micro_batches(order, cfg.ppo_mini_batch):
-            # Not sorted by length: pg_loss is a token mean per micro-batch (as in the reference),
-            # so length-sorted micro-batches would weigh a long response's tokens less than random
-            # ones do. A token cap cuts the shuffled order where the next row would pass it.
-            micros = budget_micro_batches(
-                mb, data.prompt_ids, data.response_ids, cfg.micro_batch, cfg.micro_batch_tokens
-            )
-            done = updater.step(mb, micros, loss_of, step=len(stats), epoch=epoch)
-            stats.append(
-                {
-                    "iteration": iteration,
-                    "epoch": epoch,
-                    "step": len(stats),
-                    "responses": len(mb),
-                    **{k: done.sums[k] for k in ("pg_loss", "pg_clipfrac", "ppo_kl", "entropy", "kl")},
-                    "grad_norm": done.grad_norm,
-                    "skipped": done.skipped,
-                }
-            )
-            if on_progress is not None:
-                on_progress(len(stats), steps, "PPO optimizer steps")
+    stats = shuffled_passes(
+        updater,
+        data,
+        cfg,
+        iteration,
+        "ppo",
+        loss_of,
+        lambda done: {k: done.sums[k] for k in ("pg_loss", "pg_clipfrac", "ppo_kl", "entropy", "kl")},
+        on_progress,
+        "PPO optimizer steps",
+    )
     if not len(data):
         log.warning(
             "update_policy: iteration %d has no selected prompt groups; the policy is "
