@@ -14,6 +14,7 @@ from typing import Any
 from kedro.io.core import AbstractVersionedDataset, DatasetError, Version, VersionNotFoundError
 
 from eurus_prime.datasets.atomic import write_dir_atomically
+from eurus_prime.datasets.resident import RESIDENT, SLOTS
 from eurus_prime.datasets.versions import has_version
 
 OPTIMIZER_FILE = "optimizer.pt"
@@ -107,6 +108,10 @@ class HFCheckpointDataset(_HFFolderDataset):
     and only then, a checkpoint with no saved version loads ``initial`` instead (the SFT model: a
     versioned folder, a plain folder or a hub id). At a later iteration a missing checkpoint is an
     error naming the iteration that writes it.
+
+    ``resident`` names a slot (``policy``, ``prm``, ``reference``, ``critic``) that keeps the
+    checkpoint this dataset last saved or loaded in memory, and serves it to the next load of the
+    same version instead of reading the disk (``eurus_prime.datasets.resident``).
     """
 
     def __init__(
@@ -119,13 +124,17 @@ class HFCheckpointDataset(_HFFolderDataset):
         iteration: int | None = None,
         hub_id: str | None = None,
         head: str = "causal_lm",
+        resident: str | None = None,
     ) -> None:
         super().__init__(filepath=filepath, version=version, load_args=load_args, metadata=metadata, hub_id=hub_id)
         if head not in HEADS:
             raise DatasetError(f"head {head!r} is not one of {list(HEADS)}")
+        if resident is not None and resident not in SLOTS:
+            raise DatasetError(f"{filepath}: resident {resident!r} is not one of {list(SLOTS)}")
         self._initial = initial
         self._iteration = None if iteration is None else int(iteration)
         self._head = head
+        self._resident = resident
 
     def _fallback(self) -> HFCheckpointDataset | None:
         if self._initial is None or self._version is None:
@@ -148,15 +157,31 @@ class HFCheckpointDataset(_HFFolderDataset):
             load_args=self._load_args,
             hub_id=self._hub_id,
             head=self._head,
+            resident=self._resident,
         )
+
+    def _resident_key(self, source: str | Path) -> tuple:
+        """What a resident checkpoint must have come from to serve this load: folder, head, load_args."""
+        return (str(Path(source)), self._head, repr(sorted(self._load_args.items())))
 
     def load(self) -> Checkpoint:
         fallback = self._fallback()
         if fallback is not None:
             return fallback.load()
+        source = self._source()
+        if self._resident is not None:
+            held = RESIDENT.get(self._resident, self._resident_key(source))
+            if held is not None:
+                held.model.eval()  # as from_pretrained hands it over
+                return held
+        checkpoint = self._read(source)
+        if self._resident is not None:
+            RESIDENT.put(self._resident, self._resident_key(source), checkpoint)
+        return checkpoint
+
+    def _read(self, source: str) -> Checkpoint:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        source = self._source()
         tokenizer = AutoTokenizer.from_pretrained(source)
         if self._head == "value":
             model = _value_model(source, self._load_args)
@@ -209,7 +234,12 @@ class HFCheckpointDataset(_HFFolderDataset):
 
                 torch.save(checkpoint.optimizer_state, tmp / OPTIMIZER_FILE)
 
-        write_dir_atomically(Path(str(self._get_save_path())), write)
+        target = Path(str(self._get_save_path()))
+        write_dir_atomically(target, write)
+        if self._resident is not None and self._version is not None:
+            tail = "/".join(Path(self._raw).parts[-2:])
+            checkpoint.version = f"{tail}@{self.resolve_save_version()}"  # it is that version now
+            RESIDENT.put(self._resident, self._resident_key(target), checkpoint)
 
 
 def _value_model(source: str, load_args: dict[str, Any]):

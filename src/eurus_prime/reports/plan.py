@@ -20,8 +20,19 @@ with whatever vLLM leaves there; with ``deepspeed.num_procs`` N the updates run 
 
 **Time.** Generation: generated tokens / (``rollout_tokens_per_s_per_gpu`` x TP GPUs). Scoring
 and updates: 2 x params FLOPs per token forward, 4 x backward (+2 recompute with checkpointing),
-at ``train_mfu`` of the GPUs' bf16 peak: scoring on GPU 0, updates on the ranks. GPU-hours count every GPU the
-job holds, idle or not.
+at ``train_mfu`` of the GPUs' bf16 peak: scoring on GPU 0, updates on the ranks. Checkpoint I/O
+at ``disk_gb_per_s``: every iteration the catalog writes the policy and the PRM (and the critic)
+with their AdamW state (``optimizer_bytes_per_param``); the resident slots
+(``datasets/resident.py``) serve every later load from memory, so the stages read nothing; with
+``deepspeed.num_procs`` > 1 each update also makes the launcher's round trip through its work
+folder (``engines/train/ranks.py``: the driver writes weights and state, every rank reads the
+weights, rank 0 writes both back, the driver reads them) and starts the ranks afresh
+(``process_start_s``). Each line names the GPUs it keeps busy; the rest of the job's GPUs wait.
+
+Beside today's step, the plan prints the step of the resident-ranks design (issue 19, not built
+yet): every phase spread over all GPUs (vLLM on every rank, data-parallel scoring), no launcher
+round trip or start-up per update, and checkpoints written every ``save_every`` iterations.
+GPU-hours count every GPU the job holds, idle or not.
 """
 
 from __future__ import annotations
@@ -72,6 +83,15 @@ class PlanConfig:
     """Training prompts (one epoch): Eurus-2-RL-Data has ~455k math + 27k code rows."""
     activation_overhead_gib: float = 4.0
     """CUDA context, allocator fragmentation and workspace per GPU."""
+    disk_gb_per_s: float = 2.0
+    """Checkpoint read and write bandwidth, GB/s (a local NVMe; a network filesystem is often less)."""
+    optimizer_bytes_per_param: float = 12.0
+    """The AdamW state saved with a checkpoint: fp32 master weights and two moments (DeepSpeed)."""
+    process_start_s: float = 60.0
+    """Starting the ranks of one update (``torchrun``, imports, process group, DeepSpeed engine;
+    assumed; correct it from a run's launcher log)."""
+    save_every: int = 10
+    """The resident-ranks estimate only: iterations between checkpoint writes (today: every one)."""
 
     @classmethod
     def coerce(cls, value: dict | None) -> PlanConfig:
@@ -98,6 +118,15 @@ class Line:
 
 
 @dataclass
+class Phase:
+    """One line of a step's time: its seconds and the GPUs it keeps busy (the rest wait)."""
+
+    name: str
+    seconds: float
+    gpus: int
+
+
+@dataclass
 class Plan:
     lines: list[Line]
     peaks: dict[str, float]
@@ -109,6 +138,15 @@ class Plan:
     seconds: dict[str, float]
     warnings: list[str]
     gpus: int
+    phases: list[Phase] = field(default_factory=list)
+    """Today's step, line by line (``seconds`` is the same by name)."""
+    resident: list[Phase] = field(default_factory=list)
+    """The same step with resident ranks (issue 19's design, not built yet)."""
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def resident_step_hours(self) -> float:
+        return sum(x.seconds for x in self.resident) / 3600
 
     def render(self) -> str:
         out = ["Memory per GPU (GiB), by phase:"]
@@ -121,11 +159,19 @@ class Plan:
                     out.append(f"    {line.item:<44}{line.gib:>8.1f}  {line.where}")
             out.append(f"    {'peak on GPU 0':<44}{self.peaks[phase]:>8.1f}")
         out.append(f"  CPU RAM (optimizer offload, checkpoints in memory): {self.cpu_gib:.0f} GiB")
-        out.append("Time per step (hours):")
-        for name, sec in self.seconds.items():
-            out.append(f"    {name:<44}{sec / 3600:>8.3f}")
-        out.append(f"    {'step':<44}{self.step_hours:>8.3f}")
-        out.append(f"GPU-hours per step: {self.gpu_hours_per_step:.2f} ({self.gpus} GPUs held)")
+        out.append(f"Time per step (seconds, GPUs busy):{'today':>33}{'resident ranks':>21}")
+        resident = {x.name: x for x in self.resident}
+        for x in self.phases:
+            r = resident.get(x.name)
+            alt = f"{r.seconds:>10.0f}  {r.gpus:>2}/{self.gpus}" if r is not None else f"{'-':>10}"
+            out.append(f"    {x.name:<60}{x.seconds:>6.0f}  {x.gpus:>2}/{self.gpus}{alt}")
+        step_s, resident_s = self.step_hours * 3600, self.resident_step_hours * 3600
+        out.append(f"    {'step':<60}{step_s:>6.0f}{'':>{3 + 2 * len(str(self.gpus))}}{resident_s:>10.0f}")
+        out += [f"      {n}" for n in self.notes]
+        out.append(
+            f"GPU-hours per step: {self.gpu_hours_per_step:.2f} ({self.gpus} GPUs held); with resident ranks "
+            f"(issue 19, not built yet): {self.resident_step_hours * self.gpus:.2f}"
+        )
         out.append(
             f"Steps per epoch: {self.steps_per_epoch}; GPU-hours per epoch: {self.gpu_hours_per_epoch:,.0f} "
             f"({self.gpu_hours_per_epoch / self.gpus / 24:.1f} days on {self.gpus} GPUs)"
@@ -258,15 +304,46 @@ def make_plan(prime: PrimeConfig | dict, plan: dict | PlanConfig | None) -> Plan
     )
     passes = 2 + (0 if reuse else 1)  # reference + PRM (+ old policy)
     bwd = 6 if cfg.gradient_checkpointing else 4
-    seconds = {
-        "generation (vLLM)": gen_tokens / (p.rollout_tokens_per_s_per_gpu * max(tp, 1)),
-        f"scoring ({passes} forward passes)": passes * fwd / flops_rate,
-        f"PRM update (forward + backward, {ranks} rank(s))": (fwd + bwd / 2 * fwd) / flops_rate / ranks,
-        f"policy update ({cfg.ppo_epochs} epoch(s), {ranks} rank(s))": cfg.ppo_epochs
-        * (fwd + bwd / 2 * fwd)
-        / flops_rate
-        / ranks,
-    }
+    update_s = (fwd + bwd / 2 * fwd) / flops_rate  # one pass over the batch on one GPU
+    models = 3 if cfg.needs_critic else 2  # saved every iteration: policy, PRM (, critic)
+    weights_b, state_b = 2 * m.params, p.optimizer_bytes_per_param * m.params
+    disk = p.disk_gb_per_s * 1e9
+    saves = models * (weights_b + state_b)
+    relaunched = ranks > 1  # engines/train/ranks.py: a fresh launch and a round trip per update
+    # per update: driver writes W + S, every rank reads W (+ its share of S), rank 0 writes W + S,
+    # the driver reads W + S
+    round_trip = 2 * (weights_b + state_b) + ranks * weights_b + state_b + (weights_b + state_b)
+    gen_name, score_name = "generation (vLLM)", f"scoring ({passes} forward passes)"
+    prm_name = f"PRM update (forward + backward, {ranks} rank(s))"
+    pol_name = f"policy update ({cfg.ppo_epochs} epoch(s), {ranks} rank(s))"
+    io_name = f"checkpoint writes ({models} models + AdamW state, {p.disk_gb_per_s:g} GB/s)"
+    phases = [
+        Phase(gen_name, gen_tokens / (p.rollout_tokens_per_s_per_gpu * max(tp, 1)), max(tp, 1)),
+        Phase(score_name, passes * fwd / flops_rate, 1),
+        Phase(prm_name, update_s / ranks, ranks),
+        Phase(pol_name, cfg.ppo_epochs * update_s / ranks, ranks),
+        Phase(io_name, saves / disk, 0),
+    ]
+    if relaunched:
+        updates = models  # every model trained per iteration is one launch
+        phases += [
+            Phase(f"launcher round trips ({updates} updates through the work folder)", updates * round_trip / disk, 0),
+            Phase(f"process start-up ({updates} launches of {ranks} ranks)", updates * p.process_start_s, 0),
+        ]
+    every = max(int(p.save_every), 1)
+    resident = [
+        Phase(gen_name, gen_tokens / (p.rollout_tokens_per_s_per_gpu * gpus), gpus),
+        Phase(score_name, passes * fwd / flops_rate / gpus, gpus),
+        Phase(prm_name, update_s / gpus, gpus),
+        Phase(pol_name, cfg.ppo_epochs * update_s / gpus, gpus),
+        Phase(io_name, saves / disk / every, 0),
+    ]
+    notes = [
+        "today: stage loads read no checkpoint after the first iteration (resident slots)",
+        f"resident ranks: vLLM and scoring on all {gpus} GPUs, one launch per campaign, checkpoints "
+        f"every {every} iterations (plan.save_every)",
+    ]
+    seconds = {x.name: x.seconds for x in phases}
     step_h = sum(seconds.values()) / 3600
     steps = math.ceil(p.train_prompts / cfg.prompts_drawn)
     return Plan(
@@ -280,4 +357,7 @@ def make_plan(prime: PrimeConfig | dict, plan: dict | PlanConfig | None) -> Plan
         seconds=seconds,
         warnings=warnings,
         gpus=gpus,
+        phases=phases,
+        resident=resident,
+        notes=notes,
     )

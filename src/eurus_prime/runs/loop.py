@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from eurus_prime.datasets.resident import RESIDENT
 from eurus_prime.prime.config import PrimeConfig
 from eurus_prime.prime.rollouts import NothingSelected, needs_another_draw
 from eurus_prime.runs import manifests
@@ -353,6 +354,7 @@ def train(
         with data_lock(project, "eurus-prime train"):
             return _train(project, env, iterations, echo, params, time_budget, keep_checkpoints, started, log_models)
     finally:
+        RESIDENT.clear()  # the campaign's models leave memory with it
         os.chdir(cwd)
 
 
@@ -388,9 +390,12 @@ def _train(
                 echo(f"iteration {i + 1}/{iterations} ({iter_dir(i)}): resuming at stage {first} ({why})")
             log.info("iteration %d/%d (%s)", i + 1, iterations, iter_dir(i))
             start = time.perf_counter()
+            served, read = RESIDENT.hits, RESIDENT.misses
             draw = _last_draw(i) if first != "sample_prompts" else 0
             draw, totals = _run_draws(project, env, campaign, i, params, values, first, draw, echo)
             seconds = time.perf_counter() - start
+            totals["resident/served"] = float(RESIDENT.hits - served)  # checkpoint loads served from memory
+            totals["resident/read"] = float(RESIDENT.misses - read)  # and read from disk
             metrics = campaign.copy_iteration_metrics(i, {"time/iteration_wall": seconds, **totals})
             report = load_dataset(project, env, "eval_report", i)
             if report is not None and len(report):
