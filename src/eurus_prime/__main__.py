@@ -1,24 +1,16 @@
-"""eurus_prime file for ensuring the package is executable
-as `eurus-prime` and `python -m eurus_prime`
-"""
+"""``python -m eurus_prime``: the ``eurus-prime`` commands. ``torchrun --nproc-per-node N -m
+eurus_prime train ...`` starts an SPMD campaign this way (``engines/spmd.py``)."""
 
-import sys
 from pathlib import Path
-from typing import Any
 
-from kedro.framework.cli.utils import find_run_command
 from kedro.framework.project import configure_project
 
 
-def main(*args, **kwargs) -> Any:
-    package_name = Path(__file__).parent.name
-    configure_project(package_name)
+def main() -> None:
+    configure_project(Path(__file__).parent.name)
+    from eurus_prime.cli import main as cli
 
-    interactive = hasattr(sys, "ps1")
-    kwargs["standalone_mode"] = not interactive
-
-    run = find_run_command(package_name)
-    return run(*args, **kwargs)
+    cli()
 
 
 if __name__ == "__main__":

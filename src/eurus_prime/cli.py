@@ -92,33 +92,38 @@ def train(
 ) -> None:
     """Bootstrap the SFT model if missing, then run PRIME iterations (resuming where a previous
     run stopped) and report held-out accuracy before and after."""
+    from eurus_prime.engines import spmd
     from eurus_prime.runs import console
     from eurus_prime.runs.guard import monitor
 
     project = _project(project)
     os.chdir(project)
-    click.echo(f"eurus-prime train: project {project}, config {'conf/base + conf/' + (env or 'local')}")
+    rank, world = spmd.init()  # under torchrun: one rank of an SPMD campaign (engines/spmd.py)
+    echo = click.echo if rank == 0 else (lambda *_a, **_k: None)
+    echo(f"eurus-prime train: project {project}, config {'conf/base + conf/' + (env or 'local')}")
+    if world > 1:
+        echo(f"SPMD: {world} ranks; rank 0 writes, updates are data-parallel")
     if verbose:
-        click.echo("data: data/; log: here (--verbose)")
+        echo("data: data/; log: here (--verbose)")
     else:
         log_file = console.campaign_log(project)
         console.quiet(log_file)
-        click.echo(f"data: data/; log: {log_file.relative_to(project)} (--verbose shows it here)")
+        echo(f"data: data/; log: {log_file.relative_to(project)} (--verbose shows it here)")
     monitor.show_bars(console.is_terminal())
     if load_dataset(project, env, "sft_eval_report") is None or load_dataset(project, env, "sft_model") is None:
-        click.echo("No evaluated SFT model yet: running `kedro run --pipelines=bootstrap` ...")
+        echo("No evaluated SFT model yet: running `kedro run --pipelines=bootstrap` ...")
         run_pipeline(project, env, "bootstrap")
     else:
-        click.echo("SFT model found (data/06_models/sft_model); skipping the bootstrap.")
+        echo("SFT model found (data/06_models/sft_model); skipping the bootstrap.")
         if load_dataset(project, env, "prm_eval_set") is None:  # a bootstrap from before the PRM evaluation
-            click.echo("No fixed PRM evaluation set yet: running `kedro run --pipelines=prm_eval_set` ...")
+            echo("No fixed PRM evaluation set yet: running `kedro run --pipelines=prm_eval_set` ...")
             run_pipeline(project, env, "prm_eval_set")
     sft_report = load_dataset(project, env, "sft_eval_report")
-    click.echo("\nHeld-out greedy pass@1 of the SFT model (before PRIME):")
-    click.echo(_format_report(sft_report))
+    echo("\nHeld-out greedy pass@1 of the SFT model (before PRIME):")
+    echo(_format_report(sft_report))
     if iterations is None:
         iterations = int(project_params(project, env)["train"]["iterations"])
-    click.echo(
+    echo(
         f"\nPRIME: training until {iterations} iterations are complete "
         "(kedro run --pipelines=prime_iteration per iteration)"
     )
@@ -129,7 +134,7 @@ def train(
             project,
             env,
             iterations,
-            echo=click.echo,
+            echo=echo,
             params=overrides,
             time_budget=time_budget,
             keep_checkpoints=train_params.get("keep_checkpoints"),
@@ -137,8 +142,10 @@ def train(
         )
     except STOPS as err:  # a run that stopped on purpose: its message, not a traceback
         raise click.ClickException(f"{type(err).__name__}: {err}") from err
-    _report_after(project, env)
-    _write_reports(project, env)
+    if rank == 0:
+        _report_after(project, env)
+        _write_reports(project, env)
+    spmd.shutdown()
 
 
 def _write_reports(project: Path, env: str | None) -> None:

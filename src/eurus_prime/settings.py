@@ -12,10 +12,17 @@ silence_known_noise()  # for `kedro run` too: runs/console.py says which warning
 
 # STAGE_GUARD: completion manifests (data/09_manifests), stage watchdogs, fault-injection points.
 # MLFLOW_RUN: typed parameter blocks as flat MLflow params, checkpoint versions as tags.
-HOOKS = (IO_TIMING, MEMORY, STAGE_GUARD, MLFLOW_RUN)
+# Under torchrun (engines/spmd.py) only rank 0 writes: the other ranks run neither, nor kedro-mlflow.
+from eurus_prime.datasets.spmd_catalog import SpmdDataCatalog  # noqa: E402
+from eurus_prime.engines.spmd import is_writer  # noqa: E402
+
+HOOKS = (IO_TIMING, MEMORY, STAGE_GUARD, MLFLOW_RUN) if is_writer() else (IO_TIMING, MEMORY)
 
 # Installed plugins for which to disable hook auto-registration.
-# DISABLE_HOOKS_FOR_PLUGINS = ("kedro-viz",)
+DISABLE_HOOKS_FOR_PLUGINS = () if is_writer() else ("kedro-mlflow",)
+
+# Kedro's catalog, where a stored dataset is saved by rank 0 alone (datasets/spmd_catalog.py).
+DATA_CATALOG_CLASS = SpmdDataCatalog
 
 # Class that manages the KedroSession.
 # from kedro.framework.session import KedroSession
@@ -68,4 +75,4 @@ CONFIG_LOADER_ARGS = {
 
 # Class that manages the Data Catalog.
 # from kedro.io import DataCatalog
-# DATA_CATALOG_CLASS = DataCatalog
+# (DATA_CATALOG_CLASS is set above.)

@@ -106,6 +106,10 @@ def test_fingerprint_moves_with_in_place_writes_only(tiny_model):
     with torch.no_grad():
         next(tiny_model.parameters()).add_(0.0)  # any in-place write counts, even of the same values
     assert fingerprint(tiny_model) != before
+    moved = fingerprint(tiny_model)
+    first = next(tiny_model.parameters())
+    first.data = first.data.clone()  # new storage, same values (DeepSpeed's finish does this)
+    assert fingerprint(tiny_model) != moved
     registry.put("policy", ("a",), Checkpoint(model=tiny_model, tokenizer=None))
     assert registry.get("policy", ("b",)) is None and registry.misses == 1
     assert registry.get("policy", ("a",)) is not None and registry.hits == 1

@@ -91,7 +91,7 @@ def test_plan_command_on_the_eurus7b_environment(monkeypatch):
         "vLLM KV cache",
         "fp32 master weights + AdamW moments",
         "GPU-hours per step",
-        "with resident ranks (issue 19, not built yet)",
+        "on the SPMD target",
         "launcher round trips (2 updates through the work folder)",
         "Steps per epoch: 445",
         "Fits: every phase is under the GPU's memory.",
@@ -123,7 +123,7 @@ def test_a_token_cap_plans_the_worst_micro_batch_it_allows():
 
 def test_checkpoint_io_start_up_and_the_gpus_each_phase_keeps_busy():
     """Every iteration writes the policy and PRM with their AdamW state; several ranks add the
-    launcher's round trip and start-up per update; the resident-ranks step spreads generation and
+    launcher's round trip and start-up per update; the SPMD target's step spreads generation and
     scoring over every GPU and writes checkpoints every ``save_every`` iterations."""
     plan = make_plan(SEVEN_B, {"disk_gb_per_s": 1.0, "optimizer_bytes_per_param": 12})
     phases = {x.name.split(" (")[0]: x for x in plan.phases}

@@ -24,3 +24,13 @@ def test_times_add_up_peaks_take_the_highest_and_rss_before_the_last_run():
         "memory/update_policy_peak_rss_mb": 400.0,
         "memory/peak_rss_mb": 405.0,
     }
+
+
+def test_an_spmd_campaign_refuses_what_would_pin_or_span_gpus_naming_the_parameter():
+    from eurus_prime.prime.config import PrimeConfig
+    from eurus_prime.runs.loop import spmd_problem
+
+    assert spmd_problem(PrimeConfig()) is None
+    assert spmd_problem(PrimeConfig(trainer_backend="deepspeed", deepspeed={"num_procs": 8})) is None
+    assert spmd_problem(PrimeConfig(rollout_engine="vllm")).startswith("prime.rollout_engine=vllm under torchrun")
+    assert spmd_problem(PrimeConfig(score_device="cuda:0")).startswith("prime.score_device=cuda:0 under torchrun")

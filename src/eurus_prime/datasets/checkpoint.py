@@ -241,6 +241,16 @@ class HFCheckpointDataset(_HFFolderDataset):
             checkpoint.version = f"{tail}@{self.resolve_save_version()}"  # it is that version now
             RESIDENT.put(self._resident, self._resident_key(target), checkpoint)
 
+    def adopt_saved(self, checkpoint: Checkpoint) -> None:
+        """SPMD, on a rank that does not write: rank 0 has just saved this dataset's version of an
+        identical checkpoint. Label ``checkpoint`` as that version and keep it resident, as the
+        save would have (``datasets/spmd_catalog.py``)."""
+        self._clear_version_cache()  # the newest version on disk is the one rank 0 just wrote
+        source = self._source()
+        checkpoint.version = self._version_label()
+        if self._resident is not None:
+            RESIDENT.put(self._resident, self._resident_key(source), checkpoint)
+
 
 def _value_model(source: str, load_args: dict[str, Any]):
     """A critic folder as saved, or a causal LM folder with a new value head (``value_model_from``)."""

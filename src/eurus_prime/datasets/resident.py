@@ -43,10 +43,11 @@ def enabled() -> bool:
 
 
 def fingerprint(model: Any) -> tuple:
-    """Which tensors the model holds and how often each was changed in place: equal fingerprints
-    mean equal weights (a tensor's ``_version`` counts its in-place writes)."""
+    """Which tensors the model holds, where their storage is and how often each was changed in
+    place: equal fingerprints mean equal weights (a tensor's ``_version`` counts its in-place
+    writes; assigning ``.data`` moves its storage)."""
     tensors = list(model.parameters()) + list(model.buffers())
-    return tuple((id(t), t._version, t.device.type) for t in tensors)
+    return tuple((id(t), t._version, t.data_ptr(), t.device.type) for t in tensors)
 
 
 @dataclass

@@ -29,9 +29,11 @@ folder (``engines/train/ranks.py``: the driver writes weights and state, every r
 weights, rank 0 writes both back, the driver reads them) and starts the ranks afresh
 (``process_start_s``). Each line names the GPUs it keeps busy; the rest of the job's GPUs wait.
 
-Beside today's step, the plan prints the step of the resident-ranks design (issue 19, not built
-yet): every phase spread over all GPUs (vLLM on every rank, data-parallel scoring), no launcher
-round trip or start-up per update, and checkpoints written every ``save_every`` iterations.
+Beside today's step, the plan prints the step of the SPMD target: every phase spread over all
+GPUs (vLLM on every rank, data-parallel scoring), no launcher round trip or start-up per update,
+and checkpoints written every ``save_every`` iterations. A torchrun campaign
+(``engines/spmd.py``) has the resident, data-parallel updates today; per-rank vLLM,
+data-parallel generation and scoring and ``save_every`` are not built yet.
 GPU-hours count every GPU the job holds, idle or not.
 """
 
@@ -91,7 +93,7 @@ class PlanConfig:
     """Starting the ranks of one update (``torchrun``, imports, process group, DeepSpeed engine;
     assumed; correct it from a run's launcher log)."""
     save_every: int = 10
-    """The resident-ranks estimate only: iterations between checkpoint writes (today: every one)."""
+    """The SPMD target's estimate only: iterations between checkpoint writes (today: every one)."""
 
     @classmethod
     def coerce(cls, value: dict | None) -> PlanConfig:
@@ -141,7 +143,7 @@ class Plan:
     phases: list[Phase] = field(default_factory=list)
     """Today's step, line by line (``seconds`` is the same by name)."""
     resident: list[Phase] = field(default_factory=list)
-    """The same step with resident ranks (issue 19's design, not built yet)."""
+    """The same step on the SPMD target (every phase data-parallel; partly built)."""
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -159,7 +161,7 @@ class Plan:
                     out.append(f"    {line.item:<44}{line.gib:>8.1f}  {line.where}")
             out.append(f"    {'peak on GPU 0':<44}{self.peaks[phase]:>8.1f}")
         out.append(f"  CPU RAM (optimizer offload, checkpoints in memory): {self.cpu_gib:.0f} GiB")
-        out.append(f"Time per step (seconds, GPUs busy):{'today':>33}{'resident ranks':>21}")
+        out.append(f"Time per step (seconds, GPUs busy):{'today':>33}{'SPMD target':>18}")
         resident = {x.name: x for x in self.resident}
         for x in self.phases:
             r = resident.get(x.name)
@@ -169,8 +171,8 @@ class Plan:
         out.append(f"    {'step':<60}{step_s:>6.0f}{'':>{3 + 2 * len(str(self.gpus))}}{resident_s:>10.0f}")
         out += [f"      {n}" for n in self.notes]
         out.append(
-            f"GPU-hours per step: {self.gpu_hours_per_step:.2f} ({self.gpus} GPUs held); with resident ranks "
-            f"(issue 19, not built yet): {self.resident_step_hours * self.gpus:.2f}"
+            f"GPU-hours per step: {self.gpu_hours_per_step:.2f} ({self.gpus} GPUs held); on the SPMD target: "
+            f"{self.resident_step_hours * self.gpus:.2f}"
         )
         out.append(
             f"Steps per epoch: {self.steps_per_epoch}; GPU-hours per epoch: {self.gpu_hours_per_epoch:,.0f} "
@@ -340,8 +342,8 @@ def make_plan(prime: PrimeConfig | dict, plan: dict | PlanConfig | None) -> Plan
     ]
     notes = [
         "today: stage loads read no checkpoint after the first iteration (resident slots)",
-        f"resident ranks: vLLM and scoring on all {gpus} GPUs, one launch per campaign, checkpoints "
-        f"every {every} iterations (plan.save_every)",
+        f"SPMD target: vLLM and scoring on all {gpus} GPUs, one launch per campaign, checkpoints every "
+        f"{every} iterations (plan.save_every); torchrun campaigns have its updates, not the rest yet",
     ]
     seconds = {x.name: x.seconds for x in phases}
     step_h = sum(seconds.values()) / 3600

@@ -41,9 +41,13 @@ def silence_known_noise() -> None:
 
 
 def campaign_log(project: Path) -> Path:
-    """A new log file for this run of ``eurus-prime train``: ``train_<UTC time>.log``."""
+    """A new log file for this run of ``eurus-prime train``: ``train_<UTC time>.log``; under
+    torchrun each rank past 0 has its own, ``train_<UTC time>.rank<k>.log``."""
+    from eurus_prime.engines.spmd import env_world
+
     stamp = time.strftime("%Y-%m-%dT%H-%M-%S", time.gmtime())
-    return Path(project) / LOG_DIR / f"train_{stamp}.log"
+    rank = env_world()[0]
+    return Path(project) / LOG_DIR / f"train_{stamp}{f'.rank{rank}' if rank else ''}.log"
 
 
 def logging_config(log_file: Path) -> dict[str, Any]:

@@ -15,6 +15,7 @@ the loop ends: no run is left active or duplicated.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -23,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from eurus_prime.datasets.resident import RESIDENT
+from eurus_prime.engines import spmd
 from eurus_prime.prime.config import PrimeConfig
 from eurus_prime.prime.rollouts import NothingSelected, needs_another_draw
 from eurus_prime.runs import manifests
@@ -69,6 +71,7 @@ def run_pipeline(
         with _session(project, env, params) as session:
             session.run(pipeline_names=[pipeline], from_nodes=from_nodes, node_names=node_names)
         status = "FINISHED"
+        spmd.barrier()  # rank 0's after-run hooks (manifests) are written before any rank reads them
     except KeyboardInterrupt:
         status = "KILLED"
         raise
@@ -130,10 +133,11 @@ def _incomplete(project: Path, env: str | None, iteration: int, params: dict | N
         todo = incomplete_stage(
             context.catalog, pipeline, context.params, iter_dir(iteration), project / manifests.ROOT
         )
-        if todo is not None:
+        if todo is not None and spmd.is_writer():
             for node in pipeline.nodes:
                 if stages.index(node.name) < stages.index(todo[0]):
                     prune_stage(context.catalog, node, iter_dir(iteration), project)
+        spmd.barrier()
         return todo, context.params
 
 
@@ -350,8 +354,10 @@ def train(
     started = time.perf_counter()
     cwd = os.getcwd()
     os.chdir(project)  # the catalog's iteration resolver reads data/ relative to the project
+    spmd.init()
+    lock = data_lock(project, "eurus-prime train") if spmd.is_writer() else contextlib.nullcontext()
     try:
-        with data_lock(project, "eurus-prime train"):
+        with lock:
             return _train(project, env, iterations, echo, params, time_budget, keep_checkpoints, started, log_models)
     finally:
         RESIDENT.clear()  # the campaign's models leave memory with it
@@ -369,14 +375,24 @@ def _train(
     started: float,
     log_models: bool = False,
 ) -> list[dict]:
-    campaign = Campaign(project, env)
+    # Under torchrun only rank 0 tracks the campaign and writes its log (engines/spmd.py).
+    writer = spmd.is_writer()
+    if spmd.env_world()[1] > 1:
+        problem = spmd_problem(PrimeConfig.coerce(project_params(project, env, params)["prime"]))
+        if problem:
+            raise ValueError(problem)
+    campaign = Campaign(project, env) if writer else None
     summaries = []
     try:
-        campaign.start(project_params(project, env, params))
-        echo(f"MLflow: {campaign.tracking_uri}, experiment {campaign.experiment_name}, campaign run {campaign.run_id}")
-        closed = campaign.close_dangling()
-        if closed:
-            echo(f"closed {closed} MLflow run(s) left RUNNING by a process that died")
+        if campaign is not None:
+            campaign.start(project_params(project, env, params))
+            echo(
+                f"MLflow: {campaign.tracking_uri}, experiment {campaign.experiment_name}, "
+                f"campaign run {campaign.run_id}"
+            )
+            closed = campaign.close_dangling()
+            if closed:
+                echo(f"closed {closed} MLflow run(s) left RUNNING by a process that died")
         for i in range(iterations):
             todo, values = _incomplete(project, env, i, params)
             if todo is None:
@@ -396,9 +412,10 @@ def _train(
             seconds = time.perf_counter() - start
             totals["resident/served"] = float(RESIDENT.hits - served)  # checkpoint loads served from memory
             totals["resident/read"] = float(RESIDENT.misses - read)  # and read from disk
-            metrics = campaign.copy_iteration_metrics(i, {"time/iteration_wall": seconds, **totals})
+            extra = {"time/iteration_wall": seconds, **totals}
+            metrics = campaign.copy_iteration_metrics(i, extra) if campaign is not None else extra
             report = load_dataset(project, env, "eval_report", i)
-            if report is not None and len(report):
+            if campaign is not None and report is not None and len(report):
                 campaign.log_text(report.to_string(index=False), f"eval/{iter_dir(i)}_eval_report.txt")
             summary = {
                 "iteration": i,
@@ -409,29 +426,34 @@ def _train(
                 **metrics,
             }
             summaries.append(summary)
-            with open(project / TRAIN_LOG, "a") as f:
-                f.write(json.dumps(summary) + "\n")
+            if writer:
+                with open(project / TRAIN_LOG, "a") as f:
+                    f.write(json.dumps(summary) + "\n")
             echo(f"iteration {i + 1:>{len(str(iterations))}}/{iterations}: " + _progress_line(summary))
-            if keep_checkpoints:
+            if keep_checkpoints and writer:
                 pruned = prune_checkpoints(project, int(keep_checkpoints), current=i + 1)
                 if pruned.paths:
                     log.info(
                         f"  retention (train.keep_checkpoints={keep_checkpoints}): deleted "
                         f"{len(pruned.paths)} checkpoint version(s), {pruned.bytes / 2**20:.1f} MiB"
                     )
-        if log_models and summaries:
+            spmd.barrier()  # retention deleted on rank 0 before any rank loads again
+        if log_models and summaries and campaign is not None:
             done = completed_iterations(project / manifests.ROOT)
             uris, best = campaign.log_models(project, env, done)
             echo(
                 f"MLflow models: {', '.join(uris)} on the campaign run; best policy (iteration "
                 f"{best}) registered as {REGISTERED_POLICY}"
             )
-        campaign.end("FINISHED")
+        if campaign is not None:
+            campaign.end("FINISHED")
     except KeyboardInterrupt:
-        campaign.end("KILLED")
+        if campaign is not None:
+            campaign.end("KILLED")
         raise
     except BaseException:
-        campaign.end("FAILED")
+        if campaign is not None:
+            campaign.end("FAILED")
         raise
     return summaries
 
@@ -439,7 +461,7 @@ def _train(
 def _run_draws(
     project: Path,
     env: str | None,
-    campaign: Campaign,
+    campaign: Campaign | None,
     iteration: int,
     params: dict,
     values: dict,
@@ -505,6 +527,23 @@ def _run_draws(
             echo(f"  {err}; drawing again (draw {draw + 1} of at most {cfg.max_draws_per_iteration})")
 
 
+def spmd_problem(cfg: PrimeConfig) -> str | None:
+    """Why ``cfg`` cannot run as an SPMD campaign under torchrun yet, or None. Every rank runs
+    generation and scoring in full on its own device; what would instead span or pin GPUs is
+    refused, naming the parameter."""
+    if cfg.rollout_engine == "vllm":
+        return (
+            "prime.rollout_engine=vllm under torchrun: every rank would start its own vLLM engine "
+            "(issue 19: vLLM per rank is not built yet); use fast or hf, or run without torchrun"
+        )
+    if cfg.score_device:
+        return (
+            f"prime.score_device={cfg.score_device} under torchrun: every rank would score on that one "
+            "device; unset it, or run without torchrun"
+        )
+    return None  # prime.deepspeed.num_procs is moot: the campaign's ranks are the update's ranks
+
+
 def add_totals(acc: dict[str, float], session: dict[str, float]) -> None:
     """Fold one session's hook metrics into the iteration's: times add up, a node's
     ``_rss_before_mb`` is its last run's, peaks are the highest."""
@@ -532,7 +571,7 @@ def config_digest(values: dict, draw: int) -> str:
 def _run_iteration(
     project: Path,
     env: str | None,
-    campaign: Campaign,
+    campaign: Campaign | None,
     iteration: int,
     params: dict,
     stages: tuple[str, ...] | list[str],
@@ -543,10 +582,11 @@ def _run_iteration(
     run: the existing one with the same parameters (``config``) when there is one (a resumed
     iteration, or a draw's later stages, continue its run)."""
     params = {**params, "iteration": iteration}
-    os.environ["MLFLOW_RUN_CONTEXT"] = campaign.child_context(iteration, config)
-    existing = campaign.iteration_run(iteration, config)
-    if existing:
-        os.environ["MLFLOW_RUN_ID"] = existing
+    if campaign is not None:  # rank 0 (or the only process): the iteration's MLflow run
+        os.environ["MLFLOW_RUN_CONTEXT"] = campaign.child_context(iteration, config)
+        existing = campaign.iteration_run(iteration, config)
+        if existing:
+            os.environ["MLFLOW_RUN_ID"] = existing
     try:
         # The stages by name, not what lies downstream of the first: evaluate_prm is a sibling of
         # estimate_advantages (Kedro's --from-nodes would leave it out), and a draw stops at the filter.

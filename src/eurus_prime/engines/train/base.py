@@ -43,6 +43,11 @@ def world() -> tuple[int, int]:
     return 0, 1
 
 
+def comm_device() -> str:
+    """Where collectives' tensors live: CUDA under NCCL, else the CPU (gloo)."""
+    return "cuda" if torch.distributed.get_backend() == "nccl" else "cpu"
+
+
 class Trainer(ABC):
     """One stage's optimizer steps. ``model`` is what forward passes run on."""
 
@@ -65,10 +70,20 @@ class Trainer(ABC):
         return float(self.world_size)
 
     def all_sum(self, values: Sequence[float]) -> list[float]:
-        return [float(v) for v in values]
+        """``values`` summed over the ranks (float64)."""
+        if self.world_size == 1:
+            return [float(v) for v in values]
+        t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=comm_device())
+        torch.distributed.all_reduce(t)
+        return [float(x) for x in t.cpu().tolist()]
 
     def all_gather(self, obj) -> list:
-        return [obj]
+        """Every rank's ``obj``, one element per rank."""
+        if self.world_size == 1:
+            return [obj]
+        out: list = [None] * self.world_size
+        torch.distributed.all_gather_object(out, obj)
+        return out
 
     # --- steps ---
     @abstractmethod

@@ -172,20 +172,6 @@ class DeepSpeedTrainer(Trainer):
         for group in groups:
             group["lr"], group["weight_decay"] = lr, weight_decay
 
-    def all_sum(self, values):
-        if self.world_size == 1:
-            return [float(v) for v in values]
-        t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=_comm_device())
-        torch.distributed.all_reduce(t)
-        return t.cpu().tolist()
-
-    def all_gather(self, obj):
-        if self.world_size == 1:
-            return [obj]
-        out = [None] * self.world_size
-        torch.distributed.all_gather_object(out, obj)
-        return out
-
     def _gather_to_first(self, obj) -> list:
         """Every rank's ``obj`` on rank 0 (the others get Nones: only rank 0 saves)."""
         if self.world_size == 1:
@@ -293,10 +279,6 @@ def _cpu(obj):
     if isinstance(obj, tuple):
         return tuple(_cpu(v) for v in obj)
     return obj
-
-
-def _comm_device() -> str:
-    return "cuda" if torch.distributed.get_backend() == "nccl" else "cpu"
 
 
 def _free_port() -> str:

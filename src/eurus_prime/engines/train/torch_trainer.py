@@ -1,5 +1,10 @@
-"""The ``torch`` trainer backend: single-process ``torch.optim.AdamW`` (the CPU default). The AdamW
-moments travel with the checkpoint (``optimizer.pt``) so the next iteration continues them."""
+"""The ``torch`` trainer backend: ``torch.optim.AdamW`` in this process (the CPU default). The AdamW
+moments travel with the checkpoint (``optimizer.pt``) so the next iteration continues them.
+
+Inside a process group (an SPMD campaign under torchrun, ``engines/spmd.py``) it is data-parallel
+the way DDP is: every rank holds the whole model and optimizer, takes its share of a mini-batch's
+micro-batches (``Trainer.shard``), and the gradients are averaged over the ranks before the step,
+so every rank takes the same step."""
 
 from __future__ import annotations
 
@@ -7,16 +12,17 @@ import logging
 
 import torch
 
-from eurus_prime.engines.train.base import Trainer, _check_tensors
+from eurus_prime.engines.train.base import Trainer, _check_tensors, world
 
 log = logging.getLogger(__name__)
 
 
 class TorchTrainer(Trainer):
-    """Single-process AdamW (the CPU default)."""
+    """AdamW in this process, data-parallel over a process group's ranks (module docstring)."""
 
     def __init__(self, model, optimizer_state: dict | None, lr: float, weight_decay: float, grad_clip: float):
         super().__init__(model)
+        self.rank, self.world_size = world()
         self.grad_clip = grad_clip
         self.opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
         if optimizer_state and "deepspeed" in optimizer_state:
@@ -39,7 +45,20 @@ class TorchTrainer(Trainer):
     def backward(self, loss, last):
         loss.backward()
 
+    def _average_gradients(self) -> None:
+        """Every rank's gradient becomes the mean over the ranks (``loss_scale`` made each rank's
+        the world size times its share, so the mean is the whole mini-batch's gradient)."""
+        for p in self.model.parameters():
+            if not p.requires_grad:
+                continue
+            if p.grad is None:  # this rank's micro-batches did not reach it: it adds 0
+                p.grad = torch.zeros_like(p)
+            torch.distributed.all_reduce(p.grad)
+            p.grad.div_(self.world_size)
+
     def step(self, loss, check):
+        if self.world_size > 1:
+            self._average_gradients()
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip))
         skipped = check(loss, grad_norm)
         if skipped:

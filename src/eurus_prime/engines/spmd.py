@@ -1,0 +1,81 @@
+"""One campaign on N resident ranks (SPMD), the TRL/accelerate convention:
+
+    torchrun --nproc-per-node N -m eurus_prime train ...
+
+Every rank runs the same program: the same Kedro pipelines, node by node, on the same inputs and
+seeds. Rank 0 is the *writer*: it alone saves tables and checkpoints, writes manifests, the train
+log and MLflow. Every other rank skips each save and waits at a barrier until rank 0 has written
+it (``datasets.spmd_catalog``), so its next load reads what rank 0 wrote; a checkpoint it skipped
+saving stays in its resident slot as the version rank 0 saved. The updates are data-parallel
+(each rank takes its share of a mini-batch's micro-batches, gradients are averaged over the ranks:
+``engines/train``); the other stages run in full on every rank, so the ranks agree without
+communication. Launched without torchrun (``WORLD_SIZE`` unset or 1) all of this is a no-op.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+
+def env_world() -> tuple[int, int]:
+    """(rank, world size) from the launcher's environment (``RANK``, ``WORLD_SIZE``), before or
+    without a process group; (0, 1) outside a launcher."""
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_writer() -> bool:
+    """Whether this process writes the campaign's files: rank 0, or the only process."""
+    return env_world()[0] == 0
+
+
+def _initialized() -> bool:
+    import torch.distributed as dist
+
+    return dist.is_available() and dist.is_initialized()
+
+
+def init() -> tuple[int, int]:
+    """Join the launcher's process group once per process (NCCL on GPUs, gloo on CPU); returns
+    (rank, world size). Outside a launcher it does nothing and returns (0, 1)."""
+    rank, world = env_world()
+    if world <= 1:
+        return 0, 1
+    import torch
+    import torch.distributed as dist
+
+    if not _initialized():
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        else:
+            os.environ.setdefault("DS_ACCELERATOR", "cpu")
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), dist.get_world_size()
+
+
+def barrier() -> None:
+    """Wait for every rank (a no-op with one)."""
+    if env_world()[1] > 1 and _initialized():
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+def broadcast(obj: Any) -> Any:
+    """Rank 0's ``obj`` on every rank (itself with one)."""
+    if env_world()[1] <= 1 or not _initialized():
+        return obj
+    import torch.distributed as dist
+
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def shutdown() -> None:
+    """Leave the process group (the end of a campaign)."""
+    if _initialized():
+        import torch.distributed as dist
+
+        dist.barrier()
+        dist.destroy_process_group()

@@ -1,0 +1,79 @@
+"""An SPMD campaign end to end: ``torchrun --nproc-per-node 2 -m eurus_prime train`` trains what
+one process trains, and only rank 0 writes (one version of every table and checkpoint, one
+manifest per stage, one MLflow campaign; rank 1 logs to its own file and saves nothing)."""
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.pipelines.helpers import EURUS_PRIME, KEDRO, make_project, run
+
+TORCHRUN = str(Path(sys.executable).with_name("torchrun"))
+PARAMS = "prime.micro_batch=2,prime.eval_every=1"  # two micro-batches per mini-batch: one per rank
+TABLES = {
+    "05_rollouts": ("rollouts", "process_rewards", "prm_rewards", "advantages"),
+    "08_reporting": ("prm_stats", "ppo_stats", "eval_report"),
+}
+
+
+def _versions(project: Path, relative: str) -> list[Path]:
+    return sorted((project / relative).iterdir())
+
+
+def _close(a: pd.DataFrame, b: pd.DataFrame, what: str) -> None:
+    assert list(a.columns) == list(b.columns), what
+    for column in a.columns:
+        if "second" in column or column in ("policy_version", "version"):
+            continue
+        for x, y in zip(a[column], b[column]):
+            try:
+                np.testing.assert_allclose(np.asarray(x, float), np.asarray(y, float), atol=1e-5, err_msg=what)
+            except (TypeError, ValueError):
+                assert str(x) == str(y), (what, column)
+
+
+@pytest.mark.slow
+def test_two_ranks_train_what_one_process_trains_and_only_rank_0_writes(tmp_path):
+    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1", "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}
+    one = make_project(tmp_path / "one")
+    run([KEDRO, "run", "--pipelines=bootstrap"], one, env=env)
+    two = tmp_path / "two"
+    shutil.copytree(one, two)
+    train = ["train", "--iterations", "2", "--params", PARAMS]
+    run([EURUS_PRIME, *train, "--project", str(one)], one, env=env)
+    out = run([TORCHRUN, "--nproc-per-node", "2", "-m", "eurus_prime", *train, "--project", str(two)], two, env=env)
+    assert "SPMD: 2 ranks" in out.stdout and out.stdout.count("iteration 2/2:") == 1  # rank 0 alone prints
+
+    for i in range(2):
+        for layer, names in TABLES.items():
+            for name in names:
+                rel = f"data/{layer}/iter_{i:04d}/{name}.parquet"
+                va, vb = _versions(one, rel), _versions(two, rel)
+                assert len(vb) == 1, rel  # written once, by rank 0
+                _close(pd.read_parquet(va[-1] / f"{name}.parquet"), pd.read_parquet(vb[-1] / f"{name}.parquet"), rel)
+        for stage in ("update_prm", "update_policy"):
+            assert len(list((two / f"data/09_manifests/iter_{i:04d}/{stage}").iterdir())) == 1
+    from safetensors.torch import load_file
+
+    for model in ("policy", "prm"):
+        rel = f"data/06_models/{model}/iter_0002"
+        (va,), (vb,) = _versions(one, rel), _versions(two, rel)
+        wa, wb = load_file(va / "iter_0002/model.safetensors"), load_file(vb / "iter_0002/model.safetensors")
+        assert max(float((wa[k] - wb[k]).abs().max()) for k in wa) < 1e-5, model
+    log = [json.loads(x) for x in (two / "data/08_reporting/train_log.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in log] == [0, 1]
+    logs = sorted(p.name for p in (two / "data/08_reporting/logs").glob("train_*.log"))
+    assert len(logs) == 2 and logs[1].endswith(".rank1.log")
+    rank1 = (two / "data/08_reporting/logs" / logs[1]).read_text()
+    assert "Running node: update_policy" in rank1 and "Saving data" not in rank1
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{two / 'mlflow.db'}")
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert sum(r.data.tags.get("eurus_prime.role") == "campaign" for r in runs) == 1
