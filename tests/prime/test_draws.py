@@ -133,3 +133,29 @@ def test_a_later_draw_generates_only_its_prompts_and_keeps_the_earlier_rollouts_
         rollouts_lib.generate_rollouts(sft, drawn1, CFG, 0, "p@v1", earlier=rollouts0)
     with pytest.raises(ValueError, match="do not match drawn_prompts' prompts of those draws"):
         rollouts_lib.generate_rollouts(sft, drawn1, CFG, 0, sft.version, earlier=rollouts0.iloc[n:])
+
+
+def test_chunked_sampling_is_reproducible_and_each_chunk_is_its_own_seeded_call(train, tiny_tokenizer, monkeypatch):
+    """``prime.rollout_chunk``: the completions are sampled in chunks, each with its own seed, so
+    an SPMD campaign can spread the chunks over its ranks and sample the same rollouts."""
+    sft = _ckpt(tiny_tokenizer)
+    cfg = dataclasses.replace(CFG, rollout_chunk=3)
+    drawn = rollouts_lib.sample_prompts(train, cfg, iteration=0)
+    calls: list[tuple[int, int]] = []
+    real = rollouts_lib.generate
+
+    def spy(model, tok, texts, **kw):
+        calls.append((len(texts), kw["seed"]))
+        return real(model, tok, texts, **kw)
+
+    monkeypatch.setattr(rollouts_lib, "generate", spy)
+    chunked = rollouts_lib.generate_rollouts(sft, drawn, cfg, 0, sft.version)
+    total = len(drawn) * cfg.samples_per_prompt
+    assert [n for n, _ in calls] == [3] * (total // 3) + ([total % 3] if total % 3 else [])
+    assert len({seed for _, seed in calls}) == len(calls)  # every chunk its own seed
+    assert chunked.equals(rollouts_lib.generate_rollouts(sft, drawn, cfg, 0, sft.version))
+    whole = rollouts_lib.generate_rollouts(sft, drawn, CFG, 0, sft.version)  # one call, one seed
+    assert calls[-1][0] == total
+    assert (chunked["prompt_id"] == whole["prompt_id"]).all() and len(chunked) == len(whole)
+    with pytest.raises(ValueError, match="prime.rollout_chunk = 0 is invalid"):
+        dataclasses.replace(CFG, rollout_chunk=0)

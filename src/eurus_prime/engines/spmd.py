@@ -14,8 +14,11 @@ communication. Launched without torchrun (``WORLD_SIZE`` unset or 1) all of this
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 def env_world() -> tuple[int, int]:
@@ -70,6 +73,48 @@ def broadcast(obj: Any) -> Any:
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def group() -> tuple[int, int]:
+    """(rank, world size) of the joined process group; (0, 1) without one."""
+    if not _initialized():
+        return 0, 1
+    import torch.distributed as dist
+
+    return dist.get_rank(), dist.get_world_size()
+
+
+def all_gather_object(obj: Any) -> list[Any]:
+    """Every rank's ``obj``, in rank order (``[obj]`` without a process group)."""
+    rank, world = group()
+    if world == 1:
+        return [obj]
+    import torch.distributed as dist
+
+    out: list[Any] = [None] * world
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def split_evenly(n: int, world: int, rank: int) -> tuple[int, int]:
+    """The ``[lo, hi)`` range of ``n`` items that ``rank`` of ``world`` takes: contiguous blocks,
+    the first ``n % world`` ranks one item longer."""
+    base, extra = divmod(n, world)
+    lo = rank * base + min(rank, extra)
+    return lo, lo + base + (1 if rank < extra else 0)
+
+
+def map_shards(items: list[Any], fn: Any) -> list[Any]:
+    """``fn(items)`` computed data-parallel: each rank applies ``fn`` to its contiguous block of
+    ``items`` (``split_evenly``), and every rank gets the results of all, in the input order.
+    ``fn`` maps a list to a list of the same length. Without a process group: ``fn(items)``."""
+    rank, world = group()
+    if world == 1:
+        return list(fn(items))
+    lo, hi = split_evenly(len(items), world, rank)
+    log.info("data-parallel: rank %d of %d takes items %d-%d of %d", rank, world, lo, hi - 1, len(items))
+    mine = list(fn(items[lo:hi])) if hi > lo else []
+    return [x for part in all_gather_object(mine) for x in part]
 
 
 def shutdown() -> None:

@@ -157,6 +157,18 @@ def forward_rows(
     return (packed, *out) if return_entropy else (packed, out)
 
 
+def scoring_micro_batches(
+    prompt_ids: Sequence[Sequence[int]],
+    response_ids: Sequence[Sequence[int]],
+    micro_batch: int,
+    max_tokens: int | None = None,
+) -> list[list[int]]:
+    """The micro-batches ``score_responses`` makes: rows sorted by length, then cut by
+    ``budget_micro_batches``. One micro-batch given alone comes back as itself."""
+    order = sorted(range(len(response_ids)), key=lambda i: len(prompt_ids[i]) + len(response_ids[i]))
+    return budget_micro_batches(order, prompt_ids, response_ids, micro_batch, max_tokens)
+
+
 @torch.no_grad()
 def score_responses(
     model: Any,
@@ -175,9 +187,8 @@ def score_responses(
     """
     was_training = model.training
     model.eval()
-    order = sorted(range(len(response_ids)), key=lambda i: len(prompt_ids[i]) + len(response_ids[i]))
     out: list[np.ndarray | None] = [None] * len(response_ids)
-    micros = budget_micro_batches(order, prompt_ids, response_ids, micro_batch, max_tokens)
+    micros = scoring_micro_batches(prompt_ids, response_ids, micro_batch, max_tokens)
     for done, rows in enumerate(micros, 1):
         _, logp = forward_rows(model, prompt_ids, response_ids, rows, pad_id)
         for row, values in zip(rows, unpad(logp, [len(response_ids[i]) for i in rows])):

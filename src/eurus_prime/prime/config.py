@@ -54,6 +54,10 @@ class PrimeConfig:
     """Nucleus sampling threshold of rollouts."""
     generation_batch_size: int = 256
     """Sequences per generation batch."""
+    rollout_chunk: int | None = None
+    """Sample the rollouts in chunks of this many completions, each with its own seed, so the
+    chunks can be spread over an SPMD campaign's ranks (``torchrun``) with the same samples on any
+    number of ranks (one process included). None: one call, every rank samples everything."""
     rollout_engine: str = "fast"
     """``fast``: the KV-cache sampler of ``engines/rollout/fast.py`` (Llama/Qwen2 models; it returns the
     sampling log-probs); ``hf``: Hugging Face ``generate`` (any causal LM; ``fast`` falls back to it
@@ -215,6 +219,8 @@ class PrimeConfig:
         ):
             if int(getattr(self, name)) < 1:
                 bad(name, "must be an integer >= 1")
+        if self.rollout_chunk is not None and int(self.rollout_chunk) < 1:
+            bad("rollout_chunk", "must be an integer >= 1, or null for one sampling call")
         if self.micro_batch_tokens is not None and int(self.micro_batch_tokens) < 1:
             bad("micro_batch_tokens", "must be an integer >= 1, or null for no token cap")
         if self.samples_per_prompt < 2:

@@ -30,6 +30,7 @@ from eurus_prime.core.rewards import (
     prm_pairwise_accuracy,
     progress_process_rewards,
 )
+from eurus_prime.engines import spmd
 from eurus_prime.engines.rollout import ProgressFn
 from eurus_prime.engines.train.updates import Updater
 from eurus_prime.prime.batch import (
@@ -39,6 +40,7 @@ from eurus_prime.prime.batch import (
     pad_ragged,
     pad_values,
     score_responses,
+    scoring_micro_batches,
     unpad,
 )
 from eurus_prime.prime.config import PrimeConfig, stage_seed
@@ -104,11 +106,34 @@ def score_rows(
     cfg: PrimeConfig,
     on_progress: ProgressFn | None = None,
 ) -> list[np.ndarray]:
-    """A scoring pass (``score_responses``) on ``prime.score_device`` with the config's micro-batching."""
-    with _on_device(model, cfg.score_device):
-        return score_responses(
-            model, prompt_ids, response_ids, pad_id, cfg.micro_batch, cfg.micro_batch_tokens, on_progress
-        )
+    """A scoring pass (``score_responses``) on ``prime.score_device`` with the config's
+    micro-batching. In an SPMD campaign the ranks share the micro-batches, each scoring a block of
+    them exactly as one process would (same rows, same padding), and every rank gets every row
+    (``engines.spmd.map_shards``): the log-probs do not depend on the number of ranks."""
+    micros = scoring_micro_batches(prompt_ids, response_ids, cfg.micro_batch, cfg.micro_batch_tokens)
+    if spmd.group()[1] == 1:
+        micros = [[i for m in micros for i in m]]  # one call: score_responses cuts the same micro-batches
+
+    def block(ks: list[int]) -> list[list[np.ndarray]]:
+        with _on_device(model, cfg.score_device):
+            return [
+                score_responses(
+                    model,
+                    [prompt_ids[i] for i in micros[k]],
+                    [response_ids[i] for i in micros[k]],
+                    pad_id,
+                    cfg.micro_batch,
+                    cfg.micro_batch_tokens,
+                    on_progress,
+                )
+                for k in ks
+            ]
+
+    out: list[np.ndarray | None] = [None] * len(prompt_ids)
+    for k, values in enumerate(spmd.map_shards(list(range(len(micros))), block)):
+        for row, v in zip(micros[k], values):
+            out[row] = v
+    return out  # type: ignore[return-value]
 
 
 @contextmanager

@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 
 from eurus_prime.core.filtering import accuracy_band_keep
+from eurus_prime.engines import spmd
 from eurus_prime.engines.rollout import ProgressFn, generate
 from eurus_prime.prime.config import PrimeConfig, stage_seed
 from eurus_prime.tasks.prompting import render_prompt
@@ -246,19 +247,34 @@ def _sample(
         )
     n = cfg.samples_per_prompt
     rep = np.repeat(np.arange(len(drawn)), n)
-    gens = generate(
-        model,
-        tok,
-        [texts[i] for i in rep],
-        max_new_tokens=cfg.max_response_length,
-        temperature=cfg.temperature,
-        top_p=cfg.top_p,
-        batch_size=cfg.generation_batch_size,
-        seed=stage_seed(cfg, iteration, "rollout" if draw == 0 else f"rollout/draw{draw}"),
-        engine=cfg.rollout_engine,
-        engine_options=cfg.engine_options,
-        on_progress=on_progress,
-    )
+    stage = "rollout" if draw == 0 else f"rollout/draw{draw}"
+
+    def sample(rows: list[int], seed: int) -> list[Any]:
+        return generate(
+            model,
+            tok,
+            [texts[rep[i]] for i in rows],
+            max_new_tokens=cfg.max_response_length,
+            temperature=cfg.temperature,
+            top_p=cfg.top_p,
+            batch_size=cfg.generation_batch_size,
+            seed=seed,
+            engine=cfg.rollout_engine,
+            engine_options=cfg.engine_options,
+            on_progress=on_progress,
+        )
+
+    rows = list(range(len(rep)))
+    if cfg.rollout_chunk is None:
+        gens = sample(rows, stage_seed(cfg, iteration, stage))
+    else:  # chunks with their own seeds, spread over an SPMD campaign's ranks (engines/spmd.py)
+        size = int(cfg.rollout_chunk)
+        chunks = [rows[i : i + size] for i in range(0, len(rows), size)]
+        done = spmd.map_shards(
+            list(range(len(chunks))),
+            lambda ks: [sample(chunks[k], stage_seed(cfg, iteration, f"{stage}/chunk{k}")) for k in ks],
+        )
+        gens = [g for chunk in done for g in chunk]
     sampling_logprobs = (
         [np.asarray(g.logprobs, dtype=np.float32) for g in gens]
         if gens and all(g.logprobs is not None for g in gens)
