@@ -139,6 +139,7 @@ def train(
             time_budget=time_budget,
             keep_checkpoints=train_params.get("keep_checkpoints"),
             log_models=bool(train_params.get("log_models", True)),
+            save_every=int(train_params.get("save_every") or 1),
         )
     except STOPS as err:  # a run that stopped on purpose: its message, not a traceback
         raise click.ClickException(f"{type(err).__name__}: {err}") from err
@@ -732,7 +733,7 @@ def plan(env: str | None, params_text: str | None, project: Path | None) -> None
             "throughput assumptions); see conf/eurus7b/parameters.yml"
         )
     try:
-        result = make_plan(params["prime"], params["plan"])
+        result = make_plan(params["prime"], params["plan"], int(params.get("train", {}).get("save_every") or 1))
     except ValueError as err:
         raise click.ClickException(str(err)) from err
     click.echo(result.render())

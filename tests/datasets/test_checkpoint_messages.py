@@ -30,7 +30,9 @@ def test_missing_policy_at_a_later_iteration_names_the_iteration_that_writes_it(
         _policy_in(tmp_path, 2).load()
     assert str(err.value) == (
         f"no checkpoint at {tmp_path / '06_models/policy/iter_0000'} for iteration 2; iteration 1 "
-        f"writes it: run `kedro run --pipelines=prime_iteration --params=iteration=1` (or `eurus-prime train`)"
+        f"writes it: run `kedro run --pipelines=prime_iteration --params=iteration=1` (or `eurus-prime train`). "
+        "With train.save_every > 1 only every save_every-th iteration writes its checkpoints: "
+        "`eurus-prime train` replays the iterations after the last saved one"
     )
 
 

@@ -4,6 +4,7 @@ its first iteration reads no checkpoint from disk at all."""
 
 import json
 import shutil
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -81,3 +82,66 @@ def test_resident_campaign_trains_what_the_disk_campaign_trains_and_reads_no_che
             assert torch.equal(a[k], b[k]), (model, k)
     log = [json.loads(x) for x in (resident / "data/08_reporting/train_log.jsonl").read_text().splitlines()]
     assert [r["resident/served"] for r in log] == [s["resident/served"] for s in on]
+
+
+@pytest.mark.slow
+def test_save_every_keeps_checkpoints_in_memory_and_a_later_run_replays_from_the_last_saved_one(tmp_path, monkeypatch):
+    """``train.save_every`` 3 over 3 iterations writes only the last iteration's checkpoints. A
+    campaign that dies after iteration 1 has no checkpoint on disk but the SFT model: the next run
+    replays iterations 0 and 1 from it and trains exactly what an uninterrupted campaign that saves
+    every iteration trains."""
+    from eurus_prime.runs import loop
+
+    every = make_project(tmp_path / "every")
+    run([KEDRO, "run", "--pipelines=bootstrap"], every)
+    sparse = tmp_path / "sparse"
+    shutil.copytree(every, sparse)
+    monkeypatch.setenv("KEDRO_DISABLE_TELEMETRY", "1")
+    params = {"prime": {"eval_every": 1}}
+    train(every, None, 3, echo=lambda _: None, params=params)
+
+    real = loop._progress_line
+
+    def dies_after_iteration_1(summary):
+        if summary["iteration"] == 1:
+            raise RuntimeError("the machine went away")
+        return real(summary)
+
+    monkeypatch.setattr(loop, "_progress_line", dies_after_iteration_1)
+    with pytest.raises(RuntimeError, match="went away"):
+        train(sparse, None, 3, echo=lambda _: None, params=params, save_every=3)
+    models = sparse / "data/06_models"
+
+    def weights_written(rel: str) -> bool:
+        (version,) = sorted((models / rel).iterdir())[-1:]
+        name = Path(rel).name
+        assert (version / name / "MEMORY_ONLY").exists() != (version / name / "model.safetensors").exists()
+        return (version / name / "model.safetensors").exists()
+
+    assert not weights_written("policy/iter_0001") and not weights_written("prm/iter_0002")
+    # a single-stage rerun in a new process says why there is nothing to load
+    from kedro.io import DatasetError
+    from kedro.io.core import Version
+
+    from eurus_prime.datasets import HFCheckpointDataset
+
+    with pytest.raises(DatasetError, match="train.save_every kept that iteration's checkpoint in the memory"):
+        HFCheckpointDataset(str(models / "policy/iter_0001"), version=Version(None, None), iteration=1).load()
+    assert loop.replay_from(sparse / "data/09_manifests") == 0
+    monkeypatch.setattr(loop, "_progress_line", real)
+    lines: list[str] = []
+    summaries = train(sparse, None, 3, echo=lines.append, params=params, save_every=3)
+    assert any("replaying from the last saved checkpoint" in x for x in lines)
+    assert [s["iteration"] for s in summaries] == [0, 1, 2]
+    assert [s["resident/read"] for s in summaries] == [3.0, 0.0, 0.0]  # iterations 1, 2: from memory
+    assert not weights_written("policy/iter_0001") and weights_written("policy/iter_0003")
+    for model in ("policy", "prm"):
+        a, b = _weights(every, model, 3), _weights(sparse, model, 3)
+        assert all(torch.equal(a[k], b[k]) for k in a), model
+    a, b = _table(every, 2, "05_rollouts", "rollouts"), _table(sparse, 2, "05_rollouts", "rollouts")
+    assert a["response_ids"].map(list).tolist() == b["response_ids"].map(list).tolist()
+    # the rollout report's tokenizer comes from the SFT model where the iteration's policy is not on disk
+    from eurus_prime.reports import inspection
+
+    frame, tokenizer = inspection.load_rollouts(sparse, 2)
+    assert len(frame) == len(b) and tokenizer is not None

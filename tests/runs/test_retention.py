@@ -87,3 +87,22 @@ def test_gc_keeps_the_newest_and_manifested_versions_and_removes_leftovers(tmp_p
     assert sorted(p.name for p in table.iterdir()) == [V1, "2026-01-03T00.00.00.000Z"]  # manifested + newest
     assert [p.name for p in pruned.paths] == [".x.parquet.tmp-1234", V2]
     assert manifests.leftovers(project / "data") == []
+
+
+def test_retention_keeps_the_last_k_checkpoints_with_weights_and_every_memory_only_note(tmp_path):
+    """``train.save_every``: iterations whose checkpoints stayed in memory leave a MEMORY_ONLY note;
+    retention counts only folders with weights, so the last saved checkpoint (where a later run
+    replays from) is never deleted, and the notes stay (the next iteration resolves them)."""
+    from eurus_prime.datasets.checkpoint import MEMORY_ONLY
+
+    project = _project(tmp_path, [0.1, 0.2, 0.3, 0.4, 0.5, 0.6])  # best: the last
+    for i in (1, 3, 4, 5):  # iter_0002, iter_0004..iter_0006 hold notes, not weights
+        for kind in ("policy", "prm"):
+            folder = project / f"data/06_models/{kind}/{iter_dir(i + 1)}/{V1}/{iter_dir(i + 1)}"
+            (folder / "model.safetensors").unlink()
+            (folder / MEMORY_ONLY).write_text("memory only")
+    prune_checkpoints(project, keep_last=1, current=5)
+    for kind in ("policy", "prm"):
+        left = sorted(p.name for p in (project / f"data/06_models/{kind}").iterdir())
+        # iter_0001 (weights, not the last) goes; iter_0003 (the last with weights) stays; notes stay
+        assert left == ["iter_0002", "iter_0003", "iter_0004", "iter_0005", "iter_0006"], left

@@ -18,6 +18,18 @@ from eurus_prime.datasets.resident import RESIDENT, SLOTS
 from eurus_prime.datasets.versions import has_version
 
 OPTIMIZER_FILE = "optimizer.pt"
+#: The file a ``write: false`` version folder holds instead of the checkpoint.
+MEMORY_ONLY = "MEMORY_ONLY"
+
+
+def memory_only_message(folder: str | Path) -> str:
+    return (
+        f"{folder} holds no weights: train.save_every kept that iteration's checkpoint in the memory of "
+        "a process that has ended. `eurus-prime train` replays the iterations after the last saved "
+        "checkpoint; to rerun one stage, first train with train.save_every=1 up to it"
+    )
+
+
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -112,6 +124,11 @@ class HFCheckpointDataset(_HFFolderDataset):
     ``resident`` names a slot (``policy``, ``prm``, ``reference``, ``critic``) that keeps the
     checkpoint this dataset last saved or loaded in memory, and serves it to the next load of the
     same version instead of reading the disk (``eurus_prime.datasets.resident``).
+
+    ``write: false`` (a resident dataset only; the training loop sets it through the runtime
+    parameter ``save_checkpoints`` on the iterations ``train.save_every`` skips) keeps a saved
+    checkpoint in its slot alone: the version folder on disk holds only a ``MEMORY_ONLY`` note.
+    Loads in this process are served from the slot; elsewhere they fail, saying so.
     """
 
     def __init__(
@@ -125,6 +142,7 @@ class HFCheckpointDataset(_HFFolderDataset):
         hub_id: str | None = None,
         head: str = "causal_lm",
         resident: str | None = None,
+        write: bool | str = True,
     ) -> None:
         super().__init__(filepath=filepath, version=version, load_args=load_args, metadata=metadata, hub_id=hub_id)
         if head not in HEADS:
@@ -135,6 +153,9 @@ class HFCheckpointDataset(_HFFolderDataset):
         self._iteration = None if iteration is None else int(iteration)
         self._head = head
         self._resident = resident
+        self._write = str(write).strip().lower() not in ("false", "0", "no", "off")
+        if not self._write and resident is None:
+            raise DatasetError(f"{filepath}: write: false needs a resident slot to keep the checkpoint in")
 
     def _fallback(self) -> HFCheckpointDataset | None:
         if self._initial is None or self._version is None:
@@ -148,7 +169,9 @@ class HFCheckpointDataset(_HFFolderDataset):
             raise DatasetError(
                 f"no checkpoint at {self._raw} for iteration {self._iteration}; iteration "
                 f"{(self._iteration or 1) - 1} writes it: run `kedro run --pipelines=prime_iteration "
-                f"--params=iteration={(self._iteration or 1) - 1}` (or `eurus-prime train`)"
+                f"--params=iteration={(self._iteration or 1) - 1}` (or `eurus-prime train`). With "
+                "train.save_every > 1 only every save_every-th iteration writes its checkpoints: "
+                "`eurus-prime train` replays the iterations after the last saved one"
             )
         versioned = has_version(self._initial)
         return HFCheckpointDataset(
@@ -182,6 +205,8 @@ class HFCheckpointDataset(_HFFolderDataset):
     def _read(self, source: str) -> Checkpoint:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        if (Path(source) / MEMORY_ONLY).exists():
+            raise DatasetError(memory_only_message(source))
         tokenizer = AutoTokenizer.from_pretrained(source)
         if self._head == "value":
             model = _value_model(source, self._load_args)
@@ -199,7 +224,18 @@ class HFCheckpointDataset(_HFFolderDataset):
             return fallback.model_config()
         from transformers import AutoConfig
 
-        return AutoConfig.from_pretrained(self._source())
+        stand_in = self._memory_only_stand_in()
+        return stand_in.model_config() if stand_in is not None else AutoConfig.from_pretrained(self._source())
+
+    def _memory_only_stand_in(self) -> HFCheckpointDataset | None:
+        """For a ``MEMORY_ONLY`` version: the dataset whose tokenizer and config it shares (the
+        ``initial`` model it was trained from; training changes neither). None for a real version."""
+        source = self._source()
+        if not (Path(source) / MEMORY_ONLY).exists():
+            return None
+        if self._initial is None:
+            raise DatasetError(memory_only_message(source))
+        return HFCheckpointDataset(self._initial, version=Version(None, None) if has_version(self._initial) else None)
 
     def _version_label(self) -> str:
         tail = "/".join(Path(self._raw).parts[-2:])
@@ -210,13 +246,15 @@ class HFCheckpointDataset(_HFFolderDataset):
         return f"{tail}@{self.resolve_load_version()}"
 
     def load_tokenizer(self):
-        """The checkpoint's tokenizer alone (no weights loaded)."""
+        """The checkpoint's tokenizer alone (no weights loaded). A checkpoint that only lived in
+        memory (``train.save_every``) has the tokenizer of the model it started from: ``initial``'s."""
         fallback = self._fallback()
         if fallback is not None:
             return fallback.load_tokenizer()
         from transformers import AutoTokenizer
 
-        return AutoTokenizer.from_pretrained(self._source())
+        stand_in = self._memory_only_stand_in()
+        return stand_in.load_tokenizer() if stand_in is not None else AutoTokenizer.from_pretrained(self._source())
 
     def _exists(self) -> bool:
         fallback = self._fallback() if self._iteration == 0 else None
@@ -235,6 +273,14 @@ class HFCheckpointDataset(_HFFolderDataset):
                 torch.save(checkpoint.optimizer_state, tmp / OPTIMIZER_FILE)
 
         target = Path(str(self._get_save_path()))
+        if not self._write:  # train.save_every skips this iteration: the slot keeps it, the disk a note
+
+            def write(tmp: Path) -> None:
+                tmp.mkdir(parents=True, exist_ok=True)
+                (tmp / MEMORY_ONLY).write_text(
+                    "This checkpoint was kept in memory only (train.save_every): no weights were written.\n"
+                )
+
         write_dir_atomically(target, write)
         if self._resident is not None and self._version is not None:
             tail = "/".join(Path(self._raw).parts[-2:])

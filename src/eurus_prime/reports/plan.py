@@ -21,19 +21,18 @@ with whatever vLLM leaves there; with ``deepspeed.num_procs`` N the updates run 
 **Time.** Generation: generated tokens / (``rollout_tokens_per_s_per_gpu`` x TP GPUs). Scoring
 and updates: 2 x params FLOPs per token forward, 4 x backward (+2 recompute with checkpointing),
 at ``train_mfu`` of the GPUs' bf16 peak: scoring on GPU 0, updates on the ranks. Checkpoint I/O
-at ``disk_gb_per_s``: every iteration the catalog writes the policy and the PRM (and the critic)
-with their AdamW state (``optimizer_bytes_per_param``); the resident slots
-(``datasets/resident.py``) serve every later load from memory, so the stages read nothing; with
+at ``disk_gb_per_s``: every ``train.save_every``-th iteration the catalog writes the policy and
+the PRM (and the critic) with their AdamW state (``optimizer_bytes_per_param``); the resident
+slots (``datasets/resident.py``) serve every later load from memory, so the stages read nothing; with
 ``deepspeed.num_procs`` > 1 each update also makes the launcher's round trip through its work
 folder (``engines/train/ranks.py``: the driver writes weights and state, every rank reads the
 weights, rank 0 writes both back, the driver reads them) and starts the ranks afresh
 (``process_start_s``). Each line names the GPUs it keeps busy; the rest of the job's GPUs wait.
 
 Beside today's step, the plan prints the step of the SPMD target: every phase spread over all
-GPUs (vLLM on every rank, data-parallel scoring), no launcher round trip or start-up per update,
-and checkpoints written every ``save_every`` iterations. A torchrun campaign
-(``engines/spmd.py``) has the resident, data-parallel updates today; per-rank vLLM,
-data-parallel generation and scoring and ``save_every`` are not built yet.
+GPUs (vLLM on every rank, data-parallel scoring) and no launcher round trip or start-up per
+update. A torchrun campaign (``engines/spmd.py``) is that on CPU today (resident data-parallel
+updates, sampling and scoring); vLLM per rank, which a GPU campaign needs, is not built yet.
 GPU-hours count every GPU the job holds, idle or not.
 """
 
@@ -92,8 +91,6 @@ class PlanConfig:
     process_start_s: float = 60.0
     """Starting the ranks of one update (``torchrun``, imports, process group, DeepSpeed engine;
     assumed; correct it from a run's launcher log)."""
-    save_every: int = 10
-    """The SPMD target's estimate only: iterations between checkpoint writes (today: every one)."""
 
     @classmethod
     def coerce(cls, value: dict | None) -> PlanConfig:
@@ -182,8 +179,9 @@ class Plan:
         return "\n".join(out)
 
 
-def make_plan(prime: PrimeConfig | dict, plan: dict | PlanConfig | None) -> Plan:
-    """The memory and time plan of one PRIME step under ``prime`` on the machine in ``plan``."""
+def make_plan(prime: PrimeConfig | dict, plan: dict | PlanConfig | None, save_every: int = 1) -> Plan:
+    """The memory and time plan of one PRIME step under ``prime`` on the machine in ``plan``, with
+    checkpoints written every ``save_every`` iterations (``train.save_every``)."""
     cfg = PrimeConfig.coerce(prime) if isinstance(prime, dict) else prime
     p = plan if isinstance(plan, PlanConfig) else PlanConfig.coerce(plan)
     m = p.model
@@ -307,7 +305,8 @@ def make_plan(prime: PrimeConfig | dict, plan: dict | PlanConfig | None) -> Plan
     passes = 2 + (0 if reuse else 1)  # reference + PRM (+ old policy)
     bwd = 6 if cfg.gradient_checkpointing else 4
     update_s = (fwd + bwd / 2 * fwd) / flops_rate  # one pass over the batch on one GPU
-    models = 3 if cfg.needs_critic else 2  # saved every iteration: policy, PRM (, critic)
+    models = 3 if cfg.needs_critic else 2  # saved: policy, PRM (, critic)
+    every = max(int(save_every), 1)
     weights_b, state_b = 2 * m.params, p.optimizer_bytes_per_param * m.params
     disk = p.disk_gb_per_s * 1e9
     saves = models * (weights_b + state_b)
@@ -318,13 +317,13 @@ def make_plan(prime: PrimeConfig | dict, plan: dict | PlanConfig | None) -> Plan
     gen_name, score_name = "generation (vLLM)", f"scoring ({passes} forward passes)"
     prm_name = f"PRM update (forward + backward, {ranks} rank(s))"
     pol_name = f"policy update ({cfg.ppo_epochs} epoch(s), {ranks} rank(s))"
-    io_name = f"checkpoint writes ({models} models + AdamW state, {p.disk_gb_per_s:g} GB/s)"
+    io_name = f"checkpoint writes ({models} models + AdamW, {p.disk_gb_per_s:g} GB/s, 1 in {every} its.)"
     phases = [
         Phase(gen_name, gen_tokens / (p.rollout_tokens_per_s_per_gpu * max(tp, 1)), max(tp, 1)),
         Phase(score_name, passes * fwd / flops_rate, 1),
         Phase(prm_name, update_s / ranks, ranks),
         Phase(pol_name, cfg.ppo_epochs * update_s / ranks, ranks),
-        Phase(io_name, saves / disk, 0),
+        Phase(io_name, saves / disk / every, 0),
     ]
     if relaunched:
         updates = models  # every model trained per iteration is one launch
@@ -332,7 +331,6 @@ def make_plan(prime: PrimeConfig | dict, plan: dict | PlanConfig | None) -> Plan
             Phase(f"launcher round trips ({updates} updates through the work folder)", updates * round_trip / disk, 0),
             Phase(f"process start-up ({updates} launches of {ranks} ranks)", updates * p.process_start_s, 0),
         ]
-    every = max(int(p.save_every), 1)
     resident = [
         Phase(gen_name, gen_tokens / (p.rollout_tokens_per_s_per_gpu * gpus), gpus),
         Phase(score_name, passes * fwd / flops_rate / gpus, gpus),
@@ -342,8 +340,8 @@ def make_plan(prime: PrimeConfig | dict, plan: dict | PlanConfig | None) -> Plan
     ]
     notes = [
         "today: stage loads read no checkpoint after the first iteration (resident slots)",
-        f"SPMD target: vLLM and scoring on all {gpus} GPUs, one launch per campaign, checkpoints every "
-        f"{every} iterations (plan.save_every); torchrun campaigns have its updates, not the rest yet",
+        f"SPMD target: vLLM and scoring on all {gpus} GPUs, one launch per campaign (torchrun on CPU "
+        "has it, vLLM per rank is not built)",
     ]
     seconds = {x.name: x.seconds for x in phases}
     step_h = sum(seconds.values()) / 3600

@@ -23,6 +23,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from kedro.io import DatasetError
+
+from eurus_prime.datasets.checkpoint import MEMORY_ONLY
 from eurus_prime.datasets.resident import RESIDENT
 from eurus_prime.engines import spmd
 from eurus_prime.prime.config import PrimeConfig
@@ -31,7 +34,7 @@ from eurus_prime.runs import manifests
 from eurus_prime.runs.guard.hooks import IO_TIMING, MEMORY
 from eurus_prime.runs.layout import iter_dir
 from eurus_prime.runs.lock import data_lock
-from eurus_prime.runs.progress import completed_iterations
+from eurus_prime.runs.progress import completed_iterations, iteration_complete
 from eurus_prime.runs.retention import best_iteration, prune_checkpoints
 from eurus_prime.runs.session import create_session
 
@@ -112,9 +115,10 @@ def incomplete_stage(catalog, pipeline, params: dict, scope: str, root: Path | N
     return None
 
 
-def _incomplete(project: Path, env: str | None, iteration: int, params: dict | None = None):
+def _incomplete(project: Path, env: str | None, iteration: int, params: dict | None = None, replay: str | None = None):
     """Where to resume ``iteration`` (stage, reason), or None when its last stage is complete; and
-    the parameters the iteration runs with.
+    the parameters the iteration runs with. ``replay`` (a reason) reruns the whole iteration: its
+    checkpoints were kept in memory by a process that has ended (``train.save_every``).
     A complete iteration is history: later parameter changes do not reopen it. Before resuming,
     the unmanifested output versions of the stages before the resume point are deleted (a crashed
     manual rerun of one of them), so every later stage reads what the manifests record."""
@@ -124,12 +128,14 @@ def _incomplete(project: Path, env: str | None, iteration: int, params: dict | N
     from eurus_prime.runs.layout import iter_dir
     from eurus_prime.runs.progress import iteration_complete
 
-    if iteration_complete(iteration, project / manifests.ROOT):
+    if replay is None and iteration_complete(iteration, project / manifests.ROOT):
         return None, None
     with _session(project, env, {**(params or {}), "iteration": iteration}) as session:
         context = session.load_context()
         pipeline = pipelines[_pipeline_name(context.params)]
         stages = _stages(context.params)
+        if replay is not None:
+            return (stages[0], replay), context.params
         todo = incomplete_stage(
             context.catalog, pipeline, context.params, iter_dir(iteration), project / manifests.ROOT
         )
@@ -139,6 +145,36 @@ def _incomplete(project: Path, env: str | None, iteration: int, params: dict | N
                     prune_stage(context.catalog, node, iter_dir(iteration), project)
         spmd.barrier()
         return todo, context.params
+
+
+#: The stages that write checkpoints (their outputs are memory-only on iterations train.save_every skips).
+CHECKPOINT_STAGES = ("update_prm", "update_critic", "update_policy")
+
+
+def replay_from(root: Path) -> int | None:
+    """Where training must replay from: the iteration after the last one whose checkpoints are
+    on disk, when a later complete iteration kept its checkpoints only in the memory of a process
+    that has ended (``train.save_every``); None when there is no such iteration. The replay starts
+    from the last saved checkpoint (the SFT model when none is)."""
+    project = Path(root).parent.parent
+    last_saved, i = -1, 0
+    while iteration_complete(i, root):
+        paths = [
+            out["path"]
+            for stage in CHECKPOINT_STAGES
+            for out in (manifests.latest(iter_dir(i), stage, root) or {}).get("outputs", {}).values()
+            if out.get("path", "").startswith("data/06_models/")
+        ]
+        if not any((project / path / MEMORY_ONLY).exists() for path in paths):
+            last_saved = i
+        i += 1
+    return last_saved + 1 if last_saved + 1 < i else None
+
+
+def saves_checkpoints(iteration: int, iterations: int, save_every: int) -> bool:
+    """Whether ``iteration`` writes its checkpoints: every ``save_every``-th iteration (iterations
+    save_every-1, 2*save_every-1, ...) and the campaign's last."""
+    return save_every <= 1 or (iteration + 1) % save_every == 0 or iteration == iterations - 1
 
 
 def _pipeline_name(params: dict) -> str:
@@ -284,7 +320,13 @@ class Campaign:
                 if name == "best_policy" and iteration == done - 1:
                     uris[name] = uris["policy"]
                     continue
-                checkpoint = load_dataset(project, env, dataset, iteration)
+                try:
+                    checkpoint = load_dataset(project, env, dataset, iteration)
+                except DatasetError as err:  # kept in memory only (train.save_every), and gone since
+                    log.warning("MLflow models: no %s of iteration %d to log (%s)", name, iteration, err)
+                    continue
+                if checkpoint is None:
+                    continue
                 info = mlflow.transformers.log_model(
                     transformers_model={"model": checkpoint.model, "tokenizer": checkpoint.tokenizer},
                     name=name,
@@ -335,6 +377,7 @@ def train(
     time_budget: float | None = None,
     keep_checkpoints: int | None = None,
     log_models: bool = False,
+    save_every: int = 1,
 ) -> list[dict]:
     """Run ``prime_iteration`` until ``iterations`` iterations are complete, resuming the first
     incomplete one at its first incomplete stage.
@@ -346,6 +389,9 @@ def train(
             last iterations and the best evaluated one (``eurus_prime.runs.retention``); None keeps all.
         log_models: when this call ran an iteration, log the final policy and PRM and the best
             policy as MLflow models and register the best (``Campaign.log_models``).
+        save_every: write the checkpoints of every this-many-th iteration and of the last; the
+            others stay in memory (resident slots) for the next iteration. A later run replays the
+            iterations after the last saved checkpoint (``replay_from``). Tables are written always.
     Returns:
         One summary dict per iteration run; each is also appended to ``data/08_reporting/train_log.jsonl``.
     """
@@ -358,7 +404,9 @@ def train(
     lock = data_lock(project, "eurus-prime train") if spmd.is_writer() else contextlib.nullcontext()
     try:
         with lock:
-            return _train(project, env, iterations, echo, params, time_budget, keep_checkpoints, started, log_models)
+            return _train(
+                project, env, iterations, echo, params, time_budget, keep_checkpoints, started, log_models, save_every
+            )
     finally:
         RESIDENT.clear()  # the campaign's models leave memory with it
         os.chdir(cwd)
@@ -374,6 +422,7 @@ def _train(
     keep_checkpoints: int | None,
     started: float,
     log_models: bool = False,
+    save_every: int = 1,
 ) -> list[dict]:
     # Under torchrun only rank 0 tracks the campaign and writes its log (engines/spmd.py).
     writer = spmd.is_writer()
@@ -393,8 +442,16 @@ def _train(
             closed = campaign.close_dangling()
             if closed:
                 echo(f"closed {closed} MLflow run(s) left RUNNING by a process that died")
+        save_every = max(int(save_every or 1), 1)
+        replay = replay_from(project / manifests.ROOT)
+        if replay is not None:
+            echo(
+                f"iteration {replay + 1} onwards kept its checkpoints in memory only (train.save_every): "
+                f"replaying from the last saved checkpoint, iteration {replay}'s input"
+            )
         for i in range(iterations):
-            todo, values = _incomplete(project, env, i, params)
+            why = None if replay is None or i < replay else "replay after the last saved checkpoint"
+            todo, values = _incomplete(project, env, i, params, why)
             if todo is None:
                 continue
             if time_budget is not None and time.perf_counter() - started >= time_budget:
@@ -408,7 +465,8 @@ def _train(
             start = time.perf_counter()
             served, read = RESIDENT.hits, RESIDENT.misses
             draw = _last_draw(i) if first != "sample_prompts" else 0
-            draw, totals = _run_draws(project, env, campaign, i, params, values, first, draw, echo)
+            saving = {"save_checkpoints": saves_checkpoints(i, iterations, save_every)}
+            draw, totals = _run_draws(project, env, campaign, i, {**params, **saving}, values, first, draw, echo)
             seconds = time.perf_counter() - start
             totals["resident/served"] = float(RESIDENT.hits - served)  # checkpoint loads served from memory
             totals["resident/read"] = float(RESIDENT.misses - read)  # and read from disk

@@ -77,8 +77,12 @@ def prune_checkpoints(project: Path, keep_last: int, dry_run: bool = False, curr
         folders = sorted((project / "data/06_models" / kind).glob("iter_*"))
         numbers = [int(f.name.split("_")[1]) for f in folders]
         last = current if current is not None else max(numbers, default=0)
+        # the last keep_last folders that hold weights; the MEMORY_ONLY notes of the iterations
+        # train.save_every kept in memory (a few bytes each) stay: the next iteration resolves them
+        real = [n for f, n in zip(folders, numbers) if _holds_weights(f)]
+        kept = set(sorted(n for n in real if n <= last)[-keep_last:])
         for folder, number in zip(folders, numbers):
-            if number > last - keep_last or (best is not None and number == best + 1):
+            if number > last or number not in real or number in kept or (best is not None and number == best + 1):
                 continue
             for version in sorted(folder.iterdir()):
                 pruned.add(version)
@@ -91,6 +95,14 @@ def prune_checkpoints(project: Path, keep_last: int, dry_run: bool = False, curr
             if not dry_run:
                 folder.rmdir()
     return pruned
+
+
+def _holds_weights(folder: Path) -> bool:
+    """Whether the newest version of a checkpoint folder is a checkpoint, not a ``MEMORY_ONLY`` note."""
+    from eurus_prime.datasets.checkpoint import MEMORY_ONLY
+
+    versions = sorted(v for v in folder.iterdir() if v.is_dir())
+    return bool(versions) and not (versions[-1] / folder.name / MEMORY_ONLY).exists()
 
 
 def versioned_folders(data: Path) -> list[Path]:
