@@ -34,3 +34,4 @@ def test_an_spmd_campaign_refuses_what_would_pin_or_span_gpus_naming_the_paramet
     assert spmd_problem(PrimeConfig(trainer_backend="deepspeed", deepspeed={"num_procs": 8})) is None
     assert spmd_problem(PrimeConfig(rollout_engine="vllm")).startswith("prime.rollout_engine=vllm under torchrun")
     assert spmd_problem(PrimeConfig(score_device="cuda:0")).startswith("prime.score_device=cuda:0 under torchrun")
+    assert spmd_problem(PrimeConfig(score_device="cuda")) is None  # each rank's own device

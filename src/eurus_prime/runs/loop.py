@@ -594,10 +594,10 @@ def spmd_problem(cfg: PrimeConfig) -> str | None:
             "prime.rollout_engine=vllm under torchrun: every rank would start its own vLLM engine "
             "(issue 19: vLLM per rank is not built yet); use fast or hf, or run without torchrun"
         )
-    if cfg.score_device:
+    if cfg.score_device and ":" in cfg.score_device:
         return (
             f"prime.score_device={cfg.score_device} under torchrun: every rank would score on that one "
-            "device; unset it, or run without torchrun"
+            "device; use `cuda` (each rank's own GPU), or run without torchrun"
         )
     return None  # prime.deepspeed.num_procs is moot: the campaign's ranks are the update's ranks
 
