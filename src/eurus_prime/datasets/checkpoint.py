@@ -237,8 +237,13 @@ class HFCheckpointDataset(_HFFolderDataset):
             raise DatasetError(memory_only_message(source))
         return HFCheckpointDataset(self._initial, version=Version(None, None) if has_version(self._initial) else None)
 
+    @property
+    def _tail(self) -> str:
+        """The folder's last two parts, which version labels start with (``policy/iter_0003``)."""
+        return "/".join(Path(self._raw).parts[-2:])
+
     def _version_label(self) -> str:
-        tail = "/".join(Path(self._raw).parts[-2:])
+        tail = self._tail
         if self._version is None:
             return self._raw if _HUB_ID.match(self._raw) and not Path(self._raw).exists() else tail
         if self._hub_id is not None and self._source() == self._hub_id:
@@ -272,30 +277,30 @@ class HFCheckpointDataset(_HFFolderDataset):
 
                 torch.save(checkpoint.optimizer_state, tmp / OPTIMIZER_FILE)
 
+        def write_note(tmp: Path) -> None:  # train.save_every skips this iteration: the slot keeps it
+            tmp.mkdir(parents=True, exist_ok=True)
+            (tmp / MEMORY_ONLY).write_text(
+                "This checkpoint was kept in memory only (train.save_every): no weights were written.\n"
+            )
+
         target = Path(str(self._get_save_path()))
-        if not self._write:  # train.save_every skips this iteration: the slot keeps it, the disk a note
-
-            def write(tmp: Path) -> None:
-                tmp.mkdir(parents=True, exist_ok=True)
-                (tmp / MEMORY_ONLY).write_text(
-                    "This checkpoint was kept in memory only (train.save_every): no weights were written.\n"
-                )
-
-        write_dir_atomically(target, write)
+        write_dir_atomically(target, write if self._write else write_note)
         if self._resident is not None and self._version is not None:
-            tail = "/".join(Path(self._raw).parts[-2:])
-            checkpoint.version = f"{tail}@{self.resolve_save_version()}"  # it is that version now
-            RESIDENT.put(self._resident, self._resident_key(target), checkpoint)
+            self._hold(checkpoint, target, f"{self._tail}@{self.resolve_save_version()}")
+
+    def _hold(self, checkpoint: Checkpoint, folder: str | Path, label: str) -> None:
+        """``checkpoint`` is this dataset's version ``label`` at ``folder`` now: label it so, and
+        keep it in the dataset's resident slot."""
+        checkpoint.version = label
+        if self._resident is not None:
+            RESIDENT.put(self._resident, self._resident_key(folder), checkpoint)
 
     def adopt_saved(self, checkpoint: Checkpoint) -> None:
         """SPMD, on a rank that does not write: rank 0 has just saved this dataset's version of an
         identical checkpoint. Label ``checkpoint`` as that version and keep it resident, as the
         save would have (``datasets/spmd_catalog.py``)."""
         self._clear_version_cache()  # the newest version on disk is the one rank 0 just wrote
-        source = self._source()
-        checkpoint.version = self._version_label()
-        if self._resident is not None:
-            RESIDENT.put(self._resident, self._resident_key(source), checkpoint)
+        self._hold(checkpoint, self._source(), self._version_label())
 
 
 def _value_model(source: str, load_args: dict[str, Any]):

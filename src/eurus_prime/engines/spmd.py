@@ -64,17 +64,6 @@ def barrier() -> None:
         dist.barrier()
 
 
-def broadcast(obj: Any) -> Any:
-    """Rank 0's ``obj`` on every rank (itself with one)."""
-    if env_world()[1] <= 1 or not _initialized():
-        return obj
-    import torch.distributed as dist
-
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
 def group() -> tuple[int, int]:
     """(rank, world size) of the joined process group; (0, 1) without one."""
     if not _initialized():

@@ -110,24 +110,26 @@ def score_rows(
     micro-batching. In an SPMD campaign the ranks share the micro-batches, each scoring a block of
     them exactly as one process would (same rows, same padding), and every rank gets every row
     (``engines.spmd.map_shards``): the log-probs do not depend on the number of ranks."""
-    micros = scoring_micro_batches(prompt_ids, response_ids, cfg.micro_batch, cfg.micro_batch_tokens)
+
+    def score(rows: Sequence[int]) -> list[np.ndarray]:
+        return score_responses(
+            model,
+            [prompt_ids[i] for i in rows],
+            [response_ids[i] for i in rows],
+            pad_id,
+            cfg.micro_batch,
+            cfg.micro_batch_tokens,
+            on_progress,
+        )
+
     if spmd.group()[1] == 1:
-        micros = [[i for m in micros for i in m]]  # one call: score_responses cuts the same micro-batches
+        with _on_device(model, cfg.score_device):
+            return score(range(len(prompt_ids)))
+    micros = scoring_micro_batches(prompt_ids, response_ids, cfg.micro_batch, cfg.micro_batch_tokens)
 
     def block(ks: list[int]) -> list[list[np.ndarray]]:
         with _on_device(model, cfg.score_device):
-            return [
-                score_responses(
-                    model,
-                    [prompt_ids[i] for i in micros[k]],
-                    [response_ids[i] for i in micros[k]],
-                    pad_id,
-                    cfg.micro_batch,
-                    cfg.micro_batch_tokens,
-                    on_progress,
-                )
-                for k in ks
-            ]
+            return [score(micros[k]) for k in ks]
 
     out: list[np.ndarray | None] = [None] * len(prompt_ids)
     for k, values in enumerate(spmd.map_shards(list(range(len(micros))), block)):

@@ -318,26 +318,25 @@ def make_plan(prime: PrimeConfig | dict, plan: dict | PlanConfig | None, save_ev
     prm_name = f"PRM update (forward + backward, {ranks} rank(s))"
     pol_name = f"policy update ({cfg.ppo_epochs} epoch(s), {ranks} rank(s))"
     io_name = f"checkpoint writes ({models} models + AdamW, {p.disk_gb_per_s:g} GB/s, 1 in {every} its.)"
-    phases = [
-        Phase(gen_name, gen_tokens / (p.rollout_tokens_per_s_per_gpu * max(tp, 1)), max(tp, 1)),
-        Phase(score_name, passes * fwd / flops_rate, 1),
-        Phase(prm_name, update_s / ranks, ranks),
-        Phase(pol_name, cfg.ppo_epochs * update_s / ranks, ranks),
-        Phase(io_name, saves / disk / every, 0),
-    ]
+
+    def compute(generating: int, scoring: int, updating: int) -> list[Phase]:
+        """The step's compute and checkpoint writes with each phase spread over that many GPUs."""
+        return [
+            Phase(gen_name, gen_tokens / (p.rollout_tokens_per_s_per_gpu * generating), generating),
+            Phase(score_name, passes * fwd / flops_rate / scoring, scoring),
+            Phase(prm_name, update_s / updating, updating),
+            Phase(pol_name, cfg.ppo_epochs * update_s / updating, updating),
+            Phase(io_name, saves / disk / every, 0),
+        ]
+
+    phases = compute(max(tp, 1), 1, ranks)  # today: vLLM on its TP GPUs, scoring on GPU 0
     if relaunched:
         updates = models  # every model trained per iteration is one launch
         phases += [
             Phase(f"launcher round trips ({updates} updates through the work folder)", updates * round_trip / disk, 0),
             Phase(f"process start-up ({updates} launches of {ranks} ranks)", updates * p.process_start_s, 0),
         ]
-    resident = [
-        Phase(gen_name, gen_tokens / (p.rollout_tokens_per_s_per_gpu * gpus), gpus),
-        Phase(score_name, passes * fwd / flops_rate / gpus, gpus),
-        Phase(prm_name, update_s / gpus, gpus),
-        Phase(pol_name, cfg.ppo_epochs * update_s / gpus, gpus),
-        Phase(io_name, saves / disk / every, 0),
-    ]
+    resident = compute(gpus, gpus, gpus)
     notes = [
         "today: stage loads read no checkpoint after the first iteration (resident slots)",
         f"SPMD target: vLLM and scoring on all {gpus} GPUs, one launch per campaign (torchrun on CPU "

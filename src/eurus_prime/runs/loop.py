@@ -125,8 +125,6 @@ def _incomplete(project: Path, env: str | None, iteration: int, params: dict | N
     from kedro.framework.project import pipelines
 
     from eurus_prime.runs.guard.hooks import prune_stage
-    from eurus_prime.runs.layout import iter_dir
-    from eurus_prime.runs.progress import iteration_complete
 
     if replay is None and iteration_complete(iteration, project / manifests.ROOT):
         return None, None

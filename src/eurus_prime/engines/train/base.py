@@ -29,6 +29,8 @@ from typing import Any
 
 import torch
 
+from eurus_prime.engines import spmd
+
 #: Registered trainer backends: name -> ``"module:Class"`` (imported when first used).
 TRAINER_BACKENDS: dict[str, str] = {
     "torch": "eurus_prime.engines.train.torch_trainer:TorchTrainer",
@@ -36,11 +38,8 @@ TRAINER_BACKENDS: dict[str, str] = {
 }
 
 
-def world() -> tuple[int, int]:
-    """(rank, world size) of the initialised process group, else (0, 1)."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
+#: (rank, world size) of the initialised process group, else (0, 1).
+world = spmd.group
 
 
 def comm_device() -> str:
@@ -79,11 +78,7 @@ class Trainer(ABC):
 
     def all_gather(self, obj) -> list:
         """Every rank's ``obj``, one element per rank."""
-        if self.world_size == 1:
-            return [obj]
-        out: list = [None] * self.world_size
-        torch.distributed.all_gather_object(out, obj)
-        return out
+        return spmd.all_gather_object(obj)
 
     # --- steps ---
     @abstractmethod
