@@ -18,7 +18,7 @@ TORCHRUN = str(Path(sys.executable).with_name("torchrun"))
 # two micro-batches per mini-batch (one per rank); 6 completions in chunks of 2 (3 chunks, split 2 + 1)
 PARAMS = "prime.micro_batch=2,prime.eval_every=1,prime.rollout_chunk=2"
 TABLES = {
-    "05_rollouts": ("rollouts", "process_rewards", "prm_rewards", "advantages"),
+    "05_rollouts": ("rollouts", "outcomes", "process_rewards", "prm_rewards", "advantages"),
     "08_reporting": ("prm_stats", "ppo_stats", "eval_report"),
 }
 
@@ -73,6 +73,10 @@ def test_two_ranks_train_what_one_process_trains_and_only_rank_0_writes(tmp_path
     assert len(logs) == 2 and logs[1].endswith(".rank1.log")
     rank1 = (two / "data/08_reporting/logs" / logs[1]).read_text()
     assert "Running node: update_policy" in rank1 and "Saving data" not in rank1
+    # rank 1 graded its block of the rollouts and of the held-out responses in every iteration
+    for node in ("verify_outcomes", "evaluate_policy"):
+        runs_of_node = [part.split("Running node:")[0] for part in rank1.split(f"Running node: {node}")[1:]]
+        assert len(runs_of_node) == 2 and all("data-parallel: rank 1 of 2 takes items" in p for p in runs_of_node), node
     # rank 1 sampled the last of the 3 rollout chunks and scored the last of the 3 micro-batches
     # (6 rows, micro_batch 2) of each scoring pass
     assert rank1.count("data-parallel: rank 1 of 2 takes items 2-2 of 3") >= 3

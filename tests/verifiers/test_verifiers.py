@@ -80,3 +80,15 @@ def test_verify_all_keeps_order_and_rejects_unknown_ability():
     assert [v.correct for v in out] == [True, True, False]
     with pytest.raises(ValueError, match="row 0: unknown ability 'art'"):
         verify_all(["art"], ["x"], ["y"])
+
+
+def test_grading_processes_are_shared_among_the_ranks_of_a_node(monkeypatch):
+    from eurus_prime.verifiers import default_workers
+
+    monkeypatch.setattr("os.cpu_count", lambda: 16)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert default_workers() == 16
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")  # torchrun --nproc-per-node 4
+    assert default_workers() == 4
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "32")
+    assert default_workers() == 1

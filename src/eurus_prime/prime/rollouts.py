@@ -358,8 +358,9 @@ def _verify(rollouts: pd.DataFrame, on_progress: ProgressFn | None) -> pd.DataFr
     # (ability, response, ground truth) once. Verifiers are pure functions of these three.
     triples = list(zip(rollouts["ability"], rollouts["response"], rollouts["ground_truth"]))
     distinct = list(dict.fromkeys(triples))
-    abilities, responses, truths = (list(column) for column in zip(*distinct)) if distinct else ([], [], [])
-    verdicts = verify_all(abilities, responses, truths, on_progress=on_progress) if distinct else []
+    # In an SPMD campaign each rank grades its block of the distinct triples and every rank gets
+    # all the verdicts (engines/spmd.py); in one process this is one verify_all call.
+    verdicts = spmd.map_shards(distinct, lambda part: _grade(part, on_progress))
     by_triple = dict(zip(distinct, verdicts))
     out = rollouts[KEY + ["data_source", "ability"]].reset_index(drop=True)
     out.insert(2, "draw", rollouts["draw"].to_numpy() if "draw" in rollouts else 0)
@@ -371,6 +372,14 @@ def _verify(rollouts: pd.DataFrame, on_progress: ProgressFn | None) -> pd.DataFr
     return pd.concat(
         [out, pd.DataFrame([by_triple[t].as_row() for t in triples], columns=VERDICT_COLUMNS), labels], axis=1
     )
+
+
+def _grade(triples: list[tuple[str, str, str]], on_progress: ProgressFn | None) -> list:
+    """The verdicts of ``(ability, response, ground truth)`` triples, in order."""
+    if not triples:
+        return []
+    abilities, responses, truths = (list(column) for column in zip(*triples))
+    return verify_all(abilities, responses, truths, on_progress=on_progress)
 
 
 def outcome_metrics(outcomes: pd.DataFrame) -> dict[str, float]:

@@ -60,6 +60,12 @@ def _serial(abilities, responses, ground_truths) -> list[Verdict]:
     return verify_all(abilities, responses, ground_truths, workers=1)
 
 
+def default_workers() -> int:
+    """Grading processes per call: every core, shared among the ranks an SPMD campaign runs on
+    this node (``LOCAL_WORLD_SIZE``, set by torchrun), each of which grades its own share."""
+    return max(1, (os.cpu_count() or 1) // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
+
+
 def verify_all(
     abilities: Sequence[str],
     responses: Sequence[str],
@@ -71,11 +77,11 @@ def verify_all(
     """Grade many responses; the result is in input order. ``on_progress(done, total, unit)`` is
     called as chunks (or, in one process, rows) finish.
 
-    ``workers`` processes (default: every core) share a batch of ``PARALLEL_MIN_ROWS`` or more,
+    ``workers`` processes (default: every core, ``default_workers``) share a batch of ``PARALLEL_MIN_ROWS`` or more,
     in interleaved chunks so that slow code rows spread evenly; within a process, code runs
     (which wait on their sandboxed child) use ``code_workers`` threads and math runs in the main
     thread. A worker that dies takes no rows with it: its chunk is graded again in this process."""
-    workers = (os.cpu_count() or 1) if workers is None else workers
+    workers = default_workers() if workers is None else workers
     if workers > 1 and len(responses) >= PARALLEL_MIN_ROWS:
         return _parallel(list(abilities), list(responses), list(ground_truths), workers, on_progress)
     if not len(abilities) == len(responses) == len(ground_truths):
