@@ -79,6 +79,9 @@ ARMS = {
     "ppo": "prime.advantage_estimator=gae,prime.process_coef=0.0",
     "ppo_prime": "prime.advantage_estimator=gae",
     "prm_value": "prime.advantage_estimator=prm_value",
+    # RLOO + PRIME with the world's own PRM settings (in conf/chains the same as prime_mb16): the
+    # tiny world's Table 4 runs it beside the rows above.
+    "rloo_prime": "",
 }
 LABELS = {
     "rloo": "RLOO (outcome only)",
@@ -97,7 +100,15 @@ LABELS = {
     "ppo": "PPO (GAE, critic)",
     "ppo_prime": "PPO + PRIME",
     "prm_value": "PRM as value model",
+    "rloo_prime": "RLOO + PRIME",
 }
+
+
+def world_name(env: str) -> str:
+    """How the results name the world a Kedro environment trains on."""
+    return {"base": "tiny world", "chains": "chains world"}.get(env, f"{env} environment")
+
+
 MA = 10  # moving-average window of the training verify score, in iterations (the paper's Fig. 3)
 
 
@@ -394,7 +405,7 @@ def summarise(df, iters, args) -> None:
         }
     write_json(args.out.with_suffix(".json"), summary)
     lines = [
-        "# Credit assignment in the chains world",
+        f"# Credit assignment in the {world_name(args.env)}",
         "",
         f"Command: `{summary['command']}`",
         "",
@@ -459,7 +470,7 @@ def _plot(iters, curves, base, args) -> None:
     axes[2].set_ylabel("PRM on fresh rollouts (before its update)")
     for ax in axes:
         ax.legend(fontsize=7)
-    fig.suptitle("chains world: mean over seeds")
+    fig.suptitle(f"{world_name(args.env)}: mean over seeds")
     fig.tight_layout()
     fig.savefig(args.out.with_suffix(".png"), dpi=110)
 

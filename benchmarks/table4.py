@@ -1,4 +1,4 @@
-"""The PRIME paper's Table 4 on the chains world: each base RL algorithm without and with PRIME's
+"""The PRIME paper's Table 4 on our worlds: each base RL algorithm without and with PRIME's
 implicit process rewards, and the implicit PRM as a value model.
 
     python benchmarks/credit_assignment.py --sft-from <chains project> --iterations 18 --eval-items 1000 \\
@@ -19,6 +19,15 @@ difference PRIME makes beside the seed spread, and the rollouts each arm needs t
 training verify score (10-iteration moving average): 80% of the way from the SFT model's score
 at iteration 0 to RLOO's final one, the level ``credit_assignment.py`` uses.
 Results: ``benchmarks/results/table4.{json,md}``.
+
+The tiny world (``conf/base``) runs every arm afresh, RLOO's two included (``rloo``, ``rloo_prime``),
+with the project's default filtering loop, and reuses nothing:
+
+    python benchmarks/credit_assignment.py --env base --sft-from <tiny project> --iterations 12 --eval-items 1000 \
+        --max-new-tokens 128 --points 2 --seeds 0 1 2 --arms rloo rloo_prime reinforce reinforce_prime grpo \
+        grpo_prime ppo ppo_prime prm_value --out benchmarks/results/table4_tiny_runs
+    python benchmarks/table4.py --env base --runs benchmarks/results/table4_tiny_runs --reuse none \
+        --out benchmarks/results/table4_tiny
 """
 
 from __future__ import annotations
@@ -30,7 +39,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _project import ROOT, write_json, write_markdown  # noqa: E402
-from credit_assignment import MA, _reach_per_seed  # noqa: E402
+from credit_assignment import MA, _reach_per_seed, world_name  # noqa: E402
 
 #: Table rows: (base algorithm, arm without process rewards, arm with PRIME's).
 ROWS = (
@@ -46,13 +55,17 @@ PAPER_PRM_VALUE = 36.6
 REUSED = {"rloo": "rloo", "prime_mb16": "rloo_prime"}
 
 
-def load(runs: Path, reuse: Path):
+def load(runs: Path, reuse: Path | None):
+    """The runs' held-out rows and iteration rows; with ``reuse``, RLOO's arms come from that
+    ``credit_assignment.py`` result instead (``REUSED``)."""
     import pandas as pd
 
     def read(prefix: Path):
         return pd.read_csv(prefix.with_suffix(".csv")), pd.read_csv(prefix.with_name(prefix.name + "_iterations.csv"))
 
     rows, iters = read(runs)
+    if reuse is None:
+        return rows, iters
     old_rows, old_iters = read(reuse)
     old_rows = old_rows[old_rows["arm"].isin(list(REUSED))].assign(arm=lambda d: d["arm"].map(REUSED))
     old_iters = old_iters[old_iters["arm"].isin(list(REUSED))].assign(arm=lambda d: d["arm"].map(REUSED))
@@ -91,7 +104,15 @@ def summarise(rows, iters) -> dict:
             "reached_in_seeds": int(sum(x == x for x in reach)),
         }
 
-    out: dict = {"level": round(level, 4), "start_train_score": round(start, 4), "rows": {}, "paper": PAPER}
+    out: dict = {
+        "level": round(level, 4),
+        "start_train_score": round(start, 4),
+        "iterations": int(final["iteration"].max()) + 1,
+        "rollouts": int(round(float(final["rollouts"].mean()))),
+        "eval_items": int(final[["n_id", "n_novel"]].sum(axis=1).max()),
+        "rows": {},
+        "paper": PAPER,
+    }
     rloo = arm_stats("rloo")
     for name, without, with_prime in ROWS:
         a, b = arm_stats(without), arm_stats(with_prime)
@@ -138,13 +159,14 @@ def _reach_cell(s: dict | None) -> str:
     return f"{s['rollouts_to_level']:,} ({s['reached_in_seeds']}/{len(s['seeds'])})"
 
 
-def markdown(summary: dict, command: str) -> list[str]:
+def markdown(summary: dict, command: str, env: str) -> list[str]:
     lines = [
-        "# The PRIME paper's Table 4 on the chains world",
+        f"# The PRIME paper's Table 4 on the {world_name(env)}",
         "",
         f"Commands: `{command}` (see the script's docstring for the runs).",
         "",
-        "Held-out greedy pass@1 on the first 1,000 test prompts after 18 iterations (13,824 rollouts), mean "
+        f"Held-out greedy pass@1 on the first {summary['eval_items']:,} test prompts after {summary['iterations']} "
+        f"iterations ({summary['rollouts']:,} rollouts, mean over arms and seeds), mean "
         "over seeds with the range; rollouts to a training verify score (10-iteration moving average) of "
         f"{100 * summary['level']:.1f}% (80% of RLOO's gain over iteration 0's {100 * summary['start_train_score']:.1f}%), "
         "mean over the seeds that reach it (reached/seeds).",
@@ -175,13 +197,19 @@ def markdown(summary: dict, command: str) -> list[str]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=Path, default=ROOT / "benchmarks/results/table4_runs")
-    ap.add_argument("--reuse", type=Path, default=ROOT / "benchmarks/results/credit_assignment")
+    ap.add_argument(
+        "--reuse",
+        default=str(ROOT / "benchmarks/results/credit_assignment"),
+        help="the credit_assignment.py result whose rloo and prime_mb16 arms are RLOO's row ('none': the runs' own)",
+    )
+    ap.add_argument("--env", default="chains", help="the Kedro environment the runs trained in (names the world)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/table4")
     args = ap.parse_args()
-    rows, iters = load(args.runs, args.reuse)
+    rows, iters = load(args.runs, None if args.reuse == "none" else Path(args.reuse))
     summary = summarise(rows, iters)
     write_json(args.out.with_suffix(".json"), summary)
-    write_markdown(args.out.with_suffix(".md"), markdown(summary, "python benchmarks/table4.py"), echo=True)
+    command = "python benchmarks/table4.py " + " ".join(sys.argv[1:])
+    write_markdown(args.out.with_suffix(".md"), markdown(summary, command.strip(), args.env), echo=True)
 
 
 if __name__ == "__main__":
