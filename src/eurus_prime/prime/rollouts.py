@@ -22,7 +22,7 @@ from eurus_prime.engines import spmd
 from eurus_prime.engines.rollout import ProgressFn, generate
 from eurus_prime.prime.config import PrimeConfig, stage_seed
 from eurus_prime.tasks.prompting import render_prompt
-from eurus_prime.verifiers import verify_all
+from eurus_prime.verifiers import Verdict, verify_all
 from eurus_prime.verifiers.process import process_columns
 
 log = logging.getLogger(__name__)
@@ -374,7 +374,7 @@ def _verify(rollouts: pd.DataFrame, on_progress: ProgressFn | None) -> pd.DataFr
     )
 
 
-def _grade(triples: list[tuple[str, str, str]], on_progress: ProgressFn | None) -> list:
+def _grade(triples: list[tuple[str, str, str]], on_progress: ProgressFn | None) -> list[Verdict]:
     """The verdicts of ``(ability, response, ground truth)`` triples, in order."""
     if not triples:
         return []
