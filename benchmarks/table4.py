@@ -122,12 +122,18 @@ def summarise(rows, iters) -> dict:
             entry["prime_gain"] = round(diff, 4)
             # The spread across seeds of the pair's arms; where an arm has one seed, RLOO's (3 seeds):
             # one seed says nothing about its own spread.
+            # With one seed everywhere the spread is unknown, and so is whether the gain exceeds it.
             measured = [x["spread"] for x in (a, b) if len(x["seeds"]) > 1]
-            if len(measured) == 2 or rloo is None:
-                entry["spread_yardstick"], entry["spread_from"] = round(max(measured, default=0.0), 4), "this pair"
+            if len(measured) == 2:
+                entry["spread_yardstick"], entry["spread_from"] = round(max(measured), 4), "this pair"
+            elif rloo is not None and len(rloo["seeds"]) > 1:
+                entry["spread_yardstick"], entry["spread_from"] = rloo["spread"], f"RLOO's {len(rloo['seeds'])} seeds"
+            elif measured:
+                entry["spread_yardstick"], entry["spread_from"] = round(max(measured), 4), "one arm of this pair"
             else:
-                entry["spread_yardstick"], entry["spread_from"] = rloo["spread"], "RLOO's 3 seeds"
-            entry["gain_beyond_spread"] = bool(abs(diff) > entry["spread_yardstick"])
+                entry["spread_yardstick"], entry["spread_from"] = None, "one seed: unknown"
+            yardstick = entry["spread_yardstick"]
+            entry["gain_beyond_spread"] = None if yardstick is None else bool(abs(diff) > yardstick)
         out["rows"][name] = entry
     out["prm_value"] = arm_stats("prm_value")
     out["paper_prm_value"] = PAPER_PRM_VALUE
@@ -147,6 +153,8 @@ def _cell(s: dict | None) -> str:
 
 
 def _beyond(entry: dict) -> str:
+    if entry["gain_beyond_spread"] is None:
+        return f"n/a ({entry['spread_from']})"
     yes = "yes" if entry["gain_beyond_spread"] else "no"
     return f"{yes} ({100 * entry['spread_yardstick']:.1f}, {entry['spread_from']})"
 

@@ -60,3 +60,13 @@ def test_a_world_that_reuses_nothing_is_summarised_from_its_own_runs(tmp_path):
     text = "\n".join(table4.markdown(summary, "python benchmarks/table4.py --env base", "base"))
     assert "Table 4 on the tiny world" in text and "after 2 iterations (512 rollouts" in text
     assert "| GRPO | not run | not run | n/a |" in text
+
+
+def test_with_one_seed_everywhere_the_spread_and_its_verdict_are_unknown(tmp_path):
+    table4 = _module()
+    rows, iters = table4.load(_runs(tmp_path), None)
+    rows, iters = rows[rows["seed"] != 1], iters[iters["seed"] != 1]
+    rloo = table4.summarise(rows, iters)["rows"]["RLOO"]
+    assert rloo["prime_gain"] == pytest.approx(0.1)
+    assert rloo["spread_yardstick"] is None and rloo["gain_beyond_spread"] is None
+    assert table4._beyond(rloo) == "n/a (one seed: unknown)"
