@@ -2,30 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-
 import pandas as pd
 import pytest
 
-from tests import ROOT
-
-BENCH = ROOT / "benchmarks"
-
-
-def _module():
-    sys.path.insert(0, str(BENCH))
-    try:
-        spec = importlib.util.spec_from_file_location("credit_assignment", BENCH / "credit_assignment.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(BENCH))
+from tests.benchmarks import load_benchmark
 
 
 def test_where_keeps_the_prompts_whose_extra_info_matches():
-    ca = _module()
+    ca = load_benchmark("credit_assignment")
     prompts = pd.DataFrame(
         {
             "data_source": ["a", "b", "c", "d"],

@@ -4,7 +4,6 @@ numbers."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
@@ -13,22 +12,11 @@ import sys
 import numpy as np
 import pytest
 
-from tests import ROOT
+from tests.benchmarks import load_benchmark
 from tests.images import assert_drawn, colour_share, png_pixels
 
-BENCH = ROOT / "benchmarks"
-
-
-def _load(name: str):
-    sys.path.insert(0, str(BENCH))
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-scaling = _load("scaling")
-stage_timing = _load("stage_timing")
+scaling = load_benchmark("scaling")
+stage_timing = load_benchmark("stage_timing")
 
 
 def synthetic_points(quadratic: float = 0.0, noise: float = 0.01, seed: int = 0) -> list[dict]:

@@ -2,26 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-
 import pandas as pd
 import pytest
 
-from tests import ROOT
-
-BENCH = ROOT / "benchmarks"
-
-
-def _module():
-    sys.path.insert(0, str(BENCH))
-    try:
-        spec = importlib.util.spec_from_file_location("table4", BENCH / "table4.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(BENCH))
+from tests.benchmarks import load_benchmark
 
 
 def _runs(tmp_path):
@@ -46,7 +30,7 @@ def _runs(tmp_path):
 
 
 def test_a_world_that_reuses_nothing_is_summarised_from_its_own_runs(tmp_path):
-    table4 = _module()
+    table4 = load_benchmark("table4")
     rows, iters = table4.load(_runs(tmp_path), None)
     summary = table4.summarise(rows, iters)
     assert (summary["iterations"], summary["rollouts"], summary["eval_items"]) == (2, 512, 1000)
@@ -63,7 +47,7 @@ def test_a_world_that_reuses_nothing_is_summarised_from_its_own_runs(tmp_path):
 
 
 def test_with_one_seed_everywhere_the_spread_and_its_verdict_are_unknown(tmp_path):
-    table4 = _module()
+    table4 = load_benchmark("table4")
     rows, iters = table4.load(_runs(tmp_path), None)
     rows, iters = rows[rows["seed"] != 1], iters[iters["seed"] != 1]
     rloo = table4.summarise(rows, iters)["rows"]["RLOO"]

@@ -10,7 +10,8 @@ saving stays in its resident slot as the version rank 0 saved. The updates are d
 (each rank takes its share of a mini-batch's micro-batches, gradients are averaged over the ranks:
 ``engines/train``); so are the scoring passes, chunked sampling and verification (``map_shards``:
 each rank computes its block, every rank gets all the results). The other work runs in full on
-every rank, so the ranks agree without communication. Launched without torchrun (``WORLD_SIZE`` unset or 1) all of this is a no-op.
+every rank, so the ranks agree without communication. Launched without torchrun (``WORLD_SIZE``
+unset or 1) all of this is a no-op.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import pandas as pd
 from eurus_prime.engines import spmd
 from eurus_prime.engines.rollout import ENGINES, ProgressFn, generate
 from eurus_prime.tasks.prompting import render_prompt
-from eurus_prime.verifiers import verify_all
+from eurus_prime.verifiers import verify_all, verify_triples
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ def evaluate_prompts(
     # In an SPMD campaign every rank generates the whole set (the same batches, so the same greedy
     # tokens) and grades its block of it (engines/spmd.py); in one process, one verify_all call.
     triples = list(zip(rows["ability"], [g.text for g in gens], [rm["ground_truth"] for rm in rows["reward_model"]]))
-    verdicts = spmd.map_shards(triples, lambda part: verify_all(*map(list, zip(*part))) if part else [])
+    verdicts = spmd.map_shards(triples, verify_triples)
     return pd.DataFrame(
         {
             "data_source": rows["data_source"].to_numpy(),

@@ -22,7 +22,7 @@ from eurus_prime.engines import spmd
 from eurus_prime.engines.rollout import ProgressFn, generate
 from eurus_prime.prime.config import PrimeConfig, stage_seed
 from eurus_prime.tasks.prompting import render_prompt
-from eurus_prime.verifiers import Verdict, verify_all
+from eurus_prime.verifiers import verify_triples
 from eurus_prime.verifiers.process import process_columns
 
 log = logging.getLogger(__name__)
@@ -360,7 +360,7 @@ def _verify(rollouts: pd.DataFrame, on_progress: ProgressFn | None) -> pd.DataFr
     distinct = list(dict.fromkeys(triples))
     # In an SPMD campaign each rank grades its block of the distinct triples and every rank gets
     # all the verdicts (engines/spmd.py); in one process this is one verify_all call.
-    verdicts = spmd.map_shards(distinct, lambda part: _grade(part, on_progress))
+    verdicts = spmd.map_shards(distinct, lambda part: verify_triples(part, on_progress))
     by_triple = dict(zip(distinct, verdicts))
     out = rollouts[KEY + ["data_source", "ability"]].reset_index(drop=True)
     out.insert(2, "draw", rollouts["draw"].to_numpy() if "draw" in rollouts else 0)
@@ -372,14 +372,6 @@ def _verify(rollouts: pd.DataFrame, on_progress: ProgressFn | None) -> pd.DataFr
     return pd.concat(
         [out, pd.DataFrame([by_triple[t].as_row() for t in triples], columns=VERDICT_COLUMNS), labels], axis=1
     )
-
-
-def _grade(triples: list[tuple[str, str, str]], on_progress: ProgressFn | None) -> list[Verdict]:
-    """The verdicts of ``(ability, response, ground truth)`` triples, in order."""
-    if not triples:
-        return []
-    abilities, responses, truths = (list(column) for column in zip(*triples))
-    return verify_all(abilities, responses, truths, on_progress=on_progress)
 
 
 def outcome_metrics(outcomes: pd.DataFrame) -> dict[str, float]:

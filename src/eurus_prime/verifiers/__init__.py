@@ -77,8 +77,8 @@ def verify_all(
     """Grade many responses; the result is in input order. ``on_progress(done, total, unit)`` is
     called as chunks (or, in one process, rows) finish.
 
-    ``workers`` processes (default: every core, ``default_workers``) share a batch of ``PARALLEL_MIN_ROWS`` or more,
-    in interleaved chunks so that slow code rows spread evenly; within a process, code runs
+    ``workers`` processes (default: every core, shared by an SPMD node's ranks: ``default_workers``)
+    share a batch of ``PARALLEL_MIN_ROWS`` or more, in interleaved chunks so that slow code rows spread evenly; within a process, code runs
     (which wait on their sandboxed child) use ``code_workers`` threads and math runs in the main
     thread. A worker that dies takes no rows with it: its chunk is graded again in this process."""
     workers = default_workers() if workers is None else workers
@@ -145,6 +145,16 @@ def _parallel(
         if on_progress is not None:
             on_progress(sum(v is not None for v in verdicts), len(responses), "graded responses")
     return verdicts  # type: ignore[return-value]
+
+
+def verify_triples(
+    triples: Sequence[tuple[str, str, str]], on_progress: Callable[[int, int | None, str], None] | None = None
+) -> list[Verdict]:
+    """``verify_all`` over ``(ability, response, ground truth)`` triples, in order (none: none)."""
+    if not triples:
+        return []
+    abilities, responses, ground_truths = (list(column) for column in zip(*triples))
+    return verify_all(abilities, responses, ground_truths, on_progress=on_progress)
 
 
 def verify_table(rows, workers: int | None = None):
