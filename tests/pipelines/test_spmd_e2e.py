@@ -85,3 +85,43 @@ def test_two_ranks_train_what_one_process_trains_and_only_rank_0_writes(tmp_path
     client = MlflowClient(f"sqlite:///{two / 'mlflow.db'}")
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert sum(r.data.tags.get("eurus_prime.role") == "campaign" for r in runs) == 1
+
+
+@pytest.mark.slow
+def test_two_ranks_keep_their_deepspeed_engines_for_the_campaign(tmp_path):
+    """``prime.trainer_backend=deepspeed`` (ZeRO-2) on 2 resident ranks, 3 iterations, checkpoints
+    written every 2nd (``train.save_every=2``: iterations 1 and 2). Each rank starts one engine per
+    model for the whole campaign and continues it in every later update; the optimizer partitions
+    are gathered only for the written checkpoints (both ranks' partitions in ``optimizer.pt``); the
+    weights match one process's campaign."""
+    from safetensors.torch import load_file
+
+    from eurus_prime.datasets.checkpoint import MEMORY_ONLY, load_optimizer_state
+
+    pytest.importorskip("deepspeed", reason="needs deepspeed (pip install -e '.[deepspeed]')")
+    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1", "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}
+    one = make_project(tmp_path / "one")
+    run([KEDRO, "run", "--pipelines=bootstrap"], one, env=env)
+    two = tmp_path / "two"
+    shutil.copytree(one, two)
+    params = "prime.micro_batch=2,prime.trainer_backend=deepspeed,prime.deepspeed.zero_stage=2,train.save_every=2"
+    train = ["train", "--iterations", "3", "--params", params]
+    run([EURUS_PRIME, *train, "--project", str(one)], one, env=env)
+    run([TORCHRUN, "--nproc-per-node", "2", "-m", "eurus_prime", *train, "--project", str(two)], two, env=env)
+
+    logs = sorted((two / "data/08_reporting/logs").glob("train_*.log"))
+    assert len(logs) == 2
+    for log in logs:
+        text = log.read_text()
+        assert text.count("deepspeed: engine started (ZeRO stage 2, 2 rank(s), kept") == 2, log.name  # policy, PRM
+        assert text.count("deepspeed: continuing the engine of the previous update") == 4, log.name
+    for model in ("policy", "prm"):
+        (skipped,) = _versions(two, f"data/06_models/{model}/iter_0001")
+        assert (skipped / "iter_0001" / MEMORY_ONLY).exists()  # iteration 0 kept it in memory
+        for it in (2, 3):
+            (vb,) = _versions(two, f"data/06_models/{model}/iter_{it:04d}")
+            state = load_optimizer_state(vb / f"iter_{it:04d}/optimizer.pt")["deepspeed"]
+            assert state["world_size"] == 2 and len(state["ranks"]) == 2 and all(state["ranks"]), (model, it)
+        (va,) = _versions(one, f"data/06_models/{model}/iter_0003")
+        wa, wb = load_file(va / "iter_0003/model.safetensors"), load_file(vb / "iter_0003/model.safetensors")
+        assert max(float((wa[k] - wb[k]).abs().max()) for k in wa) < 1e-5, model

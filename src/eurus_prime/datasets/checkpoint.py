@@ -275,7 +275,9 @@ class HFCheckpointDataset(_HFFolderDataset):
             if checkpoint.optimizer_state:
                 import torch
 
-                torch.save(checkpoint.optimizer_state, tmp / OPTIMIZER_FILE)
+                from eurus_prime.engines.train.base import optimizer_state_dict
+
+                torch.save(optimizer_state_dict(checkpoint.optimizer_state), tmp / OPTIMIZER_FILE)
 
         def write_note(tmp: Path) -> None:  # train.save_every skips this iteration: the slot keeps it
             tmp.mkdir(parents=True, exist_ok=True)
@@ -287,6 +289,15 @@ class HFCheckpointDataset(_HFFolderDataset):
         write_dir_atomically(target, write if self._write else write_note)
         if self._resident is not None and self._version is not None:
             self._hold(checkpoint, target, f"{self._tail}@{self.resolve_save_version()}")
+
+    def prepare_save(self, checkpoint: Checkpoint) -> None:
+        """SPMD, on every rank before rank 0 saves (``datasets/spmd_catalog.py``): gather an optimizer
+        state whose partitions live on the ranks (a kept DeepSpeed engine's), a collective, when this
+        save writes the checkpoint. Rank 0's save then writes the gathered state."""
+        if self._write and isinstance(checkpoint, Checkpoint) and checkpoint.optimizer_state:
+            from eurus_prime.engines.train.base import optimizer_state_dict
+
+            optimizer_state_dict(checkpoint.optimizer_state)
 
     def _hold(self, checkpoint: Checkpoint, folder: str | Path, label: str) -> None:
         """``checkpoint`` is this dataset's version ``label`` at ``folder`` now: label it so, and

@@ -3,7 +3,8 @@ only rank 0 writes (``engines/spmd.py``).
 
 With several ranks, a save to any stored dataset (a table, a checkpoint, a report, MLflow
 metrics) is made by rank 0 alone; every rank then meets at a barrier, so no rank loads it before
-it is written. A rank that skipped a checkpoint's save keeps its own (identical) object resident as
+it is written. Before that, every rank runs the dataset's ``prepare_save`` where it has one (a
+checkpoint gathers a kept DeepSpeed engine's optimizer partitions there, a collective). A rank that skipped a checkpoint's save keeps its own (identical) object resident as
 the version rank 0 saved (``HFCheckpointDataset.adopt_saved``). In-memory datasets are saved on
 every rank: they are each rank's own. With one process this is Kedro's catalog unchanged.
 """
@@ -28,6 +29,9 @@ class SpmdDataCatalog(DataCatalog):
         if isinstance(dataset, MemoryDataset):
             super().save(ds_name, data)
             return
+        prepare = getattr(dataset, "prepare_save", None)
+        if prepare is not None:  # collectives a save needs (gathering a kept engine's optimizer state)
+            prepare(data)
         if spmd.is_writer():
             super().save(ds_name, data)
             spmd.barrier()

@@ -8,7 +8,7 @@ log and MLflow. Every other rank skips each save and waits at a barrier until ra
 it (``datasets.spmd_catalog``), so its next load reads what rank 0 wrote; a checkpoint it skipped
 saving stays in its resident slot as the version rank 0 saved. The updates are data-parallel
 (each rank takes its share of a mini-batch's micro-batches, gradients are averaged over the ranks:
-``engines/train``); so are the scoring passes, chunked sampling and verification (``map_shards``:
+``engines/train``; a DeepSpeed engine at ZeRO 0-2 lives for the whole campaign); so are the scoring passes, chunked sampling and verification (``map_shards``:
 each rank computes its block, every rank gets all the results). The other work runs in full on
 every rank, so the ranks agree without communication. Launched without torchrun (``WORLD_SIZE``
 unset or 1) all of this is a no-op.

@@ -21,6 +21,7 @@ import pytest
 import torch
 
 from eurus_prime.engines.train import deepspeed_trainer
+from eurus_prime.engines.train.base import optimizer_state_dict
 from eurus_prime.pipelines.prime_iteration import nodes
 from eurus_prime.prime import policy as policy_lib
 from eurus_prime.prime import prm as prm_lib
@@ -94,11 +95,62 @@ def test_deepspeed_one_rank_matches_torch(torch_result, stage):
         np.testing.assert_allclose(ppo_s_d["grad_norm"], ppo_s_t["grad_norm"], rtol=1e-4)
         np.testing.assert_allclose(prm_s_d["loss"], prm_s_t["loss"], atol=1e-5)
     # the optimizer state saved with the checkpoint is DeepSpeed's, per rank
-    assert policy_d.optimizer_state["deepspeed"]["zero_stage"] == stage
-    assert len(policy_d.optimizer_state["deepspeed"]["ranks"]) == 1
+    state = optimizer_state_dict(policy_d.optimizer_state)
+    assert state["deepspeed"]["zero_stage"] == stage
+    assert len(state["deepspeed"]["ranks"]) == 1
     # a plain module comes back: its own storage, no engine, fp32, saveable
     assert all(p.dtype == torch.float32 for p in policy_d.model.parameters())
     assert not hasattr(next(policy_d.model.parameters()), "ds_id")
+
+
+@needs_deepspeed
+@pytest.mark.parametrize("stage", [0, 2])
+def test_a_kept_engine_is_continued_and_updates_as_a_new_engine_per_update(torch_result, stage, tmp_path):
+    """``keep_engine`` (the default at ZeRO 0-2, fp32): the second iteration's updates continue the
+    first's engines (one engine start per model, not per update) and leave the same weights as an
+    engine started afresh from the saved state each update. The checkpoint saves and loads: weights
+    and the gathered optimizer state; a model read back from disk starts a new engine from it."""
+    from eurus_prime.datasets.checkpoint import HFCheckpointDataset
+
+    inputs, (prm_t, policy_t, _) = torch_result
+    fresh = dataclasses.replace(
+        BASE, trainer_backend="deepspeed", deepspeed={"zero_stage": stage, "keep_engine": False}
+    )
+    kept = dataclasses.replace(BASE, trainer_backend="deepspeed", deepspeed={"zero_stage": stage})
+    starts = deepspeed_trainer.ENGINE_STARTS["count"]
+    prm_f, policy_f, _ = _two_iterations(*inputs, fresh)
+    assert deepspeed_trainer.ENGINE_STARTS["count"] - starts == 4  # 2 models x 2 iterations
+    starts = deepspeed_trainer.ENGINE_STARTS["count"]
+    prm_k, policy_k, _ = _two_iterations(*inputs, kept)
+    assert deepspeed_trainer.ENGINE_STARTS["count"] - starts == 2  # one per model
+    assert isinstance(policy_k.optimizer_state, deepspeed_trainer.KeptEngine)
+    assert _max_diff(policy_k.model, policy_f.model) < 1e-6
+    assert _max_diff(prm_k.model, prm_f.model) < 1e-6
+    assert _max_diff(policy_k.model, policy_t.model) < TOL
+    # Saved: the weights, and the partitions gathered from the live engine.
+    ds = HFCheckpointDataset(str(tmp_path / "policy"))
+    ds.save(policy_k)
+    loaded = ds.load()
+    loaded.version = policy_k.version  # the rollouts' policy (the sync guard checks it)
+    assert _max_diff(loaded.model, policy_k.model) == 0.0
+    saved = loaded.optimizer_state["deepspeed"]
+    assert saved["zero_stage"] == stage and len(saved["ranks"]) == 1
+    # From disk: a new engine, the AdamW moments continued from the file, the same step as the
+    # kept engine takes.
+    starts = deepspeed_trainer.ENGINE_STARTS["count"]
+    _, rollouts, outcomes, rewards, adv = inputs
+    from_disk, _, _ = nodes.update_policy(loaded, rollouts, rewards, adv, kept, 2)
+    assert deepspeed_trainer.ENGINE_STARTS["count"] - starts == 1
+    handed = policy_k.optimizer_state
+    continued, _, _ = nodes.update_policy(policy_k, rollouts, rewards, adv, kept, 2)
+    assert deepspeed_trainer.ENGINE_STARTS["count"] - starts == 1
+    assert _max_diff(from_disk.model, continued.model) < 1e-6
+    # The state handed over is stale once the engine has stepped on; its snapshot taken for the
+    # save stays what was saved.
+    assert continued.optimizer_state is not handed
+    with pytest.raises(RuntimeError, match="a later update has taken over"):
+        handed.take()
+    assert handed.state_dict() is not None
 
 
 def test_gradient_checkpointing_changes_memory_not_the_update(torch_result):

@@ -104,6 +104,13 @@ class Trainer(ABC):
         engine attached) and the state to store with the checkpoint."""
 
 
+def optimizer_state_dict(state: Any) -> Any:
+    """A checkpoint's optimizer state as plain data, ready to save. A trainer's live state (an object
+    with ``state_dict()``: a kept DeepSpeed engine, ``deepspeed_trainer.KeptEngine``) is gathered,
+    a collective when there are several ranks; a plain dict or None is returned as it is."""
+    return state.state_dict() if hasattr(state, "state_dict") else state
+
+
 def _check_tensors(named, fail: Callable[[str], None], what: str) -> None:
     for name, t in named:
         if torch.is_tensor(t) and t.is_floating_point() and t.numel() and not bool(torch.isfinite(t).all()):

@@ -1,6 +1,20 @@
 """The ``deepspeed`` trainer backend: a DeepSpeed engine around the model (ZeRO stage 0-3, optional
 CPU offload, bf16 or fp32), in this process or as one rank of a data-parallel group
-(``engines/train/base.py`` explains the interface, ``engines/train/ranks.py`` starts the ranks)."""
+(``engines/train/base.py`` explains the interface, ``engines/train/ranks.py`` starts the ranks).
+
+**Kept engines** (``prime.deepspeed.keep_engine``, on by default). At ZeRO stage 0-2 in fp32 the
+engine outlives its update: :meth:`DeepSpeedTrainer.finish` hands back the engine's own module as
+the updated model and a :class:`KeptEngine` as its optimizer state. The resident slots
+(``datasets/resident.py``) serve that module to the next update of the same model, which finds
+the ``KeptEngine`` with it and continues the engine: no new engine, no copy of the weights, no
+gathering and reloading of the optimizer partitions. The partitions are gathered to rank 0 only
+when a checkpoint is written (``engines.train.base.optimizer_state_dict``; every ``train.save_every``-th
+iteration), a collective that every rank joins (``datasets/spmd_catalog.py``). Anything else (the
+model was read from disk, a retried stage, other options) starts a new engine from the saved state.
+ZeRO-3 and bf16 start an engine per update: a ZeRO-3 module's parameters are partitioned (its
+forward passes are collectives every rank must join, which the scoring's uneven shares are not),
+and a bf16 module would hand bf16 weights to the scoring passes.
+"""
 
 from __future__ import annotations
 
@@ -48,6 +62,14 @@ class DeepSpeedOptions:
     """Where a multi-rank update exchanges its inputs and outputs (None: the system temp folder)."""
     extra_config: dict = field(default_factory=dict)
     """Merged last into the DeepSpeed config (e.g. ``{"zero_optimization": {"overlap_comm": true}}``)."""
+    keep_engine: bool = True
+    """Keep the engine from one update of a model to the next (ZeRO 0-2, fp32; module docstring):
+    the optimizer partitions stay on their ranks and are gathered only when a checkpoint is written."""
+
+    @property
+    def keeps_engine(self) -> bool:
+        """Whether an engine with these options outlives its update (module docstring)."""
+        return bool(self.keep_engine) and self.zero_stage < 3 and not self.bf16
 
     def __post_init__(self) -> None:
         if self.zero_stage not in (0, 1, 2, 3):
@@ -98,6 +120,72 @@ def deepspeed_state_globals() -> list:
     return [LossScaler, ZeroStageEnum, fragment_address]
 
 
+#: Engines started in this process (a test counts them: a kept engine is started once per campaign).
+ENGINE_STARTS = {"count": 0}
+
+
+class KeptEngine:
+    """The optimizer state of an update whose engine lives on (module docstring): the next update of
+    ``module`` continues ``engine``; :meth:`state_dict` gathers the partitions for a checkpoint.
+
+    It is valid until that next update takes the engine over (the engine then steps on, and an
+    older snapshot would be wrong): after that it raises instead of answering."""
+
+    def __init__(self, engine, opt, options: DeepSpeedOptions, world_size: int) -> None:
+        self.engine, self.opt, self.options, self.world_size = engine, opt, options, world_size
+        self.module = engine.module
+        self._gathered: dict | None = None
+        self._live = True
+
+    def __bool__(self) -> bool:  # an optimizer state is present
+        return True
+
+    def serves(self, model, options: DeepSpeedOptions, world_size: int) -> bool:
+        """Whether an update of ``model`` with ``options`` on ``world_size`` ranks can continue it."""
+        return self._live and model is self.module and options == self.options and world_size == self.world_size
+
+    def take(self) -> tuple:
+        """Hand the engine and optimizer to the next update; this state is stale from now on."""
+        self._check_live()
+        self._live = False
+        return self.engine, self.opt
+
+    def state_dict(self) -> dict:
+        """The checkpoint's optimizer state ``{"deepspeed": {...}}``, every rank's partition on rank 0
+        (others get Nones). A collective on the first call: every rank calls it together (the
+        catalog's ``prepare_save``); later calls return the same snapshot."""
+        if self._gathered is None:
+            self._check_live()
+            states = _gather_to_first(_cpu(self.opt.state_dict()), self.world_size)
+            self._gathered = {
+                "deepspeed": {"world_size": self.world_size, "zero_stage": self.options.zero_stage, "ranks": states}
+            }
+        return self._gathered
+
+    def close(self) -> None:
+        """Destroy the engine (its state was not continued)."""
+        if self._live:
+            self._live = False
+            self.engine.destroy()
+
+    def _check_live(self) -> None:
+        if not self._live:
+            raise RuntimeError(
+                "this DeepSpeed optimizer state belongs to an engine that a later update has taken over; "
+                "it no longer describes the weights it came with"
+            )
+
+
+def _gather_to_first(obj, world_size: int) -> list:
+    """Every rank's ``obj`` on rank 0 (the others get Nones: only rank 0 saves)."""
+    if world_size == 1:
+        return [obj]
+    rank = torch.distributed.get_rank()
+    out = [None] * world_size if rank == 0 else None
+    torch.distributed.gather_object(obj, out, dst=0)
+    return out if rank == 0 else [None] * world_size
+
+
 class DeepSpeedTrainer(Trainer):
     """A DeepSpeed engine around the model (module docstring)."""
 
@@ -122,6 +210,18 @@ class DeepSpeedTrainer(Trainer):
         if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
             _init_single_process(ds)
         self.rank, self.world_size = world()
+        if isinstance(optimizer_state, KeptEngine):
+            if optimizer_state.serves(model, options, self.world_size):
+                self.engine, self.opt = optimizer_state.take()
+                super().__init__(self.engine.module)
+                for group in getattr(self.opt, "optimizer", self.opt).param_groups:
+                    group["lr"], group["weight_decay"] = lr, weight_decay
+                log.info("deepspeed: continuing the engine of the previous update")
+                return
+            # Another model object (read from disk) or other options: start afresh from its state.
+            kept = optimizer_state
+            optimizer_state = kept.state_dict() if kept.world_size == self.world_size else None
+            kept.close()
         if options.bf16:
             model = model.to(torch.bfloat16)
         config = deepspeed_config(
@@ -142,6 +242,13 @@ class DeepSpeedTrainer(Trainer):
             optimizer=client_opt,
             config=config,
             model_parameters=None if client_opt else model.parameters(),
+        )
+        ENGINE_STARTS["count"] += 1
+        log.info(
+            "deepspeed: engine started (ZeRO stage %d, %d rank(s)%s)",
+            options.zero_stage,
+            self.world_size,
+            ", kept for the next update" if options.keeps_engine else "",
         )
         super().__init__(self.engine.module)
         self._load_state(optimizer_state, lr, weight_decay)
@@ -171,14 +278,6 @@ class DeepSpeedTrainer(Trainer):
         groups = getattr(self.opt, "optimizer", self.opt).param_groups
         for group in groups:
             group["lr"], group["weight_decay"] = lr, weight_decay
-
-    def _gather_to_first(self, obj) -> list:
-        """Every rank's ``obj`` on rank 0 (the others get Nones: only rank 0 saves)."""
-        if self.world_size == 1:
-            return [obj]
-        out = [None] * self.world_size if self.rank == 0 else None
-        torch.distributed.gather_object(obj, out, dst=0)
-        return out if self.rank == 0 else [None] * self.world_size
 
     def zero_grad(self) -> None:
         self.engine.zero_grad()
@@ -241,8 +340,12 @@ class DeepSpeedTrainer(Trainer):
             _check_tensors(((f"{k} of partition {i}", v) for k, v in state.items()), fail, "optimizer state")
 
     def finish(self):
+        if self.options.keeps_engine:
+            # The engine lives on; its module, trained in place, is the updated model.
+            self.engine.module.zero_grad(set_to_none=True)
+            return self.engine.module, KeptEngine(self.engine, self.opt, self.options, self.world_size)
         weights = self._full_state_dict()
-        states = self._gather_to_first(_cpu(self.opt.state_dict()))
+        states = _gather_to_first(_cpu(self.opt.state_dict()), self.world_size)
         module = self.engine.module
         self.engine.destroy()
         if self.options.zero_stage == 3:

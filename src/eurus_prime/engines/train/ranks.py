@@ -37,7 +37,7 @@ from typing import Any
 import torch
 
 from eurus_prime.datasets.checkpoint import load_optimizer_state
-from eurus_prime.engines.train.base import world
+from eurus_prime.engines.train.base import optimizer_state_dict, world
 from eurus_prime.engines.train.deepspeed_trainer import DeepSpeedOptions
 
 log = logging.getLogger(__name__)
@@ -130,7 +130,7 @@ def run(fn: Callable[..., Any], checkpoint: Any, *args: Any, deepspeed: Any) -> 
     try:
         checkpoint.model.save_pretrained(work / "model")
         checkpoint.tokenizer.save_pretrained(work / "model")
-        state = checkpoint.optimizer_state or {}
+        state = optimizer_state_dict(checkpoint.optimizer_state) or {}
         if "deepspeed" in state:
             meta = _write_partitions(state["deepspeed"], work / "optimizer")
         else:
@@ -196,10 +196,11 @@ def main(argv: list[str] | None = None) -> None:
     state = None if job["optimizer"] is None else _read_partitions(work / "optimizer", job["optimizer"], rank)
     checkpoint = Checkpoint(model=model, tokenizer=tokenizer, version=job["version"], optimizer_state=state)
     result = _resolve(job["function"])(checkpoint, *job["args"])
+    state = optimizer_state_dict(result[0].optimizer_state)  # every rank: gathering a kept engine's is a collective
     if rank == 0:
         updated, tables = result[0], result[1:]
         out = work / "out"
-        meta = _write_partitions(updated.optimizer_state["deepspeed"], out / "optimizer")
+        meta = _write_partitions(state["deepspeed"], out / "optimizer")
         updated.model.save_pretrained(out / "model")
         with open(out / "result.pkl", "wb") as f:
             pickle.dump({"tables": tables, "optimizer": meta}, f)
