@@ -88,8 +88,9 @@ def test_two_ranks_train_what_one_process_trains_and_only_rank_0_writes(tmp_path
 
 
 @pytest.mark.slow
-def test_two_ranks_keep_their_deepspeed_engines_for_the_campaign(tmp_path):
-    """``prime.trainer_backend=deepspeed`` (ZeRO-2) on 2 resident ranks, 3 iterations, checkpoints
+@pytest.mark.parametrize("stage", [2, 3])
+def test_two_ranks_keep_their_deepspeed_engines_for_the_campaign(tmp_path, stage):
+    """``prime.trainer_backend=deepspeed`` (ZeRO-2, and ZeRO-3 as in ``eurus7b``) on 2 resident ranks, 3 iterations, checkpoints
     written every 2nd (``train.save_every=2``: iterations 1 and 2). Each rank starts one engine per
     model for the whole campaign and continues it in every later update; the optimizer partitions
     are gathered only for the written checkpoints (both ranks' partitions in ``optimizer.pt``); the
@@ -104,7 +105,9 @@ def test_two_ranks_keep_their_deepspeed_engines_for_the_campaign(tmp_path):
     run([KEDRO, "run", "--pipelines=bootstrap"], one, env=env)
     two = tmp_path / "two"
     shutil.copytree(one, two)
-    params = "prime.micro_batch=2,prime.trainer_backend=deepspeed,prime.deepspeed.zero_stage=2,train.save_every=2"
+    params = (
+        f"prime.micro_batch=2,prime.trainer_backend=deepspeed,prime.deepspeed.zero_stage={stage},train.save_every=2"
+    )
     train = ["train", "--iterations", "3", "--params", params]
     run([EURUS_PRIME, *train, "--project", str(one)], one, env=env)
     run([TORCHRUN, "--nproc-per-node", "2", "-m", "eurus_prime", *train, "--project", str(two)], two, env=env)
@@ -113,7 +116,9 @@ def test_two_ranks_keep_their_deepspeed_engines_for_the_campaign(tmp_path):
     assert len(logs) == 2
     for log in logs:
         text = log.read_text()
-        assert text.count("deepspeed: engine started (ZeRO stage 2, 2 rank(s), kept") == 2, log.name  # policy, PRM
+        assert text.count(f"deepspeed: engine started (ZeRO stage {stage}, 2 rank(s), kept") == 2, (
+            log.name
+        )  # policy, PRM
         assert text.count("deepspeed: continuing the engine of the previous update") == 4, log.name
     for model in ("policy", "prm"):
         (skipped,) = _versions(two, f"data/06_models/{model}/iter_0001")

@@ -32,8 +32,8 @@ weights, rank 0 writes both back, the driver reads them) and starts the ranks af
 Beside today's step, the plan prints the step of the SPMD target: every phase spread over all
 GPUs (vLLM on every rank, data-parallel scoring) and no launcher round trip or start-up per
 update. A torchrun campaign (``engines/spmd.py``) is that on CPU today (resident data-parallel
-updates, sampling and scoring); vLLM per rank, which a GPU campaign needs, is not built yet.
-GPU-hours count every GPU the job holds, idle or not.
+updates, sampling and scoring; DeepSpeed engines kept for the campaign); vLLM per rank, which a
+GPU campaign needs, is not built yet. GPU-hours count every GPU the job holds, idle or not.
 """
 
 from __future__ import annotations

@@ -104,12 +104,14 @@ def test_deepspeed_one_rank_matches_torch(torch_result, stage):
 
 
 @needs_deepspeed
-@pytest.mark.parametrize("stage", [0, 2])
+@pytest.mark.parametrize("stage", [0, 2, 3])
 def test_a_kept_engine_is_continued_and_updates_as_a_new_engine_per_update(torch_result, stage, tmp_path):
-    """``keep_engine`` (the default at ZeRO 0-2, fp32): the second iteration's updates continue the
-    first's engines (one engine start per model, not per update) and leave the same weights as an
-    engine started afresh from the saved state each update. The checkpoint saves and loads: weights
-    and the gathered optimizer state; a model read back from disk starts a new engine from it."""
+    """``keep_engine`` (the default): the second iteration's updates continue the first's engines
+    (one engine start per model, not per update) and leave the same weights as an engine started
+    afresh from the saved state each update. At ZeRO 0-2 the model handed back is the engine's own
+    module; at ZeRO-3 a plain fp32 model that each update overwrites in place. The checkpoint saves
+    and loads: weights and the gathered optimizer state; a model read back from disk starts a new
+    engine from it."""
     from eurus_prime.datasets.checkpoint import HFCheckpointDataset
 
     inputs, (prm_t, policy_t, _) = torch_result
@@ -123,7 +125,11 @@ def test_a_kept_engine_is_continued_and_updates_as_a_new_engine_per_update(torch
     starts = deepspeed_trainer.ENGINE_STARTS["count"]
     prm_k, policy_k, _ = _two_iterations(*inputs, kept)
     assert deepspeed_trainer.ENGINE_STARTS["count"] - starts == 2  # one per model
-    assert isinstance(policy_k.optimizer_state, deepspeed_trainer.KeptEngine)
+    kept_state = policy_k.optimizer_state
+    assert isinstance(kept_state, deepspeed_trainer.KeptEngine)
+    # the model the stages use: the engine's module at ZeRO 0-2, a plain copy (not partitioned) at 3
+    assert (kept_state.module is kept_state.engine.module) == (stage < 3)
+    assert kept_state.module is policy_k.model and not hasattr(next(policy_k.model.parameters()), "ds_id")
     assert _max_diff(policy_k.model, policy_f.model) < 1e-6
     assert _max_diff(prm_k.model, prm_f.model) < 1e-6
     assert _max_diff(policy_k.model, policy_t.model) < TOL
@@ -142,8 +148,10 @@ def test_a_kept_engine_is_continued_and_updates_as_a_new_engine_per_update(torch
     from_disk, _, _ = nodes.update_policy(loaded, rollouts, rewards, adv, kept, 2)
     assert deepspeed_trainer.ENGINE_STARTS["count"] - starts == 1
     handed = policy_k.optimizer_state
+    model_before = policy_k.model
     continued, _, _ = nodes.update_policy(policy_k, rollouts, rewards, adv, kept, 2)
     assert deepspeed_trainer.ENGINE_STARTS["count"] - starts == 1
+    assert continued.model is model_before  # updated in place, as the resident slot expects
     assert _max_diff(from_disk.model, continued.model) < 1e-6
     # The state handed over is stale once the engine has stepped on; its snapshot taken for the
     # save stays what was saved.

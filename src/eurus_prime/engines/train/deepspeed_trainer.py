@@ -2,22 +2,26 @@
 CPU offload, bf16 or fp32), in this process or as one rank of a data-parallel group
 (``engines/train/base.py`` explains the interface, ``engines/train/ranks.py`` starts the ranks).
 
-**Kept engines** (``prime.deepspeed.keep_engine``, on by default). At ZeRO stage 0-2 in fp32 the
-engine outlives its update: :meth:`DeepSpeedTrainer.finish` hands back the engine's own module as
-the updated model and a :class:`KeptEngine` as its optimizer state. The resident slots
-(``datasets/resident.py``) serve that module to the next update of the same model, which finds
-the ``KeptEngine`` with it and continues the engine: no new engine, no copy of the weights, no
-gathering and reloading of the optimizer partitions. The partitions are gathered to rank 0 only
-when a checkpoint is written (``engines.train.base.optimizer_state_dict``; every ``train.save_every``-th
-iteration), a collective that every rank joins (``datasets/spmd_catalog.py``). Anything else (the
-model was read from disk, a retried stage, other options) starts a new engine from the saved state.
-ZeRO-3 and bf16 start an engine per update: a ZeRO-3 module's parameters are partitioned (its
-forward passes are collectives every rank must join, which the scoring's uneven shares are not),
-and a bf16 module would hand bf16 weights to the scoring passes.
+**Kept engines** (``prime.deepspeed.keep_engine``, on by default). The engine outlives its update:
+:meth:`DeepSpeedTrainer.finish` hands back the updated model and a :class:`KeptEngine` as its
+optimizer state. The resident slots (``datasets/resident.py``) serve that model to the next update
+of the same model, which finds the ``KeptEngine`` with it and continues the engine: no new engine,
+no gathering and reloading of the optimizer partitions. The partitions are gathered to rank 0 only
+when a checkpoint is written (``engines.train.base.optimizer_state_dict``; every
+``train.save_every``-th iteration), a collective that every rank joins
+(``datasets/spmd_catalog.py``). Anything else (the model was read from disk, a retried stage,
+other options) starts a new engine from the saved state.
+
+The model handed back is what the scoring and rollout passes run on, on each rank alone. At ZeRO
+0-2 in fp32 it is the engine's own module (no copy). At ZeRO-3 the engine's module is partitioned
+(its forward passes are collectives every rank must join), and in bf16 it holds bf16 weights; so
+the stages get a plain fp32 model instead, built at the first update and overwritten in place
+with the gathered weights after each one (the weight sync verl makes from its actor to vLLM).
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import os
@@ -63,13 +67,14 @@ class DeepSpeedOptions:
     extra_config: dict = field(default_factory=dict)
     """Merged last into the DeepSpeed config (e.g. ``{"zero_optimization": {"overlap_comm": true}}``)."""
     keep_engine: bool = True
-    """Keep the engine from one update of a model to the next (ZeRO 0-2, fp32; module docstring):
-    the optimizer partitions stay on their ranks and are gathered only when a checkpoint is written."""
+    """Keep the engine from one update of a model to the next (module docstring): the optimizer
+    partitions stay on their ranks and are gathered only when a checkpoint is written."""
 
     @property
-    def keeps_engine(self) -> bool:
-        """Whether an engine with these options outlives its update (module docstring)."""
-        return bool(self.keep_engine) and self.zero_stage < 3 and not self.bf16
+    def shares_module(self) -> bool:
+        """Whether a kept engine's own module can be the model the other stages use: fp32 weights
+        that every rank holds whole (ZeRO 0-2). Otherwise they get a plain fp32 copy."""
+        return self.zero_stage < 3 and not self.bf16
 
     def __post_init__(self) -> None:
         if self.zero_stage not in (0, 1, 2, 3):
@@ -126,14 +131,14 @@ ENGINE_STARTS = {"count": 0}
 
 class KeptEngine:
     """The optimizer state of an update whose engine lives on (module docstring): the next update of
-    ``module`` continues ``engine``; :meth:`state_dict` gathers the partitions for a checkpoint.
+    ``module`` (the model that update handed back) continues ``engine``; :meth:`state_dict` gathers the partitions for a checkpoint.
 
     It is valid until that next update takes the engine over (the engine then steps on, and an
     older snapshot would be wrong): after that it raises instead of answering."""
 
-    def __init__(self, engine, opt, options: DeepSpeedOptions, world_size: int) -> None:
+    def __init__(self, engine, opt, options: DeepSpeedOptions, world_size: int, module) -> None:
         self.engine, self.opt, self.options, self.world_size = engine, opt, options, world_size
-        self.module = engine.module
+        self.module = module  # the model the update handed back (the engine's module, or its plain copy)
         self._gathered: dict | None = None
         self._live = True
 
@@ -213,6 +218,7 @@ class DeepSpeedTrainer(Trainer):
         if isinstance(optimizer_state, KeptEngine):
             if optimizer_state.serves(model, options, self.world_size):
                 self.engine, self.opt = optimizer_state.take()
+                self._plain = None if model is self.engine.module else model
                 super().__init__(self.engine.module)
                 for group in getattr(self.opt, "optimizer", self.opt).param_groups:
                     group["lr"], group["weight_decay"] = lr, weight_decay
@@ -222,6 +228,7 @@ class DeepSpeedTrainer(Trainer):
             kept = optimizer_state
             optimizer_state = kept.state_dict() if kept.world_size == self.world_size else None
             kept.close()
+        self._plain = None
         if options.bf16:
             model = model.to(torch.bfloat16)
         config = deepspeed_config(
@@ -248,7 +255,7 @@ class DeepSpeedTrainer(Trainer):
             "deepspeed: engine started (ZeRO stage %d, %d rank(s)%s)",
             options.zero_stage,
             self.world_size,
-            ", kept for the next update" if options.keeps_engine else "",
+            ", kept for the next update" if options.keep_engine else "",
         )
         super().__init__(self.engine.module)
         self._load_state(optimizer_state, lr, weight_decay)
@@ -340,36 +347,52 @@ class DeepSpeedTrainer(Trainer):
             _check_tensors(((f"{k} of partition {i}", v) for k, v in state.items()), fail, "optimizer state")
 
     def finish(self):
-        if self.options.keeps_engine:
-            # The engine lives on; its module, trained in place, is the updated model.
-            self.engine.module.zero_grad(set_to_none=True)
-            return self.engine.module, KeptEngine(self.engine, self.opt, self.options, self.world_size)
+        module = self.engine.module
+        if self.options.keep_engine:
+            module.zero_grad(set_to_none=True)
+            if self.options.shares_module:
+                model = module  # trained in place: it is the updated model
+            else:
+                if self._plain is None:
+                    self._plain = _plain_copy(module)
+                _load_weights(self._plain, self._full_state_dict(), in_place=True)
+                model = self._plain
+            return model, KeptEngine(self.engine, self.opt, self.options, self.world_size, model)
         weights = self._full_state_dict()
         states = _gather_to_first(_cpu(self.opt.state_dict()), self.world_size)
-        module = self.engine.module
         self.engine.destroy()
-        if self.options.zero_stage == 3:
-            # ZeRO-3 left the module's parameters partitioned, with hooks: build a fresh model.
-            from transformers import AutoModelForCausalLM  # noqa: PLC0415
-
-            model = AutoModelForCausalLM.from_config(module.config, dtype=torch.float32)
-            model.generation_config = module.generation_config
-        else:
-            model = module
-        # Plain parameters with their own storage (ZeRO 1/2 make them views of flat buffers), in
-        # fp32 whatever the training precision was.
-        own = dict(model.named_parameters(remove_duplicate=False))
-        own.update({k: v for k, v in model.named_buffers(remove_duplicate=False) if k in weights})
-        missing = sorted(set(own) - set(weights))
-        if missing:
-            raise RuntimeError(f"deepspeed backend: the updated weights lack {missing[:5]}")
-        with torch.no_grad():
-            for name, tensor in own.items():
-                value = weights[name]
-                tensor.data = value.float() if value.is_floating_point() else value
-        model.tie_weights()
+        # ZeRO-3 left the module's parameters partitioned, with hooks: a fresh model gets the weights.
+        model = _plain_copy(module) if self.options.zero_stage == 3 else module
+        _load_weights(model, weights, in_place=False)
         state = {"deepspeed": {"world_size": self.world_size, "zero_stage": self.options.zero_stage, "ranks": states}}
         return model, state
+
+
+def _plain_copy(module):
+    """A new fp32 model of ``module``'s class and config (its weights are loaded next)."""
+    model = type(module)(copy.deepcopy(module.config)).to(torch.float32)
+    model.generation_config = module.generation_config
+    return model
+
+
+def _load_weights(model, weights: dict[str, torch.Tensor], *, in_place: bool) -> None:
+    """``weights`` into ``model``'s parameters and buffers, in fp32 whatever the training precision
+    was: copied into their storage (``in_place``), or as their new storage (plain parameters
+    where ZeRO 1/2 made them views of flat buffers)."""
+    own = dict(model.named_parameters(remove_duplicate=False))
+    own.update({k: v for k, v in model.named_buffers(remove_duplicate=False) if k in weights})
+    missing = sorted(set(own) - set(weights))
+    if missing:
+        raise RuntimeError(f"deepspeed backend: the updated weights lack {missing[:5]}")
+    with torch.no_grad():
+        for name, tensor in own.items():
+            value = weights[name]
+            value = value.float() if value.is_floating_point() else value
+            if in_place:
+                tensor.copy_(value)
+            else:
+                tensor.data = value
+    model.tie_weights()
 
 
 def _cpu(obj):
