@@ -36,7 +36,8 @@ from eurus_prime.runs.layout import iter_dir
 from eurus_prime.runs.lock import data_lock
 from eurus_prime.runs.progress import completed_iterations, iteration_complete
 from eurus_prime.runs.retention import best_iteration, prune_checkpoints
-from eurus_prime.runs.session import create_session
+from eurus_prime.runs.session import campaign_session, open_context
+from eurus_prime.runs.session import run_pipeline as session_run
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +46,6 @@ PIPELINE = "prime_iteration"  # prime_iteration_ppo with a critic: PrimeConfig.p
 REGISTERED_POLICY = "eurus_prime_policy"
 CAMPAIGN_FILE = Path("data/08_reporting/campaign.json")
 TRAIN_LOG = Path("data/08_reporting/train_log.jsonl")
-
-
-def _session(project: Path, env: str | None, params: dict | None = None):
-    return create_session(project, env, params)
 
 
 def _unwind_mlflow(status: str = "FINISHED") -> None:
@@ -66,13 +63,12 @@ def run_pipeline(
     from_nodes: list[str] | None = None,
     node_names: list[str] | None = None,
 ) -> None:
-    """One ``kedro run`` in this process."""
+    """One ``kedro run`` in this process (through the campaign's session inside ``train``)."""
     from eurus_prime.runs.guard import watchdog
 
     status = "FAILED"
     try:
-        with _session(project, env, params) as session:
-            session.run(pipeline_names=[pipeline], from_nodes=from_nodes, node_names=node_names)
+        session_run(project, env, pipeline, params, from_nodes=from_nodes, node_names=node_names)
         status = "FINISHED"
         spmd.barrier()  # rank 0's after-run hooks (manifests) are written before any rank reads them
     except KeyboardInterrupt:
@@ -128,8 +124,7 @@ def _incomplete(project: Path, env: str | None, iteration: int, params: dict | N
 
     if replay is None and iteration_complete(iteration, project / manifests.ROOT):
         return None, None
-    with _session(project, env, {**(params or {}), "iteration": iteration}) as session:
-        context = session.load_context()
+    with open_context(project, env, {**(params or {}), "iteration": iteration}) as context:
         pipeline = pipelines[_pipeline_name(context.params)]
         stages = _stages(context.params)
         if replay is not None:
@@ -195,15 +190,15 @@ def _last_draw(iteration: int) -> int:
 def load_dataset(project: Path, env: str | None, name: str, iteration: int | None = None):
     """A catalog dataset (of ``iteration``, for iteration-scoped ones), or None if it does not exist."""
     params = {} if iteration is None else {"iteration": iteration}
-    with _session(project, env, params) as session:
-        catalog = session.load_context().catalog
+    with open_context(project, env, params) as context:
+        catalog = context.catalog
         return catalog.load(name) if catalog.exists(name) else None
 
 
 def project_params(project: Path, env: str | None, params: dict | None = None) -> dict:
     """The project's parameters (with ``params`` overrides)."""
-    with _session(project, env, params) as session:
-        return session.load_context().params
+    with open_context(project, env, params) as context:
+        return context.params
 
 
 class Campaign:
@@ -213,8 +208,7 @@ class Campaign:
         import mlflow
         from mlflow import MlflowClient
 
-        with _session(project, env) as session:
-            context = session.load_context()
+        with open_context(project, env) as context:
             cfg = context.config_loader["mlflow"]
         uri = cfg["server"]["mlflow_tracking_uri"]
         if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
@@ -401,7 +395,7 @@ def train(
     spmd.init()
     lock = data_lock(project, "eurus-prime train") if spmd.is_writer() else contextlib.nullcontext()
     try:
-        with lock:
+        with lock, campaign_session(project, env):  # one Kedro session serves every run of the campaign
             return _train(
                 project, env, iterations, echo, params, time_budget, keep_checkpoints, started, log_models, save_every
             )
