@@ -34,7 +34,7 @@ def test_a_campaign_session_serves_every_context_and_run_with_its_own_parameters
         for iteration in (4, 5):
             with session_lib.open_context(project, None, {"iteration": iteration}) as context:
                 assert context.params["iteration"] == iteration  # each context has its own runtime params
-        session_lib.run_pipeline(project, None, "prime_iteration", {"iteration": 5}, node_names=["update_prm"])
+        session_lib.run_in_session(project, None, "prime_iteration", {"iteration": 5}, node_names=["update_prm"])
     assert len(created) == 1  # nothing more: the campaign's session served them
     assert runs == [
         {

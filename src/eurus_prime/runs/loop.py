@@ -36,8 +36,7 @@ from eurus_prime.runs.layout import iter_dir
 from eurus_prime.runs.lock import data_lock
 from eurus_prime.runs.progress import completed_iterations, iteration_complete
 from eurus_prime.runs.retention import best_iteration, prune_checkpoints
-from eurus_prime.runs.session import campaign_session, open_context
-from eurus_prime.runs.session import run_pipeline as session_run
+from eurus_prime.runs.session import campaign_session, open_context, run_in_session
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +67,7 @@ def run_pipeline(
 
     status = "FAILED"
     try:
-        session_run(project, env, pipeline, params, from_nodes=from_nodes, node_names=node_names)
+        run_in_session(project, env, pipeline, params, from_nodes=from_nodes, node_names=node_names)
         status = "FINISHED"
         spmd.barrier()  # rank 0's after-run hooks (manifests) are written before any rank reads them
     except KeyboardInterrupt:

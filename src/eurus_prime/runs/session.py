@@ -3,7 +3,7 @@ rollout loaders of the notebook and the reports, and the benchmarks all come thr
 
 A campaign (``eurus-prime train``) holds one session for all its runs: Kedro's
 ``KedroServiceSession``, its session for repeated runs (:func:`campaign_session`). While it is
-open, :func:`run_pipeline` runs through it and :func:`open_context` loads its contexts, instead of
+open, :func:`run_in_session` runs through it and :func:`open_context` loads its contexts, instead of
 each creating a ``KedroSession`` (hooks registered, the project's git state described, a session
 store) for a single run.
 """
@@ -48,7 +48,7 @@ def campaign_session(project: Path | str, env: str | None = None) -> Iterator[An
         session.close()
 
 
-def run_pipeline(
+def run_in_session(
     project: Path | str,
     env: str | None,
     pipeline: str,
