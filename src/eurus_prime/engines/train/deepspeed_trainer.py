@@ -161,10 +161,7 @@ class KeptEngine:
         catalog's ``prepare_save``); later calls return the same snapshot."""
         if self._gathered is None:
             self._check_live()
-            states = _gather_to_first(_cpu(self.opt.state_dict()), self.world_size)
-            self._gathered = {
-                "deepspeed": {"world_size": self.world_size, "zero_stage": self.options.zero_stage, "ranks": states}
-            }
+            self._gathered = _gathered_state(self.opt, self.options, self.world_size)
         return self._gathered
 
     def close(self) -> None:
@@ -179,6 +176,19 @@ class KeptEngine:
                 "this DeepSpeed optimizer state belongs to an engine that a later update has taken over; "
                 "it no longer describes the weights it came with"
             )
+
+
+def _gathered_state(opt, options: DeepSpeedOptions, world_size: int) -> dict:
+    """The checkpoint's optimizer state ``{"deepspeed": {...}}``: every rank's partition of ``opt``
+    on rank 0 (a collective with several ranks; the others get Nones)."""
+    states = _gather_to_first(_cpu(opt.state_dict()), world_size)
+    return {"deepspeed": {"world_size": world_size, "zero_stage": options.zero_stage, "ranks": states}}
+
+
+def _set_hyperparameters(opt, lr: float, weight_decay: float) -> None:
+    """The config's learning rate and weight decay on every parameter group (not a stored state's)."""
+    for group in getattr(opt, "optimizer", opt).param_groups:
+        group["lr"], group["weight_decay"] = lr, weight_decay
 
 
 def _gather_to_first(obj, world_size: int) -> list:
@@ -220,8 +230,7 @@ class DeepSpeedTrainer(Trainer):
                 self.engine, self.opt = optimizer_state.take()
                 self._plain = None if model is self.engine.module else model
                 super().__init__(self.engine.module)
-                for group in getattr(self.opt, "optimizer", self.opt).param_groups:
-                    group["lr"], group["weight_decay"] = lr, weight_decay
+                _set_hyperparameters(self.opt, lr, weight_decay)
                 log.info("deepspeed: continuing the engine of the previous update")
                 return
             # Another model object (read from disk) or other options: start afresh from its state.
@@ -282,9 +291,7 @@ class DeepSpeedTrainer(Trainer):
             self.opt.load_state_dict(ranks[0])
         else:
             self.opt.load_state_dict(ranks, load_optimizer_states=True)
-        groups = getattr(self.opt, "optimizer", self.opt).param_groups
-        for group in groups:
-            group["lr"], group["weight_decay"] = lr, weight_decay
+        _set_hyperparameters(self.opt, lr, weight_decay)
 
     def zero_grad(self) -> None:
         self.engine.zero_grad()
@@ -359,12 +366,11 @@ class DeepSpeedTrainer(Trainer):
                 model = self._plain
             return model, KeptEngine(self.engine, self.opt, self.options, self.world_size, model)
         weights = self._full_state_dict()
-        states = _gather_to_first(_cpu(self.opt.state_dict()), self.world_size)
+        state = _gathered_state(self.opt, self.options, self.world_size)
         self.engine.destroy()
         # ZeRO-3 left the module's parameters partitioned, with hooks: a fresh model gets the weights.
         model = _plain_copy(module) if self.options.zero_stage == 3 else module
         _load_weights(model, weights, in_place=False)
-        state = {"deepspeed": {"world_size": self.world_size, "zero_stage": self.options.zero_stage, "ranks": states}}
         return model, state
 
 
