@@ -99,6 +99,7 @@ def train(
     project = _project(project)
     os.chdir(project)
     rank, world = spmd.init()  # under torchrun: one rank of an SPMD campaign (engines/spmd.py)
+    spmd.stop_on_sigterm()  # torchrun's SIGTERM after another rank died: unwind and say so
     echo = click.echo if rank == 0 else (lambda *_a, **_k: None)
     echo(f"eurus-prime train: project {project}, config {'conf/base + conf/' + (env or 'local')}")
     if world > 1:
@@ -143,10 +144,25 @@ def train(
         )
     except STOPS as err:  # a run that stopped on purpose: its message, not a traceback
         raise click.ClickException(f"{type(err).__name__}: {err}") from err
+    except Exception as err:
+        if world > 1 and spmd.lost_rank(err):  # one rank died: say so, not a bare gloo/NCCL error
+            raise click.ClickException(spmd.failure_message(err, _stopped_in(project))) from err
+        raise
     if rank == 0:
         _report_after(project, env)
         _write_reports(project, env)
     spmd.shutdown()
+
+
+def _stopped_in(project: Path) -> str:
+    """`` in iteration N`` for the first iteration without a complete manifest set ('' if unknown)."""
+    from eurus_prime.runs.progress import completed_iterations
+
+    try:
+        done = completed_iterations(project / "data/09_manifests")
+    except Exception:  # noqa: BLE001 - only a hint in an error message
+        return ""
+    return f" in iteration {done + 1}"
 
 
 def _write_reports(project: Path, env: str | None) -> None:

@@ -6,7 +6,7 @@ https://docs.kedro.org/en/stable/configure/configuration_basics/#configuration""
 # which the training loop reports as time/io_load and time/io_save, per-node peak RSS
 # (memory/<node>_peak_rss_mb), and the stage guard.
 from eurus_prime.runs.console import silence_known_noise  # noqa: E402
-from eurus_prime.runs.guard.hooks import IO_TIMING, MEMORY, MLFLOW_RUN, STAGE_GUARD  # noqa: E402
+from eurus_prime.runs.guard.hooks import IO_TIMING, MEMORY, MLFLOW_RUN, OTHER_RANKS, STAGE_GUARD  # noqa: E402
 
 silence_known_noise()  # for `kedro run` too: runs/console.py says which warnings and why
 
@@ -16,10 +16,11 @@ silence_known_noise()  # for `kedro run` too: runs/console.py says which warning
 from eurus_prime.datasets.spmd_catalog import SpmdDataCatalog  # noqa: E402
 from eurus_prime.engines.spmd import is_writer  # noqa: E402
 
-HOOKS = (IO_TIMING, MEMORY, STAGE_GUARD, MLFLOW_RUN) if is_writer() else (IO_TIMING, MEMORY)
+HOOKS = (IO_TIMING, MEMORY, STAGE_GUARD, MLFLOW_RUN) if is_writer() else (IO_TIMING, MEMORY, OTHER_RANKS)
 
 # Installed plugins for which to disable hook auto-registration.
-DISABLE_HOOKS_FOR_PLUGINS = () if is_writer() else ("kedro-mlflow",)
+# Kedro matches the distribution's metadata name, which kedro-mlflow's wheel spells kedro_mlflow.
+DISABLE_HOOKS_FOR_PLUGINS = () if is_writer() else ("kedro-mlflow", "kedro_mlflow")
 
 # Kedro's catalog, where a stored dataset is saved by rank 0 alone (datasets/spmd_catalog.py).
 DATA_CATALOG_CLASS = SpmdDataCatalog

@@ -11,18 +11,25 @@ then runs the same command again and checks:
 - MLflow has one finished campaign run and exactly one run per iteration, none left RUNNING.
 """
 
-import hashlib
 import os
 import shutil
 import subprocess
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from eurus_prime.runs import manifests
 from eurus_prime.runs.guard import faults
-from tests.pipelines.helpers import EURUS_PRIME, KEDRO, make_project, run
+from tests.pipelines.helpers import (
+    EURUS_PRIME,
+    KEDRO,
+    assert_clean,
+    assert_one_run_per_iteration,
+    assert_same,
+    fingerprint,
+    make_project,
+    run,
+)
 
 ITERATIONS = 2
 TRAIN = [EURUS_PRIME, "train", "--iterations", str(ITERATIONS)]
@@ -65,74 +72,12 @@ def reference(base, tmp_path_factory) -> dict:
     return fingerprint(project)
 
 
-def _digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def fingerprint(project: Path) -> dict:
-    """Every output of every stage's latest manifest: tables as frames (with the run-specific
-    timestamp cut from ``policy_version``), checkpoints as hashes of weights and optimizer state."""
-    out = {}
-    root = project / "data/09_manifests"
-    for stage_dir in sorted(root.glob("iter_*/*")):
-        record = manifests.latest(stage_dir.parent.name, stage_dir.name, root)
-        for name, prov in record["outputs"].items():
-            if "path" not in prov:
-                continue
-            path = project / prov["path"]
-            key = f"{stage_dir.parent.name}/{name}"
-            if path.is_dir():
-                out[key] = {f: _digest(path / f) for f in ("model.safetensors", "optimizer.pt") if (path / f).exists()}
-            else:
-                frame = pd.read_parquet(path)
-                if "policy_version" in frame:
-                    frame["policy_version"] = frame["policy_version"].str.split("@").str[0]
-                out[key] = frame
-    return out
-
-
-def assert_same(actual: dict, expected: dict) -> None:
-    assert sorted(actual) == sorted(expected)
-    for key, value in expected.items():
-        if isinstance(value, pd.DataFrame):
-            pd.testing.assert_frame_equal(actual[key], value, check_exact=True, obj=key)
-        else:
-            assert actual[key] == value, key
-
-
-def assert_clean(project: Path) -> None:
-    data = project / "data"
-    assert manifests.leftovers(data) == []
-    for pattern in (
-        "05_rollouts/iter_*/*",
-        "07_model_output/iter_*/*",
-        "08_reporting/iter_*/*",
-        "06_models/policy/iter_*",
-        "06_models/prm/iter_*",
-    ):
-        for folder in data.glob(pattern):
-            assert len(list(folder.iterdir())) == 1, f"{folder} has {sorted(p.name for p in folder.iterdir())}"
-
-
-def assert_one_run_per_iteration(project: Path) -> None:
-    import mlflow
-
-    client = mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
-    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
-    assert not [r.info.run_id for r in runs if r.info.status == "RUNNING"]
-    campaigns = [r for r in runs if r.data.tags.get("eurus_prime.role") == "campaign"]
-    assert len(campaigns) == 1 and campaigns[0].info.status == "FINISHED"
-    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == campaigns[0].info.run_id]
-    assert sorted(r.data.tags["eurus_prime.iteration"] for r in children) == [str(i) for i in range(ITERATIONS)]
-    assert all(r.info.status == "FINISHED" for r in children)
-
-
 def resume_and_compare(project: Path, reference: dict) -> str:
     """Run the training command again; the result must be the uninterrupted run's, cleanly."""
     out = run(TRAIN, project, env=_env()).stdout
     assert_same(fingerprint(project), reference)
     assert_clean(project)
-    assert_one_run_per_iteration(project)
+    assert_one_run_per_iteration(project, ITERATIONS)
     return out
 
 

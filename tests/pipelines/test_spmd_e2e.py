@@ -5,6 +5,7 @@ manifest per stage, one MLflow campaign; rank 1 logs to its own file and saves n
 import json
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -12,7 +13,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.pipelines.helpers import EURUS_PRIME, KEDRO, make_project, run
+from eurus_prime.runs import manifests
+from eurus_prime.runs.guard import faults
+from tests.pipelines.helpers import (
+    EURUS_PRIME,
+    KEDRO,
+    assert_clean,
+    assert_one_run_per_iteration,
+    assert_same,
+    fingerprint,
+    make_project,
+    run,
+)
 
 TORCHRUN = str(Path(sys.executable).with_name("torchrun"))
 # two micro-batches per mini-batch (one per rank); 6 completions in chunks of 2 (3 chunks, split 2 + 1)
@@ -85,6 +97,14 @@ def test_two_ranks_train_what_one_process_trains_and_only_rank_0_writes(tmp_path
     client = MlflowClient(f"sqlite:///{two / 'mlflow.db'}")
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert sum(r.data.tags.get("eurus_prime.role") == "campaign" for r in runs) == 1
+    # rank 1 opens no runs of its own (kedro-mlflow's hooks are off there): every run but the
+    # bootstrap's is the campaign or one of its iteration runs
+    campaign = next(r.info.run_id for r in runs if r.data.tags.get("eurus_prime.role") == "campaign")
+    strays = [r.info.run_name for r in runs if r.info.run_name != "bootstrap" and r.info.run_id != campaign]
+    strays = [
+        r.info.run_id for r in runs if r.info.run_name in strays and r.data.tags.get("mlflow.parentRunId") != campaign
+    ]
+    assert not strays
 
 
 @pytest.mark.slow
@@ -130,3 +150,49 @@ def test_two_ranks_keep_their_deepspeed_engines_for_the_campaign(tmp_path, stage
         (va,) = _versions(one, f"data/06_models/{model}/iter_0003")
         wa, wb = load_file(va / "iter_0003/model.safetensors"), load_file(vb / "iter_0003/model.safetensors")
         assert max(float((wa[k] - wb[k]).abs().max()) for k in wa) < 1e-5, model
+
+
+@pytest.mark.slow
+def test_a_rank_killed_during_an_update_stops_the_campaign_and_the_rerun_resumes_to_the_same_result(tmp_path):
+    """kill -9 of rank 1 half way through iteration 2's policy update (``EURUS_PRIME_FAULT_RANK``):
+    rank 0's collective loses its peer, rank 0 says so (not a bare gloo error) and the launcher
+    fails the campaign; the same command again resumes at that update, from iteration 1's saved
+    checkpoints, and ends with the tables and checkpoints of an uninterrupted 2-rank campaign, bit
+    for bit, with one finished MLflow run per iteration and no debris."""
+    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1", "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}
+    env.pop(faults.ENV, None)
+    reference = make_project(tmp_path / "reference")
+    run([KEDRO, "run", "--pipelines=bootstrap"], reference, env=env)
+    faulty = tmp_path / "faulty"
+    shutil.copytree(reference, faulty)
+
+    def launch(project: Path, iterations: int) -> list[str]:
+        return [TORCHRUN, "--nproc-per-node", "2", "-m", "eurus_prime", "train", "--iterations", str(iterations)] + [
+            "--params",
+            "prime.micro_batch=2",
+            "--project",
+            str(project),
+        ]
+
+    run(launch(reference, 2), reference, env=env)
+    run(launch(faulty, 1), faulty, env=env)  # iteration 1 complete, its checkpoints saved
+    crash = subprocess.run(
+        launch(faulty, 2),
+        cwd=faulty,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**env, faults.ENV: "update_policy:exit@middle", faults.RANK_ENV: "1"},
+    )
+    output = crash.stdout + crash.stderr
+    assert crash.returncode != 0, output[-3000:]
+    assert "injected fault update_policy:exit@middle" in output
+    assert "rank 0 of 2: the SPMD campaign lost a rank in iteration 2" in output, output[-3000:]
+    assert "run the same command again to resume" in output
+    assert manifests.latest("iter_0001", "update_policy", faulty / "data/09_manifests") is None
+
+    resumed = run(launch(faulty, 2), faulty, env=env).stdout
+    assert "resuming at stage update_policy" in resumed
+    assert_same(fingerprint(faulty), fingerprint(reference))
+    assert_clean(faulty)
+    assert_one_run_per_iteration(faulty, 2)

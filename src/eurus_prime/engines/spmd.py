@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import sys
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -106,6 +108,58 @@ def map_shards(items: list[Any], fn: Any) -> list[Any]:
     log.info("data-parallel: rank %d of %d takes items %d-%d of %d", rank, world, lo, hi - 1, len(items))
     mine = list(fn(items[lo:hi])) if hi > lo else []
     return [x for part in all_gather_object(mine) for x in part]
+
+
+class LauncherStop(RuntimeError):
+    """The launcher stopped this rank (SIGTERM): torchrun sends it to every rank when one rank has
+    failed, and a scheduler when the job is cancelled."""
+
+
+#: What a collective reports when a peer rank is gone (gloo's TCP transport, NCCL's watchdog).
+_LOST_PEER = ("connection reset by peer", "connection closed by peer", "socket closed", "nccl error", "broken pipe")
+
+
+def stop_on_sigterm() -> None:
+    """Under a launcher, turn SIGTERM into ``LauncherStop`` so that the rank unwinds as from any
+    error (the MLflow run ended as FAILED, the data lock freed, the message printed) within the
+    30 s torchrun waits before its SIGKILL. A SIGTERM that arrives while the rank is already
+    unwinding from an error (a collective that lost its peer, typically a few ms earlier) is
+    ignored, so that it does not cut that unwinding short."""
+    if env_world()[1] <= 1:
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if sys.exc_info()[0] is not None:  # already handling an error: let it finish
+            log.warning("rank %d: SIGTERM from the launcher while stopping on an error", env_world()[0])
+            return
+        raise LauncherStop("stopped by the launcher (SIGTERM)")
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def lost_rank(err: BaseException) -> bool:
+    """Whether ``err`` (or an exception it was raised from or during) says a rank of the campaign
+    is gone: the launcher's SIGTERM, or a collective whose peer closed its connection."""
+    seen: set[int] = set()
+    e: BaseException | None = err
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, LauncherStop) or any(m in str(e).lower() for m in _LOST_PEER):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
+def failure_message(err: BaseException, iteration_hint: str = "") -> str:
+    """What a rank of a failed SPMD campaign tells the user, instead of a bare gloo/NCCL error."""
+    rank, world = env_world()
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return (
+        f"rank {rank} of {world}: the SPMD campaign lost a rank{iteration_hint} ({type(err).__name__}: {first[:300]}). "
+        "The launcher's report names the rank that failed and its exit code; that rank's own log is "
+        "data/08_reporting/logs/train_<time>.rank<N>.log. Nothing of the unfinished stage is marked done: "
+        "run the same command again to resume at its first incomplete stage, from the last saved checkpoint."
+    )
 
 
 def shutdown() -> None:

@@ -12,6 +12,9 @@ Set ``EURUS_PRIME_FAULT=<node>:<kind>@<where>`` (several separated by ``;``), e.
 ``kind`` is ``raise`` (an exception: the process unwinds normally), ``exit`` (``os._exit(137)``,
 like ``kill -9``: no cleanup, no ``finally``, no MLflow run end) or ``hang`` (sleep, for the stage
 watchdog to catch). Off unless the variable is set; nothing else reads it.
+
+In an SPMD campaign (``torchrun``) every rank reads the variable; ``EURUS_PRIME_FAULT_RANK=<r>``
+fires the faults on rank ``r`` alone (its ``RANK``), as when one machine or process of a job dies.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import os
 import time
 
 ENV = "EURUS_PRIME_FAULT"
+RANK_ENV = "EURUS_PRIME_FAULT_RANK"
 KINDS = ("raise", "exit", "hang")
 WHERE = ("start", "middle", "write", "saved")
 EXIT_CODE = 137
@@ -57,6 +61,9 @@ def point(where: str, detail: str = "") -> None:
     current node and ``where``)."""
     spec = os.environ.get(ENV)
     if not spec or current_node is None:
+        return
+    only = os.environ.get(RANK_ENV)
+    if only is not None and only.strip() != os.environ.get("RANK", "0"):
         return
     for node, kind, at in parse(spec):
         key = f"{node}:{kind}@{at}"

@@ -486,6 +486,30 @@ def _active_mlflow_run():
     return mlflow.active_run()
 
 
+class RankHooks:
+    """On the SPMD ranks other than 0, which write no manifests and so run without the stage
+    guard: the running node's name and progress, which the progress monitor and fault injection
+    (``EURUS_PRIME_FAULT_RANK``: one rank dies, as when its process or machine is lost) need."""
+
+    @hook_impl
+    def before_node_run(self, node) -> None:
+        faults.current_node = node.name
+        monitor.begin(node.name)
+        faults.point("start")
+
+    @hook_impl
+    def after_node_run(self, node) -> None:
+        faults.point("middle", "outputs computed")
+        monitor.end()
+        faults.current_node = None
+
+    @hook_impl
+    def on_node_error(self, node) -> None:
+        monitor.end()
+        faults.current_node = None
+
+
 #: Registered in settings.py.
 STAGE_GUARD = StageGuardHooks()
+OTHER_RANKS = RankHooks()
 MLFLOW_RUN = MlflowRunHooks()
