@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import sys
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -123,8 +124,16 @@ def test_a_kept_engine_is_continued_and_updates_as_a_new_engine_per_update(torch
     prm_f, policy_f, _ = _two_iterations(*inputs, fresh)
     assert deepspeed_trainer.ENGINE_STARTS["count"] - starts == 4  # 2 models x 2 iterations
     starts = deepspeed_trainer.ENGINE_STARTS["count"]
-    prm_k, policy_k, _ = _two_iterations(*inputs, kept)
+    gathers = []
+    gather = deepspeed_trainer.DeepSpeedTrainer._gather_full_state
+    with mock.patch.object(
+        deepspeed_trainer.DeepSpeedTrainer, "_gather_full_state", lambda self: gathers.append(1) or gather(self)
+    ):
+        prm_k, policy_k, _ = _two_iterations(*inputs, kept)
     assert deepspeed_trainer.ENGINE_STARTS["count"] - starts == 2  # one per model
+    # the full weights are gathered at most once per update (the finiteness check and the handed-on
+    # model share the copy), and not at all where the engine's own module is handed on
+    assert len(gathers) == (0 if stage < 3 else 4)
     kept_state = policy_k.optimizer_state
     assert isinstance(kept_state, deepspeed_trainer.KeptEngine)
     # the model the stages use: the engine's module at ZeRO 0-2, a plain copy (not partitioned) at 3

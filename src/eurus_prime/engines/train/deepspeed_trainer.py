@@ -221,6 +221,7 @@ class DeepSpeedTrainer(Trainer):
         ds = require_deepspeed()
         self.ds = ds
         self.options = options
+        self._weights: dict[str, torch.Tensor] | None = None  # the gathered weights since the last step
         self.grad_clip = grad_clip
         if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
             _init_single_process(ds)
@@ -309,6 +310,7 @@ class DeepSpeedTrainer(Trainer):
                 clear()
 
     def step(self, loss, check):
+        self._weights = None  # gathered before this step: stale after it
         # A non-finite loss on any rank skips the step on every rank (they must stay in lockstep).
         if self.all_sum([0.0 if math.isfinite(loss) else 1.0])[0] > 0:
             loss = loss if not math.isfinite(loss) else float("nan")
@@ -336,7 +338,13 @@ class DeepSpeedTrainer(Trainer):
         return grad_norm, False
 
     def _full_state_dict(self) -> dict[str, torch.Tensor]:
-        """Every parameter and buffer at full size, as fresh tensors on CPU (gathered under ZeRO-3)."""
+        """Every parameter and buffer at full size, as fresh tensors on CPU (gathered under ZeRO-3),
+        gathered once per update: ``assert_finite`` and ``finish`` share the copy."""
+        if self._weights is None:
+            self._weights = self._gather_full_state()
+        return self._weights
+
+    def _gather_full_state(self) -> dict[str, torch.Tensor]:
         module = self.engine.module
         if self.options.zero_stage == 3:
             params = list(module.parameters())
@@ -348,7 +356,12 @@ class DeepSpeedTrainer(Trainer):
         return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
 
     def assert_finite(self, fail):
-        _check_tensors(self._full_state_dict().items(), fail, "parameter")
+        if self.options.keep_engine and self.options.shares_module:
+            # finish hands on the engine's own module: check it where it is, without a copy
+            weights = self.engine.module.state_dict().items()
+        else:  # the copy finish hands on
+            weights = self._full_state_dict().items()
+        _check_tensors(weights, fail, "parameter")
         opt = getattr(self.opt, "optimizer", self.opt)
         for i, state in enumerate(opt.state.values()):
             _check_tensors(((f"{k} of partition {i}", v) for k, v in state.items()), fail, "optimizer state")
@@ -363,9 +376,10 @@ class DeepSpeedTrainer(Trainer):
                 if self._plain is None:
                     self._plain = _plain_copy(module)
                 _load_weights(self._plain, self._full_state_dict(), in_place=True)
+                self._weights = None
                 model = self._plain
             return model, KeptEngine(self.engine, self.opt, self.options, self.world_size, model)
-        weights = self._full_state_dict()
+        weights, self._weights = self._full_state_dict(), None
         state = _gathered_state(self.opt, self.options, self.world_size)
         self.engine.destroy()
         # ZeRO-3 left the module's parameters partitioned, with hooks: a fresh model gets the weights.
