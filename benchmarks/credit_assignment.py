@@ -224,11 +224,23 @@ def main() -> None:
         help="discard the results already in --out (default: keep the arms and seeds this run does not redo)",
     )
     ap.add_argument("--summarise-only", action="store_true", help="rebuild json/md/png from the csv files")
+    ap.add_argument(
+        "--merge",
+        type=Path,
+        nargs="+",
+        default=[],
+        help="with --summarise-only: fold these runs' results (their --out) into --out first, e.g. "
+        "arms run side by side with separate --out; an (arm, seed) in several must agree",
+    )
     args = ap.parse_args()
     import pandas as pd
 
     csv, iters_csv = args.out.with_suffix(".csv"), args.out.with_name(args.out.name + "_iterations.csv")
     if args.summarise_only:
+        if args.merge:
+            merged, merged_iters = merge_results([args.out, *args.merge])
+            merged.to_csv(csv, index=False)
+            merged_iters.to_csv(iters_csv, index=False)
         summarise(pd.read_csv(csv), pd.read_csv(iters_csv), args)
         return
     os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
@@ -333,6 +345,28 @@ def _ratio(need: list[float], base: float) -> float | None:
     import numpy as np
 
     return None if np.isnan(need).any() or np.isnan(base) else round(float(np.mean(need) / base), 3)
+
+
+def merge_results(outs: list[Path]):
+    """The rows of several runs' ``--out`` results as one (csv, iterations csv) pair. They must
+    start from the same SFT model (one ``sft_checkpoint`` row). An (arm, seed) found in several
+    must have the same results there (a copy); otherwise it is an error."""
+    import pandas as pd
+
+    found = [o for o in outs if o.with_suffix(".csv").exists()]
+    if not found:
+        raise SystemExit(f"--merge: none of {[str(o) for o in outs]} has results (<out>.csv)")
+    df = pd.concat([pd.read_csv(o.with_suffix(".csv")) for o in found], ignore_index=True)
+    it = pd.concat([pd.read_csv(o.with_name(o.name + "_iterations.csv")) for o in found], ignore_index=True)
+    accs = ["acc_all", "acc_id", "acc_novel"]
+    base = df[df["arm"] == "sft_checkpoint"].drop_duplicates(subset=accs)
+    if len(base) != 1:
+        raise SystemExit(f"--merge: the runs start from different SFT models: {base[accs].to_dict('records')}")
+    arms = df[df["arm"] != "sft_checkpoint"].drop_duplicates(subset=["arm", "seed", "point", *accs])
+    clash = arms[arms.duplicated(subset=["arm", "seed", "point"])]
+    if len(clash):
+        raise SystemExit(f"--merge: different results for {sorted(set(zip(clash.arm, clash.seed)))}")
+    return pd.concat([base, arms], ignore_index=True), it.drop_duplicates(subset=["arm", "seed", "iteration"])
 
 
 def summarise(df, iters, args) -> None:
