@@ -100,21 +100,14 @@ def replay(project: Path, env: str, overrides: dict, iterations: int, fixed_ever
 
 
 def _parse_custom(text: str) -> dict:
-    """``"prm_mini_batch=32,prm_lr=1e-3"`` -> ``{"prm_mini_batch": 32, "prm_lr": 0.001}``."""
-    import yaml
+    """``"prm_mini_batch=32,prm_lr=1e-3"`` -> ``{"prm_mini_batch": 32, "prm_lr": 0.001}``, read as
+    ``kedro run --params`` reads its items (``runs.loop.parse_params``)."""
+    from eurus_prime.runs.loop import parse_params
 
-    out = {}
-    for item in filter(None, text.split(",")):
-        key, _, value = item.partition("=")
-        if not value:
-            raise SystemExit(f"--custom {text!r}: {item!r} is not field=value")
-        for cast in (int, float, yaml.safe_load):  # PyYAML reads 1e-3 as a string
-            try:
-                out[key.strip()] = cast(value)
-                break
-            except ValueError:
-                continue
-    return out
+    try:
+        return parse_params(text)
+    except ValueError as err:
+        raise SystemExit(f"--custom {text!r}: {err}") from None
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -303,8 +303,7 @@ class StageGuardHooks:
     @staticmethod
     def _stop() -> None:
         watchdog.disarm()
-        monitor.end()
-        faults.current_node = None
+        _node_ended()
 
 
 def preflight(pipeline, catalog) -> None:
@@ -500,13 +499,17 @@ class RankHooks:
     @hook_impl
     def after_node_run(self, node) -> None:
         faults.point("middle", "outputs computed")
-        monitor.end()
-        faults.current_node = None
+        _node_ended()
 
     @hook_impl
     def on_node_error(self, node) -> None:
-        monitor.end()
-        faults.current_node = None
+        _node_ended()
+
+
+def _node_ended() -> None:
+    """No node is running any more: for the progress monitor and fault injection (both hook classes)."""
+    monitor.end()
+    faults.current_node = None
 
 
 #: Registered in settings.py.
