@@ -51,33 +51,106 @@ ROWS = (
 #: The paper's Table 4 (held-out average over its benchmarks, 240 steps).
 PAPER = {"RLOO": (36.9, 41.0), "REINFORCE": (36.0, 37.8), "GRPO": (36.1, 37.8), "PPO (GAE)": (35.8, 39.4)}
 PAPER_PRM_VALUE = 36.6
-#: Arms taken from credit_assignment.csv, renamed.
-REUSED = {"rloo": "rloo", "prime_mb16": "rloo_prime"}
+#: The default ``--reuse``: RLOO's two arms from credit_assignment.csv, renamed.
+DEFAULT_REUSE = "benchmarks/results/credit_assignment:rloo,prime_mb16=rloo_prime"
+#: Fields two sources of one (arm, seed) must agree on: evaluations, then iteration rows.
+AGREE_ROWS = ("iteration", "rollouts", "acc_all", "acc_id", "acc_novel")
+AGREE_ITERS = ("rollouts", "train_verify_score/all")
 
 
-def load(runs: Path, reuse: Path | None):
-    """The runs' held-out rows and iteration rows; with ``reuse``, RLOO's arms come from that
-    ``credit_assignment.py`` result instead (``REUSED``)."""
+def parse_reuse(spec: str) -> tuple[Path, dict[str, str]]:
+    """``PREFIX:ARM[=NEW],ARM...`` as (the result's path prefix, {arm in it: arm in the table})."""
+    prefix, sep, arms = spec.rpartition(":")
+    if not sep or not prefix or not arms:
+        raise ValueError(f"--reuse {spec!r}: expected PREFIX:ARM[=NEW],..., e.g. {DEFAULT_REUSE}")
+    mapping = {}
+    for item in arms.split(","):
+        old, _, new = item.partition("=")
+        mapping[old.strip()] = (new or old).strip()
+    path = Path(prefix)
+    return (path if path.is_absolute() else ROOT / path), mapping
+
+
+def _read(prefix: Path):
     import pandas as pd
 
-    def read(prefix: Path):
-        return pd.read_csv(prefix.with_suffix(".csv")), pd.read_csv(prefix.with_name(prefix.name + "_iterations.csv"))
+    csv, iters = prefix.with_suffix(".csv"), prefix.with_name(prefix.name + "_iterations.csv")
+    for f in (csv, iters):
+        if not f.exists():
+            raise FileNotFoundError(f"{f}: no such result (credit_assignment.py --out {prefix} writes it)")
+    return pd.read_csv(csv), pd.read_csv(iters)
 
-    rows, iters = read(runs)
-    if reuse is None:
-        return rows, iters
-    old_rows, old_iters = read(reuse)
-    old_rows = old_rows[old_rows["arm"].isin(list(REUSED))].assign(arm=lambda d: d["arm"].map(REUSED))
-    old_iters = old_iters[old_iters["arm"].isin(list(REUSED))].assign(arm=lambda d: d["arm"].map(REUSED))
-    rows = pd.concat([rows[~rows["arm"].isin(list(REUSED.values()))], old_rows], ignore_index=True)
-    iters = pd.concat([iters[~iters["arm"].isin(list(REUSED.values()))], old_iters], ignore_index=True)
-    return rows, iters
+
+def _truncate(rows, iters, iterations: int | None, source: Path):
+    """The evaluations at iteration ``iterations - 1`` and the iteration rows before it (all of
+    them, and the last evaluation point, when None). Every (arm, seed) trained must have that
+    evaluation."""
+    if iterations is None:
+        return rows[(rows["arm"] == "sft_checkpoint") | (rows["point"] == rows["point"].max())], iters
+    iters = iters[iters["iteration"] < iterations]
+    kept = rows[(rows["arm"] == "sft_checkpoint") | (rows["iteration"] == iterations - 1)]
+    evaluated = set(zip(kept["arm"], kept["seed"]))
+    for arm, seed in sorted(set(zip(iters["arm"], iters["seed"])) - evaluated):
+        at = sorted(int(i) for i in rows["iteration"][(rows["arm"] == arm) & (rows["seed"] == seed)])
+        raise ValueError(
+            f"{source}: {arm} seed {seed} has no held-out evaluation at iteration {iterations - 1} "
+            f"(--iterations {iterations}); its evaluations are at iterations {at}"
+        )
+    return kept, iters
+
+
+def _agree(a, b, keys, what: str) -> None:
+    import numpy as np
+
+    a, b = a.reset_index(drop=True), b.reset_index(drop=True)
+    if len(a) != len(b):
+        raise ValueError(f"{what}: {len(a)} rows in one source, {len(b)} in the other")
+    for k in keys:
+        if k in a and k in b and not np.allclose(a[k].astype(float), b[k].astype(float), atol=1e-9, equal_nan=True):
+            raise ValueError(f"{what}: the sources disagree on {k}: {list(a[k])} vs {list(b[k])}")
+
+
+def load(runs: Path | list[Path], reuse: list[str] | None = None, iterations: int | None = None):
+    """The held-out rows (one evaluation per arm and seed, plus the SFT model's) and iteration rows
+    of ``runs`` (one or several ``credit_assignment.py --out`` prefixes) and of the ``reuse`` specs
+    (``PREFIX:ARM[=NEW],...``: those arms of another result, renamed). With ``iterations``, every
+    run is cut to its first ``iterations`` iterations and its evaluation after them, so longer runs
+    of the same protocol join shorter ones. An (arm, seed) found in several sources must agree on
+    its evaluation and training scores (a check that the runs reproduce); it is kept once."""
+    import pandas as pd
+
+    sources = [(Path(r), None) for r in ([runs] if isinstance(runs, (str, Path)) else runs)]
+    sources += [parse_reuse(spec) for spec in reuse or []]
+    all_rows, all_iters, seen = [], [], {}
+    for prefix, mapping in sources:
+        rows, iters = _read(prefix)
+        if mapping is not None:
+            rows = rows[rows["arm"].isin(list(mapping))].assign(arm=rows["arm"].map(mapping))
+            iters = iters[iters["arm"].isin(list(mapping))].assign(arm=iters["arm"].map(mapping))
+        rows, iters = _truncate(rows, iters, iterations, prefix)
+        sft = rows[rows["arm"] == "sft_checkpoint"]
+        if all_rows and not sft.empty:  # one SFT row: the first source's
+            rows = rows[rows["arm"] != "sft_checkpoint"]
+        for (arm, seed), g in rows[rows["arm"] != "sft_checkpoint"].groupby(["arm", "seed"]):
+            it = iters[(iters["arm"] == arm) & (iters["seed"] == seed)].sort_values("iteration")
+            if (arm, seed) in seen:
+                first, (g0, it0) = seen[(arm, seed)]
+                what = f"{arm} seed {seed} in {first} and {prefix}"
+                _agree(g0, g, AGREE_ROWS, what)
+                _agree(it0, it, AGREE_ITERS, what)
+                rows = rows[~((rows["arm"] == arm) & (rows["seed"] == seed))]
+                iters = iters[~((iters["arm"] == arm) & (iters["seed"] == seed))]
+            else:
+                seen[(arm, seed)] = (prefix, (g, it))
+        all_rows.append(rows)
+        all_iters.append(iters)
+    return pd.concat(all_rows, ignore_index=True), pd.concat(all_iters, ignore_index=True)
 
 
 def summarise(rows, iters) -> dict:
     import numpy as np
 
-    final = rows[(rows["arm"] != "sft_checkpoint") & (rows["point"] == rows["point"].max())]
+    final = rows[rows["arm"] != "sft_checkpoint"]  # load(): one evaluation per arm and seed
     iters = iters.sort_values(["arm", "seed", "iteration"]).copy()
     iters["train_ma"] = iters.groupby(["arm", "seed"])["train_verify_score/all"].transform(
         lambda s: s.rolling(MA, min_periods=1).mean()
@@ -204,16 +277,30 @@ def markdown(summary: dict, command: str, env: str) -> list[str]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--runs", type=Path, default=ROOT / "benchmarks/results/table4_runs")
+    ap.add_argument(
+        "--runs",
+        type=Path,
+        nargs="+",
+        default=[ROOT / "benchmarks/results/table4_runs"],
+        help="credit_assignment.py --out prefixes",
+    )
     ap.add_argument(
         "--reuse",
-        default=str(ROOT / "benchmarks/results/credit_assignment"),
-        help="the credit_assignment.py result whose rloo and prime_mb16 arms are RLOO's row ('none': the runs' own)",
+        nargs="+",
+        default=[DEFAULT_REUSE],
+        help="arms of other credit_assignment.py results, as PREFIX:ARM[=NEW],... ('none': only the runs')",
+    )
+    ap.add_argument(
+        "--iterations",
+        type=int,
+        default=None,
+        help="cut every run to its first N iterations and its held-out evaluation after them "
+        "(default: each run's last evaluation)",
     )
     ap.add_argument("--env", default="chains", help="the Kedro environment the runs trained in (names the world)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/table4")
     args = ap.parse_args()
-    rows, iters = load(args.runs, None if args.reuse == "none" else Path(args.reuse))
+    rows, iters = load(args.runs, [] if args.reuse == ["none"] else args.reuse, args.iterations)
     summary = summarise(rows, iters)
     write_json(args.out.with_suffix(".json"), summary)
     command = "python benchmarks/table4.py " + " ".join(sys.argv[1:])

@@ -54,3 +54,61 @@ def test_with_one_seed_everywhere_the_spread_and_its_verdict_are_unknown(tmp_pat
     assert rloo["prime_gain"] == pytest.approx(0.1)
     assert rloo["spread_yardstick"] is None and rloo["gain_beyond_spread"] is None
     assert table4._beyond(rloo) == "n/a (one seed: unknown)"
+
+
+def _longer(tmp_path, name: str, iteration_1_acc: float = 0.52):
+    """rloo seed 0 run for 3 iterations, evaluated at iterations 1 and 2: the same protocol as
+    ``_runs``'s, one iteration longer (``iteration_1_acc`` its evaluation at iteration 1)."""
+    rows = [
+        {"arm": "sft_checkpoint", "seed": -1, "point": 0, "iteration": -1, "rollouts": 0, "acc_all": 0.3},
+        {"arm": "rloo", "seed": 0, "point": 1, "iteration": 1, "rollouts": 512, "acc_all": iteration_1_acc},
+        {"arm": "rloo", "seed": 0, "point": 2, "iteration": 2, "rollouts": 768, "acc_all": 0.7},
+        {"arm": "grpo", "seed": 0, "point": 1, "iteration": 1, "rollouts": 512, "acc_all": 0.45},
+        {"arm": "grpo", "seed": 0, "point": 2, "iteration": 2, "rollouts": 768, "acc_all": 0.65},
+    ]
+    iters = [
+        {"arm": arm, "seed": 0, "iteration": it, "rollouts": 256 * (it + 1), "train_verify_score/all": s}
+        for arm in ("rloo", "grpo")
+        for it, s in enumerate((0.2, 0.4, 0.9))
+    ]
+    prefix = tmp_path / name
+    rows = pd.DataFrame(rows).assign(acc_novel=lambda d: d["acc_all"] / 2, n_id=600, n_novel=400)
+    rows.to_csv(prefix.with_suffix(".csv"), index=False)
+    pd.DataFrame(iters).to_csv(tmp_path / f"{name}_iterations.csv", index=False)
+    return prefix
+
+
+def test_iterations_cut_longer_runs_to_join_shorter_ones_and_a_repeated_run_must_agree(tmp_path):
+    table4 = load_benchmark("table4")
+    long = _longer(tmp_path, "long", iteration_1_acc=0.50)  # rloo seed 0 as in _runs: a reproduction
+    rows, iters = table4.load([_runs(tmp_path), long], [], iterations=2)
+    assert int(iters["iteration"].max()) == 1 and set(rows["iteration"]) == {-1, 1}
+    assert len(rows[(rows["arm"] == "rloo") & (rows["seed"] == 0)]) == 1  # kept once
+    grpo = table4.summarise(rows, iters)["rows"]["GRPO"]["without"]
+    assert grpo["acc_all"] == pytest.approx(0.45) and grpo["seeds"] == [0]
+    # without the cut, each run's last evaluation: the long run's rloo seed 0 is another run
+    with pytest.raises(ValueError, match=r"rloo seed 0 in .*runs and .*long: .*disagree on iteration"):
+        table4.load([_runs(tmp_path), long], [])
+
+
+def test_a_repeated_run_that_does_not_reproduce_and_a_missing_evaluation_are_named(tmp_path):
+    table4 = load_benchmark("table4")
+    with pytest.raises(ValueError, match=r"rloo seed 0 .*disagree on acc_all: \[0.5\] vs \[0.53\]"):
+        table4.load([_runs(tmp_path), _longer(tmp_path, "long", iteration_1_acc=0.53)], [], iterations=2)
+    with pytest.raises(ValueError, match=r"long: grpo seed 0 has no held-out evaluation at iteration 0 .*\[1, 2\]"):
+        table4.load([_longer(tmp_path, "long")], [], iterations=1)
+
+
+def test_reused_arms_are_renamed_from_another_result(tmp_path):
+    table4 = load_benchmark("table4")
+    _longer(tmp_path, "other")
+    rows, _ = table4.load([_runs(tmp_path)], [f"{tmp_path / 'other'}:grpo=grpo_prime"], iterations=2)
+    assert sorted(set(rows["arm"])) == ["grpo_prime", "rloo", "rloo_prime", "sft_checkpoint"]
+    assert table4.parse_reuse("benchmarks/results/x:rloo,prime=rloo_prime")[1] == {
+        "rloo": "rloo",
+        "prime": "rloo_prime",
+    }
+    with pytest.raises(ValueError, match="expected PREFIX:ARM"):
+        table4.parse_reuse("benchmarks/results/x")
+    with pytest.raises(FileNotFoundError, match="nowhere.csv: no such result"):
+        table4.load([tmp_path / "nowhere"], [])
