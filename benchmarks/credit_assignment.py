@@ -226,11 +226,11 @@ def main() -> None:
     ap.add_argument("--summarise-only", action="store_true", help="rebuild json/md/png from the csv files")
     ap.add_argument(
         "--merge",
-        type=Path,
         nargs="+",
         default=[],
-        help="with --summarise-only: fold these runs' results (their --out) into --out first, e.g. "
-        "arms run side by side with separate --out; an (arm, seed) in several must agree",
+        help="with --summarise-only: fold these runs' results (their --out; PREFIX:ARM[=NEW],... for "
+        "some arms, renamed) into --out first, e.g. arms run side by side with separate --out; an "
+        "(arm, seed) in several must agree",
     )
     args = ap.parse_args()
     import pandas as pd
@@ -238,7 +238,7 @@ def main() -> None:
     csv, iters_csv = args.out.with_suffix(".csv"), args.out.with_name(args.out.name + "_iterations.csv")
     if args.summarise_only:
         if args.merge:
-            merged, merged_iters = merge_results([args.out, *args.merge])
+            merged, merged_iters = merge_results([args.out, *args.merge] if csv.exists() else args.merge)
             merged.to_csv(csv, index=False)
             merged_iters.to_csv(iters_csv, index=False)
         summarise(pd.read_csv(csv), pd.read_csv(iters_csv), args)
@@ -347,26 +347,86 @@ def _ratio(need: list[float], base: float) -> float | None:
     return None if np.isnan(need).any() or np.isnan(base) else round(float(np.mean(need) / base), 3)
 
 
-def merge_results(outs: list[Path]):
-    """The rows of several runs' ``--out`` results as one (csv, iterations csv) pair. They must
-    start from the same SFT model (one ``sft_checkpoint`` row). An (arm, seed) found in several
-    must have the same results there (a copy); otherwise it is an error."""
+def parse_result_spec(spec: str | Path) -> tuple[Path, dict[str, str] | None]:
+    """A result named as ``PREFIX`` (all its arms) or ``PREFIX:ARM[=NEW],...`` (those arms, renamed
+    where ``=NEW`` says): (its ``--out`` prefix, {arm in it: arm in the merge} or None)."""
+    text = str(spec)
+    prefix, sep, arms = text.rpartition(":")
+    if not sep:
+        return Path(text), None
+    if not prefix or not arms or "/" in arms:
+        raise ValueError(
+            f"{text!r}: expected PREFIX or PREFIX:ARM[=NEW],..., e.g. results/chains_arms:rloo,prime=rloo_prime"
+        )
+    mapping = {}
+    for item in arms.split(","):
+        old, _, new = item.partition("=")
+        mapping[old.strip()] = (new or old).strip()
+    return Path(prefix), mapping
+
+
+def read_result(spec: str | Path):
+    """The (rows, iteration rows) of a ``--out`` result (``parse_result_spec``), its SFT row kept."""
     import pandas as pd
 
-    found = [o for o in outs if o.with_suffix(".csv").exists()]
-    if not found:
-        raise SystemExit(f"--merge: none of {[str(o) for o in outs]} has results (<out>.csv)")
-    df = pd.concat([pd.read_csv(o.with_suffix(".csv")) for o in found], ignore_index=True)
-    it = pd.concat([pd.read_csv(o.with_name(o.name + "_iterations.csv")) for o in found], ignore_index=True)
-    accs = ["acc_all", "acc_id", "acc_novel"]
-    base = df[df["arm"] == "sft_checkpoint"].drop_duplicates(subset=accs)
+    prefix, mapping = parse_result_spec(spec)
+    csv, iters_csv = prefix.with_suffix(".csv"), prefix.with_name(prefix.name + "_iterations.csv")
+    for f in (csv, iters_csv):
+        if not f.exists():
+            raise FileNotFoundError(f"{f}: no such result (credit_assignment.py --out {prefix} writes it)")
+    rows, iters = pd.read_csv(csv), pd.read_csv(iters_csv)
+    if mapping is not None:
+        missing = sorted(set(mapping) - set(rows["arm"]))
+        if missing:
+            raise ValueError(f"{csv}: no arm {missing}; it has {sorted(set(rows['arm']) - {'sft_checkpoint'})}")
+        rows = rows[rows["arm"].isin([*mapping, "sft_checkpoint"])].assign(arm=rows["arm"].replace(mapping))
+        iters = iters[iters["arm"].isin(list(mapping))].assign(arm=iters["arm"].map(mapping))
+    return rows, iters
+
+
+#: What two copies of one (arm, seed) must agree on: its held-out evaluations and its iterations.
+AGREE_ROWS = ("iteration", "rollouts", "acc_all", "acc_id", "acc_novel")
+AGREE_ITERS = ("rollouts", "train_verify_score/all")
+
+
+def merge_frames(parts: list[tuple[str, object, object]]):
+    """One (rows, iteration rows) pair from several (name, rows, iteration rows). They must start
+    from the same SFT model (one ``sft_checkpoint`` result). An (arm, seed) found in several must
+    agree on every evaluation and iteration (a copy, or a run that reproduces); it is kept once.
+    Otherwise the error names the arm, seed, sources and field."""
+    import numpy as np
+    import pandas as pd
+
+    sfts = pd.concat([r[r["arm"] == "sft_checkpoint"] for _, r, _ in parts], ignore_index=True)
+    accs = [c for c in ("acc_all", "acc_id", "acc_novel") if c in sfts]
+    base = sfts.drop_duplicates(subset=accs)
     if len(base) != 1:
-        raise SystemExit(f"--merge: the runs start from different SFT models: {base[accs].to_dict('records')}")
-    arms = df[df["arm"] != "sft_checkpoint"].drop_duplicates(subset=["arm", "seed", "point", *accs])
-    clash = arms[arms.duplicated(subset=["arm", "seed", "point"])]
-    if len(clash):
-        raise SystemExit(f"--merge: different results for {sorted(set(zip(clash.arm, clash.seed)))}")
-    return pd.concat([base, arms], ignore_index=True), it.drop_duplicates(subset=["arm", "seed", "iteration"])
+        raise ValueError(f"the runs start from different SFT models: {base[accs].to_dict('records')}")
+    rows, iters, seen = [base], [], {}
+    for name, r, it in parts:
+        for (arm, seed), g in r[r["arm"] != "sft_checkpoint"].groupby(["arm", "seed"]):
+            gi = it[(it["arm"] == arm) & (it["seed"] == seed)]
+            g, gi = g.sort_values("point").reset_index(drop=True), gi.sort_values("iteration").reset_index(drop=True)
+            if (arm, seed) not in seen:
+                seen[(arm, seed)] = (name, g, gi)
+                rows.append(g)
+                iters.append(gi)
+                continue
+            first, g0, gi0 = seen[(arm, seed)]
+            what = f"{arm} seed {seed} in {first} and {name}"
+            for a, b, keys in ((g0, g, AGREE_ROWS), (gi0, gi, AGREE_ITERS)):
+                if len(a) != len(b):
+                    raise ValueError(f"{what}: {len(a)} rows in one, {len(b)} in the other")
+                for k in (k for k in keys if k in a and k in b):
+                    x, y = a[k].astype(float), b[k].astype(float)
+                    if not np.allclose(x, y, rtol=0, atol=1e-9, equal_nan=True):
+                        raise ValueError(f"{what}: they disagree on {k}: {list(x)} vs {list(y)}")
+    return pd.concat(rows, ignore_index=True), pd.concat(iters, ignore_index=True)
+
+
+def merge_results(specs: list[str | Path]):
+    """``merge_frames`` of the results ``specs`` name (``parse_result_spec``)."""
+    return merge_frames([(str(s), *read_result(s)) for s in specs])
 
 
 def summarise(df, iters, args) -> None:

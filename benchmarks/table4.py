@@ -39,7 +39,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _project import ROOT, write_json, write_markdown  # noqa: E402
-from credit_assignment import MA, _reach_per_seed, world_name  # noqa: E402
+from credit_assignment import MA, _reach_per_seed, merge_frames, read_result, world_name  # noqa: E402
 
 #: Table rows: (base algorithm, arm without process rewards, arm with PRIME's).
 ROWS = (
@@ -52,45 +52,20 @@ ROWS = (
 PAPER = {"RLOO": (36.9, 41.0), "REINFORCE": (36.0, 37.8), "GRPO": (36.1, 37.8), "PPO (GAE)": (35.8, 39.4)}
 PAPER_PRM_VALUE = 36.6
 #: The default ``--reuse``: RLOO's two arms from credit_assignment.csv, renamed.
-DEFAULT_REUSE = "benchmarks/results/credit_assignment:rloo,prime_mb16=rloo_prime"
-#: Fields two sources of one (arm, seed) must agree on: evaluations, then iteration rows.
-AGREE_ROWS = ("iteration", "rollouts", "acc_all", "acc_id", "acc_novel")
-AGREE_ITERS = ("rollouts", "train_verify_score/all")
+DEFAULT_REUSE = f"{ROOT}/benchmarks/results/credit_assignment:rloo,prime_mb16=rloo_prime"
 
 
-def parse_reuse(spec: str) -> tuple[Path, dict[str, str]]:
-    """``PREFIX:ARM[=NEW],ARM...`` as (the result's path prefix, {arm in it: arm in the table})."""
-    prefix, sep, arms = spec.rpartition(":")
-    if not sep or not prefix or not arms:
-        raise ValueError(f"--reuse {spec!r}: expected PREFIX:ARM[=NEW],..., e.g. {DEFAULT_REUSE}")
-    mapping = {}
-    for item in arms.split(","):
-        old, _, new = item.partition("=")
-        mapping[old.strip()] = (new or old).strip()
-    path = Path(prefix)
-    return (path if path.is_absolute() else ROOT / path), mapping
-
-
-def _read(prefix: Path):
-    import pandas as pd
-
-    csv, iters = prefix.with_suffix(".csv"), prefix.with_name(prefix.name + "_iterations.csv")
-    for f in (csv, iters):
-        if not f.exists():
-            raise FileNotFoundError(f"{f}: no such result (credit_assignment.py --out {prefix} writes it)")
-    return pd.read_csv(csv), pd.read_csv(iters)
-
-
-def _truncate(rows, iters, iterations: int | None, source: Path):
-    """The evaluations at iteration ``iterations - 1`` and the iteration rows before it (all of
-    them, and the last evaluation point, when None). Every (arm, seed) trained must have that
-    evaluation."""
+def _truncate(rows, iters, iterations: int | None, source: str):
+    """The evaluations at iteration ``iterations - 1`` (as point 1) and the iteration rows before
+    it (all of them, and the last evaluation point, when None). Every (arm, seed) trained must
+    have that evaluation."""
+    sft = rows["arm"] == "sft_checkpoint"
     if iterations is None:
-        return rows[(rows["arm"] == "sft_checkpoint") | (rows["point"] == rows["point"].max())], iters
+        return rows[sft | (rows["point"] == rows["point"].max())], iters
     iters = iters[iters["iteration"] < iterations]
-    kept = rows[(rows["arm"] == "sft_checkpoint") | (rows["iteration"] == iterations - 1)]
-    evaluated = set(zip(kept["arm"], kept["seed"]))
-    for arm, seed in sorted(set(zip(iters["arm"], iters["seed"])) - evaluated):
+    kept = rows[sft | (rows["iteration"] == iterations - 1)].copy()
+    kept.loc[kept["arm"] != "sft_checkpoint", "point"] = 1
+    for arm, seed in sorted(set(zip(iters["arm"], iters["seed"])) - set(zip(kept["arm"], kept["seed"]))):
         at = sorted(int(i) for i in rows["iteration"][(rows["arm"] == arm) & (rows["seed"] == seed)])
         raise ValueError(
             f"{source}: {arm} seed {seed} has no held-out evaluation at iteration {iterations - 1} "
@@ -99,52 +74,19 @@ def _truncate(rows, iters, iterations: int | None, source: Path):
     return kept, iters
 
 
-def _agree(a, b, keys, what: str) -> None:
-    import numpy as np
-
-    a, b = a.reset_index(drop=True), b.reset_index(drop=True)
-    if len(a) != len(b):
-        raise ValueError(f"{what}: {len(a)} rows in one source, {len(b)} in the other")
-    for k in keys:
-        if k in a and k in b and not np.allclose(a[k].astype(float), b[k].astype(float), atol=1e-9, equal_nan=True):
-            raise ValueError(f"{what}: the sources disagree on {k}: {list(a[k])} vs {list(b[k])}")
-
-
-def load(runs: Path | list[Path], reuse: list[str] | None = None, iterations: int | None = None):
+def load(runs: str | Path | list, reuse: list[str] | None = None, iterations: int | None = None):
     """The held-out rows (one evaluation per arm and seed, plus the SFT model's) and iteration rows
-    of ``runs`` (one or several ``credit_assignment.py --out`` prefixes) and of the ``reuse`` specs
-    (``PREFIX:ARM[=NEW],...``: those arms of another result, renamed). With ``iterations``, every
-    run is cut to its first ``iterations`` iterations and its evaluation after them, so longer runs
-    of the same protocol join shorter ones. An (arm, seed) found in several sources must agree on
-    its evaluation and training scores (a check that the runs reproduce); it is kept once."""
-    import pandas as pd
-
-    sources = [(Path(r), None) for r in ([runs] if isinstance(runs, (str, Path)) else runs)]
-    sources += [parse_reuse(spec) for spec in reuse or []]
-    all_rows, all_iters, seen = [], [], {}
-    for prefix, mapping in sources:
-        rows, iters = _read(prefix)
-        if mapping is not None:
-            rows = rows[rows["arm"].isin(list(mapping))].assign(arm=rows["arm"].map(mapping))
-            iters = iters[iters["arm"].isin(list(mapping))].assign(arm=iters["arm"].map(mapping))
-        rows, iters = _truncate(rows, iters, iterations, prefix)
-        sft = rows[rows["arm"] == "sft_checkpoint"]
-        if all_rows and not sft.empty:  # one SFT row: the first source's
-            rows = rows[rows["arm"] != "sft_checkpoint"]
-        for (arm, seed), g in rows[rows["arm"] != "sft_checkpoint"].groupby(["arm", "seed"]):
-            it = iters[(iters["arm"] == arm) & (iters["seed"] == seed)].sort_values("iteration")
-            if (arm, seed) in seen:
-                first, (g0, it0) = seen[(arm, seed)]
-                what = f"{arm} seed {seed} in {first} and {prefix}"
-                _agree(g0, g, AGREE_ROWS, what)
-                _agree(it0, it, AGREE_ITERS, what)
-                rows = rows[~((rows["arm"] == arm) & (rows["seed"] == seed))]
-                iters = iters[~((iters["arm"] == arm) & (iters["seed"] == seed))]
-            else:
-                seen[(arm, seed)] = (prefix, (g, it))
-        all_rows.append(rows)
-        all_iters.append(iters)
-    return pd.concat(all_rows, ignore_index=True), pd.concat(all_iters, ignore_index=True)
+    of ``runs`` (``credit_assignment.py --out`` prefixes) and ``reuse`` (``PREFIX:ARM[=NEW],...``:
+    those arms of another result, renamed). With ``iterations``, every run is cut to its first
+    ``iterations`` iterations and its evaluation after them, so longer runs of the same protocol
+    join shorter ones. An (arm, seed) found in several sources must agree on its evaluation and
+    training scores (a check that the runs reproduce); it is kept once (``merge_frames``)."""
+    specs = [*([runs] if isinstance(runs, (str, Path)) else runs), *(reuse or [])]
+    parts = []
+    for spec in specs:
+        rows, iters = read_result(spec)
+        parts.append((str(spec), *_truncate(rows, iters, iterations, str(spec))))
+    return merge_frames(parts)
 
 
 def summarise(rows, iters) -> dict:

@@ -72,7 +72,9 @@ def _longer(tmp_path, name: str, iteration_1_acc: float = 0.52):
         for it, s in enumerate((0.2, 0.4, 0.9))
     ]
     prefix = tmp_path / name
-    rows = pd.DataFrame(rows).assign(acc_novel=lambda d: d["acc_all"] / 2, n_id=600, n_novel=400)
+    rows = pd.DataFrame(rows).assign(
+        acc_novel=lambda d: (d["acc_all"] / 2).where(d["arm"] != "sft_checkpoint"), n_id=600, n_novel=400
+    )
     rows.to_csv(prefix.with_suffix(".csv"), index=False)
     pd.DataFrame(iters).to_csv(tmp_path / f"{name}_iterations.csv", index=False)
     return prefix
@@ -104,11 +106,7 @@ def test_reused_arms_are_renamed_from_another_result(tmp_path):
     _longer(tmp_path, "other")
     rows, _ = table4.load([_runs(tmp_path)], [f"{tmp_path / 'other'}:grpo=grpo_prime"], iterations=2)
     assert sorted(set(rows["arm"])) == ["grpo_prime", "rloo", "rloo_prime", "sft_checkpoint"]
-    assert table4.parse_reuse("benchmarks/results/x:rloo,prime=rloo_prime")[1] == {
-        "rloo": "rloo",
-        "prime": "rloo_prime",
-    }
-    with pytest.raises(ValueError, match="expected PREFIX:ARM"):
-        table4.parse_reuse("benchmarks/results/x")
+    with pytest.raises(ValueError, match=r"other.csv: no arm \['ppo'\]; it has \['grpo', 'rloo'\]"):
+        table4.load([_runs(tmp_path)], [f"{tmp_path / 'other'}:ppo"], iterations=2)
     with pytest.raises(FileNotFoundError, match="nowhere.csv: no such result"):
         table4.load([tmp_path / "nowhere"], [])
