@@ -1,33 +1,43 @@
 """The PRIME paper's Table 4 on our worlds: each base RL algorithm without and with PRIME's
 implicit process rewards, and the implicit PRM as a value model.
 
-    python benchmarks/credit_assignment.py --sft-from <chains project> --iterations 18 --eval-items 1000 \\
-        --points 3 --seeds 0 1 2 --arms reinforce reinforce_prime grpo grpo_prime ppo ppo_prime prm_value \\
-        --params prime.filter_mode=single_draw,prime.buffer_max_staleness=0 --out benchmarks/results/table4_runs
-    python benchmarks/table4.py
+Every run is ``credit_assignment.py``'s protocol: the same SFT model, ``eurus-prime train`` for a
+fixed number of iterations per arm and seed (equal rollouts drawn, the paper's equal steps; not
+equal wall time, which a shared machine cannot hold equal: the wall times are recorded beside),
+then greedy pass@1 on the first 1,000 test prompts. The arms are ``credit_assignment.ARMS``: each
+base algorithm with ``process_coef=0`` and with the world's implicit PRM, and ``prm_value``.
 
-The runs are ``credit_assignment.py``'s (same SFT model, 18 iterations = 13,824 rollouts per arm
-and seed, greedy pass@1 on the first 1,000 test prompts); its RLOO rows (``rloo``, and
-``prime_mb16`` = RLOO + PRIME with the conf/chains PRM) come from
-``benchmarks/results/credit_assignment.csv``, which was measured before the filtering loop existed:
-``filter_mode=single_draw`` with no buffer is that behaviour, so every row here draws its prompts
-the same way. The paper ran 240 steps per cell; we run 18 iterations (the runs budget equal
-rollouts, not equal wall time: the machine is shared, and wall times are recorded beside).
+The converged chains model (``conf/chains``, ``sft.seed: 2``), 6 iterations: RLOO's two rows are
+``results/chains_arms``' ``rloo`` and ``prime`` (18-iteration runs of the same protocol, cut to
+their first 6 iterations and their evaluation after iteration 5 by ``--iterations 6``)::
+
+    python benchmarks/credit_assignment.py --sft-from <chains project> --iterations 6 --points 1 \
+        --eval-items 1000 --seeds 0 1 2 --arms reinforce reinforce_prime grpo grpo_prime ppo ppo_prime \
+        prm_value --out benchmarks/results/table4_chains_runs
+    python benchmarks/table4.py --runs benchmarks/results/table4_chains_runs \
+        --reuse benchmarks/results/chains_arms:rloo,prime=rloo_prime --iterations 6 \
+        --out benchmarks/results/table4_chains
+
+The tiny world (``conf/base``, its tuned PRM), 6 iterations: the outcome-only arms of the earlier
+12-iteration tiny runs join, cut to 6 (they do not read the PRM; a repeated seed reproduces them)::
+
+    python benchmarks/credit_assignment.py --env base --sft-from <tiny project> --iterations 6 --points 1 \
+        --eval-items 1000 --max-new-tokens 128 --seeds 0 1 2 --arms rloo rloo_prime reinforce \
+        reinforce_prime grpo grpo_prime ppo ppo_prime prm_value --out benchmarks/results/table4_tiny_tuned_runs
+    python benchmarks/table4.py --env base --runs benchmarks/results/table4_tiny_tuned_runs \
+        --reuse benchmarks/results/table4_tiny_runs:rloo,reinforce,grpo,ppo \
+        benchmarks/results/tiny_arms_tuned:rloo_prime --iterations 6 --out benchmarks/results/table4_tiny_tuned
+
+(``benchmarks/README.md`` lists which seeds each command ran.) Earlier tables, kept: the chains
+model of commit 944dcbc (lost), 18 iterations, ``--params prime.filter_mode=single_draw,
+prime.buffer_max_staleness=0`` (``results/table4``, RLOO's rows from ``results/credit_assignment``:
+``python benchmarks/table4.py``); the tiny world with its earlier PRM (mini-batch 256, lr 1e-4), 12
+iterations (``results/table4_tiny``: ``--runs benchmarks/results/table4_tiny_runs --reuse none``).
 
 Per row: held-out pass@1 (all prompts and the novel split; mean over seeds, and the range), the
 difference PRIME makes beside the seed spread, and the rollouts each arm needs to reach a fixed
-training verify score (10-iteration moving average): 80% of the way from the SFT model's score
+training verify score (``--ma``-iteration moving average): 80% of the way from the SFT model's score
 at iteration 0 to RLOO's final one, the level ``credit_assignment.py`` uses.
-Results: ``benchmarks/results/table4.{json,md}``.
-
-The tiny world (``conf/base``) runs every arm afresh, RLOO's two included (``rloo``, ``rloo_prime``),
-with the project's default filtering loop, and reuses nothing:
-
-    python benchmarks/credit_assignment.py --env base --sft-from <tiny project> --iterations 12 --eval-items 1000 \
-        --max-new-tokens 128 --points 2 --seeds 0 1 2 --arms rloo rloo_prime reinforce reinforce_prime grpo \
-        grpo_prime ppo ppo_prime prm_value --out benchmarks/results/table4_tiny_runs
-    python benchmarks/table4.py --env base --runs benchmarks/results/table4_tiny_runs --reuse none \
-        --out benchmarks/results/table4_tiny
 """
 
 from __future__ import annotations
@@ -89,13 +99,15 @@ def load(runs: str | Path | list, reuse: list[str] | None = None, iterations: in
     return merge_frames(parts)
 
 
-def summarise(rows, iters) -> dict:
+def summarise(rows, iters, ma: int = MA) -> dict:
+    """The table: per row, each arm's held-out pass@1 over seeds, PRIME's gain beside the seed
+    spread, and the rollouts to a training level (``ma``-iteration moving average)."""
     import numpy as np
 
     final = rows[rows["arm"] != "sft_checkpoint"]  # load(): one evaluation per arm and seed
     iters = iters.sort_values(["arm", "seed", "iteration"]).copy()
     iters["train_ma"] = iters.groupby(["arm", "seed"])["train_verify_score/all"].transform(
-        lambda s: s.rolling(MA, min_periods=1).mean()
+        lambda s: s.rolling(ma, min_periods=1).mean()
     )
     last = iters.groupby(["arm", "seed"]).tail(1)
     start = float(iters[iters["iteration"] == 0]["train_verify_score/all"].mean())
@@ -121,6 +133,7 @@ def summarise(rows, iters) -> dict:
 
     out: dict = {
         "level": round(level, 4),
+        "moving_average": ma,
         "start_train_score": round(start, 4),
         "iterations": int(final["iteration"].max()) + 1,
         "rollouts": int(round(float(final["rollouts"].mean()))),
@@ -190,7 +203,7 @@ def markdown(summary: dict, command: str, env: str) -> list[str]:
         "",
         f"Held-out greedy pass@1 on the first {summary['eval_items']:,} test prompts after {summary['iterations']} "
         f"iterations ({summary['rollouts']:,} rollouts, mean over arms and seeds), mean "
-        "over seeds with the range; rollouts to a training verify score (10-iteration moving average) of "
+        f"over seeds with the range; rollouts to a training verify score ({summary['moving_average']}-iteration moving average) of "
         f"{100 * summary['level']:.1f}% (80% of RLOO's gain over iteration 0's {100 * summary['start_train_score']:.1f}%), "
         "mean over the seeds that reach it (reached/seeds).",
         "",
@@ -241,9 +254,15 @@ def main() -> None:
     )
     ap.add_argument("--env", default="chains", help="the Kedro environment the runs trained in (names the world)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/table4")
+    ap.add_argument(
+        "--ma",
+        type=int,
+        default=MA,
+        help=f"moving-average window of the training score, in iterations (default {MA}, the paper's Fig. 3)",
+    )
     args = ap.parse_args()
     rows, iters = load(args.runs, [] if args.reuse == ["none"] else args.reuse, args.iterations)
-    summary = summarise(rows, iters)
+    summary = summarise(rows, iters, args.ma)
     write_json(args.out.with_suffix(".json"), summary)
     command = "python benchmarks/table4.py " + " ".join(sys.argv[1:])
     write_markdown(args.out.with_suffix(".md"), markdown(summary, command.strip(), args.env), echo=True)

@@ -110,3 +110,12 @@ def test_reused_arms_are_renamed_from_another_result(tmp_path):
         table4.load([_runs(tmp_path)], [f"{tmp_path / 'other'}:ppo"], iterations=2)
     with pytest.raises(FileNotFoundError, match="nowhere.csv: no such result"):
         table4.load([tmp_path / "nowhere"], [])
+
+
+def test_the_training_level_follows_the_moving_average_window(tmp_path):
+    table4 = load_benchmark("table4")
+    rows, iters = table4.load(_runs(tmp_path), None)
+    # window 1: RLOO's final score itself (0.4), not its 2-iteration mean (0.3)
+    summary = table4.summarise(rows, iters, ma=1)
+    assert summary["level"] == pytest.approx(0.2 + 0.8 * 0.2) and summary["moving_average"] == 1
+    assert "(1-iteration moving average)" in "\n".join(table4.markdown(summary, "cmd", "base"))
