@@ -113,6 +113,7 @@ def summarise(rows, iters, ma: int = MA) -> dict:
     start = float(iters[iters["iteration"] == 0]["train_verify_score/all"].mean())
     rloo_final = float(last[last["arm"] == "rloo"]["train_ma"].mean())
     level = start + 0.8 * (rloo_final - start)
+    mean_train = iters.groupby(["arm", "seed"])["train_verify_score/all"].mean()
 
     def arm_stats(arm: str) -> dict | None:
         g = final[final["arm"] == arm]
@@ -126,6 +127,9 @@ def summarise(rows, iters, ma: int = MA) -> dict:
             "acc_novel": round(float(g["acc_novel"].mean()), 4),
             "spread": round(float(g["acc_all"].max() - g["acc_all"].min()), 4),
             "final_train_ma": round(float(last[last["arm"] == arm]["train_ma"].mean()), 4),
+            # the area under the training curve: every iteration's score, mean over iterations, then seeds
+            "train_mean": round(float(mean_train[arm].mean()), 4),
+            "train_mean_per_seed": [round(float(v), 4) for v in mean_train[arm]],
             "rollouts_to_level_per_seed": [None if x != x else round(x) for x in reach],
             "rollouts_to_level": None if all(x != x for x in reach) else round(float(np.nanmean(reach))),
             "reached_in_seeds": int(sum(x == x for x in reach)),
@@ -187,6 +191,13 @@ def _beyond(entry: dict) -> str:
     return f"{yes} ({100 * entry['spread_yardstick']:.1f}, {entry['spread_from']})"
 
 
+def _train_cell(s: dict | None) -> str:
+    if s is None:
+        return "-"
+    lo, hi = min(s["train_mean_per_seed"]), max(s["train_mean_per_seed"])
+    return f"{_pct(s['train_mean'])}" + (f" ({100 * lo:.1f}-{100 * hi:.1f})" if len(s["seeds"]) > 1 else "")
+
+
 def _reach_cell(s: dict | None) -> str:
     if s is None:
         return "-"
@@ -207,8 +218,8 @@ def markdown(summary: dict, command: str, env: str) -> list[str]:
         f"{100 * summary['level']:.1f}% (80% of RLOO's gain over iteration 0's {100 * summary['start_train_score']:.1f}%), "
         "mean over the seeds that reach it (reached/seeds).",
         "",
-        "| base algorithm | without | with PRIME | PRIME's gain | beyond the seed spread (spread, from) | rollouts to level: without / with | paper: without / with |",
-        "|---|---|---|---|---|---|---|",
+        "| base algorithm | without | with PRIME | PRIME's gain | beyond the seed spread (spread, from) | rollouts to level: without / with | training score, mean of all iterations: without / with | paper: without / with |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, entry in summary["rows"].items():
         gain = entry.get("prime_gain")
@@ -217,11 +228,12 @@ def markdown(summary: dict, command: str, env: str) -> list[str]:
             f"{'n/a' if gain is None else f'{100 * gain:+.1f}'} | "
             f"{'n/a' if gain is None else _beyond(entry)} | "
             f"{_reach_cell(entry['without'])} / {_reach_cell(entry['with_prime'])} | "
+            f"{_train_cell(entry['without'])} / {_train_cell(entry['with_prime'])} | "
             f"{PAPER[name][0]} / {PAPER[name][1]} |"
         )
     pv = summary["prm_value"]
     lines += [
-        f"| PRM as value (prm_value) | {_cell(pv)} | | | | {_reach_cell(pv)} | {PAPER_PRM_VALUE} |",
+        f"| PRM as value (prm_value) | {_cell(pv)} | | | | {_reach_cell(pv)} | {_train_cell(pv)} | {PAPER_PRM_VALUE} |",
         "",
         "```json",
         json.dumps(summary, indent=1),

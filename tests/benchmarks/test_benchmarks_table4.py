@@ -40,10 +40,13 @@ def test_a_world_that_reuses_nothing_is_summarised_from_its_own_runs(tmp_path):
     # the level: 80% of the way from iteration 0's 0.2 to RLOO's final moving average (0.3)
     assert summary["level"] == pytest.approx(0.28)
     assert rloo["without"]["rollouts_to_level"] == 512 and rloo["with_prime"]["rollouts_to_level"] == 512
+    # the training curve's mean: (0.2 + 0.4) / 2 in both seeds without PRIME, (0.2 + 0.5) / 2 with
+    assert (rloo["without"]["train_mean"], rloo["with_prime"]["train_mean"]) == pytest.approx((0.3, 0.35))
     assert summary["rows"]["GRPO"] == {"without": None, "with_prime": None}
     text = "\n".join(table4.markdown(summary, "python benchmarks/table4.py --env base", "base"))
     assert "Table 4 on the tiny world" in text and "after 2 iterations (512 rollouts" in text
     assert "| GRPO | not run | not run | n/a |" in text
+    assert "| 512 (2/2) / 512 (2/2) | 30.0 (30.0-30.0) / 35.0 (35.0-35.0) | 36.9 / 41.0 |" in text
 
 
 def test_with_one_seed_everywhere_the_spread_and_its_verdict_are_unknown(tmp_path):
