@@ -11,24 +11,25 @@ The converged chains model (``conf/chains``, ``sft.seed: 2``), 6 iterations: RLO
 ``results/chains_arms``' ``rloo`` and ``prime`` (18-iteration runs of the same protocol, cut to
 their first 6 iterations and their evaluation after iteration 5 by ``--iterations 6``)::
 
-    python benchmarks/credit_assignment.py --sft-from <chains project> --iterations 6 --points 1 \
-        --eval-items 1000 --seeds 0 1 2 --arms reinforce reinforce_prime grpo grpo_prime ppo ppo_prime \
+    python benchmarks/credit_assignment.py --sft-from <chains project> --iterations 6 --points 1 \\
+        --eval-items 1000 --seeds 0 1 2 --arms reinforce reinforce_prime grpo grpo_prime ppo ppo_prime \\
         prm_value --out benchmarks/results/table4_chains_runs
-    python benchmarks/table4.py --runs benchmarks/results/table4_chains_runs \
-        --reuse benchmarks/results/chains_arms:rloo,prime=rloo_prime --iterations 6 \
+    python benchmarks/table4.py --runs benchmarks/results/table4_chains_runs \\
+        --reuse benchmarks/results/chains_arms:rloo,prime=rloo_prime --iterations 6 --ma 3 \\
         --out benchmarks/results/table4_chains
 
 The tiny world (``conf/base``, its tuned PRM), 6 iterations: the outcome-only arms of the earlier
 12-iteration tiny runs join, cut to 6 (they do not read the PRM; a repeated seed reproduces them)::
 
-    python benchmarks/credit_assignment.py --env base --sft-from <tiny project> --iterations 6 --points 1 \
-        --eval-items 1000 --max-new-tokens 128 --seeds 0 1 2 --arms rloo rloo_prime reinforce \
+    python benchmarks/credit_assignment.py --env base --sft-from <tiny project> --iterations 6 --points 1 \\
+        --eval-items 1000 --max-new-tokens 128 --seeds 0 1 2 --arms rloo rloo_prime reinforce \\
         reinforce_prime grpo grpo_prime ppo ppo_prime prm_value --out benchmarks/results/table4_tiny_tuned_runs
-    python benchmarks/table4.py --env base --runs benchmarks/results/table4_tiny_tuned_runs \
-        --reuse benchmarks/results/table4_tiny_runs:rloo,reinforce,grpo,ppo \
-        benchmarks/results/tiny_arms_tuned:rloo_prime --iterations 6 --out benchmarks/results/table4_tiny_tuned
+    python benchmarks/table4.py --env base --runs benchmarks/results/table4_tiny_tuned_runs \\
+        --reuse benchmarks/results/table4_tiny_runs:rloo,reinforce,grpo,ppo \\
+        benchmarks/results/tiny_arms_tuned:rloo_prime --iterations 6 --ma 3 --out benchmarks/results/table4_tiny_tuned
 
-(``benchmarks/README.md`` lists which seeds each command ran.) Earlier tables, kept: the chains
+(``benchmarks/README.md`` lists which seeds each command ran.) ``--ma 3``: the training level's
+moving average spans 3 iterations, since with 6 a 10-iteration mean is the whole run's. Earlier tables, kept: the chains
 model of commit 944dcbc (lost), 18 iterations, ``--params prime.filter_mode=single_draw,
 prime.buffer_max_staleness=0`` (``results/table4``, RLOO's rows from ``results/credit_assignment``:
 ``python benchmarks/table4.py``); the tiny world with its earlier PRM (mini-batch 256, lr 1e-4), 12
