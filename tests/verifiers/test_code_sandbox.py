@@ -598,9 +598,9 @@ print("shm", libc.shmget(0, 4096, 0o1666))  # IPC_PRIVATE, IPC_CREAT | 0666
 LOOK = f"""
 import builtins, json, os
 seen = []
+# the top level only, where program A writes: a walk of a busy machine's /tmp outlasts the time limit
 for top in ("/tmp", "/dev/shm"):
-    for root, dirs, files in os.walk(top):
-        seen += [os.path.join(root, n) for n in dirs + files if "{MARKER}" in n]
+    seen += [os.path.join(top, n) for n in os.listdir(top) if "{MARKER}" in n]
 # a fresh working directory (root's entries are the sandbox's own mount points, e.g. of a venv
 # that lives under /tmp)
 seen += ["cwd " + n for n in os.listdir(".") if os.lstat(n).st_uid != 0]
