@@ -235,7 +235,7 @@ def main() -> None:
     args = ap.parse_args()
     import pandas as pd
 
-    csv, iters_csv = args.out.with_suffix(".csv"), args.out.with_name(args.out.name + "_iterations.csv")
+    csv, iters_csv = result_paths(args.out)
     if args.summarise_only:
         if args.merge:
             merged, merged_iters = merge_results([args.out, *args.merge] if csv.exists() else args.merge)
@@ -365,12 +365,17 @@ def parse_result_spec(spec: str | Path) -> tuple[Path, dict[str, str] | None]:
     return Path(prefix), mapping
 
 
+def result_paths(prefix: Path) -> tuple[Path, Path]:
+    """The two files of a ``--out`` result: its held-out rows and its iteration rows."""
+    return prefix.with_suffix(".csv"), prefix.with_name(prefix.name + "_iterations.csv")
+
+
 def read_result(spec: str | Path):
     """The (rows, iteration rows) of a ``--out`` result (``parse_result_spec``), its SFT row kept."""
     import pandas as pd
 
     prefix, mapping = parse_result_spec(spec)
-    csv, iters_csv = prefix.with_suffix(".csv"), prefix.with_name(prefix.name + "_iterations.csv")
+    csv, iters_csv = result_paths(prefix)
     for f in (csv, iters_csv):
         if not f.exists():
             raise FileNotFoundError(f"{f}: no such result (credit_assignment.py --out {prefix} writes it)")

@@ -76,7 +76,9 @@ def _truncate(rows, iters, iterations: int | None, source: str):
     iters = iters[iters["iteration"] < iterations]
     kept = rows[sft | (rows["iteration"] == iterations - 1)].copy()
     kept.loc[kept["arm"] != "sft_checkpoint", "point"] = 1
-    for arm, seed in sorted(set(zip(iters["arm"], iters["seed"])) - set(zip(kept["arm"], kept["seed"]))):
+    unevaluated = sorted(set(zip(iters["arm"], iters["seed"])) - set(zip(kept["arm"], kept["seed"])))
+    if unevaluated:
+        arm, seed = unevaluated[0]
         at = sorted(int(i) for i in rows["iteration"][(rows["arm"] == arm) & (rows["seed"] == seed)])
         raise ValueError(
             f"{source}: {arm} seed {seed} has no held-out evaluation at iteration {iterations - 1} "
