@@ -245,6 +245,14 @@ def markdown(summary: dict, command: str, env: str) -> list[str]:
     return lines
 
 
+def _positive(text: str) -> int:
+    """An argparse type: a whole number of iterations, at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of iterations, at least 1, got {text}")
+    return value
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument(
@@ -262,7 +270,7 @@ def main() -> None:
     )
     ap.add_argument(
         "--iterations",
-        type=int,
+        type=_positive,
         default=None,
         help="cut every run to its first N iterations and its held-out evaluation after them "
         "(default: each run's last evaluation)",
@@ -271,7 +279,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/table4")
     ap.add_argument(
         "--ma",
-        type=int,
+        type=_positive,
         default=MA,
         help=f"moving-average window of the training score, in iterations (default {MA}, the paper's Fig. 3)",
     )

@@ -122,3 +122,12 @@ def test_the_training_level_follows_the_moving_average_window(tmp_path):
     summary = table4.summarise(rows, iters, ma=1)
     assert summary["level"] == pytest.approx(0.2 + 0.8 * 0.2) and summary["moving_average"] == 1
     assert "(1-iteration moving average)" in "\n".join(table4.markdown(summary, "cmd", "base"))
+
+
+@pytest.mark.parametrize("flag", ["--iterations", "--ma"])
+def test_a_window_or_cut_below_one_iteration_is_refused_naming_the_flag(monkeypatch, capsys, flag):
+    table4 = load_benchmark("table4")
+    monkeypatch.setattr("sys.argv", ["table4.py", flag, "0"])
+    with pytest.raises(SystemExit):
+        table4.main()
+    assert f"argument {flag}: must be a whole number of iterations, at least 1, got 0" in capsys.readouterr().err
