@@ -420,10 +420,10 @@ def _suite_spec(text: str):
 )
 @click.option(
     "--ability",
-    type=click.Choice(["math", "code"]),
+    type=click.Choice(["math", "code", "countdown"]),
     default="math",
     show_default=True,
-    help="Selects the user suffix: \\boxed{} answer (math) or a Python code block (code).",
+    help="Selects the user suffix: \\boxed{} answer (math), a Python code block (code) or one move per line (countdown).",
 )
 @click.option(
     "--system",

@@ -26,6 +26,7 @@ from eurus_prime.core.rewards import implicit_reward
 from eurus_prime.engines.rollout import Generation, generate
 from eurus_prime.engines.rollout.hf import finish, sampling_kwargs
 from eurus_prime.prime.batch import score_responses
+from eurus_prime.tasks.countdown.steps import answer_text as countdown_answer
 from eurus_prime.tasks.prompting import ACTIONS, build_messages, render_prompt, system_prompt
 from eurus_prime.verifiers.code import extract_code
 from eurus_prime.verifiers.math import extract_answer, normalize
@@ -84,8 +85,10 @@ def parse_response(text: str, ability: str) -> ParsedResponse:
         answer = extract_code(text) if "```" in text else None
     elif ability == "math":
         answer = extract_answer(text)
+    elif ability == "countdown":
+        answer = countdown_answer(text)
     else:
-        raise ValueError(f"unknown ability {ability!r}; valid: ['code', 'math']")
+        raise ValueError(f"unknown ability {ability!r}; valid: ['code', 'countdown', 'math']")
     unknown = [s.action for s in steps if s.action not in ACTIONS]
     return ParsedResponse(steps=steps, answer=answer, preamble=preamble, unknown_actions=unknown)
 
@@ -188,6 +191,8 @@ def answer_key(answer: str | None, ability: str) -> str | None:
         return None
     if ability == "math":
         return normalize(answer)
+    if ability == "countdown":  # the moves and the box (countdown_answer): same solution, same vote
+        return answer
     return "\n".join(line.rstrip() for line in answer.strip().splitlines() if line.strip())
 
 

@@ -19,13 +19,16 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from eurus_prime.verifiers.code import parse_ground_truth
+from eurus_prime.tasks.countdown.steps import parse_ground_truth as parse_countdown
+from eurus_prime.verifiers.code import parse_ground_truth as parse_code
 
 log = logging.getLogger(__name__)
 
 COLUMNS = ("data_source", "prompt", "ability", "reward_model", "extra_info")
-ABILITIES = ("math", "code")
+ABILITIES = ("math", "code", "countdown")
 ROLES = ("system", "user", "assistant")
+#: Abilities whose ground truth has a structure to check (math's is any answer text).
+GROUND_TRUTH_PARSERS = {"code": parse_code, "countdown": parse_countdown}
 MAX_REPORTED_ERRORS = 10
 QUARANTINE_COLUMNS = ("source", "row", "field", "reason", "row_json")
 """One row per quarantined input row: where it came from (``source``, ``row``: its 0-based
@@ -71,9 +74,9 @@ def _row_errors(row: Mapping) -> list[tuple[str, str]]:
         gt = rm.get("ground_truth")
         if not isinstance(gt, str) or not gt.strip():
             errors.append(("reward_model.ground_truth", f"must be a non-empty string, got {gt!r}"))
-        elif ability == "code":
+        elif ability in GROUND_TRUTH_PARSERS:
             try:
-                parse_ground_truth(gt)
+                GROUND_TRUTH_PARSERS[ability](gt)
             except ValueError as exc:
                 errors.append(("reward_model.ground_truth", str(exc)))
     info = row["extra_info"]

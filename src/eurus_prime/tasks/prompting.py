@@ -31,7 +31,8 @@ SYSTEM_PROMPTS = {"eurus2": EURUS2_SYSTEM_PROMPT, "tiny": TINY_SYSTEM_PROMPT}
 
 MATH_SUFFIX = "\n\nPresent the answer in LaTex format: \\boxed{Your answer}"
 CODE_SUFFIX = "\n\nWrite Python code to solve the problem. Present the code in \n```python\nYour code\n```\nat the end."
-USER_SUFFIXES = {"math": MATH_SUFFIX, "code": CODE_SUFFIX}
+COUNTDOWN_SUFFIX = "\n\nOne move per line, then \\boxed{the last number}"
+USER_SUFFIXES = {"math": MATH_SUFFIX, "code": CODE_SUFFIX, "countdown": COUNTDOWN_SUFFIX}
 
 #: The actions a response may use, in the order the Eurus-2 prompt lists them.
 ACTIONS = ("ASSESS", "ADVANCE", "VERIFY", "SIMPLIFY", "SYNTHESIZE", "PIVOT", "OUTPUT")

@@ -16,12 +16,22 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from eurus_prime.verifiers.code import grade_code
+from eurus_prime.verifiers.countdown import grade_countdown
 from eurus_prime.verifiers.math import grade_math
 from eurus_prime.verifiers.verdict import Verdict
 
-__all__ = ["Verdict", "grade_code", "grade_math", "summarise", "verify", "verify_all", "verify_table"]
+__all__ = [
+    "Verdict",
+    "grade_code",
+    "grade_countdown",
+    "grade_math",
+    "summarise",
+    "verify",
+    "verify_all",
+    "verify_table",
+]
 
-ABILITIES = ("math", "code")
+ABILITIES = ("math", "code", "countdown")
 MAX_ERROR_CHARS = 500
 
 log = logging.getLogger(__name__)
@@ -33,6 +43,8 @@ def verify(ability: str, response: str, ground_truth: str) -> Verdict:
         return grade_math(response, ground_truth)
     if ability == "code":
         return grade_code(response, ground_truth)
+    if ability == "countdown":
+        return grade_countdown(response, ground_truth)
     raise ValueError(f"unknown ability {ability!r}; valid: {list(ABILITIES)}")
 
 
@@ -97,9 +109,9 @@ def verify_all(
     with ThreadPoolExecutor(max_workers=max(1, code_workers)) as pool:
         futures = {i: pool.submit(grade_code, responses[i], ground_truths[i]) for i in code_rows}
         for i, ability in enumerate(abilities):
-            if ability == "math":
+            if ability != "code":
                 try:
-                    verdicts[i] = grade_math(responses[i], ground_truths[i])
+                    verdicts[i] = verify(ability, responses[i], ground_truths[i])
                 except Exception as exc:  # noqa: BLE001 - one bad row must not sink the batch
                     verdicts[i] = verifier_error(i, ability, exc)
                 if on_progress is not None:

@@ -2,19 +2,26 @@
 
 The outcome verifiers say whether a response is right; a process labeller says *where* it first
 went wrong, by re-executing its steps. Only worlds whose steps can be re-executed have one (the
-chains world: ``data_source`` ``chains_*``); every other row gets no label. The labels feed the
+chains world: ``data_source`` ``chains_*``; the countdown world: ``countdown_*``); every other row gets no label. The labels feed the
 oracle process reward (``prime.process_reward: oracle``) and the PRM's first-error localisation.
 """
 
 from __future__ import annotations
 
-from eurus_prime.tasks.chainworld.steps import StepLabel, label_steps, parse_expression
+from eurus_prime.tasks.chainworld import steps as chain_steps
+from eurus_prime.tasks.countdown import steps as countdown_steps
 
-#: data_source prefix -> labeller of (prompt text, response).
-LABELLERS = {"chains_": lambda prompt, response: label_steps(parse_expression(prompt), response)}
+#: data_source prefix -> labeller of (prompt text, response). Both return a label with the same
+#: fields (first_wrong_step, n_steps, spans, wrong_span).
+LABELLERS = {
+    "chains_": lambda prompt, response: chain_steps.label_steps(chain_steps.parse_expression(prompt), response),
+    "countdown_": lambda prompt, response: countdown_steps.label_steps(
+        countdown_steps.parse_question(prompt), response
+    ),
+}
 
 
-def label_process(data_source: str, prompt_text: str, response: str) -> StepLabel | None:
+def label_process(data_source: str, prompt_text: str, response: str):
     """The process label of one rollout, or None when its world has no step checker."""
     for prefix, labeller in LABELLERS.items():
         if data_source.startswith(prefix):

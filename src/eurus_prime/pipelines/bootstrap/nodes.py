@@ -1,4 +1,4 @@
-"""bootstrap (tiny and chains worlds): tasks -> tokenizer -> model -> SFT checkpoint."""
+"""bootstrap (tiny, chains and countdown worlds): tasks -> tokenizer -> model -> SFT checkpoint."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pandas as pd
 from eurus_prime.datasets import Checkpoint
 from eurus_prime.engines.sft import SFTConfig, split_examples, tokenize_demonstrations, train_sft
 from eurus_prime.tasks.chainworld.world import ChainWorldConfig, generate_chain_world
+from eurus_prime.tasks.countdown.world import CountdownWorldConfig, generate_countdown_world
 from eurus_prime.tasks.prompting import render_prompt
 from eurus_prime.tasks.tinyworld.model import ModelConfig, build_model
 from eurus_prime.tasks.tinyworld.tokenizer import TokenizerConfig, build_tokenizer, chat_text
@@ -19,18 +20,21 @@ log = logging.getLogger(__name__)
 
 
 #: ``params:world`` -> the generator of that world's prompts and demonstrations.
-WORLDS = ("tiny", "chains")
+WORLDS = ("tiny", "chains", "countdown")
 
 
 def make_world(
-    world: str, tinyworld: TinyWorldConfig, chainworld: ChainWorldConfig
+    world: str, tinyworld: TinyWorldConfig, chainworld: ChainWorldConfig, countdownworld: CountdownWorldConfig
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Generate the prompts (train/val/test) and SFT demonstrations of the world named by
-    ``params:world``: ``tiny`` (``params:tinyworld``) or ``chains`` (``params:chainworld``)."""
+    ``params:world``: ``tiny`` (``params:tinyworld``), ``chains`` (``params:chainworld``) or
+    ``countdown`` (``params:countdownworld``)."""
     if world == "tiny":
         return generate_world(tinyworld)
     if world == "chains":
         return generate_chain_world(chainworld)
+    if world == "countdown":
+        return generate_countdown_world(countdownworld)
     raise ValueError(f"params:world = {world!r} is invalid: valid worlds are {list(WORLDS)}")
 
 

@@ -14,7 +14,7 @@ def create_world_pipeline(**kwargs) -> Pipeline:
         [
             node(
                 make_world,
-                ["params:world", "params:tinyworld", "params:chainworld"],
+                ["params:world", "params:tinyworld", "params:chainworld", "params:countdownworld"],
                 ["raw_prompts", "sft_demonstrations"],
                 name="make_world",
             )

@@ -10,6 +10,7 @@ import pandas as pd
 from eurus_prime.engines.rollout import ENGINES, generate
 from eurus_prime.eval import inference as infer
 from eurus_prime.eval.checkpoints import current_project, load_each, resolve
+from eurus_prime.tasks.contract import ABILITIES
 
 log = logging.getLogger(__name__)
 
@@ -39,14 +40,14 @@ class InferenceConfig:
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
             raise ValueError(f"inference.engine = {self.engine!r} is invalid: valid values are {list(ENGINES)}")
-        if self.ability not in ("math", "code"):
-            raise ValueError(f"inference.ability must be 'math' or 'code', got {self.ability!r}")
+        if self.ability not in ABILITIES:
+            raise ValueError(f"inference.ability must be one of {list(ABILITIES)}, got {self.ability!r}")
         if self.max_new_tokens < 1 or self.batch_size < 1 or self.best_of < 0:
             raise ValueError("inference.max_new_tokens and batch_size must be >= 1, best_of >= 0")
 
 
 def _questions(frame: pd.DataFrame, default_ability: str) -> pd.DataFrame:
-    """Check the question file: a non-empty ``question`` per row, ``ability`` math/code if given."""
+    """Check the question file: a non-empty ``question`` per row, a known ``ability`` if given."""
     source = frame.attrs.get("source", "inference_questions")
     if "question" not in frame.columns:
         raise ValueError(f"{source}: no `question` column (columns: {list(frame.columns)})")
@@ -56,8 +57,8 @@ def _questions(frame: pd.DataFrame, default_ability: str) -> pd.DataFrame:
     for row, (q, a) in enumerate(zip(frame["question"], abilities)):
         if not isinstance(q, str) or not q.strip():
             raise ValueError(f"{source} row {row}: field `question` must be non-empty text, got {q!r}")
-        if a not in ("math", "code"):
-            raise ValueError(f"{source} row {row}: field `ability` must be 'math' or 'code', got {a!r}")
+        if a not in ABILITIES:
+            raise ValueError(f"{source} row {row}: field `ability` must be one of {list(ABILITIES)}, got {a!r}")
     position = pd.Series([str(i) for i in range(len(frame))], index=frame.index)
     ids = (
         position
