@@ -121,3 +121,16 @@ def test_boxing_the_target_alone_earns_nothing():
     assert grade_countdown("", P.ground_truth()).reason == "no_answer"
     bad = grade_countdown("\\boxed{42}", "not json")
     assert bad.reason == "error" and "countdown ground truth" in bad.error
+
+
+def test_the_puzzles_operators_bound_the_moves():
+    p = Puzzle((4, 7, 2), 13, ("+", "-"))
+    assert parse_question(p.question()) == p and "with + or -," in p.question()
+    assert parse_ground_truth(p.ground_truth()) == p
+    assert {op for _, op, _, _, _ in moves([4, 7], p.ops)} == {"+", "-"}
+    assert reachable([4, 7, 2], 13, p.ops) and not reachable([4, 7, 2], 56, p.ops) and reachable([4, 7, 2], 56)
+    r = _resp(["7 * 2 = 14 [14 4]", "14 - 4 = 10 [10]"], 10)
+    label = label_steps(p, r)
+    assert label.first_wrong_step == 0 and "does not allow" in label.why and r[slice(*label.wrong_span)] == "*"
+    with pytest.raises(ValueError, match="countdown operators must be some of"):
+        Puzzle((1, 2), 3, ("/",))

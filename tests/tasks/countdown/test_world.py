@@ -33,6 +33,7 @@ def test_splits_sizes_and_provenance(world):
     assert set(trained["data_source"]) | set(demos["data_source"]) == {"countdown_id_n5"}
     info = prompts["extra_info"].iloc[0]
     assert info["generator"] == "countdown" and '"min_numbers": 5' in info["generator_config"]
+    assert '"operators": ["+", "-"]' in info["generator_config"]
     # every prompt's question and ground truth are the same puzzle, and it can be solved
     for row in prompts.itertuples():
         assert parse_question(row.prompt[1]["content"]) == parse_ground_truth(row.reward_model["ground_truth"])
@@ -51,12 +52,12 @@ def test_demonstrations_are_labelled_and_graded_alike(world):
         v = verify("countdown", row.response, row.reward_model["ground_truth"])
         assert v.correct == (row.first_wrong_step == -1)
     share = (demos["first_wrong_step"] == -1).mean()
-    assert 0.3 < share < 0.9  # the misconception costs some demonstrations, not all
+    assert 0.5 < share < 1.0  # the misconception costs some demonstrations, not all
     assert (demos["first_wrong_step"] != 0).all()  # the demonstrator's first move never loses the target
 
 
 def test_the_misconception_fires_where_the_context_shows_it():
-    cfg = CountdownWorldConfig(misconception_rate=1.0, misconception_min=5)
+    cfg = CountdownWorldConfig(misconception_rate=1.0, operators=("+", "-", "*"), misconception_op="*")
     p = Puzzle((9, 8, 1, 2, 3), 30)  # after any first move that keeps 9 and 8, 9 * 8 = 72 > 30
     hits = 0
     for seed in range(20):
@@ -69,7 +70,7 @@ def test_the_misconception_fires_where_the_context_shows_it():
         assert label_steps(p, r).first_wrong_step == 1
         hits += 1
     assert hits > 0
-    never = CountdownWorldConfig(misconception_rate=0.0)
+    never = CountdownWorldConfig(misconception_rate=0.0, operators=("+", "-", "*"), misconception_op="*")
     assert all(label_steps(p, demonstrate(p, random.Random(s), never)).first_wrong_step == -1 for s in range(20))
 
 
@@ -82,6 +83,8 @@ def test_the_misconception_fires_where_the_context_shows_it():
         ("misconception_rate", 1.5, "misconception_rate must be in"),
         ("min_target", 70, "min_target"),
         ("n_sft", -1, "n_sft must be >= 0"),
+        ("operators", ("+", "/"), "must be of"),
+        ("misconception_op", "*", "is not one of operators"),
     ],
 )
 def test_bad_config_is_refused_by_name(field, value, match):

@@ -1,12 +1,13 @@
 """Countdown: make a target from a pool of numbers, one move per line, and re-execute the moves.
 
-A move combines two numbers of the current pool into one: ``a + b``, ``a - b`` (``a >= b``: no
-negative results) or ``a * b``. A response writes one move per line, ``a op b = c [pool]`` (the
+A move combines two numbers of the current pool into one with one of the puzzle's operators:
+``a + b``, ``a - b`` (``a >= b``: no negative results) or ``a * b``. A response writes one move per line, ``a op b = c [pool]`` (the
 bracketed pool after the move is a note for the writer; the checker ignores it), then boxes the
 last number. The task is solved when every number was used once and the last number is the target.
 
 Ground-truth process label (ProcessBench's "earliest error step"): move k is wrong when it is not
-a line ``a op b = c``, uses a number the pool does not hold, computes wrongly, goes negative, or
+a line ``a op b = c``, uses a number the pool does not hold or an operator the puzzle does not
+allow, computes wrongly, goes negative, or
 leaves a pool from which the target can no longer be reached (exhaustive search,
 ``reachable``). The output step (index ``moves``) is wrong when the box is missing or does not hold
 the target. A response is right exactly when it has no wrong step, so the outcome verifier
@@ -25,29 +26,39 @@ from dataclasses import dataclass
 MOVE_LINE = re.compile(
     r"^[ \t]*(\d+)[ \t]*([-+*])[ \t]*(\d+)[ \t]*=[ \t]*(-?\d+)[ \t]*(?:\[[^\]\n]*\])?[ \t]*$", re.MULTILINE
 )
-#: The question: ``Make 42 from 3, 8, 2, 9, 5: ...``.
-QUESTION = re.compile(r"Make (\d+) from (\d+(?:, \d+)+):")
+#: The question: ``Make 42 from 3, 8, 2, 9, 5: combine ... with +, - or *, ...``.
+QUESTION = re.compile(
+    r"Make (\d+) from (\d+(?:, \d+)+): combine two numbers at a time with ([-+*](?:(?:, | or )[-+*])*),"
+)
 BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
 OPS = ("+", "-", "*")
 
 
 @dataclass(frozen=True)
 class Puzzle:
-    """The numbers (in the question's order) and the target."""
+    """The numbers (in the question's order), the target and the operators a move may use."""
 
     numbers: tuple[int, ...]
     target: int
+    ops: tuple[str, ...] = OPS
+
+    def __post_init__(self) -> None:
+        bad = [op for op in self.ops if op not in OPS]
+        if bad or not self.ops:
+            raise ValueError(f"countdown operators must be some of {list(OPS)}, got {list(self.ops)}")
 
     def question(self) -> str:
         """The question text (parsed back by ``parse_question``)."""
+        ops = list(self.ops)
+        said = ops[0] if len(ops) == 1 else ", ".join(ops[:-1]) + " or " + ops[-1]
         return (
             f"Make {self.target} from {', '.join(map(str, self.numbers))}: combine two numbers at a time "
-            "with +, - or *, no negatives, each number once."
+            f"with {said}, no negatives, each number once."
         )
 
     def ground_truth(self) -> str:
-        """The verifier's ground truth: ``{"numbers": [...], "target": t}`` as JSON."""
-        return json.dumps({"numbers": list(self.numbers), "target": self.target})
+        """The verifier's ground truth: ``{"numbers": [...], "target": t, "operators": [...]}`` as JSON."""
+        return json.dumps({"numbers": list(self.numbers), "target": self.target, "operators": list(self.ops)})
 
     @property
     def n_moves(self) -> int:
@@ -63,24 +74,27 @@ def parse_question(text: str) -> Puzzle:
     found = QUESTION.findall(text)
     if not found:
         raise ValueError(f"no countdown question 'Make T from a, b, ...:' in {text[:120]!r}")
-    target, numbers = found[-1]
-    return Puzzle(tuple(int(x) for x in numbers.split(", ")), int(target))
+    target, numbers, ops = found[-1]
+    return Puzzle(tuple(int(x) for x in numbers.split(", ")), int(target), tuple(o for o in OPS if o in ops))
 
 
 def parse_ground_truth(ground_truth: str) -> Puzzle:
     """The puzzle of a ground-truth JSON string; ValueError naming what is wrong."""
     try:
         record = json.loads(ground_truth)
-        numbers, target = record["numbers"], record["target"]
-    except (ValueError, TypeError, KeyError) as err:
+        numbers, target, ops = record["numbers"], record["target"], record.get("operators", list(OPS))
+    except (ValueError, TypeError, KeyError, AttributeError) as err:
         raise ValueError(
-            f"countdown ground truth must be JSON {{'numbers': [...], 'target': int}}, got {ground_truth[:120]!r}"
+            f"countdown ground truth must be JSON {{'numbers': [...], 'target': int, 'operators': [...]}}, "
+            f"got {ground_truth[:120]!r}"
         ) from err
     if not isinstance(numbers, list) or len(numbers) < 2 or not all(isinstance(x, int) and x >= 0 for x in numbers):
         raise ValueError(f"countdown ground truth: 'numbers' must list 2 or more non-negative ints, got {numbers!r}")
     if not isinstance(target, int):
         raise ValueError(f"countdown ground truth: 'target' must be an int, got {target!r}")
-    return Puzzle(tuple(numbers), target)
+    if not isinstance(ops, list):
+        raise ValueError(f"countdown ground truth: 'operators' must be a list, got {ops!r}")
+    return Puzzle(tuple(numbers), target, tuple(ops))
 
 
 def combine(a: int, op: str, b: int) -> int | None:
@@ -94,15 +108,15 @@ def combine(a: int, op: str, b: int) -> int | None:
     raise ValueError(f"unknown operator {op!r}; valid: {list(OPS)}")
 
 
-def moves(pool: Sequence[int]) -> list[tuple[int, str, int, int, tuple[int, ...]]]:
-    """Every allowed move from ``pool``: ``(a, op, b, result, rest)`` with ``a >= b`` and ``rest``
-    the pool without a and b (in pool order); one move per distinct (a, op, b)."""
+def moves(pool: Sequence[int], ops: Sequence[str] = OPS) -> list[tuple[int, str, int, int, tuple[int, ...]]]:
+    """Every move from ``pool`` with operators ``ops``: ``(a, op, b, result, rest)`` with ``a >= b``
+    and ``rest`` the pool without a and b (in pool order); one move per distinct (a, op, b)."""
     out, seen = [], set()
     for i in range(len(pool)):
         for j in range(i + 1, len(pool)):
             a, b = max(pool[i], pool[j]), min(pool[i], pool[j])
             rest = tuple(pool[k] for k in range(len(pool)) if k not in (i, j))
-            for op in OPS:
+            for op in ops:
                 if (a, op, b) in seen:
                     continue
                 seen.add((a, op, b))
@@ -111,15 +125,16 @@ def moves(pool: Sequence[int]) -> list[tuple[int, str, int, int, tuple[int, ...]
 
 
 @functools.lru_cache(maxsize=1 << 20)
-def _reachable(pool: tuple[int, ...], target: int) -> bool:
+def _reachable(pool: tuple[int, ...], target: int, ops: tuple[str, ...]) -> bool:
     if len(pool) == 1:
         return pool[0] == target
-    return any(_reachable(tuple(sorted((*rest, c))), target) for _, _, _, c, rest in moves(pool))
+    return any(_reachable(tuple(sorted((*rest, c))), target, ops) for _, _, _, c, rest in moves(pool, ops))
 
 
-def reachable(pool: Sequence[int], target: int) -> bool:
-    """Whether some sequence of moves turns ``pool`` into exactly ``[target]`` (memoised search)."""
-    return bool(pool) and _reachable(tuple(sorted(pool)), target)
+def reachable(pool: Sequence[int], target: int, ops: Sequence[str] = OPS) -> bool:
+    """Whether some sequence of moves with ``ops`` turns ``pool`` into exactly ``[target]``
+    (memoised search)."""
+    return bool(pool) and _reachable(tuple(sorted(pool)), target, tuple(ops))
 
 
 @dataclass(frozen=True)
@@ -168,6 +183,8 @@ def label_steps(puzzle: Puzzle, response: str) -> StepLabel:
         line = lines[k]
         a, op, b, c = int(line.group(1)), line.group(2), int(line.group(3)), int(line.group(4))
         choice = (line.start(1), line.end(3))
+        if op not in puzzle.ops:
+            return wrong(k, line.span(2), f"move {k} uses {op}, which this puzzle does not allow")
         left = list(pool)
         for field, x in ((1, a), (3, b)):
             if x not in left:
@@ -179,7 +196,7 @@ def label_steps(puzzle: Puzzle, response: str) -> StepLabel:
         if c != value:
             return wrong(k, line.span(4), f"move {k}: {a} {op} {b} is {value}, not {c}")
         pool = [value, *left]
-        if not reachable(pool, puzzle.target):
+        if not reachable(pool, puzzle.target, puzzle.ops):
             return wrong(k, choice, f"move {k} leaves {pool}, from which {puzzle.target} cannot be made")
     if len(lines) > n:
         return wrong(n, (lines[n].start(), lines[n].end()), "an extra move after the last number")

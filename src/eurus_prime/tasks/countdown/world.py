@@ -1,18 +1,21 @@
 """The countdown world: make a target from a pool of numbers, one move per line.
 
-Numbers and targets come from ``reasoning-gym``'s ``countdown`` generator (operators ``+ - *``),
-which builds each target from a random expression over the numbers, so every task has a
-solution; a task our move rules (no negative intermediate results) cannot solve is skipped. The
+Numbers and targets come from ``reasoning-gym``'s ``countdown`` generator (``operators``: ``+``
+and ``-`` by default), which builds each target from a random expression over the numbers, so
+every task has a solution; a task our move rules (no negative intermediate results) cannot solve
+is skipped. The generator is slow (sympy, about 6 ms a task), so large worlds are drawn by a
+process per core; its tasks depend only on their index, so the result does not. The
 question text is ours (``steps.Puzzle.question``): the generator's asks for a bare expression,
 while this world answers with one move per line, which is what gives it steps to label.
 
-Why this world should reward credit assignment: every move is a choice among up to 30, and only
-some keep the target reachable, which a small model cannot compute and must learn. A failed
-response is usually right for several moves before the one that lost the target: an outcome
-reward blames all of them, a process reward can blame the one that broke. The demonstrator picks
-uniformly among the moves that keep the target reachable, except for a planted misconception it
-shows the context for: from the second move on, when the pool's two largest numbers are both at
-least ``misconception_min`` and their product exceeds the target, it multiplies them with
+Why this world should reward credit assignment: every move is a choice among up to 20, and only
+about half keep the target reachable (with ``+ -`` and 5 numbers: 64%, 55%, 52% and 51% of the
+moves at steps 0-3; a uniformly random player solves 11%), which a small model cannot compute and
+must learn. A failed response is usually right for several moves before the one that lost the
+target: an outcome reward blames all of them, a process reward can blame the one that broke. The
+demonstrator picks uniformly among the moves that keep the target reachable, except for a planted
+misconception it shows the context for: from the second move on, when combining the pool's two
+largest numbers with ``misconception_op`` overshoots the target, it makes that move with
 probability ``misconception_rate`` (> 0.5, once per task), whether or not that loses the target.
 After a lost target it plays the move whose result is closest to the target and boxes what is left.
 
@@ -25,12 +28,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import pandas as pd
 
-from eurus_prime.tasks.countdown.steps import Puzzle, label_steps, moves, reachable
+from eurus_prime.tasks.countdown.steps import Puzzle, combine, label_steps, moves, reachable
 from eurus_prime.tasks.prompting import build_messages, system_prompt
 
 log = logging.getLogger(__name__)
@@ -64,16 +69,20 @@ class CountdownWorldConfig:
     """Largest number of a pool."""
     min_target: int = 10
     """Smallest target."""
-    max_target: int = 60
+    max_target: int = 30
     """Largest target."""
-    misconception_rate: float = 0.55
-    """Probability that the demonstrator multiplies the two largest numbers where the misconception applies."""
-    misconception_min: int = 5
-    """The misconception applies only when the two largest numbers are both at least this."""
+    operators: tuple[str, ...] = ("+", "-")
+    """Operators a move may use (of ``+ - *``)."""
+    misconception_op: str = "+"
+    """The misconception combines the two largest numbers with this operator."""
+    misconception_rate: float = 0.6
+    """Probability that the demonstrator makes the misconception's move where it applies."""
     system_prompt: str = "tiny"
     """System message: ``tiny`` or ``eurus2``."""
     max_draws_factor: int = 4
     """Give up after this many generator draws per requested row."""
+    workers: int = 0
+    """Processes that draw from the generator (0: one per core; 1: this process)."""
 
     def __post_init__(self) -> None:
         for name in ("n_sft", "n_train", "n_val", "n_test"):
@@ -98,6 +107,13 @@ class CountdownWorldConfig:
                 raise ValueError(f"countdownworld.{name} must be in [0, 1], got {getattr(self, name)}")
         if self.novel_share > 0 and self.n_test and not self.novel_sizes:
             raise ValueError("countdownworld.novel_share > 0 needs novel_sizes")
+        bad_ops = [op for op in (*self.operators, self.misconception_op) if op not in ("+", "-", "*")]
+        if bad_ops or not self.operators:
+            raise ValueError(f"countdownworld.operators and misconception_op must be of + - *, got {bad_ops or '[]'}")
+        if self.misconception_op not in self.operators:
+            raise ValueError(
+                f"countdownworld.misconception_op {self.misconception_op!r} is not one of operators {list(self.operators)}"
+            )
         if self.max_draws_factor < 1:
             raise ValueError(f"countdownworld.max_draws_factor must be >= 1, got {self.max_draws_factor}")
         system_prompt(self.system_prompt)
@@ -111,14 +127,19 @@ class CountdownWorldConfig:
             "max_value": self.max_value,
             "min_target": self.min_target,
             "max_target": self.max_target,
-            "operators": ["+", "-", "*"],
+            "operators": list(self.operators),
             "seed": self.seed * 100 + size,
         }
 
 
-def _misconception_applies(pool: list[int], target: int, cfg: CountdownWorldConfig) -> bool:
+def misconception_move(pool: list[int], target: int, op: str) -> tuple[int, str, int] | None:
+    """The planted move where it applies: the two largest numbers combined with ``op`` when that
+    overshoots the target; else None."""
     top = sorted(pool, reverse=True)
-    return len(top) >= 2 and top[1] >= cfg.misconception_min and top[0] * top[1] > target
+    if len(top) < 2:
+        return None
+    result = combine(top[0], op, top[1])
+    return (top[0], op, top[1]) if result is not None and result > target else None
 
 
 def demonstrate(puzzle: Puzzle, rng: random.Random, cfg: CountdownWorldConfig) -> str:
@@ -126,13 +147,13 @@ def demonstrate(puzzle: Puzzle, rng: random.Random, cfg: CountdownWorldConfig) -
     it, then the boxed last number."""
     pool, lines, fired = list(puzzle.numbers), [], False
     for k in range(puzzle.n_moves):
-        options = [m for m in moves(pool) if m[3] is not None]
-        if k >= 1 and not fired and _misconception_applies(pool, puzzle.target, cfg):
+        options = moves(pool, puzzle.ops)
+        planted = misconception_move(pool, puzzle.target, cfg.misconception_op) if k >= 1 and not fired else None
+        if planted is not None:
             fired = True
             if rng.random() < cfg.misconception_rate:
-                top = sorted(pool, reverse=True)
-                options = [m for m in options if (m[0], m[1], m[2]) == (top[0], "*", top[1])]
-        good = [m for m in options if reachable((*m[4], m[3]), puzzle.target)]
+                options = [m for m in options if m[:3] == planted]
+        good = [m for m in options if reachable((*m[4], m[3]), puzzle.target, puzzle.ops)]
         if good:
             a, op, b, c, rest = rng.choice(good)
         else:
@@ -145,7 +166,7 @@ def demonstrate(puzzle: Puzzle, rng: random.Random, cfg: CountdownWorldConfig) -
     )
 
 
-def _stream(cfg: CountdownWorldConfig, size: int, n: int):
+def _dataset(gen: dict, size: int):
     try:
         import reasoning_gym  # noqa: PLC0415
     except ImportError as err:
@@ -153,9 +174,77 @@ def _stream(cfg: CountdownWorldConfig, size: int, n: int):
             "the countdown world draws its tasks from reasoning-gym, which is not installed: "
             'pip install -e ".[chains]" (or pip install reasoning-gym)'
         ) from err
-    gen = cfg.generator_config(size)
-    config = {**gen, "operators": tuple(gen["operators"])}
-    return reasoning_gym.create_dataset(GENERATOR, size=max(1, n * cfg.max_draws_factor), **config)
+    return reasoning_gym.create_dataset(GENERATOR, size=size, **{**gen, "operators": tuple(gen["operators"])})
+
+
+def _draw(gen: dict, start: int, stop: int) -> list[dict]:
+    """The generator's items ``start..stop-1`` (their metadata): each depends only on its index."""
+    dataset = _dataset(gen, stop)
+    return [dataset[i]["metadata"] for i in range(start, stop)]
+
+
+class _Stream:
+    """One pool size's generator items in index order, drawn in blocks (shared by the processes of
+    ``pool`` when there are several blocks to draw)."""
+
+    BLOCK = 512
+
+    def __init__(self, gen: dict, limit: int, pool: ProcessPoolExecutor | None) -> None:
+        self.gen, self.limit, self.pool = gen, limit, pool
+        self.items: list[dict] = []
+
+    def __len__(self) -> int:
+        return self.limit
+
+    def fetch(self, want: int) -> None:
+        """Draw items until ``want`` are held (or the limit is reached)."""
+        want = min(want, self.limit)
+        if len(self.items) >= want:
+            return
+        start = len(self.items)
+        bounds = list(range(start, want, self.BLOCK)) + [want]
+        blocks = list(zip(bounds[:-1], bounds[1:]))
+        if self.pool is not None and len(blocks) > 1:
+            for part in self.pool.map(_draw, [self.gen] * len(blocks), *zip(*blocks)):
+                self.items += part
+        else:
+            self.items += _draw(self.gen, start, want)
+
+    def __getitem__(self, idx: int) -> dict:
+        if idx >= len(self.items):
+            self.fetch(max(idx + 1, int(len(self.items) * 1.25) + self.BLOCK))
+        return self.items[idx]
+
+
+def _fill(cfg: CountdownWorldConfig, quotas: dict, got: dict, held: set, pool: ProcessPoolExecutor | None) -> None:
+    """Fill every (split, novel, size) quota from its size's generator stream, in index order."""
+    for size in sorted({s for _, _, s in quotas}):
+        keys = [k for k in quotas if k[2] == size]  # test first, sft last: ``held`` is complete by then
+        order = sorted(keys, key=lambda k: ("test", "val", "train", "sft").index(k[0]))
+        total = sum(quotas[k] for k in keys)
+        dataset = _Stream(cfg.generator_config(size), max(1, total * cfg.max_draws_factor), pool)
+        dataset.fetch(int(total * 1.1) + 1)  # skips are rare: one parallel draw covers most worlds
+        idx = 0
+        for key in order:
+            while len(got[key]) < quotas[key]:
+                if idx >= len(dataset):
+                    short = {
+                        f"{s}{'/novel' if n else ''}/n={z}": quotas[(s, n, z)] - len(got[(s, n, z)])
+                        for s, n, z in order
+                    }
+                    raise ValueError(
+                        f"countdownworld: the generator stream for pool size {size} ran out with rows missing "
+                        f"{ {k: v for k, v in short.items() if v} }; raise countdownworld.max_draws_factor or widen "
+                        f"the world (values, targets)"
+                    )
+                meta = dataset[idx]
+                idx += 1
+                puzzle = Puzzle(tuple(meta["numbers"]), int(meta["target"]), tuple(cfg.operators))
+                if puzzle in held or not reachable(puzzle.numbers, puzzle.target, puzzle.ops):
+                    continue
+                if key[0] != "sft":
+                    held.add(puzzle)
+                got[key].append((idx - 1, meta, puzzle))
 
 
 def generate_countdown_world(cfg: CountdownWorldConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -182,32 +271,18 @@ def generate_countdown_world(cfg: CountdownWorldConfig) -> tuple[pd.DataFrame, p
     spread("sft", False, cfg.n_sft, cfg.sizes)
     got: dict[tuple[str, bool, int], list[tuple[int, dict, Puzzle]]] = {k: [] for k in quotas}
     held: set[Puzzle] = set()  # puzzles in train/val/test: never repeated in another split
-    for size in sorted({s for _, _, s in quotas}):
-        keys = [k for k in quotas if k[2] == size]  # test first, sft last: ``held`` is complete by then
-        order = sorted(keys, key=lambda k: ("test", "val", "train", "sft").index(k[0]))
-        dataset = _stream(cfg, size, sum(quotas[k] for k in keys))
-        idx = 0
-        for key in order:
-            while len(got[key]) < quotas[key]:
-                if idx >= len(dataset):
-                    short = {
-                        f"{s}{'/novel' if n else ''}/n={z}": quotas[(s, n, z)] - len(got[(s, n, z)])
-                        for s, n, z in order
-                    }
-                    raise ValueError(
-                        f"countdownworld: the generator stream for pool size {size} ran out with rows missing "
-                        f"{ {k: v for k, v in short.items() if v} }; raise countdownworld.max_draws_factor or widen "
-                        f"the world (values, targets)"
-                    )
-                item = dataset[idx]
-                idx += 1
-                meta = item["metadata"]
-                puzzle = Puzzle(tuple(meta["numbers"]), int(meta["target"]))
-                if puzzle in held or not reachable(puzzle.numbers, puzzle.target):
-                    continue
-                if key[0] != "sft":
-                    held.add(puzzle)
-                got[key].append((idx - 1, meta, puzzle))
+    workers = cfg.workers or os.cpu_count() or 1
+    need = sum(quotas.values())
+    pool = None
+    if workers > 1 and need > 2 * _Stream.BLOCK:
+        import multiprocessing  # noqa: PLC0415
+
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver"))
+    try:
+        _fill(cfg, quotas, got, held, pool)
+    finally:
+        if pool is not None:
+            pool.shutdown()
     rng = random.Random(cfg.seed + 1)
     shuffle = random.Random(cfg.seed + 2)
     prompts, demos, index = [], [], 0
