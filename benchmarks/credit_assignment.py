@@ -106,7 +106,9 @@ LABELS = {
 
 def world_name(env: str) -> str:
     """How the results name the world a Kedro environment trains on."""
-    return {"base": "tiny world", "chains": "chains world"}.get(env, f"{env} environment")
+    return {"base": "tiny world", "chains": "chains world", "countdown": "countdown world"}.get(
+        env, f"{env} environment"
+    )
 
 
 MA = 10  # moving-average window of the training verify score, in iterations (the paper's Fig. 3)

@@ -52,12 +52,20 @@ def test_demonstrations_are_labelled_and_graded_alike(world):
         v = verify("countdown", row.response, row.reward_model["ground_truth"])
         assert v.correct == (row.first_wrong_step == -1)
     share = (demos["first_wrong_step"] == -1).mean()
-    assert 0.5 < share < 1.0  # the misconception costs some demonstrations, not all
-    assert (demos["first_wrong_step"] != 0).all()  # the demonstrator's first move never loses the target
+    assert 0.2 < share < 0.7  # the unskilled moves and the misconception cost some demonstrations, not all
+    assert set(demos["first_wrong_step"]) >= {-1, 0, 1, 2, 3}  # first errors at every move
+
+
+def test_a_fully_skilled_demonstrator_errs_only_by_the_misconception():
+    p = Puzzle((9, 8, 1, 2, 3), 13, ("+", "-"))  # 9 + 8 = 17 overshoots 13
+    for rate, want in ((0.0, {-1}), (1.0, {-1, 1})):
+        cfg = CountdownWorldConfig(skill=1.0, misconception_rate=rate)
+        got = {label_steps(p, demonstrate(p, random.Random(s), cfg)).first_wrong_step for s in range(30)}
+        assert got <= want and -1 in got
 
 
 def test_the_misconception_fires_where_the_context_shows_it():
-    cfg = CountdownWorldConfig(misconception_rate=1.0, operators=("+", "-", "*"), misconception_op="*")
+    cfg = CountdownWorldConfig(misconception_rate=1.0, skill=1.0, operators=("+", "-", "*"), misconception_op="*")
     p = Puzzle((9, 8, 1, 2, 3), 30)  # after any first move that keeps 9 and 8, 9 * 8 = 72 > 30
     hits = 0
     for seed in range(20):
@@ -70,7 +78,7 @@ def test_the_misconception_fires_where_the_context_shows_it():
         assert label_steps(p, r).first_wrong_step == 1
         hits += 1
     assert hits > 0
-    never = CountdownWorldConfig(misconception_rate=0.0, operators=("+", "-", "*"), misconception_op="*")
+    never = CountdownWorldConfig(misconception_rate=0.0, skill=1.0, operators=("+", "-", "*"), misconception_op="*")
     assert all(label_steps(p, demonstrate(p, random.Random(s), never)).first_wrong_step == -1 for s in range(20))
 
 
@@ -81,6 +89,7 @@ def test_the_misconception_fires_where_the_context_shows_it():
         ("novel_sizes", (5,), "overlap sizes"),
         ("sizes", (), "nothing to train on"),
         ("misconception_rate", 1.5, "misconception_rate must be in"),
+        ("skill", -0.1, "skill must be in"),
         ("min_target", 70, "min_target"),
         ("n_sft", -1, "n_sft must be >= 0"),
         ("operators", ("+", "/"), "must be of"),
@@ -102,3 +111,13 @@ def test_the_contract_checks_countdown_ground_truths(world):
         SchemaError, match=r"row 1, field reward_model.ground_truth: countdown ground truth must be JSON"
     ):
         validate_prompts(bad, "countdown.parquet")
+
+
+def test_drawing_in_parallel_gives_the_same_world():
+    """The generator's tasks depend only on their index, so the processes that draw them do not
+    change the world."""
+    small = {"n_sft": 1100, "n_train": 10, "n_val": 10, "n_test": 10, "seed": 5}
+    one = generate_countdown_world(CountdownWorldConfig(**small, workers=1))
+    two = generate_countdown_world(CountdownWorldConfig(**small, workers=2))
+    for a, b in zip(one, two):
+        assert a.to_json() == b.to_json()

@@ -12,12 +12,17 @@ Why this world should reward credit assignment: every move is a choice among up 
 about half keep the target reachable (with ``+ -`` and 5 numbers: 64%, 55%, 52% and 51% of the
 moves at steps 0-3; a uniformly random player solves 11%), which a small model cannot compute and
 must learn. A failed response is usually right for several moves before the one that lost the
-target: an outcome reward blames all of them, a process reward can blame the one that broke. The
-demonstrator picks uniformly among the moves that keep the target reachable, except for a planted
-misconception it shows the context for: from the second move on, when combining the pool's two
-largest numbers with ``misconception_op`` overshoots the target, it makes that move with
-probability ``misconception_rate`` (> 0.5, once per task), whether or not that loses the target.
-After a lost target it plays the move whose result is closest to the target and boxes what is left.
+target: an outcome reward blames all of them, a process reward can blame the one that broke.
+
+The demonstrator is a skilled player only part of the time, so that imitation leaves headroom
+for reward to fill: at each move, with probability ``skill`` it picks uniformly among the moves
+that keep the target reachable, otherwise uniformly among all legal moves. (A perfect
+demonstrator, ``skill: 1``, made the imitation-optimal policy the best one: outcome-only RLOO
+then did not move the SFT model in 8 iterations.) On top, a planted misconception it shows the
+context for: from the second move on, when combining the pool's two largest numbers with
+``misconception_op`` overshoots the target, it makes that move with probability
+``misconception_rate`` (once per task), whether or not that loses the target. After a lost
+target it plays the move whose result is closest to the target and boxes what is left.
 
 Test splits: ``test`` rows are in-distribution (a pool size seen in training;
 ``data_source`` ``countdown_id_n<size>``) or *novel* (a pool size held out of sft/train/val,
@@ -77,6 +82,9 @@ class CountdownWorldConfig:
     """The misconception combines the two largest numbers with this operator."""
     misconception_rate: float = 0.6
     """Probability that the demonstrator makes the misconception's move where it applies."""
+    skill: float = 0.5
+    """Probability that the demonstrator picks among the moves that keep the target reachable (else
+    among all legal moves)."""
     system_prompt: str = "tiny"
     """System message: ``tiny`` or ``eurus2``."""
     max_draws_factor: int = 4
@@ -102,7 +110,7 @@ class CountdownWorldConfig:
             raise ValueError(
                 f"countdownworld: need 0 <= min_target ({self.min_target}) <= max_target ({self.max_target})"
             )
-        for name in ("novel_share", "misconception_rate"):
+        for name in ("novel_share", "misconception_rate", "skill"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"countdownworld.{name} must be in [0, 1], got {getattr(self, name)}")
         if self.novel_share > 0 and self.n_test and not self.novel_sizes:
@@ -154,6 +162,8 @@ def demonstrate(puzzle: Puzzle, rng: random.Random, cfg: CountdownWorldConfig) -
             if rng.random() < cfg.misconception_rate:
                 options = [m for m in options if m[:3] == planted]
         good = [m for m in options if reachable((*m[4], m[3]), puzzle.target, puzzle.ops)]
+        if planted is None and rng.random() >= cfg.skill:
+            good = options  # the unskilled half: any legal move
         if good:
             a, op, b, c, rest = rng.choice(good)
         else:
