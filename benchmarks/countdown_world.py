@@ -5,7 +5,7 @@
 ``--project`` has run ``kedro run --env countdown --pipelines=bootstrap``. On the first
 ``--prompts`` training prompts, ``--samples`` samples each at temperature 1 (as rollouts are drawn)
 and one greedy answer: accuracy; response length in tokens; the ground-truth first wrong step of
-every wrong sample and what kind of error it is (*misconception*: the planted "multiply the two
+every wrong sample and what kind of error it is (*misconception*: the planted "combine the two
 largest" move, where it applies; *lost*: another legal move that loses the target; *illegal*: a
 number the pool lacks, a wrong result or a negative one; *format*: a missing move or box, an extra
 move, a wrong box); and the agreement of our countdown verifier with reasoning-gym's own
@@ -26,9 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _project import ROOT, write_json, write_markdown  # noqa: E402
 
 
-def error_kind(puzzle, response: str, label, misconception_min: int) -> str:
+def error_kind(puzzle, response: str, label, misconception_op: str) -> str:
     """What the first wrong step of a wrong response is (see the module docstring)."""
     from eurus_prime.tasks.countdown.steps import MOVE_LINE
+    from eurus_prime.tasks.countdown.world import misconception_move
 
     k = label.first_wrong_step
     if k >= puzzle.n_moves or "missing" in label.why:
@@ -42,13 +43,11 @@ def error_kind(puzzle, response: str, label, misconception_min: int) -> str:
         pool.remove(a)
         pool.remove(b)
         pool.insert(0, c)
-    top = sorted(pool, reverse=True)
     move = lines[k]
-    planted = (
-        k >= 1
-        and top[1] >= misconception_min
-        and top[0] * top[1] > puzzle.target
-        and (int(move.group(1)), move.group(2), int(move.group(3))) == (top[0], "*", top[1])
+    planted = k >= 1 and misconception_move(pool, puzzle.target, misconception_op) == (
+        int(move.group(1)),
+        move.group(2),
+        int(move.group(3)),
     )
     return "misconception" if planted else "lost"
 
@@ -75,7 +74,7 @@ def main() -> None:
         sft, train = ctx.catalog.load("sft_model"), ctx.catalog.load("prompts_train")
         prime, world = ctx.params["prime"], ctx.params["countdownworld"]
         max_new = int(prime["max_response_length"] if isinstance(prime, dict) else prime.max_response_length)
-        m_min = int(world["misconception_min"] if isinstance(world, dict) else world.misconception_min)
+        m_op = str(world["misconception_op"] if isinstance(world, dict) else world.misconception_op)
     rows = train.head(args.prompts)
     texts = [render_prompt(sft.tokenizer, list(p)) for p in rows["prompt"]]
     truths = [rm["ground_truth"] for rm in rows["reward_model"]]
@@ -106,7 +105,7 @@ def main() -> None:
         first = np.array([lb.first_wrong_step for lb in labels])
         wrong = first >= 0
         kinds = Counter(
-            error_kind(puzzles[i], r, lb, m_min) for i, r, lb in zip(rep, responses, labels) if lb.first_wrong_step >= 0
+            error_kind(puzzles[i], r, lb, m_op) for i, r, lb in zip(rep, responses, labels) if lb.first_wrong_step >= 0
         )
         out[mode] = {
             "accuracy": round(float(correct.mean()), 4),
