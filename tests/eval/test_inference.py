@@ -156,7 +156,9 @@ def test_question_files_get_defaults_and_bad_rows_name_file_row_and_field():
     bad.attrs["source"] = "data/01_raw/questions.jsonl"
     with pytest.raises(ValueError, match=r"questions.jsonl row 1: field `question` must be non-empty"):
         _questions(bad, "math")
-    with pytest.raises(ValueError, match=r"row 0: field `ability` must be 'math' or 'code', got 'poetry'"):
+    with pytest.raises(
+        ValueError, match=r"row 0: field `ability` must be one of \['math', 'code', 'countdown'\], got 'poetry'"
+    ):
         _questions(pd.DataFrame({"question": ["a"], "ability": ["poetry"]}), "math")
     with pytest.raises(ValueError, match="no `question` column"):
         _questions(pd.DataFrame({"text": ["a"]}), "math")

@@ -44,6 +44,26 @@ TINY_PARAMS = {
 }
 
 
+#: Tiny sizes for the worlds with step labels (their environments, conf/chains and conf/countdown):
+#: TINY_PARAMS' model and batch, with room for their longer responses, and the oracle process reward.
+STEP_WORLD_PARAMS = {
+    "tokenizer": TINY_PARAMS["tokenizer"],
+    "model": TINY_PARAMS["model"],
+    "sft": {"epochs": 1, "eval_every": 5, "batch_size": 32},
+    "evaluation": {"max_new_tokens": 64},
+    "prime": {**TINY_PARAMS["prime"], "max_response_length": 64, "process_reward": "oracle"},
+}
+
+
+def overlay_env(project: Path, env: str, overrides: dict) -> None:
+    """Merge ``overrides`` into the project's ``conf/<env>/parameters.yml``, block by block."""
+    path = project / "conf" / env / "parameters.yml"
+    merged = yaml.safe_load(path.read_text())
+    for key, value in overrides.items():
+        merged[key] = {**merged.get(key, {}), **value} if isinstance(value, dict) else value
+    path.write_text(yaml.safe_dump(merged))
+
+
 def _merge(base: dict, over: dict) -> dict:
     out = dict(base)
     for k, v in over.items():

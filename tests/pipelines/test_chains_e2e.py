@@ -5,13 +5,12 @@ import json
 
 import pandas as pd
 import pytest
-import yaml
 
 from eurus_prime.datasets.versions import latest_version
-from tests.pipelines.helpers import EURUS_PRIME, KEDRO, make_project, run
+from tests.pipelines.helpers import EURUS_PRIME, KEDRO, STEP_WORLD_PARAMS, make_project, overlay_env, run
 
 TINY_CHAINS = {
-    "world": "chains",
+    **STEP_WORLD_PARAMS,
     "chainworld": {
         "n_sft": 300,
         "n_train": 40,
@@ -23,41 +22,13 @@ TINY_CHAINS = {
         "max_traps": 2,
         "seed": 1,
     },
-    "tokenizer": {"vocab_size": 320},
-    "model": {
-        "hidden_size": 32,
-        "num_hidden_layers": 1,
-        "num_attention_heads": 2,
-        "num_key_value_heads": 1,
-        "intermediate_size": 64,
-    },
-    "sft": {"epochs": 1, "eval_every": 5, "batch_size": 32},
-    "evaluation": {"max_new_tokens": 64},
-    "prime": {
-        "prompts_per_step": 3,
-        "oversample_factor": 1.0,
-        "samples_per_prompt": 2,
-        "max_response_length": 64,
-        "filter_low": 0.0,
-        "filter_high": 1.0,
-        "generation_batch_size": 8,
-        "prm_mini_batch": 4,
-        "ppo_mini_batch": 4,
-        "micro_batch": 4,
-        "eval_max_items": 10,
-        "process_reward": "oracle",
-    },
 }
 
 
 @pytest.mark.slow
 def test_chains_world_bootstraps_and_trains_with_the_oracle(tmp_path):
     project = make_project(tmp_path)
-    chains = project / "conf/chains/parameters.yml"
-    merged = yaml.safe_load(chains.read_text())
-    for key, value in TINY_CHAINS.items():
-        merged[key] = {**merged.get(key, {}), **value} if isinstance(value, dict) else value
-    chains.write_text(yaml.safe_dump(merged))
+    overlay_env(project, "chains", TINY_CHAINS)
 
     run([KEDRO, "run", "--env", "chains", "--pipelines=bootstrap"], project)
     demos = pd.read_parquet(latest_version(project / "data/01_raw/sft_demonstrations.parquet"))

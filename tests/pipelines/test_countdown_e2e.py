@@ -4,49 +4,22 @@ verdicts."""
 
 import pandas as pd
 import pytest
-import yaml
 
 from eurus_prime.datasets.versions import latest_version
-from tests.pipelines.helpers import EURUS_PRIME, KEDRO, make_project, run
+from tests.pipelines.helpers import EURUS_PRIME, KEDRO, STEP_WORLD_PARAMS, make_project, overlay_env, run
 
 TINY_COUNTDOWN = {
+    **STEP_WORLD_PARAMS,
     "countdownworld": {"n_sft": 300, "n_train": 40, "n_val": 20, "n_test": 40, "seed": 1},
-    "tokenizer": {"vocab_size": 320},
-    "model": {
-        "hidden_size": 32,
-        "num_hidden_layers": 1,
-        "num_attention_heads": 2,
-        "num_key_value_heads": 1,
-        "intermediate_size": 64,
-    },
-    "sft": {"epochs": 1, "eval_every": 5, "batch_size": 32},
-    "evaluation": {"max_new_tokens": 64},
-    "prime": {
-        "prompts_per_step": 3,
-        "max_prompt_length": 256,  # a 320-token vocabulary spells the question out
-        "oversample_factor": 1.0,
-        "samples_per_prompt": 2,
-        "max_response_length": 64,
-        "filter_low": 0.0,
-        "filter_high": 1.0,
-        "generation_batch_size": 8,
-        "prm_mini_batch": 4,
-        "ppo_mini_batch": 4,
-        "micro_batch": 4,
-        "eval_max_items": 10,
-        "process_reward": "oracle",
-    },
+    # a 320-token vocabulary spells the question out
+    "prime": {**STEP_WORLD_PARAMS["prime"], "max_prompt_length": 256},
 }
 
 
 @pytest.mark.slow
 def test_countdown_world_bootstraps_and_trains_with_the_oracle(tmp_path):
     project = make_project(tmp_path)
-    params = project / "conf/countdown/parameters.yml"
-    merged = yaml.safe_load(params.read_text())
-    for key, value in TINY_COUNTDOWN.items():
-        merged[key] = {**merged.get(key, {}), **value} if isinstance(value, dict) else value
-    params.write_text(yaml.safe_dump(merged))
+    overlay_env(project, "countdown", TINY_COUNTDOWN)
 
     run([KEDRO, "run", "--env", "countdown", "--pipelines=bootstrap"], project)
     demos = pd.read_parquet(latest_version(project / "data/01_raw/sft_demonstrations.parquet"))

@@ -224,7 +224,7 @@ def test_quarantine_sets_a_bad_row_aside_and_splits_the_rest(project):
     data = project / "data"
     quarantine = pd.read_parquet(latest_version(data / "02_primary/quarantine.parquet"))
     assert quarantine[["row", "field"]].values.tolist() == [[7, "ability"]]
-    assert quarantine["reason"].item() == "must be one of ('math', 'code'), got 'poetry'"
+    assert quarantine["reason"].item() == "must be one of ('math', 'code', 'countdown'), got 'poetry'"
     assert quarantine["source"].item().endswith("eurus2_rl_data.parquet")
     assert json.loads(quarantine["row_json"].item())["extra_info"] == {"split": "train", "index": 7}
 

@@ -44,7 +44,7 @@ def mixed_rows() -> pd.DataFrame:
 
 
 EXPECTED = {  # row -> (field, reason)
-    1: ("ability", "must be one of ('math', 'code'), got 'poetry'"),
+    1: ("ability", "must be one of ('math', 'code', 'countdown'), got 'poetry'"),
     3: ("reward_model.ground_truth", "must be a non-empty string, got None"),
     4: ("prompt", "has no user message"),
     6: ("prompt[1]", "must be a {role, content} message with str content"),
@@ -85,7 +85,7 @@ def test_quarantined_row_json_keeps_the_whole_row_even_from_parquet(tmp_path):
 def test_describe_quarantine_reads_like_the_schema_error():
     _, quarantine = quarantine_prompts(mixed_rows(), source=SOURCE)
     lines = describe_quarantine(quarantine).splitlines()
-    assert lines[0] == f"{SOURCE}: row 1, field ability: must be one of ('math', 'code'), got 'poetry'"
+    assert lines[0] == f"{SOURCE}: row 1, field ability: must be one of ('math', 'code', 'countdown'), got 'poetry'"
     assert len(lines) == len(EXPECTED)
 
 
@@ -94,7 +94,7 @@ def test_without_quarantine_the_first_bad_row_still_fails_naming_file_row_and_fi
         validate_prompts(mixed_rows(), source=SOURCE)
     message = str(err.value)
     assert message.startswith("5 of 8 rows break the Eurus-2-RL-Data schema:\n")
-    assert f"{SOURCE}: row 1, field ability: must be one of ('math', 'code'), got 'poetry'" in message
+    assert f"{SOURCE}: row 1, field ability: must be one of ('math', 'code', 'countdown'), got 'poetry'" in message
     assert f"{SOURCE}: row 3, field reward_model.ground_truth: must be a non-empty string" in message
 
 

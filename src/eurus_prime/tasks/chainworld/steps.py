@@ -15,11 +15,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from eurus_prime.tasks.steps import boxed_line
+
 #: One arithmetic step: ``-3 + 5 = 2``.
 STEP_LINE = re.compile(r"^[ \t]*(-?\d+)[ \t]*([+-])[ \t]*(\d+)[ \t]*=[ \t]*(-?\d+)[ \t]*$", re.MULTILINE)
 #: The question's expression: ``... problem: 4 + 1 - 7 =``.
 EXPRESSION = re.compile(r"(-?\d+(?:\s*[+-]\s*\d+)+)\s*=")
-BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
 
 
 @dataclass(frozen=True)
@@ -94,13 +95,7 @@ class StepLabel:
 def label_steps(chain: Chain, response: str) -> StepLabel:
     """Re-execute ``response`` step by step against ``chain`` (see the module docstring)."""
     lines = list(STEP_LINE.finditer(response))
-    boxed = list(BOXED.finditer(response))
-    out_span = None
-    if boxed:
-        m = boxed[-1]
-        line_start = response.rfind("\n", 0, m.start()) + 1
-        line_end = response.find("\n", m.end())
-        out_span = (line_start, len(response) if line_end < 0 else line_end)
+    boxed, out_span = boxed_line(response)
     n_arith = len(chain.ops)
     spans = [(m.start(), m.end()) for m in lines[:n_arith]] + ([out_span] if out_span else [])
     tail = (max(0, len(response) - 20), len(response))

@@ -22,6 +22,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from eurus_prime.tasks.steps import BOXED, boxed_line
+
 #: One move: ``8 * 7 = 56``, optionally followed by the pool after it, ``[56 3 2]``.
 MOVE_LINE = re.compile(
     r"^[ \t]*(\d+)[ \t]*([-+*])[ \t]*(\d+)[ \t]*=[ \t]*(-?\d+)[ \t]*(?:\[[^\]\n]*\])?[ \t]*$", re.MULTILINE
@@ -30,7 +32,6 @@ MOVE_LINE = re.compile(
 QUESTION = re.compile(
     r"Make (\d+) from (\d+(?:, \d+)+): combine two numbers at a time with ([-+*](?:(?:, | or )[-+*])*),"
 )
-BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
 OPS = ("+", "-", "*")
 
 
@@ -161,13 +162,7 @@ class StepLabel:
 def label_steps(puzzle: Puzzle, response: str) -> StepLabel:
     """Re-execute ``response``'s moves against ``puzzle`` (see the module docstring)."""
     lines = list(MOVE_LINE.finditer(response))
-    boxed = list(BOXED.finditer(response))
-    out_span = None
-    if boxed:
-        m = boxed[-1]
-        line_start = response.rfind("\n", 0, m.start()) + 1
-        line_end = response.find("\n", m.end())
-        out_span = (line_start, len(response) if line_end < 0 else line_end)
+    boxed, out_span = boxed_line(response)
     n = puzzle.n_moves
     spans = [(m.start(), m.end()) for m in lines[:n]] + ([out_span] if out_span else [])
     tail = (max(0, len(response) - 20), len(response))
