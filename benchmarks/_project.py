@@ -293,6 +293,40 @@ def catalog_and_params(project: Path, env: str | None = None):
 
 
 # --------------------------------------------------------------------------- learning curves
+def sft_samples(project: Path, env: str, n_prompts: int, samples: int):
+    """The SFT model of a bootstrapped project on its first ``n_prompts`` training prompts: returns
+    the prompt rows, their rendered texts, the world's parameters, and per mode (``greedy``: one
+    answer at T=0; ``sampled``: ``samples`` at T=1, as rollouts are drawn) ``(mode, n, rep, gens)``
+    with ``rep`` the prompt index of each generation."""
+    import numpy as np
+
+    from eurus_prime.engines.rollout import generate
+    from eurus_prime.runs.session import open_context
+    from eurus_prime.tasks.prompting import render_prompt
+
+    with open_context(project, env) as ctx:
+        sft, train, params = ctx.catalog.load("sft_model"), ctx.catalog.load("prompts_train"), ctx.params
+    prime = params["prime"]
+    max_new = int(prime["max_response_length"] if isinstance(prime, dict) else prime.max_response_length)
+    rows = train.head(n_prompts)
+    texts = [render_prompt(sft.tokenizer, list(p)) for p in rows["prompt"]]
+    modes = []
+    for mode, n, temperature in (("greedy", 1, 0.0), ("sampled", samples, 1.0)):
+        rep = np.repeat(np.arange(len(rows)), n)
+        gens = generate(
+            sft.model,
+            sft.tokenizer,
+            [texts[i] for i in rep],
+            max_new_tokens=max_new,
+            temperature=temperature,
+            batch_size=128,
+            seed=0,
+            engine="fast",
+        )
+        modes.append((mode, n, rep, gens))
+    return rows, texts, params, modes
+
+
 def sft_checkpoint_row(metrics: dict) -> dict:
     """The curves' first row: the SFT checkpoint, before any training (``metrics``: its evaluation)."""
     return {"arm": "sft_checkpoint", "seed": -1, "point": 0, "seconds": 0.0, "iteration": -1, "rollouts": 0, **metrics}

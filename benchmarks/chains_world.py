@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _project import ROOT, write_json, write_markdown  # noqa: E402
+from _project import ROOT, sft_samples, write_json, write_markdown  # noqa: E402
 
 
 def main() -> None:
@@ -35,35 +35,16 @@ def main() -> None:
     import numpy as np
     import reasoning_gym
 
-    from eurus_prime.engines.rollout import generate
-    from eurus_prime.runs.session import open_context
     from eurus_prime.tasks.chainworld.steps import parse_expression
     from eurus_prime.tasks.chainworld.world import traps
-    from eurus_prime.tasks.prompting import render_prompt
     from eurus_prime.verifiers import verify_all
     from eurus_prime.verifiers.process import process_columns
 
-    with open_context(args.project, args.env) as ctx:
-        sft, train = ctx.catalog.load("sft_model"), ctx.catalog.load("prompts_train")
-        prime = ctx.params["prime"]
-        max_new = int(prime["max_response_length"] if isinstance(prime, dict) else prime.max_response_length)
-    rows = train.head(args.prompts)
-    texts = [render_prompt(sft.tokenizer, list(p)) for p in rows["prompt"]]
+    rows, texts, _, modes = sft_samples(args.project, args.env, args.prompts, args.samples)
     truths = [rm["ground_truth"] for rm in rows["reward_model"]]
     out: dict = {"command": "python benchmarks/chains_world.py " + " ".join(sys.argv[1:]), "prompts": len(rows)}
     scorer = reasoning_gym.create_dataset("chain_sum", size=1, seed=0)
-    for mode, n, temperature in (("greedy", 1, 0.0), ("sampled", args.samples, 1.0)):
-        rep = np.repeat(np.arange(len(rows)), n)
-        gens = generate(
-            sft.model,
-            sft.tokenizer,
-            [texts[i] for i in rep],
-            max_new_tokens=max_new,
-            temperature=temperature,
-            batch_size=128,
-            seed=0,
-            engine="fast",
-        )
+    for mode, _, rep, gens in modes:
         responses = [g.text for g in gens]
         verdicts = verify_all(["math"] * len(rep), responses, [truths[i] for i in rep])
         labels = process_columns(["chains_"] * len(rep), [texts[i] for i in rep], responses)

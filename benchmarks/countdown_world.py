@@ -23,7 +23,7 @@ from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _project import ROOT, write_json, write_markdown  # noqa: E402
+from _project import ROOT, sft_samples, write_json, write_markdown  # noqa: E402
 
 
 def error_kind(puzzle, response: str, label, misconception_op: str) -> str:
@@ -64,35 +64,17 @@ def main() -> None:
     import numpy as np
     import reasoning_gym
 
-    from eurus_prime.engines.rollout import generate
-    from eurus_prime.runs.session import open_context
     from eurus_prime.tasks.countdown.steps import expression, label_steps, parse_ground_truth
-    from eurus_prime.tasks.prompting import render_prompt
     from eurus_prime.verifiers import verify_all
 
-    with open_context(args.project, args.env) as ctx:
-        sft, train = ctx.catalog.load("sft_model"), ctx.catalog.load("prompts_train")
-        prime, world = ctx.params["prime"], ctx.params["countdownworld"]
-        max_new = int(prime["max_response_length"] if isinstance(prime, dict) else prime.max_response_length)
-        m_op = str(world["misconception_op"] if isinstance(world, dict) else world.misconception_op)
-    rows = train.head(args.prompts)
-    texts = [render_prompt(sft.tokenizer, list(p)) for p in rows["prompt"]]
+    rows, _, params, modes = sft_samples(args.project, args.env, args.prompts, args.samples)
+    world = params["countdownworld"]
+    m_op = str(world["misconception_op"] if isinstance(world, dict) else world.misconception_op)
     truths = [rm["ground_truth"] for rm in rows["reward_model"]]
     puzzles = [parse_ground_truth(t) for t in truths]
     out: dict = {"command": "python benchmarks/countdown_world.py " + " ".join(sys.argv[1:]), "prompts": len(rows)}
     scorer = reasoning_gym.create_dataset("countdown", size=1, seed=0)
-    for mode, n, temperature in (("greedy", 1, 0.0), ("sampled", args.samples, 1.0)):
-        rep = np.repeat(np.arange(len(rows)), n)
-        gens = generate(
-            sft.model,
-            sft.tokenizer,
-            [texts[i] for i in rep],
-            max_new_tokens=max_new,
-            temperature=temperature,
-            batch_size=128,
-            seed=0,
-            engine="fast",
-        )
+    for mode, n, rep, gens in modes:
         responses = [g.text for g in gens]
         verdicts = verify_all(["countdown"] * len(rep), responses, [truths[i] for i in rep])
         labels = [label_steps(puzzles[i], r) for i, r in zip(rep, responses)]
