@@ -1,10 +1,11 @@
 """Outcome verifiers: the only ground truth PRIME has.
 
-One interface for both abilities: ``verify(ability, response, ground_truth) -> Verdict``, the
+One interface for every ability (``math``, ``code``, and ``countdown``: the countdown world's
+moves re-executed): ``verify(ability, response, ground_truth) -> Verdict``, the
 batched ``verify_all`` and ``verify_table`` (a table in, the table with scores out: what the
 pipeline's ``verify_outcomes`` node and ``eurus-prime verify`` call). A large batch is shared by a
-pool of worker processes, one per core; inside a process, math grading runs in the main thread
-(math-verify's timeouts use signal alarms) and code runs, which wait on their sandboxed child,
+pool of worker processes, one per core; inside a process, math and countdown grading run in the
+main thread (math-verify's timeouts use signal alarms) and code runs, which wait on their sandboxed child,
 from a thread pool.
 """
 
