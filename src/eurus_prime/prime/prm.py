@@ -45,7 +45,7 @@ from eurus_prime.prime.batch import (
 )
 from eurus_prime.prime.config import PrimeConfig, stage_seed
 from eurus_prime.prime.rollouts import KEY, check_groups, selected_rollouts
-from eurus_prime.tasks.chainworld.steps import span_tokens, token_steps
+from eurus_prime.tasks.steps import span_tokens, token_steps
 from eurus_prime.tasks.tokens import token_pieces
 
 log = logging.getLogger(__name__)

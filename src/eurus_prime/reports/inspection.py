@@ -27,7 +27,7 @@ import pandas as pd
 from eurus_prime.datasets.atomic import write_file_atomically
 from eurus_prime.runs.layout import iter_dir
 from eurus_prime.runs.session import open_context
-from eurus_prime.tasks.chainworld.steps import span_tokens
+from eurus_prime.tasks.steps import span_tokens
 from eurus_prime.tasks.tokens import token_pieces
 
 #: The per-iteration tables ``load_iteration`` reads by default (docs/tables.md).

@@ -11,8 +11,8 @@ from __future__ import annotations
 from eurus_prime.tasks.chainworld import steps as chain_steps
 from eurus_prime.tasks.countdown import steps as countdown_steps
 
-#: data_source prefix -> labeller of (prompt text, response). Both return a label with the same
-#: fields (first_wrong_step, n_steps, spans, wrong_span).
+#: data_source prefix -> labeller of (prompt text, response), each returning a tasks.steps.StepLabel
+#: (first_wrong_step, n_steps, spans, wrong_span).
 LABELLERS = {
     "chains_": lambda prompt, response: chain_steps.label_steps(chain_steps.parse_expression(prompt), response),
     "countdown_": lambda prompt, response: countdown_steps.label_steps(

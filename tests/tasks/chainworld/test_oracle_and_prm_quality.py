@@ -10,7 +10,7 @@ from eurus_prime.core.rewards import oracle_process_rewards
 from eurus_prime.prime import prm as prm_lib
 from eurus_prime.prime import rollouts as rollouts_lib
 from eurus_prime.prime.config import PrimeConfig
-from eurus_prime.tasks.chainworld.steps import span_tokens
+from eurus_prime.tasks.steps import span_tokens
 from eurus_prime.tasks.tokens import token_pieces
 
 Q = "State the final answer to the following arithmetic problem: 4 + 1 - 7 + 7 =\n\nPresent the answer"

@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from eurus_prime.tasks.chainworld.steps import Chain, label_steps, parse_expression, span_tokens, token_steps
+from eurus_prime.tasks.chainworld.steps import Chain, label_steps, parse_expression
 from eurus_prime.tasks.chainworld.world import ChainWorldConfig, demonstrate, generate_chain_world, is_novel, traps
 
 Q = "State the final answer to the following arithmetic problem: 4 + 1 - 7 + 7 - 9 =\n\nPresent the answer"
@@ -85,12 +85,6 @@ def test_no_answer_blames_the_tail():
     label = label_steps(parse_expression(Q), "I do not know")
     assert label.first_wrong_step == 0 and label.spans == ()
     assert label.wrong_span == (0, len("I do not know"))
-
-
-def test_token_maps():
-    pieces = ["4", " +", " 1", " =", " 5", "\n", "5", " -"]
-    assert span_tokens(pieces, (0, 9)) == [0, 1, 2, 3, 4]
-    assert token_steps(pieces, ((0, 9), (10, 15))) == [0, 0, 0, 0, 0, -1, 1, 1]
 
 
 def test_demonstrator_drops_the_sign_at_traps_only():

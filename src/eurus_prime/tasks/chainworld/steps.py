@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from eurus_prime.tasks.steps import boxed_line
+from eurus_prime.tasks.steps import StepLabel, boxed_line
 
 #: One arithmetic step: ``-3 + 5 = 2``.
 STEP_LINE = re.compile(r"^[ \t]*(-?\d+)[ \t]*([+-])[ \t]*(\d+)[ \t]*=[ \t]*(-?\d+)[ \t]*$", re.MULTILINE)
@@ -74,26 +74,12 @@ def parse_expression(text: str) -> Chain:
     return Chain(start, ops)
 
 
-@dataclass(frozen=True)
-class StepLabel:
-    """The process label of one response."""
-
-    first_wrong_step: int
-    """Index of the first wrong step (the output step is ``n_steps - 1``); -1: every step holds."""
-    n_steps: int
-    """Steps the response was graded on: the chain's arithmetic steps plus the output step."""
-    spans: tuple[tuple[int, int], ...]
-    """Character span ``[start, end)`` in the response of each step the response wrote, in step
-    order (arithmetic lines, then the boxed line); a missing step has no span."""
-    wrong_span: tuple[int, int] | None
-    """Characters to blame for the first wrong step: its first wrong field (start value,
-    operator, term or result; the boxed answer of the output step), the whole line of an extra
-    step, or for a missing step the boxed line (else the response's last 20 characters); None
-    when no step is wrong."""
-
-
 def label_steps(chain: Chain, response: str) -> StepLabel:
-    """Re-execute ``response`` step by step against ``chain`` (see the module docstring)."""
+    """Re-execute ``response`` step by step against ``chain`` (see the module docstring).
+
+    ``wrong_span`` blames the first wrong step's first wrong field (start value, operator, term or
+    result; the boxed answer of the output step), the whole line of an extra step, or for a
+    missing step the boxed line (else the response's last 20 characters)."""
     lines = list(STEP_LINE.finditer(response))
     boxed, out_span = boxed_line(response)
     n_arith = len(chain.ops)
@@ -134,26 +120,3 @@ def _terms(text: str) -> tuple[int, tuple[tuple[str, int], ...]]:
         else:
             flat.append(tok)
     return int(flat[0]), tuple((flat[i], int(flat[i + 1])) for i in range(1, len(flat) - 1, 2))
-
-
-def token_steps(pieces: list[str], spans: tuple[tuple[int, int], ...]) -> list[int]:
-    """The step each token belongs to (-1: none), from the tokens' decoded pieces (which
-    concatenate to the response text) and the steps' character spans; a token belongs to the
-    first step whose span it overlaps."""
-    out = [-1] * len(pieces)
-    for k, span in enumerate(spans):
-        for i in span_tokens(pieces, span):
-            if out[i] < 0:
-                out[i] = k
-    return out
-
-
-def span_tokens(pieces: list[str], span: tuple[int, int]) -> list[int]:
-    """Indices of the tokens that overlap ``span``."""
-    out, pos = [], 0
-    for i, piece in enumerate(pieces):
-        start, end = pos, pos + len(piece)
-        pos = end
-        if start < span[1] and end > span[0]:
-            out.append(i)
-    return out

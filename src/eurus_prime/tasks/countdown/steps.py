@@ -22,7 +22,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from eurus_prime.tasks.steps import BOXED, boxed_line
+from eurus_prime.tasks.steps import BOXED, StepLabel, boxed_line
 
 #: One move: ``8 * 7 = 56``, optionally followed by the pool after it, ``[56 3 2]``.
 MOVE_LINE = re.compile(
@@ -139,27 +139,19 @@ def reachable(pool: Sequence[int], target: int, ops: Sequence[str] = OPS) -> boo
 
 
 @dataclass(frozen=True)
-class StepLabel:
-    """The process label of one response (the fields the chains world's label has)."""
+class MoveLabel(StepLabel):
+    """A countdown response's process label. ``wrong_span`` blames the move's operands and
+    operator for a move that loses the target or uses a number the pool lacks, the result for a
+    wrong sum, the line of an extra move, the box (else the response's last 20 characters) for a
+    missing move or a wrong answer."""
 
-    first_wrong_step: int
-    """Index of the first wrong step (the output step is ``n_steps - 1``); -1: every step holds."""
-    n_steps: int
-    """Steps the response is graded on: the puzzle's moves plus the output step."""
-    spans: tuple[tuple[int, int], ...]
-    """Character span ``[start, end)`` of each step the response wrote, in step order."""
-    wrong_span: tuple[int, int] | None
-    """Characters to blame for the first wrong step: the move's operands and operator for a move
-    that loses the target or uses a number the pool lacks, the result for a wrong sum, the line of
-    an extra move, the box (else the response's last 20 characters) for a missing move or a wrong
-    answer; None when no step is wrong."""
     why: str = ""
     """What was wrong, in words (empty when nothing)."""
     final: int | None = None
     """The last number the moves left (None when no move ran)."""
 
 
-def label_steps(puzzle: Puzzle, response: str) -> StepLabel:
+def label_steps(puzzle: Puzzle, response: str) -> MoveLabel:
     """Re-execute ``response``'s moves against ``puzzle`` (see the module docstring)."""
     lines = list(MOVE_LINE.finditer(response))
     boxed, out_span = boxed_line(response)
@@ -170,7 +162,7 @@ def label_steps(puzzle: Puzzle, response: str) -> StepLabel:
 
     def wrong(k: int, span, why: str) -> StepLabel:
         final = pool[0] if len(pool) == 1 else None
-        return StepLabel(k, n + 1, tuple(spans), span or out_span or tail, why, final)
+        return MoveLabel(k, n + 1, tuple(spans), span or out_span or tail, why, final)
 
     for k in range(n):
         if k >= len(lines):
@@ -203,7 +195,7 @@ def label_steps(puzzle: Puzzle, response: str) -> StepLabel:
             boxed[-1].span(1) if boxed[-1].group(1) else out_span,
             f"the box holds {boxed[-1].group(1)!r}, not {puzzle.target}",
         )
-    return StepLabel(-1, n + 1, tuple(spans), None, "", pool[0])
+    return MoveLabel(-1, n + 1, tuple(spans), None, "", pool[0])
 
 
 def answer_text(response: str) -> str | None:
