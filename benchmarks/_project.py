@@ -41,7 +41,15 @@ SFT_ARTIFACTS = (
 
 def fresh_project(dest: Path, with_sft_from: Path | None = None) -> Path:
     """Copy conf/, src/, pyproject.toml and .telemetry to ``dest`` (no developer overrides in
-    conf/local), and, with ``with_sft_from``, that project's bootstrap artifacts."""
+    conf/local), and, with ``with_sft_from``, that project's bootstrap artifacts.
+
+    ``dest`` must be new or empty: a project left there by an earlier run would mix its tables,
+    checkpoints and MLflow runs with this one's."""
+    if dest.exists() and any(dest.iterdir()):
+        raise FileExistsError(
+            f"{dest} already holds files (a project from an earlier run?): remove it, or give the "
+            "benchmark another --workdir"
+        )
     dest.mkdir(parents=True, exist_ok=True)
     for name in ("conf", "src", "pyproject.toml", ".telemetry"):
         src = ROOT / name

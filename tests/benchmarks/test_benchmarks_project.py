@@ -1,4 +1,4 @@
-"""benchmarks/_project.py's reading of an iteration's newest table version."""
+"""benchmarks/_project.py: fresh project copies and the reading of an iteration's newest table version."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from tests import ROOT
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from _project import iteration_table  # noqa: E402
+from _project import fresh_project, iteration_table  # noqa: E402
 
 
 def test_iteration_table_reads_the_newest_version_and_names_a_missing_one(tmp_path):
@@ -23,3 +23,14 @@ def test_iteration_table_reads_the_newest_version_and_names_a_missing_one(tmp_pa
         iteration_table(tmp_path, 3, "outcomes")
     with pytest.raises(FileNotFoundError, match="no 08_reporting/ppo_stats table for iteration 4"):
         iteration_table(tmp_path, 4, "ppo_stats", layer="08_reporting")
+
+
+def test_fresh_project_copies_conf_without_local_overrides_and_refuses_a_used_folder(tmp_path):
+    dest = fresh_project(tmp_path / "p")
+    assert (dest / "conf/base/parameters.yml").is_file() and (dest / "pyproject.toml").is_file()
+    assert not list((dest / "conf/local").glob("*.yml"))
+    with pytest.raises(FileExistsError, match=f"{dest} already holds files.*another --workdir"):
+        fresh_project(dest)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert fresh_project(empty) == empty
