@@ -9,7 +9,8 @@ every wrong sample and what kind of error it is (*misconception*: the planted "c
 largest" move, where it applies; *lost*: another legal move that loses the target; *illegal*: a
 number the pool lacks, a wrong result or a negative one; *format*: a missing move or box, an extra
 move, a wrong box); and the agreement of our countdown verifier with reasoning-gym's own
-``score_answer`` (correct = score 1) on every sample, fed the expression the moves build.
+``score_answer`` (correct = score 1) on every sample, fed the expression the moves build, with
+the disagreements counted each way.
 Results: ``benchmarks/results/countdown_world.{json,md}``.
 """
 
@@ -84,6 +85,7 @@ def main() -> None:
             expr = expression(puzzles[i], r)
             entry = {"metadata": {"numbers": list(puzzles[i].numbers), "target": puzzles[i].target}}
             theirs.append(expr is not None and scorer.score_answer(expr, entry) == 1.0)
+        theirs_ok = np.array(theirs, dtype=bool)
         first = np.array([lb.first_wrong_step for lb in labels])
         wrong = first >= 0
         kinds = Counter(
@@ -92,7 +94,11 @@ def main() -> None:
         out[mode] = {
             "accuracy": round(float(correct.mean()), 4),
             "outcome_and_process_agree": round(float(((first == -1) == correct).mean()), 4),
-            "verifier_agreement_with_reasoning_gym": round(float((correct == np.array(theirs)).mean()), 4),
+            "verifier_agreement_with_reasoning_gym": round(float((correct == theirs_ok).mean()), 4),
+            # the disagreements, each way: a verifier that accepts what the other rejects is the
+            # laxer one there (a false positive is reward the policy can farm)
+            "accepted_by_us_only": int((correct & ~theirs_ok).sum()),
+            "accepted_by_reasoning_gym_only": int((~correct & theirs_ok).sum()),
             "response_tokens_mean": round(float(np.mean([len(g.token_ids) for g in gens])), 1),
             "response_tokens_max": int(max(len(g.token_ids) for g in gens)),
             "steps": int(puzzles[0].n_moves + 1),

@@ -8,10 +8,10 @@ process per core; its tasks depend only on their index, so the result does not. 
 question text is ours (``steps.Puzzle.question``): the generator's asks for a bare expression,
 while this world answers with one move per line, which is what gives it steps to label.
 
-Why this world should reward credit assignment: every move is a choice among up to 20, and only
-about half keep the target reachable (with ``+ -`` and 5 numbers: 64%, 55%, 52% and 51% of the
-moves at steps 0-3; a uniformly random player solves 11%), which a small model cannot compute and
-must learn. A failed response is usually right for several moves before the one that lost the
+Why this world should reward credit assignment: every move is a choice among up to 12, and only
+about half keep the target reachable (with ``+ -`` and 4 numbers: 55%, 53% and 53% of the moves at
+steps 0-2; a uniformly random player solves 16%; with 5 numbers 64%, 57%, 54% and 53%, and 11%),
+which a small model cannot compute and must learn. A failed response is usually right for several moves before the one that lost the
 target: an outcome reward blames all of them, a process reward can blame the one that broke.
 
 The demonstrator is a skilled player only part of the time, so that imitation leaves headroom
@@ -64,9 +64,9 @@ class CountdownWorldConfig:
     """Held-out test prompts, in-distribution and novel interleaved."""
     novel_share: float = 0.5
     """Share of the test prompts with a held-out pool size."""
-    sizes: tuple[int, ...] = (5,)
+    sizes: tuple[int, ...] = (4,)
     """Pool sizes of sft/train/val and of the in-distribution test rows (moves = size - 1)."""
-    novel_sizes: tuple[int, ...] = (4, 6)
+    novel_sizes: tuple[int, ...] = (3, 5)
     """Pool sizes only novel test prompts have."""
     min_value: int = 1
     """Smallest number of a pool."""
