@@ -543,7 +543,9 @@ def _plot(iters, curves, base, args) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    fig, axes = plt.subplots(1, 4, figsize=(20, 4))
+    # One colour per arm in every panel (the PRM panel has no RLOO line to keep the cycle aligned).
+    colour = {arm: f"C{i}" for i, arm in enumerate(sorted(set(iters["arm"]) | set(curves["arm"])))}
     for arm, g in iters.groupby("arm"):
         # Mean over seeds at each iteration index both reached.
         m = g.groupby("iteration").agg(
@@ -554,15 +556,15 @@ def _plot(iters, curves, base, args) -> None:
             seeds=("seed", "nunique"),
         )
         m = m[m["seeds"] == m["seeds"].max()]
-        axes[0].plot(m["ro"], 100 * m["ma"], label=LABELS.get(arm, arm))
+        axes[0].plot(m["ro"], 100 * m["ma"], color=colour[arm], label=LABELS.get(arm, arm))
         if arm != "rloo" and m["acc"].notna().any():
-            (line,) = axes[2].plot(m.index, m["acc"], label=f"{LABELS.get(arm, arm)}: pairwise acc")
+            axes[3].plot(m.index, m["acc"], color=colour[arm], label=f"{LABELS.get(arm, arm)}: pairwise acc")
             if m["loc"].notna().any():
-                axes[2].plot(
+                axes[3].plot(
                     m.index,
                     m["loc"],
                     linestyle="--",
-                    color=line.get_color(),
+                    color=colour[arm],
                     label=f"{LABELS.get(arm, arm)}: localisation",
                 )
     axes[0].set_xlabel("rollouts")
@@ -570,19 +572,28 @@ def _plot(iters, curves, base, args) -> None:
     for arm, g in curves.groupby("arm"):
         # Both splits, one colour per arm: a split where every arm scores 0 (the countdown world's
         # novel pool sizes) leaves the in-distribution one to read.
-        x = np.concatenate([[0], g["seconds"] / 60])
-        (line,) = axes[1].plot(
-            x, 100 * np.concatenate([[base["acc_id"]], g["idd"]]), marker="o", label=LABELS.get(arm, arm)
-        )
-        axes[1].plot(
-            x, 100 * np.concatenate([[base["acc_novel"]], g["nov"]]), marker="o", linestyle="--", color=line.get_color()
-        )
+        # Against wall time, then the same points against rollouts drawn (the paper's axis; wall
+        # time depends on the machine).
+        for ax, x in ((axes[1], g["seconds"] / 60), (axes[2], g["ro"])):
+            x = np.concatenate([[0], x])
+            ax.plot(
+                x,
+                100 * np.concatenate([[base["acc_id"]], g["idd"]]),
+                marker="o",
+                color=colour[arm],
+                label=LABELS.get(arm, arm),
+            )
+            ax.plot(
+                x, 100 * np.concatenate([[base["acc_novel"]], g["nov"]]), marker="o", linestyle="--", color=colour[arm]
+            )
     axes[1].set_xlabel("training wall time (minutes, 2 CPU cores; mean over seeds)")
-    axes[1].set_ylabel("held-out greedy pass@1, %")
-    axes[1].set_title("solid: in-distribution, dashed: novel", fontsize=8)
-    axes[2].axhline(0.5, color="grey", linewidth=0.5)
-    axes[2].set_xlabel("iteration")
-    axes[2].set_ylabel("PRM on fresh rollouts (before its update)")
+    axes[2].set_xlabel("rollouts (mean over seeds)")
+    for ax in axes[1:3]:
+        ax.set_ylabel("held-out greedy pass@1, %")
+        ax.set_title("solid: in-distribution, dashed: novel", fontsize=8)
+    axes[3].axhline(0.5, color="grey", linewidth=0.5)
+    axes[3].set_xlabel("iteration")
+    axes[3].set_ylabel("PRM on fresh rollouts (before its update)")
     for ax in axes:
         ax.legend(fontsize=7)
     fig.suptitle(f"{world_name(args.env)}: mean over seeds")
