@@ -10,9 +10,12 @@ while this world answers with one move per line, which is what gives it steps to
 
 Why this world should reward credit assignment: every move is a choice among up to 12, and only
 about half keep the target reachable (with ``+ -`` and 4 numbers: 55%, 53% and 53% of the moves at
-steps 0-2; a uniformly random player solves 16%; with 5 numbers 64%, 57%, 54% and 53%, and 11%),
-which a small model cannot compute and must learn. A failed response is usually right for several moves before the one that lost the
-target: an outcome reward blames all of them, a process reward can blame the one that broke.
+steps 0-2, and a uniformly random player solves 16%; with 5 numbers: 64%, 57%, 54% and 53%, and
+11%), which a small model cannot compute and must learn. A failed response is usually right for
+several moves before the one that lost the target: an outcome reward blames all of them, a process
+reward can blame the one that broke. Measured, it does not pay at this model size: the oracle
+process reward ties outcome-only RLOO, and RL only sharpens the SFT model's sampling towards its
+greedy answer (benchmarks/README.md, "The countdown world").
 
 The demonstrator is a skilled player only part of the time, so that imitation leaves headroom
 for reward to fill: at each move, with probability ``skill`` it picks uniformly among the moves
