@@ -206,10 +206,19 @@ def _report_after(project: Path, env: str | None) -> None:
     before, after = (
         r[r["group"] != "data_source"].set_index("name")["accuracy"] for r in map(accuracy_report, (same, items))
     )
-    heldout = ["in_distribution", "novel"] if "novel" in after.index else []
-    for name in ["all", "math", "code", *heldout]:
-        a, b = before.get(name, float("nan")), after.get(name, float("nan"))
+    for name, a, b in _report_rows(before, after):
         click.echo(f"  {name:<16}{100 * a:7.1f}%{100 * b:9.1f}%")
+
+
+def _report_rows(before, after) -> list[tuple[str, float, float]]:
+    """The rows of the before/after table: all, each ability the evaluated items have (a
+    countdown run has no math or code row), and the held-out splits where there are novel rows."""
+    from eurus_prime.tasks.contract import ABILITIES
+
+    abilities = [a for a in ABILITIES if a in after.index]
+    heldout = ["in_distribution", "novel"] if "novel" in after.index else []
+    names = ["all", *abilities, *heldout]
+    return [(n, float(before.get(n, float("nan"))), float(after.get(n, float("nan")))) for n in names]
 
 
 @main.command()
