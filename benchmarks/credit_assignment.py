@@ -1,4 +1,5 @@
-"""Does dense credit assignment pay in the chains world? Oracle, PRIME and RFT against outcome-only RLOO.
+"""Does dense credit assignment pay? Oracle, PRIME and RFT against outcome-only RLOO, in the chains world
+(the default), the countdown world (``--env countdown``) or the tiny world (``--env base``).
 
     python benchmarks/credit_assignment.py --sft-from /path/to/chains/project --minutes 8 --seeds 0 1 2
     python benchmarks/credit_assignment.py --sft-from ... --iterations 18 --seeds 0 1 2   # equal rollouts
