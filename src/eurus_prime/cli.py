@@ -185,7 +185,6 @@ def _report_after(project: Path, env: str | None) -> None:
     import pandas as pd
 
     from eurus_prime.datasets.versions import latest_version
-    from eurus_prime.eval.evaluation import accuracy_report
     from eurus_prime.runs.layout import iter_dir
     from eurus_prime.runs.progress import completed_iterations
 
@@ -202,19 +201,21 @@ def _report_after(project: Path, env: str | None) -> None:
     same = sft[sft["index"].isin(set(items["index"]))]
     click.echo(f"\nHeld-out greedy pass@1 on the same {len(items)} test prompts:")
     click.echo(f"  {'':<16}{'SFT':>8}{'iter ' + str(i):>10}")
-    # accuracy_report groups both alike; its heldout group exists where the split has novel rows.
-    before, after = (
-        r[r["group"] != "data_source"].set_index("name")["accuracy"] for r in map(accuracy_report, (same, items))
-    )
-    for name, a, b in _report_rows(before, after):
+    for name, a, b in _report_rows(same, items):
         click.echo(f"  {name:<16}{100 * a:7.1f}%{100 * b:9.1f}%")
 
 
-def _report_rows(before, after) -> list[tuple[str, float, float]]:
-    """The rows of the before/after table: all, each ability the evaluated items have (a
-    countdown run has no math or code row), and the held-out splits where there are novel rows."""
+def _report_rows(sft_items, items) -> list[tuple[str, float, float]]:
+    """The rows of the before/after table, as (name, SFT accuracy, accuracy) from two evaluations'
+    items: all, each ability the evaluated items have (a countdown run has no math or code row),
+    and the held-out splits where there are novel rows."""
+    from eurus_prime.eval.evaluation import accuracy_report
     from eurus_prime.tasks.contract import ABILITIES
 
+    # accuracy_report groups both alike; its heldout group exists where the split has novel rows.
+    before, after = (
+        r[r["group"] != "data_source"].set_index("name")["accuracy"] for r in map(accuracy_report, (sft_items, items))
+    )
     abilities = [a for a in ABILITIES if a in after.index]
     heldout = ["in_distribution", "novel"] if "novel" in after.index else []
     names = ["all", *abilities, *heldout]

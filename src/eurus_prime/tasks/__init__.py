@@ -1,2 +1,2 @@
 """Tasks and prompts: the chat prompt (``prompting``), the data contract, benchmark suites, the
-tiny world and the chains world."""
+tiny, chains and countdown worlds."""

@@ -20,12 +20,12 @@ import numpy as np
 import pandas as pd
 
 from eurus_prime.tasks.countdown.steps import parse_ground_truth as parse_countdown
+from eurus_prime.verifiers import ABILITIES
 from eurus_prime.verifiers.code import parse_ground_truth as parse_code
 
 log = logging.getLogger(__name__)
 
 COLUMNS = ("data_source", "prompt", "ability", "reward_model", "extra_info")
-ABILITIES = ("math", "code", "countdown")
 ROLES = ("system", "user", "assistant")
 #: Abilities whose ground truth has a structure to check (math's is any answer text).
 GROUND_TRUTH_PARSERS = {"code": parse_code, "countdown": parse_countdown}
